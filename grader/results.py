@@ -1,0 +1,99 @@
+"""Results as plain, frozen data: the JSON contract other tools and the feedback pages rely on.
+
+A result is created once, complete, and never patched. Student faults live *inside* results
+(a test's status and message, a submission's ``error``); only grader bugs raise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+SCHEMA_VERSION = 1
+
+Status = Literal["passed", "failed", "error", "timeout"]
+Visibility = Literal["public", "hidden"]
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One rubric test, scored. ``details`` holds numbers for the feedback page (errors per
+    output, expected/got excerpts, confusion matrix...), all plain JSON values."""
+
+    __test__ = False  # not a pytest class
+
+    name: str
+    function: str
+    score: float
+    max_score: float
+    status: Status
+    message: str
+    diagnosis: str | None = None
+    visibility: Visibility = "public"
+    description: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SubmissionResult:
+    student: str
+    assignment: str
+    submission: str
+    sha256: str
+    error: str | None
+    notices: tuple[str, ...]
+    tests: tuple[TestResult, ...]
+    grader_version: str
+    duration_s: float
+    sandbox: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    cache_key: str = ""
+
+    @property
+    def score(self) -> float:
+        return round(sum(t.score for t in self.tests), 6)
+
+    @property
+    def max_score(self) -> float:
+        return round(sum(t.max_score for t in self.tests), 6)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["tests"] = [asdict(t) for t in self.tests]
+        data["notices"] = list(self.notices)
+        return {"schema": SCHEMA_VERSION, "score": self.score, "max_score": self.max_score, **data}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SubmissionResult:
+        fields = {k: v for k, v in data.items() if k not in ("schema", "score", "max_score")}
+        fields["tests"] = tuple(TestResult(**t) for t in fields["tests"])
+        fields["notices"] = tuple(fields["notices"])
+        return cls(**fields)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` so that readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(result: SubmissionResult, path: Path) -> None:
+    write_atomic(path, json.dumps(result.to_json(), indent=2, sort_keys=False) + "\n")
+
+
+def load(path: Path) -> SubmissionResult:
+    return SubmissionResult.from_json(json.loads(path.read_text(encoding="utf-8")))
