@@ -1,0 +1,289 @@
+"""Diagnosis that teaches: when a comparison fails, say *why* it is likely wrong.
+
+Each bug pattern recomputes what a typical mistake would produce (with the reference, on the
+same inputs) and checks whether the student's answer matches it. Generic patterns (a constant
+factor such as the batch size, a flipped sign, a transpose, NaN) apply everywhere; the rubric
+names the function-specific ones per test (``bugs = ["flipped_kernel", "stride_ignored"]``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from grader.compare import Comparison, relative_error
+
+MATCH = 1e-6
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a pattern may look at for one compared output."""
+
+    function: str
+    output: str  # "out", "dx", "dW", "loss"...
+    comparison: Comparison
+    args: list[Any]
+    kwargs: dict[str, Any]
+    reference: Callable[..., Any]  # the reference of the function whose output this is
+    output_index: int | None = None  # position of this output in the reference's return tuple
+    upstream: np.ndarray | None = None  # dout, for backward functions
+    forward_output: np.ndarray | None = None  # the reference forward's output, for backward
+    shape_formula: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def got(self) -> np.ndarray:
+        return self.comparison.got
+
+    @property
+    def expected(self) -> np.ndarray:
+        return self.comparison.expected
+
+    @property
+    def batch(self) -> int | None:
+        first = self.args[0] if self.args else None
+        return first.shape[0] if isinstance(first, np.ndarray) and first.ndim >= 2 else None
+
+    def rerun(self, args: list[Any], kwargs: dict[str, Any]) -> np.ndarray | None:
+        """The reference's answer for changed inputs (a mistake's likely result)."""
+        try:
+            value = self.reference(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - a variant may be invalid for these inputs
+            return None
+        if self.output_index is not None:
+            value = value[self.output_index]
+        return np.asarray(value, dtype=np.float64)
+
+    def matches(self, candidate: Any) -> bool:
+        if candidate is None or self.got is None:
+            return False
+        candidate = np.asarray(candidate, dtype=np.float64)
+        if candidate.shape != self.got.shape:
+            return False
+        return relative_error(self.got, candidate) <= max(MATCH, self.comparison.tolerance)
+
+
+Pattern = Callable[[Context], str | None]
+PATTERNS: dict[str, Pattern] = {}
+
+
+def pattern(name: str) -> Callable[[Pattern], Pattern]:
+    def register(function: Pattern) -> Pattern:
+        PATTERNS[name] = function
+        return function
+
+    return register
+
+
+def diagnose(context: Context, bugs: tuple[str, ...]) -> str | None:
+    """The first pattern that explains the failure, specific ones before generic ones."""
+    for name in (*bugs, *GENERIC):
+        message = PATTERNS[name](context)
+        if message:
+            return message
+    return None
+
+
+# --- generic patterns ---------------------------------------------------------------------
+
+
+@pattern("not_array")
+def _not_array(c: Context) -> str | None:
+    if c.comparison.problem == "type":
+        return f"`{c.output}` should be a NumPy array; your function returned something else."
+    return None
+
+
+@pattern("nonfinite")
+def _nonfinite(c: Context) -> str | None:
+    if c.comparison.problem != "nonfinite":
+        return None
+    where = f" (first at index {list(c.comparison.worst_index)})" if c.comparison.worst_index else ""
+    return (
+        f"`{c.output}` contains NaN or inf{where}: look for an overflowing exp, a division by "
+        f"zero or a log of 0."
+    )
+
+
+@pattern("shape")
+def _shape(c: Context) -> str | None:
+    if c.comparison.problem != "shape" or c.got is None:
+        return None
+    expected, got = tuple(c.expected.shape), tuple(c.got.shape)
+    if c.comparison.relative_error is not None:
+        return (
+            f"`{c.output}` has the right values but shape {got}; expected {expected}. "
+            f"Reshape it (or avoid keepdims / an extra axis)."
+        )
+    formula = f" ({c.shape_formula})" if c.shape_formula else ""
+    if got == expected[::-1] and len(got) == 2:
+        return f"`{c.output}` has shape {got}, the transpose of the expected {expected}."
+    return f"`{c.output}` has shape {got}; expected {expected}{formula}."
+
+
+@pattern("transposed")
+def _transposed(c: Context) -> str | None:
+    if c.got is not None and c.got.ndim == 2 and c.got.shape == c.expected.shape[::-1]:
+        if relative_error(c.got.T, c.expected) <= MATCH:
+            return f"`{c.output}` is transposed: its values are right but rows and columns are swapped."
+    return None
+
+
+@pattern("factor")
+def _factor(c: Context) -> str | None:
+    """A constant factor: the sign, the batch size N, 1/N, or another constant."""
+    if c.comparison.problem != "values":
+        return None
+    got, expected = c.got.astype(np.float64).ravel(), c.expected.ravel()
+    denominator = float(expected @ expected)
+    if denominator == 0:
+        return None
+    factor = float(got @ expected) / denominator
+    if abs(factor - 1) < 1e-6 or relative_error(got, factor * expected) > 1e-6:
+        return None
+    return _explain_factor(c, factor)
+
+
+def _explain_factor(c: Context, factor: float) -> str:
+    n = c.batch
+    if abs(factor + 1) < 1e-6:
+        return f"`{c.output}` has the right size but the opposite sign: check the sign of your formula."
+    if n and n > 1 and abs(factor - n) < 1e-6 * n:
+        return (
+            f"`{c.output}` is N = {n} times too large (N is the batch size): the loss is a mean "
+            f"over the batch, so divide by the batch size."
+        )
+    if n and n > 1 and abs(factor * n - 1) < 1e-6:
+        return (
+            f"`{c.output}` is N = {n} times too small (N is the batch size): you averaged over the "
+            f"batch where you should sum (the 1/N is already in the upstream gradient)."
+        )
+    return f"`{c.output}` is off by a constant factor of about {factor:.4g}."
+
+
+GENERIC = ("not_array", "nonfinite", "shape", "transposed", "factor")
+
+
+# --- function-specific patterns -------------------------------------------------------------
+
+
+def _flip_kernel(kernel: np.ndarray) -> np.ndarray:
+    axes = tuple(range(kernel.ndim))[-2:] if kernel.ndim >= 2 else (0,)
+    return np.flip(kernel, axis=axes)
+
+
+@pattern("flipped_kernel")
+def _flipped_kernel(c: Context) -> str | None:
+    args = list(c.args)
+    args[1] = _flip_kernel(np.asarray(args[1]))
+    if c.matches(c.rerun(args, c.kwargs)):
+        return (
+            "Your output matches the reference with the kernel flipped: that is convolution in "
+            "the textbook sense. The lecture (and every deep-learning library) uses "
+            "cross-correlation: slide the kernel over the input as it is, without flipping it."
+        )
+    return None
+
+
+@pattern("stride_ignored")
+def _stride_ignored(c: Context) -> str | None:
+    stride = c.kwargs.get("stride", 1)
+    if stride == 1 or c.got is None:
+        return None
+    candidate = c.rerun(c.args, {**c.kwargs, "stride": 1})
+    if candidate is not None and (c.matches(candidate) or c.got.shape == candidate.shape):
+        return (
+            f"Your output is what stride 1 gives, but the call used stride={stride}: move the "
+            f"window by `stride` positions each step (output size {c.shape_formula or '(L − K) // stride + 1'})."
+        )
+    return None
+
+
+@pattern("padding_ignored")
+def _padding_ignored(c: Context) -> str | None:
+    pad = c.kwargs.get("pad", 0)
+    if not pad or c.got is None:
+        return None
+    candidate = c.rerun(c.args, {**c.kwargs, "pad": 0})
+    if candidate is not None and (c.matches(candidate) or c.got.shape == candidate.shape):
+        return (
+            f"Your output is what pad=0 gives, but the call used pad={pad}: add `pad` zeros on "
+            f"each side of both spatial axes first (np.pad), then convolve."
+        )
+    return None
+
+
+@pattern("relu_no_mask")
+def _relu_no_mask(c: Context) -> str | None:
+    if c.upstream is not None and c.matches(c.upstream):
+        return (
+            "You passed `dout` through unchanged: ReLU's gradient is 0 wherever its input was "
+            "negative, so multiply by the mask (x > 0)."
+        )
+    return None
+
+
+@pattern("sigmoid_from_input")
+def _sigmoid_from_input(c: Context) -> str | None:
+    if c.upstream is None:
+        return None
+    x = np.asarray(c.args[0], dtype=np.float64)
+    if c.matches(c.upstream * x * (1 - x)):
+        return (
+            "You used x·(1 − x); the derivative of the sigmoid is s·(1 − s) where s = sigmoid(x) "
+            "is the forward's output. Keep s in the cache."
+        )
+    return None
+
+
+@pattern("softmax_overflow")
+def _softmax_overflow(c: Context) -> str | None:
+    logits = np.asarray(c.args[0]) if c.args else None
+    if logits is None or c.got is None or np.max(np.abs(logits)) < 100:
+        return None
+    if c.comparison.problem == "nonfinite":
+        return (
+            "With large logits (around ±1000) exp overflows to inf and the loss becomes NaN. "
+            "Subtract each row's maximum from the logits before exp: the softmax is unchanged "
+            "and nothing overflows."
+        )
+    return None
+
+
+@pattern("pool_average_for_max")
+def _pool_average_for_max(c: Context) -> str | None:
+    x = np.asarray(c.args[0], dtype=np.float64)
+    size, stride = _pool_params(c)
+    if x.ndim != 2 or size is None:
+        return None
+    windows = np.lib.stride_tricks.sliding_window_view(x, (size, size))[::stride, ::stride]
+    if c.matches(windows.mean(axis=(-1, -2))):
+        return "Your output is the mean of each window; max pooling takes the largest value."
+    if c.matches(windows.max(axis=(-1, -2))):
+        return "Your output is the maximum of each window; average pooling takes the mean."
+    return None
+
+
+def _pool_params(c: Context) -> tuple[int | None, int]:
+    size = c.kwargs.get("size", c.args[1] if len(c.args) > 1 else None)
+    stride = c.kwargs.get("stride", c.args[2] if len(c.args) > 2 else size)
+    return (int(size), int(stride)) if size is not None else (None, 1)
+
+
+@pattern("pool_overlap_overwrite")
+def _pool_overlap_overwrite(c: Context) -> str | None:
+    if c.upstream is None or c.comparison.problem != "values":
+        return None
+    got, expected = c.got.astype(np.float64), c.expected
+    if np.all(np.abs(got) <= np.abs(expected) + 1e-9) and np.any(np.abs(expected) - np.abs(got) > 1e-9):
+        where = np.argwhere(np.abs(expected - got) > 1e-9)
+        return (
+            f"Some gradients are lost where pooling windows overlap (e.g. at {where[0].tolist()}): "
+            f"when one input is the max of several windows, add (+=) each window's gradient "
+            f"instead of overwriting it."
+        )
+    return None

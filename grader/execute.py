@@ -1,0 +1,204 @@
+"""Run a notebook's cells in the sandbox and serve the checks' calls: the second stage.
+
+The session survives anything the student's code does. A cell or a call that hangs, even one
+that ignores every signal, is killed with its sandbox; a fresh sandbox then replays the cells
+that had worked (and skips the one that hung), and grading goes on. Each such event becomes a
+notice or a test result; none of them stops the batch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from grader.notebook import Notebook
+from grader.sandbox import Sandbox, SandboxConfig, SandboxCrashed, SandboxTimedOut
+
+MAX_RESTARTS = 12
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    """What one call of a student function produced, as plain data."""
+
+    ok: bool
+    value: Any = None
+    kind: str = ""  # missing | not_implemented | exception | exit | timeout | crash | unsendable
+    error: str = ""
+    traceback: str = ""
+    seconds: float = 0.0
+    inputs: Any = None
+    guards: tuple[str, ...] = ()
+
+
+@dataclass
+class Session:
+    """A started notebook: cells executed, ready for calls."""
+
+    notebook: Notebook
+    config: SandboxConfig
+    cell_timeout: float = 10.0
+    setup_budget: float = 30.0
+    notices: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    _sandbox: Sandbox | None = None
+    _good_cells: list[int] = field(default_factory=list)
+    _skipped_cells: set[int] = field(default_factory=set)
+    _restarts: int = 0
+    _output: list[str] = field(default_factory=list)
+
+    # -- lifecycle --
+    def start(self) -> None:
+        began = time.perf_counter()
+        self._sandbox = Sandbox(self.config)
+        self._sandbox.start()
+        self.timings["sandbox_start"] = time.perf_counter() - began
+        began = time.perf_counter()
+        self._run_cells(first_time=True)
+        self.timings["run_cells"] = time.perf_counter() - began
+
+    def close(self) -> None:
+        self._retire_sandbox()
+
+    def __enter__(self) -> Session:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def layers(self) -> dict[str, Any]:
+        box = self._sandbox or Sandbox(self.config)
+        return {"mode": self.config.mode, "layers": box.layers, "missing": box.missing}
+
+    def output(self) -> str:
+        """Everything the student's code printed, over all sandboxes of this session."""
+        current = self._sandbox.output() if self._sandbox is not None else ""
+        return "".join(self._output) + current
+
+    # -- calls --
+    def call(
+        self,
+        function: str,
+        args: list[Any],
+        kwargs: dict[str, Any] | None = None,
+        *,
+        timeout: float,
+        store: str | None = None,
+        reply: Any = "value",
+        return_inputs: bool = False,
+        keep_args: str | None = None,
+    ) -> CallOutcome:
+        request = {
+            "op": "call", "function": function, "args": args, "kwargs": kwargs or {},
+            "timeout": timeout, "store": store, "reply": reply, "return_inputs": return_inputs,
+            "keep_args": keep_args,
+        }
+        answer = self._request(request, timeout=timeout)
+        if answer is None:
+            return CallOutcome(False, kind="timeout", error=f"no answer within {timeout:g} s")
+        if isinstance(answer, str):
+            return CallOutcome(False, kind="crash", error=answer)
+        return CallOutcome(
+            ok=bool(answer.get("ok")),
+            value=answer.get("value"),
+            kind=str(answer.get("kind", "")),
+            error=str(answer.get("error", "")),
+            traceback=str(answer.get("traceback", "")),
+            seconds=float(answer.get("seconds") or 0.0),
+            inputs=answer.get("inputs"),
+            guards=tuple(answer.get("guards") or ()),
+        )
+
+    def request(self, message: dict[str, Any], *, timeout: float) -> dict[str, Any] | str | None:
+        """A raw request: the answer, a crash description (str), or None on timeout."""
+        return self._request(message, timeout=timeout)
+
+    def defined(self, names: list[str]) -> list[str]:
+        answer = self._request({"op": "names", "names": names}, timeout=10)
+        return list(answer.get("defined", [])) if isinstance(answer, dict) else []
+
+    # -- internals --
+    def _request(self, message: dict[str, Any], *, timeout: float) -> dict[str, Any] | str | None:
+        if self._sandbox is None or not self._sandbox.alive:
+            if not self._restart("the sandbox had stopped"):
+                return "the sandbox could not be restarted"
+        try:
+            return self._sandbox.request(message, timeout=timeout)
+        except SandboxTimedOut:
+            self._restart(None)
+            return None
+        except SandboxCrashed as exc:
+            self._restart(None)
+            return str(exc)
+
+    def _restart(self, reason: str | None) -> bool:
+        """A fresh sandbox with the cells that had worked, so later tests still run."""
+        if self._restarts >= MAX_RESTARTS:
+            return False
+        self._restarts += 1
+        if reason:
+            self.notices.append(reason)
+        self._retire_sandbox()
+        self._sandbox = Sandbox(self.config)
+        try:
+            self._sandbox.start()
+        except SandboxCrashed:
+            return False
+        self._run_cells(first_time=False)
+        return True
+
+    def _run_cells(self, *, first_time: bool) -> None:
+        deadline = time.monotonic() + self.setup_budget
+        for cell in self.notebook.cells:
+            if cell.index in self._skipped_cells or not cell.source.strip():
+                continue
+            if not first_time and cell.index not in self._good_cells:
+                continue
+            budget = max(min(self.cell_timeout, deadline - time.monotonic()), 0.5)
+            answer = self._exec_cell(cell.index, cell.source, budget)
+            if first_time:
+                self._note_cell(cell.index, cell.magics, answer, budget)
+
+    def _exec_cell(self, index: int, source: str, budget: float) -> dict[str, Any] | str | None:
+        message = {"op": "exec", "cell": index, "source": source, "timeout": budget}
+        try:
+            return self._sandbox.request(message, timeout=budget)
+        except SandboxCrashed as exc:
+            # the cell killed or hung its sandbox: skip it from now on and carry on without it
+            self._skipped_cells.add(index)
+            self._restart(None)
+            return None if isinstance(exc, SandboxTimedOut) else str(exc)
+
+    def _note_cell(self, index: int, magics: tuple[str, ...], answer: Any, budget: float) -> None:
+        if magics:
+            shown = ", ".join(f"`{m[:60]}`" for m in magics[:3])
+            self.notices.append(f"cell {index}: IPython magics and shell commands were not run: {shown}")
+        if answer is None:
+            self.notices.append(
+                f"cell {index} was stopped after {budget:g} s and skipped (it would not stop when "
+                f"asked); the grader does not need your experiments to run"
+            )
+            return
+        if isinstance(answer, str):
+            self.notices.append(f"cell {index} stopped the notebook ({answer}); it was skipped")
+            return
+        self._good_cells.append(index)
+        if answer.get("timed_out"):
+            self.notices.append(
+                f"cell {index} was stopped after {budget:g} s; the definitions in it still count"
+            )
+        errors = answer.get("errors", [])
+        if errors:
+            more = f" (and {len(errors) - 1} more failing lines)" if len(errors) > 1 else ""
+            self.notices.append(f"cell {index} raised an error at {errors[0]}{more}")
+        if not answer.get("ok") and answer.get("error"):
+            self.notices.append(f"cell {index} was not run: {answer['error']}")
+
+    def _retire_sandbox(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.close()
+            self._output.append(self._sandbox.output())
+            self._sandbox = None

@@ -1,0 +1,110 @@
+"""Grade one submission end to end: read → run in sandbox → check → score, as plain data.
+
+``grade_submission`` never raises for anything a student did; every fault ends up inside the
+returned ``SubmissionResult``. It raises only for grader bugs and instructor mistakes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from grader import __version__, checks, notebook, reference, shortcuts
+from grader.execute import Session
+from grader.results import SubmissionResult, TestResult
+from grader.rubric import Rubric
+from grader.sandbox import SandboxConfig
+
+MAX_OUTPUT_NOTICE = 4000
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything needed to grade one file, picklable for worker processes and Dask."""
+
+    path: Path
+    rubric: Rubric
+    sandbox: SandboxConfig
+    mnist: object = None  # grader.mnist.MnistFiles
+    public_only: bool = False
+
+
+def student_name(path: Path) -> str:
+    """A file-system-safe name from the file name; a short hash keeps two different names that
+    clean to the same text apart (``a b.ipynb`` and ``a_b.ipynb``)."""
+    stem = path.name[:-6] if path.name.lower().endswith(".ipynb") else path.name
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_stem).strip("._-")[:80] or "submission"
+    if safe != stem:
+        safe += "-" + hashlib.sha256(stem.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+    return safe
+
+
+def cache_key(sha256: str, rubric: Rubric, *, public_only: bool = False) -> str:
+    """Same submission, same rubric, same grader (and reference): same result."""
+    solution = hashlib.sha256(rubric.solution.read_bytes()).hexdigest()
+    parts = f"{sha256}|{rubric.sha256}|{solution}|{__version__}|{public_only}"
+    return hashlib.sha256(parts.encode()).hexdigest()[:32]
+
+
+def grade_submission(job: Job) -> SubmissionResult:
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    read = notebook.read(job.path)
+    timings["read_notebook"] = time.perf_counter() - started
+    base = dict(
+        student=student_name(job.path), assignment=job.rubric.name, submission=job.path.name,
+        sha256=read.sha256, grader_version=__version__,
+        cache_key=cache_key(read.sha256, job.rubric, public_only=job.public_only),
+    )
+    if isinstance(read, notebook.UnreadableNotebook):
+        tests = _ungraded(job, read.error)
+        return SubmissionResult(error=read.error, notices=(), tests=tests,
+                                duration_s=_since(started), timings=timings, **base)
+    ref = reference.load(job.rubric.solution)
+    session = Session(read, job.sandbox, cell_timeout=job.rubric.cell_timeout,
+                      setup_budget=job.rubric.setup_budget)
+    with session:
+        timings.update(session.timings)
+        began = time.perf_counter()
+        context = checks.Context(session=session, rubric=job.rubric, reference=ref,
+                                 forbidden=shortcuts.scan(read), mnist=job.mnist)
+        tests = tuple(checks.run(context, public_only=job.public_only))
+        timings["checks"] = time.perf_counter() - began
+        layers = session.layers
+    notices = [*read.notices, *session.notices]
+    if layers["missing"]:
+        notices.append(f"sandbox layers missing on the grading machine: {', '.join(layers['missing'])}")
+    output = session.output()
+    if output.strip():
+        notices.append("your notebook printed:\n" + _truncate(output))
+    return SubmissionResult(
+        error=None, notices=tuple(notices), tests=tests, duration_s=_since(started),
+        sandbox=layers, timings={k: round(v, 4) for k, v in timings.items()},
+        sources=read.function_sources(list(job.rubric.functions)), **base,
+    )
+
+
+def _ungraded(job: Job, why: str) -> tuple[TestResult, ...]:
+    """Zero on every test, so a gradebook still gets one column per test."""
+    return tuple(
+        TestResult(name=t.name, function=t.function, score=0.0, max_score=t.points,
+                   status="error", message=f"Not graded: {why}", visibility=t.visibility,  # type: ignore[arg-type]
+                   description=t.description)
+        for t in job.rubric.tests
+        if not job.public_only or t.visibility == "public"
+    )
+
+
+def _truncate(text: str) -> str:
+    if len(text) <= MAX_OUTPUT_NOTICE:
+        return text
+    return text[:MAX_OUTPUT_NOTICE] + f"\n[… {len(text) - MAX_OUTPUT_NOTICE} more characters]"
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 3)

@@ -1,0 +1,79 @@
+"""The reference implementation: the functions of ``solutions/<name>.ipynb``, loaded into the
+grader's own process. The instructor writes each function once, in the notebook students see a
+stubbed copy of, and the grader trusts it (the tests check it against the lecture's worked
+examples and numerical gradients). Only definitions run: a solution's top-level demo, such as
+training on MNIST, is skipped.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import nbformat
+
+from grader.errors import GraderError
+
+
+@dataclass(frozen=True)
+class Reference:
+    functions: dict[str, Callable[..., Any]]
+    sources: dict[str, str]  # each function with the helpers it uses, runnable on its own
+
+    def __getitem__(self, name: str) -> Callable[..., Any]:
+        return self.functions[name]
+
+
+@functools.cache
+def load(solution: Path) -> Reference:
+    notebook = nbformat.read(solution, as_version=4)
+    namespace: dict[str, Any] = {"__name__": "__reference__"}
+    definitions: dict[str, ast.stmt] = {}
+    imports: list[str] = []
+    for number, cell in enumerate(notebook.cells, start=1):
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError as exc:
+            raise GraderError(f"{solution.name}: cell {number} has a syntax error: {exc}") from None
+        for node in tree.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                imports.append(ast.unparse(node))
+            elif isinstance(node, (ast.FunctionDef, ast.ClassDef)) or _is_constant(node):
+                definitions[_name(node)] = node
+    body = ast.Module(body=[*ast.parse("\n".join(imports)).body, *definitions.values()],
+                      type_ignores=[])
+    exec(compile(body, str(solution), "exec"), namespace)  # trusted instructor code
+    functions = {n: f for n, f in namespace.items() if callable(f) and n in definitions}
+    sources = {n: _standalone(n, definitions, imports) for n in functions}
+    return Reference(functions, sources)
+
+
+def _is_constant(node: ast.stmt) -> bool:
+    return (
+        isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+        and isinstance(node.value, ast.Constant)
+    )
+
+
+def _name(node: ast.stmt) -> str:
+    return node.targets[0].id if isinstance(node, ast.Assign) else node.name  # type: ignore[attr-defined]
+
+
+def _standalone(name: str, definitions: dict[str, ast.stmt], imports: list[str]) -> str:
+    """The source of ``name`` plus every definition it reaches, for the MNIST diagnostic."""
+    needed, queue = [], [name]
+    while queue:
+        current = queue.pop()
+        if current in needed or current not in definitions:
+            continue
+        needed.append(current)
+        queue += [n.id for n in ast.walk(definitions[current]) if isinstance(n, ast.Name)]
+    parts = imports + [ast.unparse(definitions[n]) for n in reversed(needed)]
+    return "\n\n".join(parts)
