@@ -330,7 +330,7 @@ def _gradient_case(spec: TestSpec, context: Context, number: int, case: Case, ar
         data["numerical_error"] = error
         data["passed"] = comparison.passed and (error is None or error <= max(comparison.tolerance, 1e-5))
         outputs.append(data)
-    properties = _properties(spec, session, args, dout, got, kwargs)
+    properties = _properties(spec, session, args, dout, got, bwd.inputs)
     parts = [o["passed"] for o in outputs] + [p["passed"] for p in properties]
     found = None
     if not all(parts):
@@ -406,7 +406,7 @@ def _valid_pool_subgradient(x, got, dout, kwargs, args) -> bool:
 
 
 def _properties(spec: TestSpec, session: Session, args: list, dout: np.ndarray, got: list,
-                kwargs: dict) -> list[dict[str, Any]]:
+                backward_inputs: Any) -> list[dict[str, Any]]:
     """Repeatable, leaves its inputs alone, zero in gives zero out."""
     cache_ref = {"__ref__": "fwd", "index": 1}
     again = session.call(spec.function, [dout, cache_ref], timeout=spec.timeout)
@@ -422,6 +422,8 @@ def _properties(spec: TestSpec, session: Session, args: list, dout: np.ndarray, 
     stored = stored.get("__sequence__") if isinstance(stored, dict) else None
     untouched = stored is not None and all(
         _same(as_array(s), a) for s, a in zip(stored, args) if isinstance(a, np.ndarray))
+    sent_dout = backward_inputs[0] if isinstance(backward_inputs, list) and backward_inputs else None
+    untouched = untouched and _same(as_array(sent_dout), dout)
     return [
         {"name": "repeatable", "passed": repeatable,
          "message": "Calling the backward twice with the same cache gives identical gradients."},
@@ -473,7 +475,7 @@ PROPERTY_ADVICE = {
                    "probably changes the cache in place. Compute new arrays instead."),
     "zero upstream": ("With a zero upstream gradient `{function}` still returned non-zero "
                       "gradients: every gradient must be proportional to dout."),
-    "inputs unchanged": ("Your code changed an input array in place (e.g. `x[x < 0] = 0` or "
+    "inputs unchanged": ("Your code changed an input array in place (e.g. `dout[x <= 0] = 0` or "
                          "`x += …`): work on a copy, or the caller's data is silently corrupted."),
 }
 

@@ -276,14 +276,24 @@ def _pool_params(c: Context) -> tuple[int | None, int]:
 
 @pattern("pool_overlap_overwrite")
 def _pool_overlap_overwrite(c: Context) -> str | None:
+    """max_pool2d_backward that assigns (=) where overlapping windows must add (+=)."""
     if c.upstream is None or c.comparison.problem != "values":
         return None
-    got, expected = c.got.astype(np.float64), c.expected
-    if np.all(np.abs(got) <= np.abs(expected) + 1e-9) and np.any(np.abs(expected) - np.abs(got) > 1e-9):
-        where = np.argwhere(np.abs(expected - got) > 1e-9)
+    x = np.asarray(c.args[0], dtype=np.float64)
+    size, stride = _pool_params(c)
+    if x.ndim != 4 or size is None or stride >= size:
+        return None
+    dx = np.zeros_like(x)
+    for i in range(c.upstream.shape[2]):
+        for j in range(c.upstream.shape[3]):
+            rows, cols = slice(i * stride, i * stride + size), slice(j * stride, j * stride + size)
+            window = x[:, :, rows, cols]
+            winners = window == window.max(axis=(2, 3), keepdims=True)
+            region = dx[:, :, rows, cols]
+            region[winners] = np.broadcast_to(c.upstream[:, :, i:i + 1, j:j + 1], window.shape)[winners]
+    if c.matches(dx):
         return (
-            f"Some gradients are lost where pooling windows overlap (e.g. at {where[0].tolist()}): "
-            f"when one input is the max of several windows, add (+=) each window's gradient "
-            f"instead of overwriting it."
+            "Gradients are lost where pooling windows overlap: when one input is the max of "
+            "several windows, add (+=) each window's gradient instead of overwriting it (=)."
         )
     return None

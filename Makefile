@@ -1,0 +1,50 @@
+# The two commands a newcomer needs: `make grade` and `make test`. Both set themselves up.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+ASSIGNMENTS := backprop convolution
+OUT    ?= feedback
+JOBS   ?=
+# Beside a checkout on the course's machines MNIST sits in ../shared; elsewhere it is
+# downloaded once into ~/.cache/backprop-grader.
+MNIST_DIR ?= $(wildcard $(CURDIR)/../shared/data/mnist)
+export MNIST_DIR
+
+.PHONY: setup grade test test-fast assignments check-assignments bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+grade: setup
+	@for a in $(ASSIGNMENTS); do \
+	  echo "== $$a"; \
+	  $(PY) -m grader grade --assignment $$a --out $(OUT)/$$a $(if $(JOBS),--jobs $(JOBS)) submissions/$$a || exit $$?; \
+	done
+	@echo "Open $(OUT)/<assignment>/index.html for the class overview and each student's page."
+
+test: setup check-assignments
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not browser"
+
+assignments: setup
+	$(PY) -m grader assign
+
+check-assignments: setup
+	$(PY) -m grader assign --check
+
+bench: setup
+	$(PY) -m benchmarks.bench
+
+lint: setup
+	$(PY) -m ruff check grader tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(OUT) test-artifacts .pytest_cache

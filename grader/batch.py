@@ -1,0 +1,198 @@
+"""Grade a whole class: parallel workers or a Dask cluster, incremental, loses nothing.
+
+Workers grade and render; only this process writes files, each one atomically, as soon as its
+submission is done. A result already on disk with the same cache key (submission, rubric,
+reference and grader version) is reused, so an interrupted run resumes where it stopped and a
+rerun after a few late submissions grades only those.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from grader import __version__, export, report
+from grader.errors import GraderError
+from grader.grade import Job, cache_key, grade_submission, student_name
+from grader.results import SubmissionResult, TestResult, load, save, write_atomic
+from grader.rubric import Rubric
+from grader.sandbox import SandboxConfig, slot
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    results: list[SubmissionResult]
+    graded: int
+    reused: int
+    seconds: float
+
+    def line(self, out_dir: Path) -> str:
+        ungradable = sum(1 for r in self.results if r.error)
+        mean = sum(r.score for r in self.results) / max(len(self.results), 1)
+        top = self.results[0].max_score if self.results else 0
+        return (f"{len(self.results)} submissions ({self.graded} graded, {self.reused} unchanged, "
+                f"{ungradable} ungradable) in {self.seconds:.1f} s; mean score {mean:.2f}/{top:g}. "
+                f"Feedback: {out_dir / 'index.html'}")
+
+
+def collect(paths: Iterable[Path]) -> list[Path]:
+    """The notebooks to grade: files as given, folders searched for ``*.ipynb``."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*.ipynb") if p.is_file()
+                            and ".ipynb_checkpoints" not in p.parts)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise GraderError(f"no such file or folder: {path}")
+    return found
+
+
+def grade_one(job: Job) -> tuple[dict[str, Any], str]:
+    """Grade and render one submission (runs in a worker). Returns plain data only, so the
+    same function serves local worker processes and Dask workers."""
+    with slot() as number:
+        config = replace(job.sandbox, slot=number)
+        try:
+            result = grade_submission(replace(job, sandbox=config))
+        except GraderError:
+            raise
+        except Exception:  # noqa: BLE001 - a grader bug must not lose the batch
+            result = _internal_error(job, traceback.format_exc())
+    return result.to_json(), report.render_student(result)
+
+
+def _internal_error(job: Job, trace: str) -> SubmissionResult:
+    last = trace.strip().splitlines()[-1]
+    return SubmissionResult(
+        student=student_name(job.path), assignment=job.rubric.name, submission=job.path.name,
+        sha256="", error=f"internal grader error, please report it: {last}", notices=(trace,),
+        tests=tuple(TestResult(t.name, t.function, 0.0, t.points, "error", "Not graded: internal "
+                               "grader error.", visibility=t.visibility) for t in job.rubric.tests),
+        grader_version=__version__, duration_s=0.0,
+    )
+
+
+def grade_all(
+    paths: list[Path],
+    rubric: Rubric,
+    out_dir: Path,
+    *,
+    sandbox: SandboxConfig,
+    mnist: Any = None,
+    jobs: int = 1,
+    force: bool = False,
+    dask_address: str | None = None,
+    progress: bool = True,
+) -> BatchSummary:
+    started = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    submissions = collect(paths)
+    _refuse_name_clashes(submissions)
+    todo, done = [], []
+    for path in submissions:
+        previous = _reusable(path, rubric, out_dir) if not force else None
+        if previous is not None:
+            done.append(previous)
+        else:
+            todo.append(Job(path=path.resolve(), rubric=rubric, sandbox=sandbox, mnist=mnist))
+    bar = _progress(len(todo), enabled=progress)
+    for data, html in _execute(todo, jobs=jobs, dask_address=dask_address):
+        result = SubmissionResult.from_json(data)
+        write_atomic(out_dir / f"{result.student}.html", html)
+        save(result, out_dir / f"{result.student}.json")  # the JSON last: it marks "done"
+        export.write_gradescope(result, out_dir / "gradescope" / f"{result.student}.json")
+        done.append(result)
+        bar.update(1)
+    bar.close()
+    order = {student_name(p): i for i, p in enumerate(submissions)}
+    results = sorted(done, key=lambda r: order.get(r.student, 0))
+    write_atomic(out_dir / "index.html", report.render_index(results))
+    export.write_grades_csv(results, out_dir / "grades.csv")
+    return BatchSummary(results, len(todo), len(done) - len(todo), time.perf_counter() - started)
+
+
+def _refuse_name_clashes(submissions: list[Path]) -> None:
+    seen: dict[str, Path] = {}
+    for path in submissions:
+        name = student_name(path)
+        if name in seen:
+            raise GraderError(f"two submissions would share the result name {name!r}: "
+                              f"{seen[name]} and {path}; rename one of them")
+        seen[name] = path
+
+
+def _reusable(path: Path, rubric: Rubric, out_dir: Path) -> SubmissionResult | None:
+    stored = out_dir / f"{student_name(path)}.json"
+    if not stored.exists() or not (out_dir / f"{student_name(path)}.html").exists():
+        return None
+    try:
+        previous = load(stored)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None  # unreadable or from an older schema: grade again
+    import hashlib
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return previous if previous.cache_key == cache_key(digest, rubric) else None
+
+
+def _execute(todo: list[Job], *, jobs: int, dask_address: str | None) -> Iterator[tuple[dict, str]]:
+    if not todo:
+        return
+    if dask_address:
+        yield from _execute_dask(todo, dask_address)
+    elif jobs <= 1 or len(todo) == 1:
+        for job in todo:
+            yield grade_one(job)
+    else:
+        yield from _execute_pool(todo, jobs)
+
+
+def _execute_pool(todo: list[Job], jobs: int) -> Iterator[tuple[dict, str]]:
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver" if sys.platform == "linux" else "spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
+        pending: set[Future] = {pool.submit(grade_one, job) for job in todo}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield future.result()
+
+
+def _execute_dask(todo: list[Job], address: str) -> Iterator[tuple[dict, str]]:
+    try:
+        from distributed import Client, as_completed
+    except ImportError as exc:
+        raise GraderError("--dask needs the 'distributed' package (pip install distributed)") from exc
+    try:
+        client = Client(address, timeout="20s")
+    except OSError as exc:
+        raise GraderError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
+    with client:
+        futures = client.map(grade_one, todo, pure=False)
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _progress(total: int, *, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="notebook", desc="grading", disable=not enabled or total == 0,
+                file=sys.stderr, dynamic_ncols=True)
+
+
+def read_results(out_dir: Path) -> list[SubmissionResult]:
+    return [load(p) for p in sorted(out_dir.glob("*.json"))]
+
+
+__all__ = ["grade_all", "grade_one", "collect", "BatchSummary", "read_results", "json", "os"]

@@ -1,0 +1,129 @@
+"""The command line: a thin adapter over the pipeline's entry points.
+
+This is the one place where the grader's own exceptions become a one-line message and a
+non-zero exit status. Whatever the submissions scored, a run that worked exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from grader import __version__
+from grader.errors import GraderError
+
+EXIT_INSTRUCTOR_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except GraderError as exc:
+        print(f"grader: error: {exc}", file=sys.stderr)
+        return EXIT_INSTRUCTOR_ERROR
+    except KeyboardInterrupt:
+        print("grader: interrupted; finished results are kept, run again to resume",
+              file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m grader", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"grader {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    grade = commands.add_parser("grade", help="grade submitted notebooks (files or folders)")
+    grade.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    grade.add_argument("--assignment", required=True, help="e.g. backprop or convolution")
+    grade.add_argument("--out", required=True, type=Path, help="folder for results and feedback")
+    grade.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                       help="parallel workers (default: the number of cores)")
+    grade.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
+    grade.add_argument("--dask", metavar="ADDRESS", help="grade on this Dask scheduler")
+    grade.add_argument("--quiet", action="store_true", help="no progress bar")
+    grade.set_defaults(run=_grade)
+
+    check = commands.add_parser("check", help="a student's self-check: the public tests only")
+    check.add_argument("notebook", type=Path)
+    check.add_argument("--assignment", required=True)
+    check.set_defaults(run=_check)
+
+    assign = commands.add_parser("assign", help="make assignments/ from solutions/")
+    assign.add_argument("--solutions", type=Path, default=Path("solutions"))
+    assign.add_argument("--assignments", type=Path, default=Path("assignments"))
+    assign.add_argument("--check", action="store_true",
+                        help="fail if assignments/ is out of date instead of writing it")
+    assign.set_defaults(run=_assign)
+    return parser
+
+
+def _setup(assignment: str):
+    from grader import rubric
+    from grader.sandbox import SandboxConfig, plan_layers
+
+    loaded = rubric.load(assignment)
+    files = None
+    if loaded.needs_mnist:
+        from grader import mnist
+
+        files = mnist.prepare()
+    config = SandboxConfig.from_env(data_dir=files.sandbox_dir if files else None)
+    plan_layers(config.mode)  # strict mode fails here, once, before any grading
+    return loaded, files, config
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from grader.batch import grade_all
+
+    if args.jobs < 1:
+        raise GraderError("--jobs must be at least 1")
+    loaded, files, config = _setup(args.assignment)
+    summary = grade_all(args.paths, loaded, args.out, sandbox=config, mnist=files,
+                        jobs=args.jobs, force=args.force, dask_address=args.dask,
+                        progress=not args.quiet)
+    print(summary.line(args.out))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from grader.grade import Job, grade_submission
+
+    if not args.notebook.is_file():
+        raise GraderError(f"no such notebook: {args.notebook}")
+    loaded, files, config = _setup(args.assignment)
+    result = grade_submission(Job(args.notebook, loaded, config, files, public_only=True))
+    print(_summary(result))
+    return 0
+
+
+def _summary(result) -> str:
+    """The self-check's terminal report: one line per public test, then what to fix first."""
+    lines = [f"{result.submission}: {result.score:g} / {result.max_score:g} on the public tests"]
+    if result.error:
+        return lines[0] + f"\n  cannot be graded: {result.error}"
+    for test in result.tests:
+        mark = {"passed": "ok  ", "failed": "FAIL", "error": "ERR ", "timeout": "TIME"}[test.status]
+        lines.append(f"  {mark} {test.score:>4g}/{test.max_score:<4g} {test.name}")
+        if test.status != "passed":
+            lines.append(f"         {test.message}")
+            if test.diagnosis:
+                lines.append(f"         hint: {test.diagnosis}")
+    for notice in result.notices:
+        first = notice.splitlines()[0] if notice else ""
+        lines.append(f"  note: {first[:160]}")
+    lines.append("Hidden tests run too when your notebook is graded; they use other sizes and "
+                 "strides, so test more than the examples.")
+    return "\n".join(lines)
+
+
+def _assign(args: argparse.Namespace) -> int:
+    from grader.assign import assign
+
+    written = assign(args.solutions, args.assignments, check=args.check)
+    verb = "up to date" if args.check else "written"
+    print(f"{len(written)} assignment notebook(s) {verb} in {args.assignments}")
+    return 0

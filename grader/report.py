@@ -1,0 +1,680 @@
+"""Feedback pages: one self-contained HTML file per submission, plus a class overview.
+
+The HTML is a pure function of the ``SubmissionResult`` values and the Jinja templates in
+``grader/templates`` (autoescape on). Images are PNGs embedded as ``data:`` URIs and the pages
+carry a Content-Security-Policy that forbids scripts and every external fetch, so a page can be
+mailed, uploaded to an LMS or opened from disk and it never loads anything.
+
+``details`` dicts are read defensively: every key is optional and a value of the wrong shape is
+skipped (or shown as text), never trusted and never allowed to crash the page.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import struct
+import zlib
+from collections import Counter
+from datetime import date
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote
+
+import matplotlib
+import numpy as np
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
+
+from grader.results import SubmissionResult, TestResult
+
+MAX_NOTICES = 30
+MAX_NOTICE_CHARS = 2_000
+MAX_MESSAGE_CHARS = 1_500
+MAX_SOURCE_CHARS = 30_000
+MAX_SMALL_ARRAY = 64
+MAX_MAP_SIDE = 64
+MAX_DIGITS = 24
+
+STATUS_LABELS = {
+    "passed": "Passed",
+    "failed": "Failed",
+    "error": "Crashed",
+    "timeout": "Timed out",
+}
+
+_CODE_FORMATTER = HtmlFormatter(cssclass="code", wrapcode=True)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def render_student(result: SubmissionResult, *, generated: str | None = None) -> str:
+    """The feedback page for one submission, as a complete HTML document."""
+    return _template("student.html.j2").render(
+        r=result,
+        generated=generated or date.today().isoformat(),
+        score=_score_view(result),
+        fix_first=_fix_first(result),
+        sections=_sections(result),
+        notices=_notices(result.notices),
+        sandbox=_sandbox_rows(result.sandbox),
+        timings=_timing_rows(result.timings),
+        duration=_seconds(result.duration_s),
+        code_css=Markup(_CODE_FORMATTER.get_style_defs(".code")),
+    )
+
+
+def render_index(
+    results: list[SubmissionResult],
+    *,
+    generated: str | None = None,
+    links: dict[str, str] | None = None,
+) -> str:
+    """The class overview: score histogram, pass rates, common diagnoses, one link per student."""
+    graded = [r for r in results if r.error is None]
+    links = links or {}
+    return _template("index.html.j2").render(
+        generated=generated or date.today().isoformat(),
+        assignments=sorted({r.assignment for r in results}),
+        count=len(results),
+        graded_count=len(graded),
+        stats=_score_stats(graded),
+        histogram=_histogram_uri(graded),
+        pass_rates=_pass_rates(graded),
+        diagnoses=_top_diagnoses(graded),
+        ungradable=[r for r in results if r.error is not None],
+        rows=_submission_rows(results, links),
+        stages=_stage_means(results),
+        total_time=_seconds(sum(_num(r.duration_s) or 0.0 for r in results)),
+    )
+
+
+# --------------------------------------------------------------------------- jinja
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("grader", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["points"] = _points
+    env.filters["pct"] = _pct
+    env.filters["clip"] = _clip
+    env.filters["sentence"] = _sentence
+    return env
+
+
+def _template(name: str):
+    return _environment().get_template(name)
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _num(value: Any) -> float | None:
+    """A real number, or None for anything else (strings, bools, lists, None)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _points(value: Any) -> str:
+    number = _num(value)
+    if number is None:
+        return "?"
+    return f"{number:.2f}".rstrip("0").rstrip(".")
+
+
+def _pct(value: Any) -> str:
+    number = _num(value)
+    return "?" if number is None or not math.isfinite(number) else f"{number:.1%}"
+
+
+def _sci(value: Any) -> str:
+    """Relative errors and tolerances: 0.67, 2.4e-10, NaN, or an em dash when absent."""
+    number = _num(value)
+    if number is None:
+        return "—"
+    if not math.isfinite(number):
+        return "NaN" if math.isnan(number) else "infinite"
+    if number == 0 or 1e-3 <= abs(number) < 1e4:
+        return f"{number:.3g}"
+    mantissa, exponent = f"{number:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
+
+
+def _seconds(value: Any) -> str:
+    number = _num(value)
+    if number is None:
+        return "—"
+    return f"{number:.2f} s" if number < 10 else f"{number:.0f} s"
+
+
+def _clip(text: Any, limit: int = MAX_MESSAGE_CHARS) -> str:
+    text = "" if text is None else str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n… ({len(text) - limit} more characters not shown)"
+
+
+def _sentence(text: Any) -> str:
+    """'checks x' -> 'Checks x.' (descriptions are written as lower-case phrases)."""
+    text = str(text).strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."
+
+
+def _shape(value: Any) -> str | None:
+    if not isinstance(value, list) or not all(_num(v) is not None for v in value):
+        return None
+    return "(" + ", ".join(str(int(v)) for v in value) + ("," if len(value) == 1 else "") + ")"
+
+
+def _index(value: Any) -> str | None:
+    if not isinstance(value, list) or not all(_num(v) is not None for v in value):
+        return None
+    return "[" + ", ".join(str(int(v)) for v in value) + "]"
+
+
+def _float_array(value: Any) -> np.ndarray | None:
+    """A nested list of numbers as a float array, or None if it is ragged or not numeric."""
+    if isinstance(value, str | bytes | dict) or value is None:
+        return None
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        return None
+    return array
+
+
+# --------------------------------------------------------------------------- student page
+
+
+def _score_view(result: SubmissionResult) -> dict[str, Any]:
+    total = result.max_score
+    fraction = result.score / total if total else 0.0
+    return {
+        "graded": result.error is None,
+        "score": _points(result.score),
+        "max": _points(total),
+        "percent": _pct(fraction) if total else "",
+        "width": f"{max(0.0, min(fraction, 1.0)) * 100:.1f}",
+        "full": bool(total) and result.score >= total,
+    }
+
+
+def _fix_first(result: SubmissionResult) -> dict[str, Any]:
+    if result.error is not None:
+        return {"kind": "error", "text": _clip(result.error, 300)}
+    sections = _section_order(result.tests)
+    for test in result.tests:
+        if test.status != "passed":
+            anchor = f"fn-{sections.index(test.function) + 1}"
+            text = test.diagnosis or test.message
+            return {
+                "kind": "fix",
+                "function": test.function,
+                "text": _clip(text, 300),
+                "anchor": anchor,
+            }
+    if not result.tests:
+        return {"kind": "empty", "text": "No tests were run."}
+    return {"kind": "done", "text": "Every test passes. Well done!"}
+
+
+def _section_order(tests: tuple[TestResult, ...]) -> list[str]:
+    return list(dict.fromkeys(t.function for t in tests))
+
+
+def _sections(result: SubmissionResult) -> list[dict[str, Any]]:
+    sections = []
+    for number, function in enumerate(_section_order(result.tests), start=1):
+        tests = [t for t in result.tests if t.function == function]
+        score = sum(_num(t.score) or 0.0 for t in tests)
+        total = sum(_num(t.max_score) or 0.0 for t in tests)
+        sections.append(
+            {
+                "anchor": f"fn-{number}",
+                "function": function,
+                "score": _points(score),
+                "max": _points(total),
+                "passed": all(t.status == "passed" for t in tests),
+                "tests": [_test_view(t) for t in tests],
+                "code": _code(result.sources.get(function)),
+            }
+        )
+    return sections
+
+
+def _test_view(test: TestResult) -> dict[str, Any]:
+    hidden = test.visibility == "hidden"
+    details = test.details if isinstance(test.details, dict) else {}
+    view = {
+        "name": test.name,
+        "status": test.status,
+        "status_label": STATUS_LABELS.get(test.status, str(test.status)),
+        "status_class": test.status if test.status in STATUS_LABELS else "error",
+        "score": _points(test.score),
+        "max": _points(test.max_score),
+        "hidden": hidden,
+        "description": test.description,
+        "message": _clip(test.message),
+        "diagnosis": _clip(test.diagnosis) if test.diagnosis else None,
+        "outputs": _outputs(details.get("outputs"), hidden),
+        "inputs": None,
+        "mnist": None,
+        "diagnostic": None,
+    }
+    if hidden:  # what a hidden test checks stays secret: no inputs, values or pictures
+        return view
+    if isinstance(details.get("inputs"), str):
+        view["inputs"] = _clip(details["inputs"], 500)
+    if _is_diagnostic(test, details):
+        view["diagnostic"] = _diagnostic(details)
+    elif "accuracy" in details or "confusion" in details:
+        view["mnist"] = _mnist(details)
+    return view
+
+
+def _is_diagnostic(test: TestResult, details: dict[str, Any]) -> bool:
+    return "swaps" in details or "culprit" in details or "diagnostic" in test.name.lower()
+
+
+def _code(source: Any) -> Markup | None:
+    if not isinstance(source, str) or not source.strip():
+        return None
+    clipped = _clip(source, MAX_SOURCE_CHARS)
+    # Pygments escapes every character of the source; its markup is safe to embed as is.
+    return Markup(highlight(clipped, PythonLexer(), _CODE_FORMATTER))
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _outputs(outputs: Any, hidden: bool) -> list[dict[str, Any]]:
+    if not isinstance(outputs, list):
+        return []
+    return [_output_view(o, hidden) for o in outputs if isinstance(o, dict)]
+
+
+def _output_view(out: dict[str, Any], hidden: bool) -> dict[str, Any]:
+    passed = out.get("passed") is True
+    expected_shape, got_shape = _shape(out.get("expected_shape")), _shape(out.get("got_shape"))
+    view = {
+        "name": str(out.get("name", "?")),
+        "passed": passed,
+        "relative_error": _sci(out.get("relative_error")),
+        "tolerance": _sci(out.get("tolerance")),
+        "expected_shape": expected_shape,
+        "got_shape": got_shape,
+        "shape_mismatch": bool(expected_shape and got_shape and expected_shape != got_shape),
+        "missing": "got_shape" in out and out.get("got_shape") is None,
+        "dtype": str(out["dtype"]) if isinstance(out.get("dtype"), str) else None,
+        "worst_index": None,
+        "arrays": None,
+        "heatmap": None,
+    }
+    if hidden or passed:
+        return view
+    view["worst_index"] = _index(out.get("worst_index"))
+    view["arrays"] = _compare(out.get("expected"), out.get("got"), _num(out.get("tolerance")))
+    view["heatmap"] = _heatmap_uri(out.get("error_map"))
+    return view
+
+
+def _compare(expected: Any, got: Any, tolerance: float | None) -> dict[str, Any] | None:
+    """Small expected/got arrays as tables, with the entries that differ marked."""
+    if expected is None and got is None:
+        return None
+    exp, act = _float_array(expected), _float_array(got)
+    if exp is None or exp.size > MAX_SMALL_ARRAY:
+        return None
+    if act is None or act.shape != exp.shape:
+        return {
+            "expected": _slices(exp, None),
+            "got": _slices(act, None) if act is not None and act.size <= MAX_SMALL_ARRAY else None,
+            "got_text": _clip(repr(got), 500),
+        }
+    tol = tolerance if tolerance and math.isfinite(tolerance) else 1e-7
+    differs = ~np.isclose(act, exp, rtol=tol, atol=tol, equal_nan=False)
+    return {
+        "expected": _slices(exp, None),
+        "got": _slices(act, differs),
+        "got_text": None,
+        "count": int(differs.sum()),
+        "size": int(exp.size),
+    }
+
+
+def _slices(array: np.ndarray, marks: np.ndarray | None) -> list[dict[str, Any]]:
+    """Up to 2-D tables: (rows of cells) per leading index, labelled like ``[0, 1, :, :]``."""
+    if array.ndim <= 2:
+        return [{"label": None, "rows": _rows(array, marks)}]
+    tables = []
+    for lead in np.ndindex(*array.shape[:-2]):
+        label = "[" + ", ".join(str(i) for i in lead) + ", :, :]"
+        part = marks[lead] if marks is not None else None
+        tables.append({"label": label, "rows": _rows(array[lead], part)})
+    return tables
+
+
+def _rows(array: np.ndarray, marks: np.ndarray | None) -> list[list[dict[str, Any]]]:
+    table = np.atleast_2d(array)
+    flags = np.atleast_2d(marks) if marks is not None else np.zeros(table.shape, bool)
+    return [
+        [{"text": f"{v:.6g}", "diff": bool(m)} for v, m in zip(row, mrow, strict=True)]
+        for row, mrow in zip(table, flags, strict=True)
+    ]
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _png_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _figure_uri(fig: Figure) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    return _png_uri(buffer.getvalue())
+
+
+def _heatmap_uri(error_map: Any) -> dict[str, Any] | None:
+    data = _float_array(error_map)
+    if data is not None and data.ndim == 1:  # a bias gradient: draw it as one row
+        data = data.reshape(1, -1)
+    if data is None or data.ndim != 2 or data.size == 0 or max(data.shape) > MAX_MAP_SIDE:
+        return None
+    masked = np.ma.masked_invalid(data)
+    if masked.count() == 0:
+        return {"uri": None, "note": "Every entry is NaN or infinite.", "shape": None}
+    fig = Figure(figsize=(4.2, 3.2), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    cmap = matplotlib.colormaps["magma"].with_extremes(bad="#7fd3ff")
+    square = max(data.shape) <= 4 * min(data.shape)
+    image = ax.imshow(
+        masked, cmap=cmap, interpolation="nearest", aspect="equal" if square else "auto"
+    )
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(MaxNLocator(integer=True, nbins=8))
+    fig.colorbar(image, ax=ax, label="absolute error")
+    note = "Light blue cells are NaN or infinite." if masked.count() < data.size else None
+    return {"uri": _figure_uri(fig), "note": note, "shape": _shape(list(data.shape))}
+
+
+def _digit_uri(pixels: Any) -> str | None:
+    """A grayscale PNG, dark ink on white, written by hand: small and byte-for-byte stable."""
+    array = _float_array(pixels)
+    if array is None or array.ndim != 2 or array.size == 0 or max(array.shape) > MAX_MAP_SIDE:
+        return None
+    ink = 255 - np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8)
+    height, width = ink.shape
+    raw = b"".join(b"\x00" + row.tobytes() for row in ink)
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 9))
+    return _png_uri(png + _chunk(b"IEND", b""))
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+# --------------------------------------------------------------------------- MNIST
+
+
+def _mnist(details: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "accuracy": _accuracy(details),
+        "confusion": _confusion(details.get("confusion")),
+        "misclassified": _misclassified(details.get("misclassified")),
+        "timing": _mnist_timing(details),
+    }
+
+
+def _accuracy(details: dict[str, Any]) -> dict[str, Any] | None:
+    accuracy, threshold = _num(details.get("accuracy")), _num(details.get("threshold"))
+    if accuracy is None:
+        return None
+    return {
+        "value": _pct(accuracy),
+        "threshold": _pct(threshold) if threshold is not None else None,
+        "reached": threshold is None or accuracy >= threshold,
+        "width": f"{max(0.0, min(accuracy, 1.0)) * 100:.1f}",
+        "mark": f"{max(0.0, min(threshold, 1.0)) * 100:.1f}" if threshold is not None else None,
+    }
+
+
+def _confusion(matrix: Any) -> dict[str, Any] | None:
+    data = _float_array(matrix)
+    if data is None or data.ndim != 2 or data.shape[0] != data.shape[1] or data.size == 0:
+        return None
+    counts = np.nan_to_num(data).astype(int)
+    off = counts * (1 - np.eye(len(counts), dtype=int))
+    peak_diag, peak_off = max(int(counts.diagonal().max()), 1), max(int(off.max()), 1)
+    rows = []
+    for t, row in enumerate(counts):
+        total = int(row.sum())
+        cells = [
+            _confusion_cell(int(v), t == p, peak_diag if t == p else peak_off)
+            for p, v in enumerate(row)
+        ]
+        rows.append({"label": t, "cells": cells, "recall": _pct(row[t] / total) if total else "—"})
+    worst = np.unravel_index(int(off.argmax()), off.shape)
+    top = {"true": int(worst[0]), "predicted": int(worst[1]), "count": int(off.max())}
+    return {
+        "rows": rows,
+        "labels": list(range(len(counts))),
+        "top": top if top["count"] > 0 else None,
+    }
+
+
+def _confusion_cell(value: int, diagonal: bool, peak: int) -> dict[str, Any]:
+    strength = min(value / peak, 1.0) if value > 0 else 0.0
+    colour = "26, 127, 55" if diagonal else "207, 34, 46"
+    alpha = 0.12 + 0.6 * strength if value else 0.0
+    return {
+        "value": value,
+        "diagonal": diagonal,
+        "style": f"background-color: rgba({colour}, {alpha:.2f})",
+        "strong": (not diagonal) and strength >= 0.5,
+    }
+
+
+def _misclassified(items: Any) -> list[dict[str, Any]]:
+    if not isinstance(items, list):
+        return []
+    digits = []
+    for item in items[:MAX_DIGITS]:
+        if not isinstance(item, dict):
+            continue
+        uri = _digit_uri(item.get("pixels"))
+        true, predicted = _num(item.get("true")), _num(item.get("predicted"))
+        if uri is None or true is None or predicted is None:
+            continue
+        index = _num(item.get("index"))
+        digits.append(
+            {
+                "uri": uri,
+                "true": int(true),
+                "predicted": int(predicted),
+                "index": int(index) if index is not None else None,
+            }
+        )
+    return digits
+
+
+def _mnist_timing(details: dict[str, Any]) -> dict[str, Any] | None:
+    train, predict = _num(details.get("train_seconds")), _num(details.get("predict_seconds"))
+    budget = _num(details.get("budget_seconds"))
+    if train is None and predict is None:
+        return None
+    used = (train or 0.0) + (predict or 0.0)
+    return {
+        "train": _seconds(train),
+        "predict": _seconds(predict),
+        "budget": _seconds(budget) if budget is not None else None,
+        "over": budget is not None and used > budget,
+    }
+
+
+def _diagnostic(details: dict[str, Any]) -> dict[str, Any]:
+    threshold = _num(details.get("threshold"))
+    swaps = []
+    for swap in details.get("swaps") or []:
+        if not isinstance(swap, dict) or not isinstance(swap.get("replaced"), str):
+            continue
+        accuracy = _num(swap.get("accuracy"))
+        reaches = accuracy is not None and threshold is not None and accuracy >= threshold
+        swaps.append({"replaced": swap["replaced"], "accuracy": _pct(accuracy), "reaches": reaches})
+    culprit = details.get("culprit")
+    return {
+        "accuracy": _accuracy(details),
+        "swaps": swaps,
+        "culprit": culprit if isinstance(culprit, str) and culprit else None,
+    }
+
+
+# --------------------------------------------------------------------------- run info
+
+
+def _notices(notices: tuple[str, ...]) -> dict[str, Any]:
+    shown = [_clip(n, MAX_NOTICE_CHARS) for n in notices[:MAX_NOTICES]]
+    return {"shown": shown, "hidden": max(len(notices) - MAX_NOTICES, 0)}
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) if value else "none"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_plain(v)}" for k, v in value.items()) or "none"
+    return str(value)
+
+
+def _sandbox_rows(sandbox: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(str(k), _clip(_plain(v), 300)) for k, v in sandbox.items()]
+
+
+def _timing_rows(timings: dict[str, float]) -> list[tuple[str, str]]:
+    return [(str(k), _seconds(v)) for k, v in timings.items()]
+
+
+# --------------------------------------------------------------------------- class overview
+
+
+def _fraction(result: SubmissionResult) -> float:
+    return result.score / result.max_score if result.max_score else 0.0
+
+
+def _score_stats(graded: list[SubmissionResult]) -> dict[str, str] | None:
+    if not graded:
+        return None
+    fractions = np.array([_fraction(r) for r in graded])
+    full = sum(1 for r in graded if r.max_score and r.score >= r.max_score)
+    return {
+        "mean": _pct(float(fractions.mean())),
+        "median": _pct(float(np.median(fractions))),
+        "full": str(full),
+    }
+
+
+def _histogram_uri(graded: list[SubmissionResult]) -> str | None:
+    if not graded:
+        return None
+    percents = np.clip([_fraction(r) * 100 for r in graded], 0, 100)
+    fig = Figure(figsize=(5.6, 2.6), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    ax.hist(percents, bins=np.linspace(0, 100, 11), color="#3f6fb5", edgecolor="white")
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("score (% of maximum)")
+    ax.set_ylabel("submissions")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.spines[["top", "right"]].set_visible(False)
+    return _figure_uri(fig)
+
+
+def _pass_rates(graded: list[SubmissionResult]) -> list[dict[str, Any]]:
+    order: dict[str, TestResult] = {}
+    for result in graded:
+        for test in result.tests:
+            order.setdefault(test.name, test)
+    rows = []
+    for name, first in order.items():
+        runs = [t for r in graded for t in r.tests if t.name == name]
+        passed = sum(1 for t in runs if t.status == "passed")
+        rate = passed / len(runs) if runs else 0.0
+        rows.append(
+            {
+                "name": name,
+                "function": first.function,
+                "hidden": first.visibility == "hidden",
+                "passed": passed,
+                "runs": len(runs),
+                "rate": _pct(rate),
+                "width": f"{rate * 100:.1f}",
+            }
+        )
+    return rows
+
+
+def _top_diagnoses(graded: list[SubmissionResult], limit: int = 10) -> list[dict[str, Any]]:
+    counts: Counter[str] = Counter()
+    tests: dict[str, list[str]] = {}
+    for result in graded:
+        for test in result.tests:
+            if test.status != "passed" and test.diagnosis:
+                counts[test.diagnosis] += 1
+                names = tests.setdefault(test.diagnosis, [])
+                if test.name not in names:
+                    names.append(test.name)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    return [{"text": _clip(text, 500), "count": n, "tests": tests[text]} for text, n in ranked]
+
+
+def _href(link: str) -> str:
+    """A relative link that cannot become a ``javascript:`` or protocol-relative URL."""
+    return "./" + quote(link, safe="/").lstrip("/")
+
+
+def _submission_rows(results: list[SubmissionResult], links: dict[str, str]):
+    rows = []
+    for r in sorted(results, key=lambda r: (r.student.casefold(), r.student, r.submission)):
+        rows.append(
+            {
+                "student": r.student,
+                "href": _href(links.get(r.student, f"{r.student}.html")),
+                "graded": r.error is None,
+                "score": _points(r.score),
+                "max": _points(r.max_score),
+                "percent": _pct(_fraction(r)) if r.error is None and r.max_score else "—",
+                "duration": _seconds(r.duration_s),
+                "notices": len(r.notices),
+            }
+        )
+    return rows
+
+
+def _stage_means(results: list[SubmissionResult]) -> list[tuple[str, str, str]]:
+    stages: dict[str, list[float]] = {}
+    for result in results:
+        for stage, seconds in result.timings.items():
+            if _num(seconds) is not None:
+                stages.setdefault(str(stage), []).append(float(seconds))
+    return [(stage, _seconds(sum(v) / len(v)), _seconds(max(v))) for stage, v in stages.items()]

@@ -1,0 +1,134 @@
+"""Shared fixtures: real rubrics, real reference notebooks, real sandbox, real MNIST.
+
+Submissions are built from the reference notebooks with one function swapped for a buggy
+version (``submission(...)``), so each test carries exactly the bug it is about.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import os
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader import grade, mnist, rubric
+from grader.results import SubmissionResult
+from grader.sandbox import SandboxConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTIONS = ROOT / "solutions"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("GRADER_SANDBOX", "auto")
+
+
+@pytest.fixture(scope="session")
+def mnist_files() -> mnist.MnistFiles:
+    """The real MNIST data, prepared once (from $MNIST_DIR in CI and on the course machines)."""
+    if not os.environ.get("MNIST_DIR") and not os.environ.get("CI"):
+        pytest.skip("MNIST_DIR is not set (CI sets it to ../shared/data/mnist)")
+    return mnist.prepare(download=False)
+
+
+@pytest.fixture(scope="session")
+def sandbox_config() -> SandboxConfig:
+    return SandboxConfig.from_env()
+
+
+def replace_function(source: str, name: str, new: str) -> tuple[str, bool]:
+    """``source`` with the top-level ``def name`` replaced by ``new`` (a whole def)."""
+    tree = ast.parse(source)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            lines = source.splitlines()
+            start = node.lineno - 1 - len(node.decorator_list)
+            lines[start : node.end_lineno] = textwrap.dedent(new).strip().splitlines()
+            return "\n".join(lines), True
+    return source, False
+
+
+def build_notebook(
+    folder: Path,
+    assignment: str,
+    *,
+    name: str = "student",
+    replace: dict[str, str] | None = None,
+    extra_cells: list[str] = (),
+    template: bool = False,
+) -> Path:
+    """A submission: the reference (or the template) with functions replaced and cells added."""
+    source = ROOT / ("assignments" if template else "solutions") / f"{assignment}.ipynb"
+    notebook = nbformat.read(source, as_version=4)
+    pending = dict(replace or {})
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        for function in list(pending):
+            cell.source, done = replace_function(cell.source, function, pending[function])
+            if done:
+                del pending[function]
+    assert not pending, f"functions not found in {source.name}: {sorted(pending)}"
+    for text in extra_cells:
+        notebook.cells.append(nbformat.v4.new_code_cell(textwrap.dedent(text)))
+    path = folder / f"{name}.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+@pytest.fixture
+def submission(tmp_path: Path) -> Callable[..., Path]:
+    def make(assignment: str, **kwargs) -> Path:
+        return build_notebook(tmp_path, assignment, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def grade_notebook(sandbox_config: SandboxConfig, request: pytest.FixtureRequest):
+    """Grade a notebook with the real rubric; ``kinds`` limits the rubric to some test kinds
+    (the unit-level bug corpus skips the MNIST training, which has tests of its own)."""
+
+    def run(path: Path, assignment: str, *, kinds: tuple[str, ...] | None = None,
+            options: dict | None = None, public_only: bool = False) -> SubmissionResult:
+        loaded = rubric.load(assignment)
+        tests = [t for t in loaded.tests if kinds is None or t.kind in kinds]
+        if options:
+            tests = [dataclasses.replace(t, options={**t.options, **options.get(t.kind, {})},
+                                         timeout=options.get(t.kind, {}).get("timeout", t.timeout))
+                     for t in tests]
+        loaded = dataclasses.replace(loaded, tests=tuple(tests))
+        files = None
+        config = sandbox_config
+        if loaded.needs_mnist:
+            files = request.getfixturevalue("mnist_files")
+            config = dataclasses.replace(sandbox_config, data_dir=files.sandbox_dir)
+        return grade.grade_submission(grade.Job(path, loaded, config, files, public_only))
+
+    return run
+
+
+UNIT_KINDS = ("example", "output", "gradient", "rules")
+
+
+def by_function(result: SubmissionResult) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for test in result.tests:
+        found.setdefault(test.function, []).append(test)
+    return found
+
+
+def assert_only_function_loses(result: SubmissionResult, functions: set[str]) -> None:
+    """Every test of another function keeps full marks; the named ones lose points."""
+    assert result.error is None, result.error
+    for test in result.tests:
+        if test.function in functions:
+            continue
+        assert test.score == test.max_score, f"{test.name} lost points: {test.message} {test.diagnosis}"
+    lost = {t.function for t in result.tests if t.score < t.max_score}
+    assert lost == functions, f"expected {functions} to lose points, lost: {lost}"

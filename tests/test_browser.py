@@ -1,0 +1,231 @@
+"""The feedback pages in a real browser: headless Debian Chromium driven by Playwright.
+
+Nothing is downloaded: Playwright uses /usr/bin/chromium (never ``playwright install``). Without
+it these tests are skipped, unless the CI environment variable is set, where they fail.
+Screenshots land in ``test-artifacts/``; the page with failures is also saved as
+``docs/feedback-screenshot.png`` for the README.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from grader.report import render_index, render_student
+from grader.results import load
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "results"
+ARTIFACTS = ROOT / "test-artifacts"
+README_SHOT = ROOT / "docs" / "feedback-screenshot.png"
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGES = ["failures", "full_marks", "index", "hostile"]
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1000, "height": 900}
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so this is an error rather than a skip)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> dict[str, Path]:
+    """All pages written to a temporary folder, with safe file names the index links to."""
+    folder = tmp_path_factory.mktemp("site")
+    results = {p.stem: load(p) for p in sorted(FIXTURES.glob("*.json"))}
+    links = {r.student: f"{name}.html" for name, r in results.items()}
+    paths = {}
+    for name, result in results.items():
+        paths[name] = folder / f"{name}.html"
+        paths[name].write_text(render_student(result, generated="2025-06-01"), encoding="utf-8")
+    paths["index"] = folder / "index.html"
+    index = render_index(list(results.values()), generated="2025-06-01", links=links)
+    paths["index"].write_text(index, encoding="utf-8")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install playwright)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+class Visit:
+    """A page opened from its file:// URL, recording everything that should never happen."""
+
+    def __init__(self, browser, path: Path, viewport: dict[str, int]) -> None:
+        self.url = path.as_uri()
+        self.context = browser.new_context(viewport=viewport, java_script_enabled=True)
+        self.requests: list[str] = []
+        self.blocked: list[str] = []
+        self.console: list[str] = []
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("dialog", self._dialog)
+        self.page.goto(self.url, wait_until="load")
+
+    def _route(self, route) -> None:
+        if route.request.url == self.url:
+            route.continue_()
+        else:
+            self.blocked.append(route.request.url)
+            route.abort()
+
+    def _console(self, message) -> None:
+        if message.type == "error":
+            self.console.append(message.text)
+
+    def _dialog(self, dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def assert_quiet(self) -> None:
+        assert self.console == [], self.console
+        assert self.errors == [], self.errors
+        assert self.dialogs == [], self.dialogs
+        assert self.blocked == [], self.blocked
+        assert [u for u in self.requests if not u.startswith("data:")] == [self.url]
+
+    def overflow(self) -> int:
+        return self.page.evaluate(
+            "document.body.scrollWidth - document.documentElement.clientWidth"
+        )
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def visit(browser, site):
+    opened: list[Visit] = []
+
+    def open_page(name: str, viewport: dict[str, int] = DESKTOP) -> Visit:
+        opened.append(Visit(browser, site[name], viewport))
+        return opened[-1]
+
+    yield open_page
+    for v in opened:
+        v.close()
+
+
+def _screenshot(v: Visit, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    v.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_page_loads_quietly_and_fits_a_phone(visit, name):
+    desktop = visit(name)
+    desktop.assert_quiet()
+    _screenshot(desktop, name)
+    phone = visit(name, PHONE)
+    phone.assert_quiet()
+    assert phone.overflow() <= 0, f"{name}: body is wider than a 390 px phone screen"
+    _screenshot(phone, f"{name}-phone")
+
+
+def test_failures_page_shows_score_sections_and_mnist(visit):
+    v = visit("failures")
+    page = v.page
+    assert page.get_by_test_id("score").is_visible()
+    assert "5 / 15 points" in page.get_by_test_id("score").inner_text()
+    sections = page.get_by_test_id("function")
+    assert sections.count() == 8
+    for i in range(sections.count()):
+        assert sections.nth(i).is_visible()
+    assert page.locator("#fix-first").is_visible()
+    confusion = page.get_by_test_id("confusion")
+    assert confusion.is_visible() and confusion.locator("tbody tr").count() == 10
+    digits = page.locator("ul.digits img")
+    assert digits.count() == 20 and digits.first.is_visible()
+    assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    assert page.get_by_text("hidden test", exact=True).first.is_visible()
+
+
+def test_full_marks_page(visit):
+    page = visit("full_marks").page
+    assert "15 / 15 points" in page.get_by_test_id("score").inner_text()
+    assert page.get_by_text("Every test passes. Well done!").is_visible()
+    assert page.get_by_test_id("confusion").is_visible()
+
+
+def test_index_links_every_student(visit, site):
+    page = visit("index").page
+    links = page.locator("a.student-link")
+    students = [load(p).student for p in sorted(FIXTURES.glob("*.json"))]
+    assert links.count() == len(students)
+    assert sorted(links.all_inner_texts()) == sorted(students)
+    for i in range(links.count()):
+        assert links.nth(i).is_visible()
+        href = links.nth(i).get_attribute("href")
+        assert (site["index"].parent / href).resolve().exists(), href
+    assert page.locator("img.plot").is_visible()
+
+
+def test_hostile_page_shows_injected_markup_as_text(visit):
+    v = visit("hostile")
+    v.assert_quiet()
+    page = v.page
+    assert page.locator("script").count() == 0
+    assert page.locator("svg, iframe, img:not([src^='data:image/png;base64,'])").count() == 0
+    student = page.get_by_test_id("student")
+    assert student.is_visible() and student.inner_text() == "<script>alert(1)</script>"
+    body = page.inner_text("body")
+    for text in (
+        "<script>alert(1)</script>",
+        "<img src=x onerror=alert(1)>",
+        "{{ 7*7 }}",
+        '<a href="javascript:alert(1)">click me</a>',
+    ):
+        assert text in body
+    assert page.get_by_text("<img src=x onerror=alert(1)>", exact=True).first.is_visible()
+    assert page.evaluate("getComputedStyle(document.body).display") != "none"
+
+
+def test_readme_screenshot(visit):
+    v = visit("failures", {"width": 1000, "height": 800})
+    png = v.page.screenshot(full_page=True)
+    README_SHOT.parent.mkdir(exist_ok=True)
+    README_SHOT.write_bytes(_small_png(png))
+    assert 0 < README_SHOT.stat().st_size < 400_000
+
+
+def _small_png(png: bytes) -> bytes:
+    """Quantise to a 128-colour palette: the text stays crisp, the file shrinks several fold."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    small = image.quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    small.save(out, format="PNG", optimize=True)
+    return out.getvalue()

@@ -1,0 +1,465 @@
+"""Feedback pages and grade exports, checked on hand-written result documents.
+
+Golden file: ``UPDATE_GOLDEN=1 pytest tests/test_report.py`` rewrites it after an intended change.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import dataclasses
+import io
+import json
+import os
+import re
+from collections.abc import Callable
+from datetime import date
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grader.export import grades_csv, gradescope_json, write_grades_csv, write_gradescope
+from grader.report import render_index, render_student
+from grader.results import SubmissionResult, TestResult, load
+
+FIXTURES = Path(__file__).parent / "fixtures" / "results"
+GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "student_full_marks.html"
+GENERATED = "2025-06-01"
+PAYLOAD = "<script>alert(1)</script>"
+PAYLOADS = [PAYLOAD, "<img src=x onerror=alert(1)>", '"><svg onload=alert(1)>']
+ALLOWED_TAGS = {
+    "html",
+    "head",
+    "meta",
+    "title",
+    "style",
+    "body",
+    "header",
+    "main",
+    "footer",
+    "section",
+    "div",
+    "span",
+    "p",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "strong",
+    "small",
+    "code",
+    "pre",
+    "a",
+    "br",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "figure",
+    "figcaption",
+    "img",
+    "ul",
+    "li",
+    "dl",
+    "dt",
+    "dd",
+}
+
+
+def fixture(name: str) -> SubmissionResult:
+    return load(FIXTURES / f"{name}.json")
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, SubmissionResult]:
+    return {p.stem: load(p) for p in sorted(FIXTURES.glob("*.json"))}
+
+
+def student(name: str) -> str:
+    return render_student(fixture(name), generated=GENERATED)
+
+
+class Page(HTMLParser):
+    """Every tag with its attributes, and the text a reader would see."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.chunks: list[str] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.chunks.append(data)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+    def attr(self, name: str) -> list[str]:
+        return [a[name] or "" for _, a in self.tags if name in a]
+
+
+def assert_inert(html: str) -> None:
+    """Only our own markup: no script, no handlers, no external or javascript: URLs."""
+    page = Page(html)
+    assert {tag for tag, _ in page.tags} <= ALLOWED_TAGS
+    for _, attrs in page.tags:
+        assert not [a for a in attrs if a.startswith("on")], attrs
+    assert all(src.startswith("data:image/png;base64,") for src in page.attr("src"))
+    assert all(h.startswith(("#", "./")) for h in page.attr("href")), page.attr("href")
+
+
+def assert_no_urls(html: str) -> None:
+    for needle in ("http://", "https://", 'src="//', "src='//", 'href="//', "url("):
+        assert needle not in html
+
+
+# --------------------------------------------------------------------------- student page
+
+
+@pytest.mark.parametrize("name", ["failures", "full_marks", "ungradable", "hostile"])
+def test_every_fixture_renders_a_self_contained_page(name):
+    html = student(name)
+    assert html.startswith("<!DOCTYPE html>")
+    assert 'name="viewport"' in html and "@media print" in html
+    assert "Content-Security-Policy" in html
+    assert_inert(html)
+    if name != "hostile":  # the hostile one quotes URLs as text; assert_inert covers it
+        assert_no_urls(html)
+
+
+def test_rendering_is_deterministic(results):
+    for result in results.values():
+        first = render_student(result, generated=GENERATED)
+        again = render_student(SubmissionResult.from_json(result.to_json()), generated=GENERATED)
+        assert first == again
+    everyone = list(results.values())
+    index = render_index(everyone, generated=GENERATED)
+    assert index == render_index(everyone, generated=GENERATED)
+
+
+def test_date_defaults_to_today():
+    assert f"Generated {date.today().isoformat()}" in render_student(fixture("full_marks"))
+
+
+def test_score_summary_and_fix_first():
+    page = Page(student("failures")).text
+    assert "5 / 15 points" in page and "33.3%" in page
+    assert re.search(r"Fix first: dense_backward\. dW is exactly 1/3", page)
+    assert "Every test passes" in Page(student("full_marks")).text
+
+
+def test_one_section_per_function_in_test_order():
+    result = fixture("failures")
+    html = student("failures")
+    order = list(dict.fromkeys(t.function for t in result.tests))
+    found = re.findall(
+        r'data-testid="function">\s*<div class="card-head">\s*<h2 class="mono">'
+        r"([^<]+)</h2>",
+        html,
+    )
+    assert found == order
+
+
+def test_failed_gradient_shows_errors_per_output_and_a_heatmap():
+    html = student("failures")
+    section = html.split('id="fn-2"')[1].split('id="fn-3"')[0]
+    for name, error in (("dx", "2.4e-10"), ("dW", "0.667"), ("db", "8.7e-11")):
+        assert re.search(
+            rf'<td class="mono">{name}</td>.*?<td class="num">{error}</td>', section, re.S
+        )
+    uris = re.findall(r'src="data:image/png;base64,([^"]+)" width="420"', section)
+    assert len(uris) == 1  # dW only: the hidden test's error map is not drawn
+    assert base64.b64decode(uris[0]).startswith(b"\x89PNG\r\n\x1a\n")
+    assert "The largest difference is at index <code>[1, 2]</code>" in section
+
+
+def test_small_arrays_are_shown_whole_with_differences_marked():
+    result = fixture("failures")
+    out = next(t for t in result.tests if t.function == "conv_forward").details["outputs"][0]
+    expected, got = np.array(out["expected"]), np.array(out["got"])
+    differing = int((~np.isclose(got, expected, rtol=1e-7, atol=1e-7)).sum())
+    html = student("failures")
+    section = html.split('id="fn-5"')[1].split('id="fn-6"')[0]
+    assert section.count('<td class="diff">') == differing == 4
+    assert section.count("<td") >= 2 * expected.size
+    assert f"{differing} of {expected.size} entries differ" in section
+    assert "[0, 1, :, :]" in section
+
+
+def test_mnist_confusion_digits_and_diagnostic():
+    html = student("failures")
+    page = Page(html).text
+    assert "Test accuracy 92.7%: below the 95.0% needed." in page
+    assert html.count('class="confusion"') == 1
+    assert len(re.findall(r"<tr><th>\d</th>", html)) == 10
+    assert len(re.findall(r'alt="handwritten \d predicted as \d"', html)) == 20
+    assert "Most frequent mistake: a 2 predicted as 7 (49 times)" in page
+    assert "Verdict: dense_backward is the most likely cause" in page
+    assert "Verdict: nothing to diagnose" in Page(student("full_marks")).text
+
+
+def test_hidden_test_shows_message_and_diagnosis_but_nothing_secret():
+    html = student("failures")
+    page = Page(html).text
+    assert "Hidden test: checks dense_backward on a batch size the notebook does not use" in page
+    assert "dW differs from the expected gradient." in page
+    assert "Same cause as the public gradient test" in page
+    assert "SECRET-HIDDEN" not in html  # neither its source nor its inputs
+    assert "0.123457" not in html and "0.987654" not in html  # nor its values
+    hostile = student("hostile")
+    assert "SECRET-HIDDEN" not in hostile and 'class="diff">9<' not in hostile
+
+
+def test_public_and_hidden_tests_are_labelled_and_statuses_worded():
+    result = fixture("full_marks")
+    result = _test(_test(result, 0, status="timeout"), 1, status="error")
+    page = Page(render_student(result, generated=GENERATED)).text
+    assert page.count("public test") == sum(t.visibility == "public" for t in result.tests)
+    assert page.count("hidden test") == 1
+    assert "Timed out" in page and "Crashed" in page
+
+
+def test_student_code_is_highlighted():
+    html = student("full_marks")
+    assert '<div class="code"><pre>' in html
+    assert re.search(r'<span class="k">def</span>.{0,40}<span class="nf">dense_forward<', html)
+    assert ".code .k {" in html  # the style sheet travels with the page
+
+
+def test_ungradable_submission_says_why_and_scores_nothing():
+    result = fixture("ungradable")
+    html = student("ungradable")
+    page = Page(html).text
+    assert "Not graded" in page and "could not be graded" in page
+    assert result.error[:60] in page
+    assert 'data-testid="function"' not in html
+
+
+def test_notices_are_truncated():
+    html = student("hostile")
+    assert "x" * 2001 not in html
+    assert "more characters not shown" in html
+    assert "76 more notices not shown" in html
+    assert "A" * 1501 not in html
+
+
+# --------------------------------------------------------------------------- escaping
+
+
+def test_hostile_fixture_shows_injected_markup_as_text():
+    html = student("hostile")
+    page = Page(html)
+    for payload in PAYLOADS:
+        assert payload not in html
+        assert payload in page.text
+    assert "{{ 7*7 }}" in page.text
+    assert_inert(html)
+
+
+def _test(result: SubmissionResult, index: int = 0, **changes) -> SubmissionResult:
+    tests = list(result.tests)
+    tests[index] = dataclasses.replace(tests[index], **changes)
+    return dataclasses.replace(result, tests=tuple(tests))
+
+
+def _details(result: SubmissionResult, name: str, change: Callable[[dict], None]):
+    index = next(i for i, t in enumerate(result.tests) if t.name == name)
+    details = json.loads(json.dumps(result.tests[index].details))
+    change(details)
+    return _test(result, index, details=details)
+
+
+def _set_output(key, value):
+    def change(details):
+        details["outputs"][1][key] = value
+
+    return change
+
+
+def _set(key, value):
+    def change(details):
+        details[key] = value
+
+    return change
+
+
+def _first_swap(details):
+    details["swaps"][0]["replaced"] = PAYLOAD
+
+
+FIELDS: dict[str, Callable[[SubmissionResult], SubmissionResult]] = {
+    "student": lambda r: dataclasses.replace(r, student=PAYLOAD),
+    "assignment": lambda r: dataclasses.replace(r, assignment=PAYLOAD),
+    "submission": lambda r: dataclasses.replace(r, submission=PAYLOAD + ".ipynb"),
+    "error": lambda r: dataclasses.replace(r, error=PAYLOAD),
+    "notices": lambda r: dataclasses.replace(r, notices=(PAYLOAD,)),
+    "grader_version": lambda r: dataclasses.replace(r, grader_version=PAYLOAD),
+    "sha256": lambda r: dataclasses.replace(r, sha256=PAYLOAD),
+    "sandbox": lambda r: dataclasses.replace(r, sandbox={PAYLOAD: [PAYLOAD]}),
+    "timings": lambda r: dataclasses.replace(r, timings={PAYLOAD: 1.0}),
+    "source": lambda r: dataclasses.replace(r, sources={"dense_forward": PAYLOAD}),
+    "test name": lambda r: _test(r, name=PAYLOAD),
+    "function": lambda r: _test(r, function=PAYLOAD),
+    "message": lambda r: _test(r, message=PAYLOAD),
+    "diagnosis": lambda r: _test(r, status="failed", diagnosis=PAYLOAD),
+    "description": lambda r: _test(r, description=PAYLOAD),
+    "hidden description": lambda r: _test(r, 2, description=PAYLOAD),
+    "status": lambda r: _test(r, status=PAYLOAD),
+    "inputs": lambda r: _details(r, "dense_forward/output", _set("inputs", PAYLOAD)),
+    "output name": lambda r: _details(r, "dense_backward/gradients", _set_output("name", PAYLOAD)),
+    "dtype": lambda r: _details(r, "dense_backward/gradients", _set_output("dtype", PAYLOAD)),
+    "got": lambda r: _details(
+        r,
+        "dense_backward/gradients",
+        lambda d: d["outputs"][1].update(passed=False, expected=[1.0], got=[PAYLOAD]),
+    ),
+    "culprit": lambda r: _details(r, "train_mnist/diagnostic", _set("culprit", PAYLOAD)),
+    "swap": lambda r: _details(
+        r, "train_mnist/diagnostic", _set("swaps", [{"replaced": PAYLOAD, "accuracy": 0.9}])
+    ),
+}
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_every_student_derived_field_is_escaped(field):
+    result = FIELDS[field](fixture("full_marks"))
+    html = render_student(result, generated=GENERATED)
+    index = render_index([result], generated=GENERATED)
+    for page in (html, index):
+        assert PAYLOAD not in page
+        assert_inert(page)
+    assert PAYLOAD in Page(html).text  # shown, as text
+
+
+def test_index_links_cannot_become_scripts_or_leave_the_folder_tree():
+    base = fixture("full_marks")
+    tricky = [
+        dataclasses.replace(base, student=s)
+        for s in ("javascript:alert(1)//", "//evil.example/x", PAYLOAD, "a b&c")
+    ]
+    html = render_index(tricky, generated=GENERATED)
+    hrefs = Page(html).attr("href")
+    assert len(hrefs) == 4
+    assert all(h.startswith("./") and ":" not in h for h in hrefs)
+    assert "./a%20b%26c.html" in hrefs
+    assert_no_urls(html)
+
+
+# --------------------------------------------------------------------------- class overview
+
+
+def test_index_summarises_the_class(results):
+    everyone = list(results.values())
+    links = {r.student: f"page-{i}.html" for i, r in enumerate(everyone)}
+    html = render_index(everyone, generated=GENERATED, links=links)
+    page = Page(html)
+    assert sorted(page.attr("href")) == sorted(f"./{v}" for v in links.values())
+    assert html.count('class="student-link"') == len(everyone)
+    assert re.search(r'src="data:image/png;base64,[^"]+" width="560"', html)  # histogram
+    assert "4 submissions" in page.text and "3 graded" in page.text
+    assert "Could not be graded (1)" in page.text
+    assert results["ungradable"].error[:60] in page.text
+    assert re.search(r"dense_forward/output</span></td><td class=\"num\">2 / 2</td>", html)
+    assert re.search(r"dense_backward/gradients</span></td><td class=\"num\">1 / 3</td>", html)
+    assert "Most common diagnoses" in page.text
+    assert "Total grading time 250 s." in page.text
+    assert_inert(html)
+
+
+def test_index_of_nothing_renders():
+    html = render_index([], generated=GENERATED)
+    assert "No submission could be graded." in html
+    assert_no_urls(html)
+
+
+def test_most_common_diagnosis_is_counted_first():
+    base = fixture("failures")
+    html = render_index([base, dataclasses.replace(base, student="x")], generated=GENERATED)
+    rows = re.findall(r'<tr><td class="num">(\d+)</td><td>([^<]+)<br>', html)
+    assert rows and all(count == "2" for count, _ in rows)
+
+
+# --------------------------------------------------------------------------- exports
+
+
+def test_grades_csv_columns_and_rows(results, tmp_path):
+    everyone = [results[n] for n in ("failures", "full_marks", "ungradable", "hostile")]
+    path = tmp_path / "grades.csv"
+    write_grades_csv(everyone, path)
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    names = list(dict.fromkeys(t.name for r in everyone for t in r.tests))
+    assert rows[0] == ["student", "submission", "score", "max_score", *names]
+    assert [r[0] for r in rows[1:]] == [r.student for r in everyone]
+    assert rows[1][2:4] == ["5", "15"] and rows[2][2:4] == ["15", "15"]
+    assert rows[3][2] == "0" and rows[3][4:] == [""] * len(names)  # ungradable
+    by_name = dict(zip(rows[0], rows[1], strict=True))
+    assert by_name["dense_backward/gradients"] == "0"
+    assert by_name["train_mnist/accuracy"] == "1"
+    assert path.read_text(encoding="utf-8") == grades_csv(everyone)
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left behind
+
+
+def test_grades_csv_defuses_spreadsheet_formulas():
+    result = dataclasses.replace(fixture("full_marks"), student='=HYPERLINK("x")')
+    rows = list(csv.reader(io.StringIO(grades_csv([result]))))
+    assert rows[1][0] == '\'=HYPERLINK("x")'
+
+
+def test_gradescope_json_shape(results, tmp_path):
+    result = results["failures"]
+    data = gradescope_json(result)
+    assert data["score"] == result.score == 5
+    assert isinstance(data["execution_time"], int) and isinstance(data["output"], str)
+    assert len(data["tests"]) == len(result.tests)
+    for entry, test in zip(data["tests"], result.tests, strict=True):
+        assert {"name", "score", "max_score", "output", "visibility"} <= set(entry)
+        assert entry["name"] == test.name and entry["max_score"] == test.max_score
+        expected = "after_published" if test.visibility == "hidden" else "visible"
+        assert entry["visibility"] == expected
+    hidden = next(e for e in data["tests"] if e["visibility"] == "after_published")
+    assert "Same cause as the public gradient test" in hidden["output"]
+    assert "SECRET" not in json.dumps(data)
+    path = tmp_path / "results.json"
+    write_gradescope(result, path)
+    assert json.loads(path.read_text(encoding="utf-8")) == data
+
+
+def test_gradescope_json_for_an_ungradable_submission(results):
+    data = gradescope_json(results["ungradable"])
+    assert data["score"] == 0 and data["tests"] == []
+    assert data["output"].startswith("Your submission could not be graded: The notebook")
+
+
+# --------------------------------------------------------------------------- golden file
+
+
+def normalise(html: str) -> str:
+    """Drop what legitimately varies between library versions: the bytes of embedded PNGs."""
+    return re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "data:image/png;base64,…", html)
+
+
+def test_full_marks_page_matches_golden_file():
+    html = normalise(student("full_marks"))
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+        GOLDEN.write_text(html, encoding="utf-8")
+    assert GOLDEN.exists(), "no golden file yet: run with UPDATE_GOLDEN=1"
+    assert html == GOLDEN.read_text(encoding="utf-8"), (
+        "the full-marks page changed; if intended, rerun with UPDATE_GOLDEN=1 and review the diff"
+    )
+
+
+def test_result_fixtures_round_trip(results):
+    for name, result in results.items():
+        raw = json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+        assert json.dumps(result.to_json()) == json.dumps(raw), name
+        assert all(isinstance(t, TestResult) for t in result.tests)
