@@ -170,6 +170,17 @@ def unpack(value: Any, count: int) -> list[Any] | None:
 # --- example and output tests ---------------------------------------------------------------
 
 
+def _describe(context: Context, function: str, args: list, kwargs: dict) -> str:
+    """The inputs in words, named as in the function's signature (x, W, b...)."""
+    import inspect
+
+    try:
+        names = list(inspect.signature(context.reference[function]).parameters)
+    except (KeyError, TypeError, ValueError):
+        names = None
+    return inputs.describe(args, kwargs, names)
+
+
 def case_inputs(spec: TestSpec, context: Context, number: int, case: Case) -> tuple[list, dict]:
     rng = inputs.rng_for(context.rubric.seed, spec.name, number)
     args = [inputs.make(a, rng) for a in case.args]
@@ -199,10 +210,11 @@ def run_output(spec: TestSpec, context: Context) -> TestResult:
                        for n, g, e in zip(spec.outputs, got or [], expected)]
         if got is None or len(comparisons) != len(expected):
             return result(spec, 0.0, f"`{spec.function}` returned {describe_value(outcome.value)}; "
-                          f"expected {', '.join(spec.outputs)}.", details={"inputs": inputs.describe(args, kwargs)})
+                          f"expected {', '.join(spec.outputs)}.",
+                          details={"inputs": _describe(context, spec.function, args, kwargs)})
         ok = all(c.passed for c in comparisons)
         passed += ok
-        case_details.append({"inputs": inputs.describe(args, kwargs),
+        case_details.append({"inputs": _describe(context, spec.function, args, kwargs),
                              "outputs": [c.details() for c in comparisons]})
         if not ok and first_failure is None:
             first_failure = _explain(spec, context, comparisons, args, kwargs, positions)
@@ -319,7 +331,8 @@ def _gradient_case(spec: TestSpec, context: Context, number: int, case: Case, ar
     got = unpack(bwd.value, len(spec.outputs))
     if got is None:
         return result(spec, 0.0, f"`{spec.function}` returned {describe_value(bwd.value)}; expected "
-                      f"{', '.join(spec.outputs)}.", details={"inputs": inputs.describe(args, kwargs)})
+                      f"{', '.join(spec.outputs)}.",
+                      details={"inputs": _describe(context, forward, args, kwargs)})
     got = [as_array(g) for g in got]
     comparisons = [compare(n, g, e) for n, g, e in zip(spec.outputs, got, expected)]
     comparisons = [_accept_subgradient(spec, c, args, kwargs, dout) for c in comparisons]
@@ -336,7 +349,7 @@ def _gradient_case(spec: TestSpec, context: Context, number: int, case: Case, ar
     if not all(parts):
         found = _gradient_diagnosis(spec, context, comparisons, outputs, properties, args, kwargs,
                                     dout, ref_forward, ref_backward, ref_out)
-    details = {"inputs": inputs.describe(args, kwargs), "outputs": outputs,
+    details = {"inputs": _describe(context, forward, args, kwargs), "outputs": outputs,
                "properties": properties, "all_passed": all(parts)}
     return parts, details, found
 
