@@ -18,7 +18,7 @@ import pytest
 
 from grader import grade, mnist, rubric
 from grader.results import SubmissionResult
-from grader.sandbox import SandboxConfig
+from grader.sandbox import SandboxConfig, slot
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
@@ -108,7 +108,9 @@ def grade_notebook(sandbox_config: SandboxConfig, request: pytest.FixtureRequest
         if loaded.needs_mnist:
             files = request.getfixturevalue("mnist_files")
             config = dataclasses.replace(sandbox_config, data_dir=files.sandbox_dir)
-        return grade.grade_submission(grade.Job(path, loaded, config, files, public_only))
+        with slot() as number:  # its own uid: parallel test runs never kill each other's sandbox
+            config = dataclasses.replace(config, slot=number)
+            return grade.grade_submission(grade.Job(path, loaded, config, files, public_only))
 
     return run
 

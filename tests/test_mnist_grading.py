@@ -1,0 +1,143 @@
+"""The MNIST tests on the real data: threshold and partial credit, the time budget, the test
+labels out of reach, and the diagnostic naming the culprit layer."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+MNIST = ("mnist",)
+DIAGNOSTIC = ("mnist_diagnostic",)
+
+
+def only(result, kind_name: str):
+    return next(t for t in result.tests if t.name.startswith(kind_name))
+
+
+def test_reference_reaches_the_threshold(grade_notebook) -> None:
+    result = grade_notebook(ROOT / "solutions" / "backprop.ipynb", "backprop", kinds=MNIST)
+    test = only(result, "MNIST: test accuracy")
+    assert test.status == "passed" and test.score == test.max_score
+    details = test.details
+    assert details["accuracy"] >= details["threshold"] == 0.95
+    assert details["train_seconds"] < details["budget_seconds"]
+    assert sum(map(sum, details["confusion"])) == 10000
+    assert all(m["true"] != m["predicted"] for m in details["misclassified"])
+    assert len(details["misclassified"][0]["pixels"]) == 28
+
+
+def test_weak_network_gets_partial_credit(submission, grade_notebook) -> None:
+    weak = """
+        def train_mnist(X, y, seed=0):
+            rng = np.random.default_rng(seed)
+            W = np.zeros((784, 10))
+            for _ in range(30):  # 30 small steps of softmax regression on 300 images
+                idx = rng.choice(len(X), 300, replace=False)
+                xb, yb = np.asarray(X[idx], float), np.asarray(y[idx])
+                _, dlogits = softmax_cross_entropy(xb @ W, yb)
+                W -= 0.5 * xb.T @ dlogits
+            return W
+        """
+    predict = """
+        def predict(model, X):
+            return np.argmax(np.asarray(X, float) @ model, axis=1)
+        """
+    path = submission("backprop", replace={"train_mnist": weak, "predict": predict})
+    test = only(grade_notebook(path, "backprop", kinds=MNIST), "MNIST: test accuracy")
+    assert test.status == "failed"
+    assert 0 < test.score < test.max_score
+    assert f"{test.details['accuracy']:.2%}" in test.message
+    assert "falls short" in test.message
+
+
+def test_training_that_never_returns_times_out(submission, grade_notebook) -> None:
+    forever = """
+        def train_mnist(X, y, seed=0):
+            while True:
+                pass
+        """
+    path = submission("backprop", replace={"train_mnist": forever})
+    result = grade_notebook(path, "backprop", kinds=("output", "gradient", "mnist"),
+                            options={"mnist": {"budget": 3}})
+    test = only(result, "MNIST: test accuracy")
+    assert test.status == "timeout" and test.score == 0
+    assert "3 s" in test.message
+    others = [t for t in result.tests if t is not test]
+    assert others and all(t.score == t.max_score for t in others)
+
+
+def test_predict_cannot_find_the_test_labels(submission, grade_notebook) -> None:
+    snoop = """
+        def predict(model, X):
+            import os
+            roots = ["/data", "/scratch", "/tmp", "/root", "/home", "/work", "/var", "/opt",
+                     "/python", "/site", os.path.expanduser("~"), "/"]
+            for root in roots:
+                for folder, dirs, files in os.walk(root):
+                    dirs[:] = [d for d in dirs if folder != "/" or d not in ("proc", "sys", "usr", "dev")]
+                    for name in files:
+                        if "label" in name or "t10k" in name:
+                            try:
+                                data = np.load(os.path.join(folder, name))
+                            except Exception:
+                                continue
+                            if data.shape == (10000,):
+                                return data
+            return np.zeros(len(X), dtype=int)
+        """
+    path = submission("backprop", replace={"predict": snoop})
+    test = only(grade_notebook(path, "backprop", kinds=MNIST), "MNIST: test accuracy")
+    assert test.details["accuracy"] < 0.2
+    assert test.score < test.max_score
+
+
+def test_class_score_rows_are_accepted_with_a_note(submission, grade_notebook) -> None:
+    scores = """
+        def predict(model, X):
+            h = np.maximum(0, np.asarray(X, np.float32) @ model["W1"] + model["b1"])
+            return h @ model["W2"] + model["b2"]
+        """
+    path = submission("backprop", replace={"predict": scores})
+    test = only(grade_notebook(path, "backprop", kinds=MNIST), "MNIST: test accuracy")
+    assert test.score == test.max_score
+    assert "argmax" in test.message
+
+
+CULPRITS = {
+    "dense_backward": """
+        def dense_backward(dout, cache):
+            x, W = cache
+            return dout @ W.T, -(x.T @ dout), dout.sum(axis=0)
+        """,
+    "softmax_cross_entropy": """
+        def softmax_cross_entropy(logits, y):
+            n = logits.shape[0]
+            shifted = logits - logits.max(axis=1, keepdims=True)
+            p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+            loss = -np.log(p[np.arange(n), y]).mean()
+            p[np.arange(n), y] -= 1
+            return loss, p
+        """,
+    "relu_backward": """
+        def relu_backward(dout, cache):
+            return dout
+        """,
+}
+
+
+@pytest.mark.parametrize("culprit", sorted(CULPRITS))
+def test_diagnostic_names_the_culprit(culprit, submission, grade_notebook) -> None:
+    path = submission("backprop", replace={culprit: CULPRITS[culprit]})
+    test = only(grade_notebook(path, "backprop", kinds=DIAGNOSTIC), "MNIST: a fixed network")
+    assert test.details["culprit"] == culprit, test.details
+    assert f"With your `{culprit}` replaced by the reference" in test.diagnosis
+    assert test.details["accuracy"] < test.details["threshold"]
+
+
+def test_diagnostic_passes_the_reference(grade_notebook) -> None:
+    result = grade_notebook(ROOT / "solutions" / "backprop.ipynb", "backprop", kinds=DIAGNOSTIC)
+    test = only(result, "MNIST: a fixed network")
+    assert test.status == "passed" and test.details["culprit"] is None
