@@ -122,6 +122,28 @@ def numerical_gradient(
     return gradient, measured
 
 
+def directional_error(
+    loss: Callable[[], float], array: np.ndarray, gradient: np.ndarray, *, rng: np.random.Generator,
+    directions: int = 3, step: float = 1e-5,
+) -> float:
+    """Compare ⟨gradient, v⟩ with the central difference of ``loss`` along random directions v:
+    a whole-tensor check that costs two evaluations per direction, whatever the size."""
+    worst = 0.0
+    original = array.copy()
+    for _ in range(directions):
+        direction = rng.standard_normal(array.shape)
+        array[...] = original + step * direction
+        plus = loss()
+        array[...] = original - step * direction
+        minus = loss()
+        array[...] = original
+        numeric = (plus - minus) / (2 * step)
+        analytic = float(np.sum(gradient.astype(np.float64) * direction))
+        scale = max(abs(numeric), abs(analytic), 1e-12)
+        worst = max(worst, abs(numeric - analytic) / scale)
+    return worst
+
+
 def error_map(got: np.ndarray, expected: np.ndarray, *, limit: int = 32) -> list[list[float]]:
     """|got − expected| reduced to at most ``limit`` × ``limit`` (max over the other axes), for
     the feedback's heatmap of where a gradient is wrong."""

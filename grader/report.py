@@ -332,7 +332,10 @@ def _output_view(out: dict[str, Any], hidden: bool) -> dict[str, Any]:
         return view
     view["worst_index"] = _index(out.get("worst_index"))
     view["arrays"] = _compare(out.get("expected"), out.get("got"), _num(out.get("tolerance")))
-    view["heatmap"] = _heatmap_uri(out.get("error_map"))
+    error_map = _float_array(out.get("error_map"))
+    # a heatmap helps where arrays are too big to read; a single row is clearer as the table
+    if error_map is not None and error_map.ndim == 2 and error_map.shape[0] > 1:
+        view["heatmap"] = _heatmap_uri(out.get("error_map"))
     return view
 
 

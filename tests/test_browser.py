@@ -2,8 +2,9 @@
 
 Nothing is downloaded: Playwright uses /usr/bin/chromium (never ``playwright install``). Without
 it these tests are skipped, unless the CI environment variable is set, where they fail.
-Screenshots land in ``test-artifacts/``; the page with failures is also saved as
-``docs/feedback-screenshot.png`` for the README.
+Pages come from two sources: hand-written result fixtures (every feature of the page, and a
+hostile one) and a real batch grading of the example submissions in ``submissions/convolution``.
+Screenshots land in ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "results"
 ARTIFACTS = ROOT / "test-artifacts"
-README_SHOT = ROOT / "docs" / "feedback-screenshot.png"
+README_SHOT = ARTIFACTS / "feedback-screenshot.png"
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
     "--no-sandbox",
@@ -34,7 +35,8 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PAGES = ["failures", "full_marks", "index", "hostile"]
+PAGES = ["failures", "full_marks", "index", "hostile", "real_failures", "real_full_marks",
+         "real_index"]
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1000, "height": 900}
 
@@ -45,10 +47,31 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+REAL = {"real_failures": "frank_flipped_kernel", "real_full_marks": "erin_reference",
+        "real_index": "index"}
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> dict[str, Path]:
     """All pages written to a temporary folder, with safe file names the index links to."""
-    folder = tmp_path_factory.mktemp("site")
+    paths = _fixture_pages(tmp_path_factory.mktemp("site"))
+    out = tmp_path_factory.mktemp("graded")
+    _grade_examples(out)
+    paths.update({name: out / f"{stem}.html" for name, stem in REAL.items()})
+    return paths
+
+
+def _grade_examples(out: Path) -> None:
+    """The real pipeline on the example submissions: sandbox, checks, rendering."""
+    from grader import rubric
+    from grader.batch import grade_all
+    from grader.sandbox import SandboxConfig
+
+    grade_all([ROOT / "submissions" / "convolution"], rubric.load("convolution"), out,
+              sandbox=SandboxConfig.from_env(), progress=False)
+
+
+def _fixture_pages(folder: Path) -> dict[str, Path]:
     results = {p.stem: load(p) for p in sorted(FIXTURES.glob("*.json"))}
     links = {r.student: f"{name}.html" for name, r in results.items()}
     paths = {}
@@ -213,9 +236,10 @@ def test_hostile_page_shows_injected_markup_as_text(visit):
 
 
 def test_readme_screenshot(visit):
-    v = visit("failures", {"width": 1000, "height": 800})
-    png = v.page.screenshot(full_page=True)
-    README_SHOT.parent.mkdir(exist_ok=True)
+    """A small screenshot of a really graded page (``docs/`` keeps a copy for the README)."""
+    v = visit("real_failures", {"width": 1000, "height": 2000})
+    png = v.page.screenshot(full_page=False)
+    README_SHOT.parent.mkdir(exist_ok=True, parents=True)
     README_SHOT.write_bytes(_small_png(png))
     assert 0 < README_SHOT.stat().st_size < 400_000
 
@@ -229,3 +253,19 @@ def _small_png(png: bytes) -> bytes:
     out = io.BytesIO()
     small.save(out, format="PNG", optimize=True)
     return out.getvalue()
+
+
+def test_really_graded_pages(visit):
+    """Pages the real pipeline wrote: the diagnosis, the student's code and every link work."""
+    failures = visit("real_failures").page
+    assert failures.get_by_test_id("score").is_visible()
+    assert failures.get_by_text("cross-correlation").first.is_visible()
+    assert failures.get_by_text("def conv1d").first.is_visible()
+    full = visit("real_full_marks").page
+    assert full.get_by_text("Every test passes. Well done!").is_visible()
+    index = visit("real_index")
+    links = index.page.locator("a.student-link")
+    assert links.count() == 3
+    for i in range(links.count()):
+        href = links.nth(i).get_attribute("href")
+        assert (index.url and href and href.endswith(".html"))
