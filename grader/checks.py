@@ -70,8 +70,15 @@ def run(context: Context, *, public_only: bool = False) -> list[TestResult]:
 # --- results ------------------------------------------------------------------------------
 
 
-def result(spec: TestSpec, fraction: float, message: str, *, diagnosis: str | None = None,
-           status: str | None = None, details: dict[str, Any] | None = None) -> TestResult:
+def result(
+    spec: TestSpec,
+    fraction: float,
+    message: str,
+    *,
+    diagnosis: str | None = None,
+    status: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> TestResult:
     fraction = float(min(max(fraction, 0.0), 1.0))
     if status is None:
         status = "passed" if fraction >= 1.0 else "failed"
@@ -93,15 +100,21 @@ def call_failure(spec: TestSpec, function: str, outcome: CallOutcome, **extra: A
     """A test result for a call that did not return a value."""
     kind = outcome.kind
     if kind == "missing":
-        message = (f"`{function}` is not defined in your notebook: keep the name and the "
-                   f"parameters of the template.")
+        message = (
+            f"`{function}` is not defined in your notebook: keep the name and the "
+            f"parameters of the template."
+        )
     elif kind == "not_implemented":
         message = f"`{function}` is not implemented yet (it still raises NotImplementedError)."
     elif kind == "timeout":
-        message = (f"`{function}` did not finish within {spec.timeout:g} s and was stopped: look for "
-                   f"a loop that never ends or work far larger than the inputs need.")
+        message = (
+            f"`{function}` did not finish within {spec.timeout:g} s and was stopped: look for "
+            f"a loop that never ends or work far larger than the inputs need."
+        )
     elif kind == "exit":
-        message = f"`{function}` tried to end the program ({outcome.error}); a function should return."
+        message = (
+            f"`{function}` tried to end the program ({outcome.error}); a function should return."
+        )
     elif kind == "crash":
         message = f"The sandbox stopped while running `{function}`: {outcome.error}."
     else:
@@ -121,18 +134,26 @@ def _forbid(spec: TestSpec, context: Context) -> TestResult | None:
     if not uses:
         return None
     listed = ", ".join(shortcuts.explain(u) for u in sorted(set(uses)))
-    return result(spec, 0.0, f"`{spec.function}` uses {listed}. The practical is to write this "
-                  f"by hand with NumPy array operations, so this test gives no points.",
-                  diagnosis="forbidden shortcut")
+    return result(
+        spec,
+        0.0,
+        f"`{spec.function}` uses {listed}. The practical is to write this "
+        f"by hand with NumPy array operations, so this test gives no points.",
+        diagnosis="forbidden shortcut",
+    )
 
 
 def _guard_failure(spec: TestSpec, outcome: CallOutcome) -> TestResult | None:
     if not outcome.guards:
         return None
     listed = ", ".join(shortcuts.explain(u) for u in outcome.guards)
-    return result(spec, 0.0, f"While it ran, `{spec.function}` used {listed}. The practical is "
-                  f"to write this by hand, so this test gives no points.",
-                  diagnosis="forbidden shortcut")
+    return result(
+        spec,
+        0.0,
+        f"While it ran, `{spec.function}` used {listed}. The practical is "
+        f"to write this by hand, so this test gives no points.",
+        diagnosis="forbidden shortcut",
+    )
 
 
 # --- values from the sandbox --------------------------------------------------------------
@@ -204,31 +225,47 @@ def run_output(spec: TestSpec, context: Context) -> TestResult:
     passed, first_failure, case_details = 0, None, []
     for number, case in enumerate(spec.cases):
         args, kwargs = case_inputs(spec, context, number, case)
-        outcome = context.session.call(spec.function, args, kwargs, timeout=spec.timeout,
-                                       reply=positions if spec.returns else "value")
+        outcome = context.session.call(
+            spec.function,
+            args,
+            kwargs,
+            timeout=spec.timeout,
+            reply=positions if spec.returns else "value",
+        )
         if not outcome.ok:
             return call_failure(spec, spec.function, outcome)
         if guard := _guard_failure(spec, outcome):
             return guard
         expected = _expected(spec, case, reference, args, kwargs, positions)
         got = unpack(outcome.value, 1) if not spec.returns else outcome.value
-        comparisons = [compare(n, _finish(spec, as_array(g)), e)
-                       for n, g, e in zip(spec.outputs, got or [], expected)]
+        comparisons = [
+            compare(n, _finish(spec, as_array(g)), e)
+            for n, g, e in zip(spec.outputs, got or [], expected)
+        ]
         if got is None or len(comparisons) != len(expected):
-            return result(spec, 0.0, f"`{spec.function}` returned {describe_value(outcome.value)}; "
-                          f"expected {', '.join(spec.outputs)}.",
-                          details={"inputs": _describe(context, spec.function, args, kwargs)})
+            return result(
+                spec,
+                0.0,
+                f"`{spec.function}` returned {describe_value(outcome.value)}; "
+                f"expected {', '.join(spec.outputs)}.",
+                details={"inputs": _describe(context, spec.function, args, kwargs)},
+            )
         ok = all(c.passed for c in comparisons)
         passed += ok
-        case_details.append({"inputs": _describe(context, spec.function, args, kwargs),
-                             "outputs": [c.details() for c in comparisons]})
+        case_details.append(
+            {
+                "inputs": _describe(context, spec.function, args, kwargs),
+                "outputs": [c.details() for c in comparisons],
+            }
+        )
         if not ok and first_failure is None:
             first_failure = _explain(spec, context, comparisons, args, kwargs, positions)
     return _summarise(spec, passed, len(spec.cases), first_failure, case_details, comparisons)
 
 
-def _expected(spec: TestSpec, case: Case, reference: Callable, args: list, kwargs: dict,
-              positions: list[int]) -> list[np.ndarray]:
+def _expected(
+    spec: TestSpec, case: Case, reference: Callable, args: list, kwargs: dict, positions: list[int]
+) -> list[np.ndarray]:
     if spec.kind == "example":
         return [np.asarray(case.expected, dtype=np.float64)]
     value = reference(*[_copy(a) for a in args], **kwargs)
@@ -247,8 +284,14 @@ def _copy(value: Any) -> Any:
     return value.copy() if isinstance(value, np.ndarray) else value
 
 
-def _explain(spec: TestSpec, context: Context, comparisons: list[Comparison], args: list,
-             kwargs: dict, positions: list[int]) -> str:
+def _explain(
+    spec: TestSpec,
+    context: Context,
+    comparisons: list[Comparison],
+    args: list,
+    kwargs: dict,
+    positions: list[int],
+) -> str:
     for comparison, position in zip(comparisons, positions):
         if comparison.passed:
             continue
@@ -260,9 +303,14 @@ def _explain(spec: TestSpec, context: Context, comparisons: list[Comparison], ar
 
         found = diagnose.diagnose(
             diagnose.Context(
-                function=spec.function, output=comparison.name, comparison=comparison,
-                args=args, kwargs=kwargs, reference=reference,
-                output_index=position if spec.returns else None, shape_formula=spec.shape_formula,
+                function=spec.function,
+                output=comparison.name,
+                comparison=comparison,
+                args=args,
+                kwargs=kwargs,
+                reference=reference,
+                output_index=position if spec.returns else None,
+                shape_formula=spec.shape_formula,
             ),
             spec.bugs,
         )
@@ -274,14 +322,25 @@ def _plain_failure(comparison: Comparison) -> str:
     if comparison.relative_error is None:
         return f"`{comparison.name}` is wrong."
     where = f" (largest at index {list(comparison.worst_index)})" if comparison.worst_index else ""
-    return (f"`{comparison.name}` differs from the expected values: relative error "
-            f"{comparison.relative_error:.2e}{where}, tolerance {comparison.tolerance:.0e}.")
+    return (
+        f"`{comparison.name}` differs from the expected values: relative error "
+        f"{comparison.relative_error:.2e}{where}, tolerance {comparison.tolerance:.0e}."
+    )
 
 
-def _summarise(spec: TestSpec, passed: int, total: int, diagnosis: str | None,
-               case_details: list[dict], last: list[Comparison]) -> TestResult:
+def _summarise(
+    spec: TestSpec,
+    passed: int,
+    total: int,
+    diagnosis: str | None,
+    case_details: list[dict],
+    last: list[Comparison],
+) -> TestResult:
     notes = sorted({c.note for c in last if c.note})
-    details = {"cases": case_details, "outputs": case_details[-1]["outputs"] if case_details else []}
+    details = {
+        "cases": case_details,
+        "outputs": case_details[-1]["outputs"] if case_details else [],
+    }
     if diagnosis is None:
         message = f"All {total} case{'s' * (total != 1)} match." if total > 1 else "Correct."
         if notes:
@@ -312,17 +371,24 @@ def run_gradient(spec: TestSpec, context: Context) -> TestResult:
         passed_parts += sum(parts)
         case_details.append(details)
         diagnosis = diagnosis or found
-    message = ("All gradients match and the backward behaves well."
-               if passed_parts == total_parts else
-               f"{passed_parts} of {total_parts} checks pass.")
+    message = (
+        "All gradients match and the backward behaves well."
+        if passed_parts == total_parts
+        else f"{passed_parts} of {total_parts} checks pass."
+    )
     failing = next((d for d in case_details if not d["all_passed"]), case_details[-1])
-    details = {"cases": case_details, "outputs": failing["outputs"], "inputs": failing["inputs"],
-               "properties": failing["properties"]}
+    details = {
+        "cases": case_details,
+        "outputs": failing["outputs"],
+        "inputs": failing["inputs"],
+        "properties": failing["properties"],
+    }
     return result(spec, passed_parts / total_parts, message, diagnosis=diagnosis, details=details)
 
 
-def _gradient_case(spec: TestSpec, context: Context, number: int, case: Case, args: list,
-                   kwargs: dict) -> TestResult | tuple[list[bool], dict, str | None]:
+def _gradient_case(
+    spec: TestSpec, context: Context, number: int, case: Case, args: list, kwargs: dict
+) -> TestResult | tuple[list[bool], dict, str | None]:
     session, forward = context.session, spec.forward or ""
     ref_forward, ref_backward = context.reference[forward], context.reference[spec.function]
     ref_out, ref_cache = ref_forward(*[_copy(a) for a in args], **kwargs)
@@ -330,8 +396,9 @@ def _gradient_case(spec: TestSpec, context: Context, number: int, case: Case, ar
     dout = inputs.make(case.upstream or {"shape": list(np.shape(ref_out))}, rng)
     expected = _as_tuple(ref_backward(dout.copy(), ref_cache), len(spec.outputs))
 
-    fwd = session.call(forward, args, kwargs, timeout=spec.timeout, store="fwd", reply=[0],
-                       keep_args="fwd_args")
+    fwd = session.call(
+        forward, args, kwargs, timeout=spec.timeout, store="fwd", reply=[0], keep_args="fwd_args"
+    )
     if not fwd.ok:
         return call_failure(spec, forward, fwd)
     cache_ref = {"__ref__": "fwd", "index": 1}
@@ -342,9 +409,13 @@ def _gradient_case(spec: TestSpec, context: Context, number: int, case: Case, ar
         return guard
     got = unpack(bwd.value, len(spec.outputs))
     if got is None:
-        return result(spec, 0.0, f"`{spec.function}` returned {describe_value(bwd.value)}; expected "
-                      f"{', '.join(spec.outputs)}.",
-                      details={"inputs": _describe(context, forward, args, kwargs)})
+        return result(
+            spec,
+            0.0,
+            f"`{spec.function}` returned {describe_value(bwd.value)}; expected "
+            f"{', '.join(spec.outputs)}.",
+            details={"inputs": _describe(context, forward, args, kwargs)},
+        )
     got = [as_array(g) for g in got]
     comparisons = [compare(n, g, e) for n, g, e in zip(spec.outputs, got, expected)]
     comparisons = [_accept_subgradient(spec, c, args, kwargs, dout) for c in comparisons]
@@ -353,16 +424,33 @@ def _gradient_case(spec: TestSpec, context: Context, number: int, case: Case, ar
     for comparison, error in zip(comparisons, numeric):
         data = comparison.details()
         data["numerical_error"] = error
-        data["passed"] = comparison.passed and (error is None or error <= max(comparison.tolerance, 1e-5))
+        data["passed"] = comparison.passed and (
+            error is None or error <= max(comparison.tolerance, 1e-5)
+        )
         outputs.append(data)
     properties = _properties(spec, session, args, dout, got, bwd.inputs)
     parts = [o["passed"] for o in outputs] + [p["passed"] for p in properties]
     found = None
     if not all(parts):
-        found = _gradient_diagnosis(spec, context, comparisons, outputs, properties, args, kwargs,
-                                    dout, ref_forward, ref_backward, ref_out)
-    details = {"inputs": _describe(context, forward, args, kwargs), "outputs": outputs,
-               "properties": properties, "all_passed": all(parts)}
+        found = _gradient_diagnosis(
+            spec,
+            context,
+            comparisons,
+            outputs,
+            properties,
+            args,
+            kwargs,
+            dout,
+            ref_forward,
+            ref_backward,
+            ref_out,
+        )
+    details = {
+        "inputs": _describe(context, forward, args, kwargs),
+        "outputs": outputs,
+        "properties": properties,
+        "all_passed": all(parts),
+    }
     return parts, details, found
 
 
@@ -372,8 +460,15 @@ def _as_tuple(value: Any, count: int) -> list[np.ndarray]:
     return [np.asarray(v, dtype=np.float64) for v in value]
 
 
-def _numerical_errors(spec: TestSpec, ref_forward: Callable, args: list, kwargs: dict,
-                      dout: np.ndarray, got: list[Any], rng: np.random.Generator) -> list[float | None]:
+def _numerical_errors(
+    spec: TestSpec,
+    ref_forward: Callable,
+    args: list,
+    kwargs: dict,
+    dout: np.ndarray,
+    got: list[Any],
+    rng: np.random.Generator,
+) -> list[float | None]:
     """Relative error of each student gradient against central differences (float64, step
     1e-5) of the reference forward; large inputs use a random sample of coordinates."""
     positions = spec.options.get("wrt", list(range(len(spec.outputs))))
@@ -396,11 +491,17 @@ def _numerical_errors(spec: TestSpec, ref_forward: Callable, args: list, kwargs:
     return errors
 
 
-def _accept_subgradient(spec: TestSpec, comparison: Comparison, args: list, kwargs: dict,
-                        dout: np.ndarray) -> Comparison:
+def _accept_subgradient(
+    spec: TestSpec, comparison: Comparison, args: list, kwargs: dict, dout: np.ndarray
+) -> Comparison:
     """At a kink probed on purpose, any valid subgradient is right."""
     kink, got = spec.options.get("kink"), comparison.got
-    if comparison.passed or not kink or not isinstance(got, np.ndarray) or got.shape != comparison.expected.shape:
+    if (
+        comparison.passed
+        or not kink
+        or not isinstance(got, np.ndarray)
+        or got.shape != comparison.expected.shape
+    ):
         return comparison
     x = np.asarray(args[0], dtype=np.float64)
     expected = comparison.expected.copy()
@@ -421,8 +522,8 @@ def _valid_pool_subgradient(x, got, dout, kwargs, args) -> bool:
     n, c, oh, ow = dout.shape
     for i in range(oh):
         for j in range(ow):
-            window = x[:, :, i * stride:i * stride + size, j * stride:j * stride + size]
-            grad = got[:, :, i * stride:i * stride + size, j * stride:j * stride + size]
+            window = x[:, :, i * stride : i * stride + size, j * stride : j * stride + size]
+            grad = got[:, :, i * stride : i * stride + size, j * stride : j * stride + size]
             winners = window == window.max(axis=(2, 3), keepdims=True)
             if np.any(np.abs(grad[~winners]) > 1e-9):
                 return False
@@ -431,42 +532,72 @@ def _valid_pool_subgradient(x, got, dout, kwargs, args) -> bool:
     return True
 
 
-def _properties(spec: TestSpec, session: Session, args: list, dout: np.ndarray, got: list,
-                backward_inputs: Any) -> list[dict[str, Any]]:
+def _properties(
+    spec: TestSpec, session: Session, args: list, dout: np.ndarray, got: list, backward_inputs: Any
+) -> list[dict[str, Any]]:
     """Repeatable, leaves its inputs alone, zero in gives zero out."""
     cache_ref = {"__ref__": "fwd", "index": 1}
     again = session.call(spec.function, [dout, cache_ref], timeout=spec.timeout)
     again_values = unpack(again.value, len(spec.outputs)) if again.ok else None
     repeatable = again_values is not None and all(
-        _same(as_array(a), b) for a, b in zip(again_values, got))
+        _same(as_array(a), b) for a, b in zip(again_values, got)
+    )
     zero = session.call(spec.function, [np.zeros_like(dout), cache_ref], timeout=spec.timeout)
     zero_values = unpack(zero.value, len(spec.outputs)) if zero.ok else None
     zero_ok = zero_values is not None and all(
-        isinstance(as_array(z), np.ndarray) and not np.any(as_array(z)) for z in zero_values)
+        isinstance(as_array(z), np.ndarray) and not np.any(as_array(z)) for z in zero_values
+    )
     fetched = session.request({"op": "fetch", "key": "fwd_args"}, timeout=10)
     stored = fetched.get("value") if isinstance(fetched, dict) else None
     stored = stored.get("__sequence__") if isinstance(stored, dict) else None
     untouched = stored is not None and all(
-        _same(as_array(s), a) for s, a in zip(stored, args) if isinstance(a, np.ndarray))
-    sent_dout = backward_inputs[0] if isinstance(backward_inputs, list) and backward_inputs else None
+        _same(as_array(s), a) for s, a in zip(stored, args) if isinstance(a, np.ndarray)
+    )
+    sent_dout = (
+        backward_inputs[0] if isinstance(backward_inputs, list) and backward_inputs else None
+    )
     untouched = untouched and _same(as_array(sent_dout), dout)
     return [
-        {"name": "repeatable", "passed": repeatable,
-         "message": "Calling the backward twice with the same cache gives identical gradients."},
-        {"name": "zero upstream", "passed": zero_ok,
-         "message": "A zero upstream gradient gives zero gradients."},
-        {"name": "inputs unchanged", "passed": untouched,
-         "message": "Forward and backward leave the input arrays unchanged."},
+        {
+            "name": "repeatable",
+            "passed": repeatable,
+            "message": "Calling the backward twice with the same cache gives identical gradients.",
+        },
+        {
+            "name": "zero upstream",
+            "passed": zero_ok,
+            "message": "A zero upstream gradient gives zero gradients.",
+        },
+        {
+            "name": "inputs unchanged",
+            "passed": untouched,
+            "message": "Forward and backward leave the input arrays unchanged.",
+        },
     ]
 
 
 def _same(a: Any, b: Any) -> bool:
-    return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape and \
-        np.array_equal(a.astype(np.float64), np.asarray(b, dtype=np.float64), equal_nan=True)
+    return (
+        isinstance(a, np.ndarray)
+        and isinstance(b, np.ndarray)
+        and a.shape == b.shape
+        and np.array_equal(a.astype(np.float64), np.asarray(b, dtype=np.float64), equal_nan=True)
+    )
 
 
-def _gradient_diagnosis(spec, context, comparisons, outputs, properties, args, kwargs, dout,
-                        ref_forward, ref_backward, ref_out) -> str:
+def _gradient_diagnosis(
+    spec,
+    context,
+    comparisons,
+    outputs,
+    properties,
+    args,
+    kwargs,
+    dout,
+    ref_forward,
+    ref_backward,
+    ref_out,
+) -> str:
     notes = []
     forward_status = context.status.get(spec.forward or "")
     for comparison, data, index in zip(comparisons, outputs, range(len(comparisons))):
@@ -479,8 +610,14 @@ def _gradient_diagnosis(spec, context, comparisons, outputs, properties, args, k
 
         found = diagnose.diagnose(
             diagnose.Context(
-                function=spec.function, output=comparison.name, comparison=comparison, args=args,
-                kwargs=kwargs, reference=gradient_for, upstream=dout, forward_output=ref_out,
+                function=spec.function,
+                output=comparison.name,
+                comparison=comparison,
+                args=args,
+                kwargs=kwargs,
+                reference=gradient_for,
+                upstream=dout,
+                forward_output=ref_out,
                 shape_formula=spec.shape_formula,
             ),
             spec.bugs,
@@ -491,18 +628,26 @@ def _gradient_diagnosis(spec, context, comparisons, outputs, properties, args, k
         if not prop["passed"]:
             notes.append(PROPERTY_ADVICE[prop["name"]].format(function=spec.function))
     if forward_status and forward_status != "passed" and any(not o["passed"] for o in outputs):
-        notes.append(f"Your `{spec.forward}` fails its own test, and its cache feeds this "
-                     f"backward: fix the forward first.")
+        notes.append(
+            f"Your `{spec.forward}` fails its own test, and its cache feeds this "
+            f"backward: fix the forward first."
+        )
     return " ".join(notes)
 
 
 PROPERTY_ADVICE = {
-    "repeatable": ("Calling `{function}` twice with the same cache gave different results: it "
-                   "probably changes the cache in place. Compute new arrays instead."),
-    "zero upstream": ("With a zero upstream gradient `{function}` still returned non-zero "
-                      "gradients: every gradient must be proportional to dout."),
-    "inputs unchanged": ("Your code changed an input array in place (e.g. `dout[x <= 0] = 0` or "
-                         "`x += …`): work on a copy, or the caller's data is silently corrupted."),
+    "repeatable": (
+        "Calling `{function}` twice with the same cache gave different results: it "
+        "probably changes the cache in place. Compute new arrays instead."
+    ),
+    "zero upstream": (
+        "With a zero upstream gradient `{function}` still returned non-zero "
+        "gradients: every gradient must be proportional to dout."
+    ),
+    "inputs unchanged": (
+        "Your code changed an input array in place (e.g. `dout[x <= 0] = 0` or "
+        "`x += …`): work on a copy, or the caller's data is silently corrupted."
+    ),
 }
 
 
@@ -517,12 +662,20 @@ def run_rules(spec: TestSpec, context: Context) -> TestResult:
     if isinstance(answer, dict):
         seen |= set(answer.get("used", []))
     if not seen:
-        return result(spec, 1.0, "No library convolution, automatic differentiation or "
-                      "ready-made network found.")
+        return result(
+            spec,
+            1.0,
+            "No library convolution, automatic differentiation or ready-made network found.",
+        )
     listed = ", ".join(shortcuts.explain(u) for u in sorted(seen))
-    return result(spec, 0.0, f"Your notebook uses {listed}. The practical is to write forward "
-                  f"and backward passes yourself with NumPy.", diagnosis="forbidden shortcut",
-                  details={"uses": sorted(seen)})
+    return result(
+        spec,
+        0.0,
+        f"Your notebook uses {listed}. The practical is to write forward "
+        f"and backward passes yourself with NumPy.",
+        diagnosis="forbidden shortcut",
+        details={"uses": sorted(seen)},
+    )
 
 
 __all__ = ["Context", "run", "RUNNERS", "result", "call_failure", "relative_error"]

@@ -26,8 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"grader: error: {exc}", file=sys.stderr)
         return EXIT_INSTRUCTOR_ERROR
     except KeyboardInterrupt:
-        print("grader: interrupted; finished results are kept, run again to resume",
-              file=sys.stderr)
+        print(
+            "grader: interrupted; finished results are kept, run again to resume", file=sys.stderr
+        )
         return 130
 
 
@@ -40,8 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     grade.add_argument("--assignment", required=True, help="e.g. backprop or convolution")
     grade.add_argument("--out", required=True, type=Path, help="folder for results and feedback")
-    grade.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                       help="parallel workers (default: the number of cores)")
+    grade.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="parallel workers (default: the number of cores)",
+    )
     grade.add_argument("--force", action="store_true", help="regrade unchanged submissions too")
     grade.add_argument("--dask", metavar="ADDRESS", help="grade on this Dask scheduler")
     grade.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -55,8 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     assign = commands.add_parser("assign", help="make assignments/ from solutions/")
     assign.add_argument("--solutions", type=Path, default=Path("solutions"))
     assign.add_argument("--assignments", type=Path, default=Path("assignments"))
-    assign.add_argument("--check", action="store_true",
-                        help="fail if assignments/ is out of date instead of writing it")
+    assign.add_argument(
+        "--check",
+        action="store_true",
+        help="fail if assignments/ is out of date instead of writing it",
+    )
     assign.set_defaults(run=_assign)
     return parser
 
@@ -82,9 +90,17 @@ def _grade(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise GraderError("--jobs must be at least 1")
     loaded, files, config = _setup(args.assignment)
-    summary = grade_all(args.paths, loaded, args.out, sandbox=config, mnist=files,
-                        jobs=args.jobs, force=args.force, dask_address=args.dask,
-                        progress=not args.quiet)
+    summary = grade_all(
+        args.paths,
+        loaded,
+        args.out,
+        sandbox=config,
+        mnist=files,
+        jobs=args.jobs,
+        force=args.force,
+        dask_address=args.dask,
+        progress=not args.quiet,
+    )
     print(summary.line(args.out))
     return 0
 
@@ -115,8 +131,10 @@ def _summary(result) -> str:
     for notice in result.notices:
         first = notice.splitlines()[0] if notice else ""
         lines.append(f"  note: {first[:160]}")
-    lines.append("Hidden tests run too when your notebook is graded; they use other sizes and "
-                 "strides, so test more than the examples.")
+    lines.append(
+        "Hidden tests run too when your notebook is graded; they use other sizes and "
+        "strides, so test more than the examples."
+    )
     return "\n".join(lines)
 
 

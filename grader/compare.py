@@ -18,7 +18,9 @@ SMALL = 64  # arrays up to this many elements are shown whole in the feedback
 class Comparison:
     name: str
     passed: bool
-    problem: str  # "" when passed; else a short reason ("shape", "dtype", "values", "nonfinite", ...)
+    problem: (
+        str  # "" when passed; else a short reason ("shape", "dtype", "values", "nonfinite", ...)
+    )
     relative_error: float | None
     tolerance: float
     expected: np.ndarray
@@ -66,7 +68,9 @@ def tolerance_for(dtype: np.dtype) -> float:
     return TOLERANCE.get(np.dtype(dtype), 1e-6)
 
 
-def compare(name: str, got: Any, expected: np.ndarray, *, tolerance: float | None = None) -> Comparison:
+def compare(
+    name: str, got: Any, expected: np.ndarray, *, tolerance: float | None = None
+) -> Comparison:
     """Compare one returned value. Integers and booleans are compared as floats; a float32
     result gets float32's tolerance and a note, never a penalty."""
     expected = np.asarray(expected, dtype=np.float64)
@@ -90,14 +94,25 @@ def compare(name: str, got: Any, expected: np.ndarray, *, tolerance: float | Non
         worst = tuple(int(i) for i in bad[0]) if bad.size else None
         return Comparison(name, False, "nonfinite", float("inf"), tol, expected, got, worst, note)
     error = relative_error(values, expected)
-    worst = tuple(int(i) for i in np.unravel_index(np.argmax(np.abs(values - expected)), expected.shape)) \
-        if expected.size else None
+    worst = (
+        tuple(
+            int(i) for i in np.unravel_index(np.argmax(np.abs(values - expected)), expected.shape)
+        )
+        if expected.size
+        else None
+    )
     passed = error <= tol
-    return Comparison(name, passed, "" if passed else "values", error, tol, expected, got, worst, note)
+    return Comparison(
+        name, passed, "" if passed else "values", error, tol, expected, got, worst, note
+    )
 
 
 def numerical_gradient(
-    loss: Callable[[], float], array: np.ndarray, *, step: float = 1e-5, max_coordinates: int = 600,
+    loss: Callable[[], float],
+    array: np.ndarray,
+    *,
+    step: float = 1e-5,
+    max_coordinates: int = 600,
     rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Central differences of ``loss()`` with respect to ``array`` (perturbed in place and
@@ -123,8 +138,13 @@ def numerical_gradient(
 
 
 def directional_error(
-    loss: Callable[[], float], array: np.ndarray, gradient: np.ndarray, *, rng: np.random.Generator,
-    directions: int = 3, step: float = 1e-5,
+    loss: Callable[[], float],
+    array: np.ndarray,
+    gradient: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    directions: int = 3,
+    step: float = 1e-5,
 ) -> float:
     """Compare ⟨gradient, v⟩ with the central difference of ``loss`` along random directions v:
     a whole-tensor check that costs two evaluations per direction, whatever the size."""
@@ -153,7 +173,11 @@ def error_map(got: np.ndarray, expected: np.ndarray, *, limit: int = 32) -> list
     elif diff.ndim == 1:
         diff = diff.reshape(1, -1)
     elif diff.ndim > 2:
-        diff = diff.reshape(-1, diff.shape[-1]) if diff.shape[-1] > 1 else diff.reshape(diff.shape[0], -1)
+        diff = (
+            diff.reshape(-1, diff.shape[-1])
+            if diff.shape[-1] > 1
+            else diff.reshape(diff.shape[0], -1)
+        )
     rows = np.array_split(np.arange(diff.shape[0]), min(limit, diff.shape[0]))
     cols = np.array_split(np.arange(diff.shape[1]), min(limit, diff.shape[1]))
     reduced = [[float(np.nan_to_num(diff[np.ix_(r, c)]).max()) for c in cols] for r in rows]
@@ -165,7 +189,9 @@ def _jsonable(array: np.ndarray) -> Any:
     values = np.asarray(array, dtype=np.float64)
     if np.all(np.isfinite(values)):
         return values.round(10).tolist()
-    as_text = np.vectorize(lambda v: round(float(v), 10) if np.isfinite(v) else str(v), otypes=[object])
+    as_text = np.vectorize(
+        lambda v: round(float(v), 10) if np.isfinite(v) else str(v), otypes=[object]
+    )
     return as_text(values).tolist()
 
 

@@ -102,7 +102,9 @@ def _not_array(c: Context) -> str | None:
 def _nonfinite(c: Context) -> str | None:
     if c.comparison.problem != "nonfinite":
         return None
-    where = f" (first at index {list(c.comparison.worst_index)})" if c.comparison.worst_index else ""
+    where = (
+        f" (first at index {list(c.comparison.worst_index)})" if c.comparison.worst_index else ""
+    )
     return (
         f"`{c.output}` contains NaN or inf{where}: look for an overflowing exp, a division by "
         f"zero or a log of 0."
@@ -129,7 +131,10 @@ def _shape(c: Context) -> str | None:
 def _transposed(c: Context) -> str | None:
     if c.got is not None and c.got.ndim == 2 and c.got.shape == c.expected.shape[::-1]:
         if relative_error(c.got.T, c.expected) <= MATCH:
-            return f"`{c.output}` is transposed: its values are right but rows and columns are swapped."
+            return (
+                f"`{c.output}` is transposed: its values are right but rows and columns are "
+                f"swapped."
+            )
     return None
 
 
@@ -151,7 +156,10 @@ def _factor(c: Context) -> str | None:
 def _explain_factor(c: Context, factor: float) -> str:
     n = c.batch
     if abs(factor + 1) < 1e-6:
-        return f"`{c.output}` has the right size but the opposite sign: check the sign of your formula."
+        return (
+            f"`{c.output}` has the right size but the opposite sign: check the sign of your "
+            f"formula."
+        )
     if n and n > 1 and abs(factor - n) < 1e-6 * n:
         return (
             f"`{c.output}` is N = {n} times too large (N is the batch size): the loss is a mean "
@@ -165,7 +173,7 @@ def _explain_factor(c: Context, factor: float) -> str:
     return f"`{c.output}` is off by a constant factor of about {factor:.4g}."
 
 
-GENERIC = ("not_array", "nonfinite", "shape", "transposed", "factor")
+GENERIC = ("not_array", "nonfinite", "transposed", "shape", "factor")
 
 
 # --- function-specific patterns -------------------------------------------------------------
@@ -195,10 +203,11 @@ def _stride_ignored(c: Context) -> str | None:
     if stride == 1 or c.got is None:
         return None
     candidate = c.rerun(c.args, {**c.kwargs, "stride": 1})
+    formula = c.shape_formula or "(L − K) // stride + 1"
     if candidate is not None and (c.matches(candidate) or c.got.shape == candidate.shape):
         return (
             f"Your output is what stride 1 gives, but the call used stride={stride}: move the "
-            f"window by `stride` positions each step (output size {c.shape_formula or '(L − K) // stride + 1'})."
+            f"window by `stride` positions each step (output size {formula})."
         )
     return None
 
@@ -290,7 +299,9 @@ def _pool_overlap_overwrite(c: Context) -> str | None:
             window = x[:, :, rows, cols]
             winners = window == window.max(axis=(2, 3), keepdims=True)
             region = dx[:, :, rows, cols]
-            region[winners] = np.broadcast_to(c.upstream[:, :, i:i + 1, j:j + 1], window.shape)[winners]
+            region[winners] = np.broadcast_to(c.upstream[:, :, i : i + 1, j : j + 1], window.shape)[
+                winners
+            ]
     if c.matches(dx):
         return (
             "Gradients are lost where pooling windows overlap: when one input is the max of "

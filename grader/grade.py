@@ -57,44 +57,76 @@ def grade_submission(job: Job) -> SubmissionResult:
     read = notebook.read(job.path)
     timings["read_notebook"] = time.perf_counter() - started
     base = dict(
-        student=student_name(job.path), assignment=job.rubric.name, submission=job.path.name,
-        sha256=read.sha256, grader_version=__version__,
+        student=student_name(job.path),
+        assignment=job.rubric.name,
+        submission=job.path.name,
+        sha256=read.sha256,
+        grader_version=__version__,
         cache_key=cache_key(read.sha256, job.rubric, public_only=job.public_only),
     )
     if isinstance(read, notebook.UnreadableNotebook):
         tests = _ungraded(job, read.error)
-        return SubmissionResult(error=read.error, notices=(), tests=tests,
-                                duration_s=_since(started), timings=timings, **base)
+        return SubmissionResult(
+            error=read.error,
+            notices=(),
+            tests=tests,
+            duration_s=_since(started),
+            timings=timings,
+            **base,
+        )
     ref = reference.load(job.rubric.solution)
-    session = Session(read, job.sandbox, cell_timeout=job.rubric.cell_timeout,
-                      setup_budget=job.rubric.setup_budget)
+    session = Session(
+        read,
+        job.sandbox,
+        cell_timeout=job.rubric.cell_timeout,
+        setup_budget=job.rubric.setup_budget,
+    )
     with session:
         timings.update(session.timings)
         began = time.perf_counter()
-        context = checks.Context(session=session, rubric=job.rubric, reference=ref,
-                                 forbidden=shortcuts.scan(read), mnist=job.mnist)
+        context = checks.Context(
+            session=session,
+            rubric=job.rubric,
+            reference=ref,
+            forbidden=shortcuts.scan(read),
+            mnist=job.mnist,
+        )
         tests = tuple(checks.run(context, public_only=job.public_only))
         timings["checks"] = time.perf_counter() - began
         layers = session.layers
     notices = [*read.notices, *session.notices]
     if layers["missing"]:
-        notices.append(f"sandbox layers missing on the grading machine: {', '.join(layers['missing'])}")
+        notices.append(
+            f"sandbox layers missing on the grading machine: {', '.join(layers['missing'])}"
+        )
     output = session.output()
     if output.strip():
         notices.append("your notebook printed:\n" + _truncate(output))
     return SubmissionResult(
-        error=None, notices=tuple(notices), tests=tests, duration_s=_since(started),
-        sandbox=layers, timings={k: round(v, 4) for k, v in timings.items()},
-        sources=read.function_sources(list(job.rubric.functions)), **base,
+        error=None,
+        notices=tuple(notices),
+        tests=tests,
+        duration_s=_since(started),
+        sandbox=layers,
+        timings={k: round(v, 4) for k, v in timings.items()},
+        sources=read.function_sources(list(job.rubric.functions)),
+        **base,
     )
 
 
 def _ungraded(job: Job, why: str) -> tuple[TestResult, ...]:
     """Zero on every test, so a gradebook still gets one column per test."""
     return tuple(
-        TestResult(name=t.name, function=t.function, score=0.0, max_score=t.points,
-                   status="error", message=f"Not graded: {why}", visibility=t.visibility,  # type: ignore[arg-type]
-                   description=t.description)
+        TestResult(
+            name=t.name,
+            function=t.function,
+            score=0.0,
+            max_score=t.points,
+            status="error",
+            message=f"Not graded: {why}",
+            visibility=t.visibility,  # type: ignore[arg-type]
+            description=t.description,
+        )
         for t in job.rubric.tests
         if not job.public_only or t.visibility == "public"
     )

@@ -16,8 +16,13 @@ from grader.execute import Session
 from grader.results import TestResult
 from grader.rubric import TestSpec
 
-DIAGNOSTIC_FUNCTIONS = ("dense_forward", "dense_backward", "relu_forward", "relu_backward",
-                        "softmax_cross_entropy")
+DIAGNOSTIC_FUNCTIONS = (
+    "dense_forward",
+    "dense_backward",
+    "relu_forward",
+    "relu_backward",
+    "softmax_cross_entropy",
+)
 MISCLASSIFIED_SHOWN = 24
 
 
@@ -37,12 +42,20 @@ def _partial(accuracy: float, spec: TestSpec) -> float:
 def _predictions(value: Any, count: int) -> tuple[np.ndarray | None, str]:
     """The predicted labels, or None with a message; class-score rows are accepted with a note."""
     if not isinstance(value, np.ndarray):
-        return None, f"`predict` returned {describe_value(value)}; expected an array of {count} labels."
+        return (
+            None,
+            f"`predict` returned {describe_value(value)}; expected an array of {count} labels.",
+        )
     if value.ndim == 2 and value.shape == (count, 10):
-        return np.argmax(value, axis=1), ("`predict` returned class scores of shape "
-                                          f"{value.shape}; the grader took the argmax of each row.")
+        return np.argmax(value, axis=1), (
+            "`predict` returned class scores of shape "
+            f"{value.shape}; the grader took the argmax of each row."
+        )
     if value.shape != (count,):
-        return None, f"`predict` returned shape {value.shape}; expected ({count},), one label per image."
+        return (
+            None,
+            f"`predict` returned shape {value.shape}; expected ({count},), one label per image.",
+        )
     if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
         return None, "`predict` returned NaN or inf instead of labels."
     labels = value.astype(np.int64)
@@ -50,7 +63,9 @@ def _predictions(value: Any, count: int) -> tuple[np.ndarray | None, str]:
     if value.dtype.kind == "f" and not np.array_equal(labels, value):
         return None, "`predict` returned fractional numbers; expected integer labels 0–9."
     if value.dtype.kind not in "iu":
-        note = f"`predict` returned {value.dtype} labels; integers are expected (they were converted)."
+        note = (
+            f"`predict` returned {value.dtype} labels; integers are expected (they were converted)."
+        )
     return labels, note
 
 
@@ -63,8 +78,14 @@ def _feedback(context: Context, predicted: np.ndarray, truth: np.ndarray) -> dic
     return {
         "confusion": confusion.tolist(),
         "misclassified": [
-            {"index": int(i), "true": int(truth[i]), "predicted": int(predicted[i]),
-             "pixels": np.round(np.asarray(images[i]).reshape(28, 28) * 255).astype(int).tolist()}
+            {
+                "index": int(i),
+                "true": int(truth[i]),
+                "predicted": int(predicted[i]),
+                "pixels": np.round(np.asarray(images[i]).reshape(28, 28) * 255)
+                .astype(int)
+                .tolist(),
+            }
             for i in wrong
         ],
     }
@@ -77,28 +98,47 @@ def run_mnist(spec: TestSpec, context: Context) -> TestResult:
     threshold = float(spec.options.get("threshold", 0.95))
     base = {"threshold": threshold, "budget_seconds": budget}
     train = context.session.call(
-        "train_mnist", [{"__data__": "train_images"}, {"__data__": "train_labels"}],
-        {"seed": int(spec.options.get("seed", 0))}, timeout=budget, store="model", reply="none")
+        "train_mnist",
+        [{"__data__": "train_images"}, {"__data__": "train_labels"}],
+        {"seed": int(spec.options.get("seed", 0))},
+        timeout=budget,
+        store="model",
+        reply="none",
+    )
     if not train.ok:
         if train.kind == "timeout":
-            return result(spec, 0.0, f"`train_mnist` was still training after {budget:g} s, the "
-                          f"budget, and was stopped. Train for fewer epochs or vectorise the "
-                          f"batch loop.", status="timeout", details=base)
+            return result(
+                spec,
+                0.0,
+                f"`train_mnist` was still training after {budget:g} s, the "
+                f"budget, and was stopped. Train for fewer epochs or vectorise the "
+                f"batch loop.",
+                status="timeout",
+                details=base,
+            )
         return call_failure(spec, "train_mnist", train, **base)
     labels = _labels(context)
-    predict = context.session.call("predict", [{"__ref__": "model"}, {"__data__": "test_images"}],
-                                   timeout=float(spec.options.get("predict_budget", 60.0)))
+    predict = context.session.call(
+        "predict",
+        [{"__ref__": "model"}, {"__data__": "test_images"}],
+        timeout=float(spec.options.get("predict_budget", 60.0)),
+    )
     if not predict.ok:
         return call_failure(spec, "predict", predict, **base)
     predicted, note = _predictions(predict.value, len(labels))
-    timing = {"train_seconds": round(train.seconds, 2), "predict_seconds": round(predict.seconds, 2)}
+    timing = {
+        "train_seconds": round(train.seconds, 2),
+        "predict_seconds": round(predict.seconds, 2),
+    }
     if predicted is None:
         return result(spec, 0.0, note, status="failed", details={**base, **timing})
     accuracy = float(np.mean(predicted == labels))
     details = {**base, **timing, "accuracy": accuracy, **_feedback(context, predicted, labels)}
     verdict = "reaches" if accuracy >= threshold else "falls short of"
-    message = (f"Test accuracy {accuracy:.2%} {verdict} the {threshold:.0%} threshold "
-               f"(trained in {train.seconds:.1f} s of the {budget:g} s budget).")
+    message = (
+        f"Test accuracy {accuracy:.2%} {verdict} the {threshold:.0%} threshold "
+        f"(trained in {train.seconds:.1f} s of the {budget:g} s budget)."
+    )
     if note:
         message += " " + note
     return result(spec, _partial(accuracy, spec), message, details=details)
@@ -111,41 +151,70 @@ def run_diagnostic(spec: TestSpec, context: Context) -> TestResult:
     threshold = float(spec.options.get("threshold", 0.95))
     labels = _labels(context)
     accuracy, problem = _fixed_network(context.session, spec, labels, replace={})
-    details: dict[str, Any] = {"threshold": threshold, "accuracy": accuracy, "swaps": [],
-                               "culprit": None}
+    details: dict[str, Any] = {
+        "threshold": threshold,
+        "accuracy": accuracy,
+        "swaps": [],
+        "culprit": None,
+    }
     if accuracy is None:
         if problem.startswith("NotImplementedError"):
-            return result(spec, 0.0, "The grader's fixed network is built from your layer "
-                          "functions, and they are not implemented yet.", status="error",
-                          details=details)
-        return result(spec, 0.0, f"The grader's fixed network could not be trained with your "
-                      f"layer functions: {problem}", status="error", details=details)
+            return result(
+                spec,
+                0.0,
+                "The grader's fixed network is built from your layer "
+                "functions, and they are not implemented yet.",
+                status="error",
+                details=details,
+            )
+        return result(
+            spec,
+            0.0,
+            f"The grader's fixed network could not be trained with your layer functions: {problem}",
+            status="error",
+            details=details,
+        )
     if accuracy >= threshold:
-        return result(spec, 1.0, f"A fixed 784-128-10 network built from your layer functions "
-                      f"reaches {accuracy:.2%} after 2 epochs: your layers learn.", details=details)
+        return result(
+            spec,
+            1.0,
+            f"A fixed 784-128-10 network built from your layer functions "
+            f"reaches {accuracy:.2%} after 2 epochs: your layers learn.",
+            details=details,
+        )
     culprit, swaps = _find_culprit(spec, context, labels, threshold)
     details.update(swaps=swaps, culprit=culprit)
-    message = (f"A fixed 784-128-10 network built from your layer functions reaches only "
-               f"{accuracy:.2%} after 2 epochs (the reference layers reach {threshold:.0%} or more).")
+    message = (
+        f"A fixed 784-128-10 network built from your layer functions reaches only "
+        f"{accuracy:.2%} after 2 epochs (the reference layers reach {threshold:.0%} or more)."
+    )
     if culprit:
         reached = next(s["accuracy"] for s in swaps if s["replaced"] == culprit)
-        diagnosis = (f"With your `{culprit}` replaced by the reference the network reaches "
-                     f"{reached:.1%}: the bug is there.")
+        diagnosis = (
+            f"With your `{culprit}` replaced by the reference the network reaches "
+            f"{reached:.1%}: the bug is there."
+        )
     else:
-        diagnosis = ("No single replacement fixes it: more than one layer function is wrong. "
-                     "Start with the first failing test above.")
+        diagnosis = (
+            "No single replacement fixes it: more than one layer function is wrong. "
+            "Start with the first failing test above."
+        )
     return result(spec, _partial(accuracy, spec), message, diagnosis=diagnosis, details=details)
 
 
-def _find_culprit(spec: TestSpec, context: Context, labels: np.ndarray,
-                  threshold: float) -> tuple[str | None, list[dict[str, Any]]]:
+def _find_culprit(
+    spec: TestSpec, context: Context, labels: np.ndarray, threshold: float
+) -> tuple[str | None, list[dict[str, Any]]]:
     """Swaps run in a separate sandbox whose output is thrown away: the reference's source is
     sent there, and nothing of it may reach the student's feedback."""
     order = sorted(DIAGNOSTIC_FUNCTIONS, key=lambda f: context.status.get(f, "passed") == "passed")
     swaps = []
-    with Session(context.session.notebook, context.session.config,
-                 cell_timeout=context.rubric.cell_timeout,
-                 setup_budget=context.rubric.setup_budget) as private:
+    with Session(
+        context.session.notebook,
+        context.session.config,
+        cell_timeout=context.rubric.cell_timeout,
+        setup_budget=context.rubric.setup_budget,
+    ) as private:
         for function in order:
             replace = {function: context.reference.sources[function]}
             accuracy, _ = _fixed_network(private, spec, labels, replace=replace)
@@ -155,12 +224,18 @@ def _find_culprit(spec: TestSpec, context: Context, labels: np.ndarray,
     return None, swaps
 
 
-def _fixed_network(session: Session, spec: TestSpec, labels: np.ndarray,
-                   replace: dict[str, str]) -> tuple[float | None, str]:
+def _fixed_network(
+    session: Session, spec: TestSpec, labels: np.ndarray, replace: dict[str, str]
+) -> tuple[float | None, str]:
     answer = session.request(
-        {"op": "train_fixed", "functions": list(DIAGNOSTIC_FUNCTIONS), "replace": replace,
-         "epochs": int(spec.options.get("epochs", 2)), "seed": int(spec.options.get("seed", 0)),
-         "timeout": float(spec.options.get("budget", 120.0))},
+        {
+            "op": "train_fixed",
+            "functions": list(DIAGNOSTIC_FUNCTIONS),
+            "replace": replace,
+            "epochs": int(spec.options.get("epochs", 2)),
+            "seed": int(spec.options.get("seed", 0)),
+            "timeout": float(spec.options.get("budget", 120.0)),
+        },
         timeout=float(spec.options.get("budget", 120.0)),
     )
     if answer is None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ast
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import nbformat
 
@@ -45,8 +46,9 @@ def load(solution: Path) -> Reference:
                 imports.append(ast.unparse(node))
             elif isinstance(node, (ast.FunctionDef, ast.ClassDef)) or _is_constant(node):
                 definitions[_name(node)] = node
-    body = ast.Module(body=[*ast.parse("\n".join(imports)).body, *definitions.values()],
-                      type_ignores=[])
+    body = ast.Module(
+        body=[*ast.parse("\n".join(imports)).body, *definitions.values()], type_ignores=[]
+    )
     exec(compile(body, str(solution), "exec"), namespace)  # trusted instructor code
     functions = {n: f for n, f in namespace.items() if callable(f) and n in definitions}
     sources = {n: _standalone(n, definitions, imports) for n in functions}

@@ -81,7 +81,9 @@ def load(name: str, *, solutions_dir: Path = SOLUTIONS_DIR) -> Rubric:
     path = solutions_dir / f"{name}.toml"
     if not path.exists():
         known = ", ".join(available(solutions_dir)) or "none"
-        raise GraderError(f"unknown assignment {name!r} (known: {known}); expected a rubric at {path}")
+        raise GraderError(
+            f"unknown assignment {name!r} (known: {known}); expected a rubric at {path}"
+        )
     solution = path.with_suffix(".ipynb")
     if not solution.exists():
         raise GraderError(f"{path.name}: the reference notebook {solution} is missing")
@@ -133,8 +135,24 @@ def _parse_test(raw: Any, defaults: dict, where: str, functions: tuple[str, ...]
     forward = merged.get("forward")
     if kind == "gradient" and forward not in functions:
         raise GraderError(f"{where}.forward must name the forward function of a gradient test")
-    known = {"name", "function", "kind", "points", "visibility", "description", "cases", "forward",
-             "outputs", "returns", "bugs", "shape_formula", "timeout", "args", "kwargs", "expected"}
+    known = {
+        "name",
+        "function",
+        "kind",
+        "points",
+        "visibility",
+        "description",
+        "cases",
+        "forward",
+        "outputs",
+        "returns",
+        "bugs",
+        "shape_formula",
+        "timeout",
+        "args",
+        "kwargs",
+        "expected",
+    }
     return TestSpec(
         name=_str(merged, "name", where),
         function=function,
@@ -202,7 +220,9 @@ def _number(data: dict, key: str, where: str, *, default: Any = None, kind: type
     return kind(value)
 
 
-def _choice(data: dict, key: str, choices: tuple[str, ...], where: str, default: str | None = None) -> str:
+def _choice(
+    data: dict, key: str, choices: tuple[str, ...], where: str, default: str | None = None
+) -> str:
     value = data.get(key, default)
     if value not in choices:
         raise GraderError(f"{where}.{key} must be one of {', '.join(choices)} (got {value!r})")

@@ -94,14 +94,25 @@ def grade_notebook(sandbox_config: SandboxConfig, request: pytest.FixtureRequest
     """Grade a notebook with the real rubric; ``kinds`` limits the rubric to some test kinds
     (the unit-level bug corpus skips the MNIST training, which has tests of its own)."""
 
-    def run(path: Path, assignment: str, *, kinds: tuple[str, ...] | None = None,
-            options: dict | None = None, public_only: bool = False) -> SubmissionResult:
+    def run(
+        path: Path,
+        assignment: str,
+        *,
+        kinds: tuple[str, ...] | None = None,
+        options: dict | None = None,
+        public_only: bool = False,
+    ) -> SubmissionResult:
         loaded = rubric.load(assignment)
         tests = [t for t in loaded.tests if kinds is None or t.kind in kinds]
         if options:
-            tests = [dataclasses.replace(t, options={**t.options, **options.get(t.kind, {})},
-                                         timeout=options.get(t.kind, {}).get("timeout", t.timeout))
-                     for t in tests]
+            tests = [
+                dataclasses.replace(
+                    t,
+                    options={**t.options, **options.get(t.kind, {})},
+                    timeout=options.get(t.kind, {}).get("timeout", t.timeout),
+                )
+                for t in tests
+            ]
         loaded = dataclasses.replace(loaded, tests=tuple(tests))
         files = None
         config = sandbox_config
@@ -131,6 +142,8 @@ def assert_only_function_loses(result: SubmissionResult, functions: set[str]) ->
     for test in result.tests:
         if test.function in functions:
             continue
-        assert test.score == test.max_score, f"{test.name} lost points: {test.message} {test.diagnosis}"
+        assert test.score == test.max_score, (
+            f"{test.name} lost points: {test.message} {test.diagnosis}"
+        )
     lost = {t.function for t in result.tests if t.score < t.max_score}
     assert lost == functions, f"expected {functions} to lose points, lost: {lost}"

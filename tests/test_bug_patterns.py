@@ -20,28 +20,56 @@ class Bug:
 
 
 BUGS = [
-    Bug("dense backward averages over the batch", "backprop", "dense_backward", """
+    Bug(
+        "dense backward averages over the batch",
+        "backprop",
+        "dense_backward",
+        """
         def dense_backward(dout, cache):
             x, W = cache
             n = x.shape[0]
             return dout @ W.T, x.T @ dout / n, dout.sum(axis=0) / n
-        """, ("times too small", "averaged", "sum")),
-    Bug("dense backward with a flipped sign", "backprop", "dense_backward", """
+        """,
+        ("times too small", "averaged", "sum"),
+    ),
+    Bug(
+        "dense backward with a flipped sign",
+        "backprop",
+        "dense_backward",
+        """
         def dense_backward(dout, cache):
             x, W = cache
             return -(dout @ W.T), x.T @ dout, dout.sum(axis=0)
-        """, ("opposite sign",)),
-    Bug("dense backward with dW transposed", "backprop", "dense_backward", """
+        """,
+        ("opposite sign",),
+    ),
+    Bug(
+        "dense backward with dW transposed",
+        "backprop",
+        "dense_backward",
+        """
         def dense_backward(dout, cache):
             x, W = cache
             return dout @ W.T, dout.T @ x, dout.sum(axis=0)
-        """, ("transpose",)),
-    Bug("db keeps an extra axis", "backprop", "dense_backward", """
+        """,
+        ("transpose",),
+    ),
+    Bug(
+        "db keeps an extra axis",
+        "backprop",
+        "dense_backward",
+        """
         def dense_backward(dout, cache):
             x, W = cache
             return dout @ W.T, x.T @ dout, dout.sum(axis=0, keepdims=True)
-        """, ("right values but shape (1, 3)", "expected (3,)")),
-    Bug("softmax gradient without 1/N", "backprop", "softmax_cross_entropy", """
+        """,
+        ("right values but shape (1, 3)", "expected (3,)"),
+    ),
+    Bug(
+        "softmax gradient without 1/N",
+        "backprop",
+        "softmax_cross_entropy",
+        """
         def softmax_cross_entropy(logits, y):
             n = logits.shape[0]
             shifted = logits - logits.max(axis=1, keepdims=True)
@@ -49,62 +77,122 @@ BUGS = [
             loss = -np.log(p[np.arange(n), y]).mean()
             p[np.arange(n), y] -= 1
             return loss, p
-        """, ("times too large", "divide by the batch size")),
-    Bug("softmax that overflows", "backprop", "softmax_cross_entropy", """
+        """,
+        ("times too large", "divide by the batch size"),
+    ),
+    Bug(
+        "softmax that overflows",
+        "backprop",
+        "softmax_cross_entropy",
+        """
         def softmax_cross_entropy(logits, y):
             n = logits.shape[0]
             p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
             loss = -np.log(p[np.arange(n), y]).mean()
             p[np.arange(n), y] -= 1
             return loss, p / n
-        """, ("overflow", "subtract each row's maximum")),
-    Bug("relu backward without its mask", "backprop", "relu_backward", """
+        """,
+        ("overflow", "subtract each row's maximum"),
+    ),
+    Bug(
+        "relu backward without its mask",
+        "backprop",
+        "relu_backward",
+        """
         def relu_backward(dout, cache):
             return dout
-        """, ("unchanged", "mask")),
-    Bug("relu backward that edits dout in place", "backprop", "relu_backward", """
+        """,
+        ("unchanged", "mask"),
+    ),
+    Bug(
+        "relu backward that edits dout in place",
+        "backprop",
+        "relu_backward",
+        """
         def relu_backward(dout, cache):
             dout[cache <= 0] = 0
             return dout
-        """, ("in place", "copy")),
-    Bug("sigmoid derivative from the input", "backprop", "sigmoid_backward", """
+        """,
+        ("in place", "copy"),
+    ),
+    Bug(
+        "sigmoid derivative from the input",
+        "backprop",
+        "sigmoid_backward",
+        """
         def sigmoid_backward(dout, cache):
             x = np.log(cache / (1 - cache))  # back to the input, then the wrong formula
             return dout * x * (1 - x)
-        """, ("s·(1 − s)",)),
-    Bug("sigmoid that produces NaN", "backprop", "sigmoid_forward", """
+        """,
+        ("s·(1 − s)",),
+    ),
+    Bug(
+        "sigmoid that produces NaN",
+        "backprop",
+        "sigmoid_forward",
+        """
         def sigmoid_forward(x):
             e = np.exp(x)
             out = e / (1 + e)
             return out, out
-        """, ("nan or inf",)),
-    Bug("conv1d flips the kernel", "convolution", "conv1d", """
+        """,
+        ("nan or inf",),
+    ),
+    Bug(
+        "conv1d flips the kernel",
+        "convolution",
+        "conv1d",
+        """
         def conv1d(x, w, stride=1):
             x, w = np.asarray(x, float), np.asarray(w, float)[::-1]
             n = (len(x) - len(w)) // stride + 1
             return np.array([x[i * stride:i * stride + len(w)] @ w for i in range(n)])
-        """, ("flipped", "cross-correlation")),
-    Bug("conv1d ignores the stride", "convolution", "conv1d", """
+        """,
+        ("flipped", "cross-correlation"),
+    ),
+    Bug(
+        "conv1d ignores the stride",
+        "convolution",
+        "conv1d",
+        """
         def conv1d(x, w, stride=1):
             x, w = np.asarray(x, float), np.asarray(w, float)
             n = len(x) - len(w) + 1
             return np.array([x[i:i + len(w)] @ w for i in range(n)])
-        """, ("stride 1", "stride=3")),
-    Bug("conv1d output one too short", "convolution", "conv1d", """
+        """,
+        ("stride 1", "stride=3"),
+    ),
+    Bug(
+        "conv1d output one too short",
+        "convolution",
+        "conv1d",
+        """
         def conv1d(x, w, stride=1):
             x, w = np.asarray(x, float), np.asarray(w, float)
             n = (len(x) - len(w)) // stride
             return np.array([x[i * stride:i * stride + len(w)] @ w for i in range(n)])
-        """, ("has shape", "expected", "(L − K) // stride + 1")),
-    Bug("conv2d flips the kernel", "convolution", "conv2d", """
+        """,
+        ("has shape", "expected", "(L − K) // stride + 1"),
+    ),
+    Bug(
+        "conv2d flips the kernel",
+        "convolution",
+        "conv2d",
+        """
         def conv2d(x, w, stride=1):
             x, w = np.asarray(x, float), np.asarray(w, float)[::-1, ::-1]
             kh, kw = w.shape
             oh, ow = (x.shape[0] - kh) // stride + 1, (x.shape[1] - kw) // stride + 1
             return np.array([[np.sum(x[i*stride:i*stride+kh, j*stride:j*stride+kw] * w)
                               for j in range(ow)] for i in range(oh)])
-        """, ("flipped", "cross-correlation")),
-    Bug("conv2d_forward ignores the padding", "convolution", "conv2d_forward", """
+        """,
+        ("flipped", "cross-correlation"),
+    ),
+    Bug(
+        "conv2d_forward ignores the padding",
+        "convolution",
+        "conv2d_forward",
+        """
         def conv2d_forward(x, w, b, stride=1, pad=0):
             n, c, h, wd = x.shape
             f, _, kh, kw = w.shape
@@ -115,15 +203,27 @@ BUGS = [
                     patch = x[:, :, i*stride:i*stride+kh, j*stride:j*stride+kw]
                     out[:, :, i, j] = np.einsum("nchw,fchw->nf", patch, w) + b
             return out, (x, w, b, stride, pad)
-        """, ("pad=0", "zeros")),
-    Bug("max pooling that averages", "convolution", "max_pool2d", """
+        """,
+        ("pad=0", "zeros"),
+    ),
+    Bug(
+        "max pooling that averages",
+        "convolution",
+        "max_pool2d",
+        """
         def max_pool2d(x, size, stride):
             x = np.asarray(x, float)
             oh, ow = (x.shape[0] - size) // stride + 1, (x.shape[1] - size) // stride + 1
             return np.array([[x[i*stride:i*stride+size, j*stride:j*stride+size].mean()
                               for j in range(ow)] for i in range(oh)])
-        """, ("mean of each window", "largest")),
-    Bug("max-pool backward overwrites overlapping windows", "convolution", "max_pool2d_backward", """
+        """,
+        ("mean of each window", "largest"),
+    ),
+    Bug(
+        "max-pool backward overwrites overlapping windows",
+        "convolution",
+        "max_pool2d_backward",
+        """
         def max_pool2d_backward(dout, cache):
             x, size, stride = cache
             dx = np.zeros(x.shape)
@@ -135,11 +235,19 @@ BUGS = [
                     region = dx[:, :, i*stride:i*stride+size, j*stride:j*stride+size]
                     region[mask] = (mask * dout[:, :, i:i+1, j:j+1])[mask]
             return dx
-        """, ("overlap", "+=")),
-    Bug("conv1d with np.convolve", "convolution", "conv1d", """
+        """,
+        ("overlap", "+="),
+    ),
+    Bug(
+        "conv1d with np.convolve",
+        "convolution",
+        "conv1d",
+        """
         def conv1d(x, w, stride=1):
             return np.convolve(np.asarray(x, float), np.asarray(w, float)[::-1], "valid")[::stride]
-        """, ("forbidden shortcut",)),
+        """,
+        ("forbidden shortcut",),
+    ),
 ]
 
 
@@ -160,8 +268,9 @@ def test_float32_passes_with_a_note(submission, grade_notebook) -> None:
             x32, W32, b32 = (a.astype(np.float32) for a in (x, W, b))
             return x32 @ W32 + b32, (x, W)
         """
-    result = grade_notebook(submission("backprop", replace={"dense_forward": code}), "backprop",
-                            kinds=UNIT_KINDS)
+    result = grade_notebook(
+        submission("backprop", replace={"dense_forward": code}), "backprop", kinds=UNIT_KINDS
+    )
     test = next(t for t in result.tests if t.function == "dense_forward")
     assert test.status == "passed" and test.score == test.max_score
     assert "float32" in test.message
@@ -172,8 +281,9 @@ def test_relu_kink_accepts_either_slope(submission, grade_notebook) -> None:
         def relu_backward(dout, cache):
             return dout * (cache >= 0)
         """
-    result = grade_notebook(submission("backprop", replace={"relu_backward": code}), "backprop",
-                            kinds=UNIT_KINDS)
+    result = grade_notebook(
+        submission("backprop", replace={"relu_backward": code}), "backprop", kinds=UNIT_KINDS
+    )
     kink = next(t for t in result.tests if t.name == "relu_backward: at exactly zero")
     assert kink.status == "passed"
 
@@ -194,8 +304,11 @@ def test_max_pool_tie_accepts_any_winner(submission, grade_notebook) -> None:
                         mask * dout[:, :, i:i+1, j:j+1])
             return dx
         """
-    result = grade_notebook(submission("convolution", replace={"max_pool2d_backward": code}),
-                            "convolution", kinds=UNIT_KINDS)
+    result = grade_notebook(
+        submission("convolution", replace={"max_pool2d_backward": code}),
+        "convolution",
+        kinds=UNIT_KINDS,
+    )
     assert_only_function_loses(result, set())
 
 
@@ -205,11 +318,11 @@ def test_runtime_guard_catches_hidden_library_call(submission, grade_notebook) -
             f = getattr(np, "conv" + "olve")
             return f(np.asarray(x, float), np.asarray(w, float)[::-1], "valid")[::stride]
         """
-    result = grade_notebook(submission("convolution", replace={"conv1d": code}), "convolution",
-                            kinds=UNIT_KINDS)
+    result = grade_notebook(
+        submission("convolution", replace={"conv1d": code}), "convolution", kinds=UNIT_KINDS
+    )
     assert_only_function_loses(result, {"conv1d"})
-    assert all("numpy.convolve" in t.message for t in result.tests
-               if t.function == "conv1d")
+    assert all("numpy.convolve" in t.message for t in result.tests if t.function == "conv1d")
 
 
 def test_forbidden_import_fails_the_rule(submission, grade_notebook) -> None:

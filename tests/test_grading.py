@@ -13,16 +13,40 @@ import pytest
 from grader import grade, rubric
 from tests.conftest import ROOT, UNIT_KINDS
 
-RESULT_KEYS = {"student", "assignment", "submission", "sha256", "score", "max_score", "error",
-               "notices", "grader_version", "duration_s", "tests"}
-TEST_KEYS = {"name", "function", "score", "max_score", "status", "message", "diagnosis",
-             "visibility"}
+RESULT_KEYS = {
+    "student",
+    "assignment",
+    "submission",
+    "sha256",
+    "score",
+    "max_score",
+    "error",
+    "notices",
+    "grader_version",
+    "duration_s",
+    "tests",
+}
+TEST_KEYS = {
+    "name",
+    "function",
+    "score",
+    "max_score",
+    "status",
+    "message",
+    "diagnosis",
+    "visibility",
+}
 VOLATILE = ("duration_s", "timings")
 
 
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "grader", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "grader", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.parametrize("assignment", ["backprop", "convolution"])
@@ -60,11 +84,14 @@ def test_cli_grade_writes_the_result_contract(tmp_path: Path, submission) -> Non
     assert (out / "index.html").exists() and (out / "grades.csv").exists()
 
 
-@pytest.mark.parametrize("args, words", [
-    (["grade", "--assignment", "nope", "--out", "x", "submissions"], "unknown assignment"),
-    (["grade", "--assignment", "convolution", "--out", "x", "no/such/folder"], "no such file"),
-    (["check", "no/such.ipynb", "--assignment", "convolution"], "no such notebook"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["grade", "--assignment", "nope", "--out", "x", "submissions"], "unknown assignment"),
+        (["grade", "--assignment", "convolution", "--out", "x", "no/such/folder"], "no such file"),
+        (["check", "no/such.ipynb", "--assignment", "convolution"], "no such notebook"),
+    ],
+)
 def test_instructor_errors_are_one_line_and_exit_2(args, words, tmp_path: Path) -> None:
     done = cli(*args, cwd=ROOT)
     assert done.returncode == 2
@@ -73,10 +100,15 @@ def test_instructor_errors_are_one_line_and_exit_2(args, words, tmp_path: Path) 
 
 
 def test_grading_twice_gives_identical_json(submission, grade_notebook) -> None:
-    path = submission("convolution", replace={"conv2d": """
+    path = submission(
+        "convolution",
+        replace={
+            "conv2d": """
         def conv2d(x, w, stride=1):
             return np.zeros((2, 2))
-        """})
+        """
+        },
+    )
     first, second = (grade_notebook(path, "convolution").to_json() for _ in range(2))
     for data in (first, second):
         for key in VOLATILE:
@@ -86,20 +118,27 @@ def test_grading_twice_gives_identical_json(submission, grade_notebook) -> None:
 
 
 def test_student_name_is_safe_and_distinct() -> None:
-    names = [grade.student_name(Path(p)) for p in
-             ["a b.ipynb", "a_b.ipynb", "élève.ipynb", "$(rm -rf x);.ipynb", "../../etc.ipynb"]]
+    names = [
+        grade.student_name(Path(p))
+        for p in ["a b.ipynb", "a_b.ipynb", "élève.ipynb", "$(rm -rf x);.ipynb", "../../etc.ipynb"]
+    ]
     assert len(set(names)) == len(names)
     assert all(n and all(c.isalnum() or c in "._-" for c in n) for n in names)
     assert names[1] == "a_b"
 
 
 def test_self_check_runs_public_tests_only(tmp_path: Path, submission) -> None:
-    path = submission("convolution", replace={"conv1d": """
+    path = submission(
+        "convolution",
+        replace={
+            "conv1d": """
         def conv1d(x, w, stride=1):
             x, w = np.asarray(x, float), np.asarray(w, float)[::-1]
             n = (len(x) - len(w)) // stride + 1
             return np.array([x[i * stride:i * stride + len(w)] @ w for i in range(n)])
-        """})
+        """
+        },
+    )
     done = cli("check", str(path), "--assignment", "convolution")
     assert done.returncode == 0, done.stderr
     public = [t.name for t in rubric.load("convolution").tests if t.visibility == "public"]
@@ -110,11 +149,14 @@ def test_self_check_runs_public_tests_only(tmp_path: Path, submission) -> None:
 
 
 def test_top_level_experiments_become_notices(submission, grade_notebook) -> None:
-    path = submission("convolution", extra_cells=[
-        "%matplotlib inline\n!pip install torch\n",
-        "print(undefined_variable_from_my_laptop)\n",
-        "import time\nwhile True:\n    time.sleep(0.01)\n",
-    ])
+    path = submission(
+        "convolution",
+        extra_cells=[
+            "%matplotlib inline\n!pip install torch\n",
+            "print(undefined_variable_from_my_laptop)\n",
+            "import time\nwhile True:\n    time.sleep(0.01)\n",
+        ],
+    )
     result = grade_notebook(path, "convolution", kinds=UNIT_KINDS)
     assert result.score == result.max_score
     text = "\n".join(result.notices)

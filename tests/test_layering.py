@@ -42,13 +42,18 @@ def test_sandbox_side_imports_only_stdlib_numpy_and_itself(path: Path) -> None:
         if name.startswith("."):
             assert name in (".", ".wire", ".limits", ".runtime", ".fixed_net"), name
             continue
-        assert top in sys.stdlib_module_names or top in INSIDE_ALLOWED, f"{path.name} imports {name}"
+        assert top in sys.stdlib_module_names or top in INSIDE_ALLOWED, (
+            f"{path.name} imports {name}"
+        )
 
 
 @pytest.mark.parametrize("module", sorted(FORBIDDEN))
 def test_rendering_and_data_stay_away_from_execution(module: str) -> None:
-    found = {n.split(".")[1] for n in imports_of(GRADER / f"{module}.py")
-             if n.startswith("grader.") and n.count(".") >= 1}
+    found = {
+        n.split(".")[1]
+        for n in imports_of(GRADER / f"{module}.py")
+        if n.startswith("grader.") and n.count(".") >= 1
+    }
     found |= {n for n in imports_of(GRADER / f"{module}.py") if n == "grader"}
     assert not found & FORBIDDEN[module], f"{module} imports {found & FORBIDDEN[module]}"
 
