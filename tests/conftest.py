@@ -74,11 +74,19 @@ def build_notebook(
             if done:
                 del pending[function]
     assert not pending, f"functions not found in {source.name}: {sorted(pending)}"
+    for cell in notebook.cells:  # a student's notebook carries no solution markers
+        lines = cell.source.splitlines()
+        cell.source = "\n".join(line for line in lines if not _is_marker(line))
     for text in extra_cells:
         notebook.cells.append(nbformat.v4.new_code_cell(textwrap.dedent(text)))
     path = folder / f"{name}.ipynb"
     nbformat.write(notebook, path)
     return path
+
+
+def _is_marker(line: str) -> bool:
+    text = line.strip()
+    return text in ("### BEGIN SOLUTION", "### END SOLUTION") or text.startswith("# HINT:")
 
 
 @pytest.fixture
