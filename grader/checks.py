@@ -85,7 +85,7 @@ def result(
     return TestResult(
         name=spec.name,
         function=spec.function,
-        score=round(spec.points * fraction, 4),
+        score=round(spec.points * fraction, 2),  # gradebooks want two decimals
         max_score=spec.points,
         status=status,  # type: ignore[arg-type]
         message=message,

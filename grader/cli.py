@@ -118,19 +118,20 @@ def _check(args: argparse.Namespace) -> int:
 
 def _summary(result) -> str:
     """The self-check's terminal report: one line per public test, then what to fix first."""
-    lines = [f"{result.submission}: {result.score:g} / {result.max_score:g} on the public tests"]
+    lines = [f"{result.submission}: {result.score:.2f} / {result.max_score:g} on the public tests"]
     if result.error:
         return lines[0] + f"\n  cannot be graded: {result.error}"
     for test in result.tests:
         mark = {"passed": "ok  ", "failed": "FAIL", "error": "ERR ", "timeout": "TIME"}[test.status]
-        lines.append(f"  {mark} {test.score:>4g}/{test.max_score:<4g} {test.name}")
+        lines.append(f"  {mark} {test.score:>5.2f}/{test.max_score:<4g} {test.name}")
         if test.status != "passed":
             lines.append(f"         {test.message}")
             if test.diagnosis:
                 lines.append(f"         hint: {test.diagnosis}")
     for notice in result.notices:
-        first = notice.splitlines()[0] if notice else ""
-        lines.append(f"  note: {first[:160]}")
+        if notice.startswith("your notebook printed"):
+            notice = "your notebook printed output; the feedback page shows it"
+        lines.append(f"  note: {notice.splitlines()[0][:160] if notice else ''}")
     lines.append(
         "Hidden tests run too when your notebook is graded; they use other sizes and "
         "strides, so test more than the examples."

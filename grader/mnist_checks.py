@@ -186,7 +186,7 @@ def run_diagnostic(spec: TestSpec, context: Context) -> TestResult:
     details.update(swaps=swaps, culprit=culprit)
     message = (
         f"A fixed 784-128-10 network built from your layer functions reaches only "
-        f"{accuracy:.2%} after 2 epochs (the reference layers reach {threshold:.0%} or more)."
+        f"{accuracy:.2%} after 2 epochs, below the {threshold:.0%} that correct layers reach."
     )
     if culprit:
         reached = next(s["accuracy"] for s in swaps if s["replaced"] == culprit)
