@@ -93,10 +93,12 @@ def test_cli_grade_writes_the_result_contract(tmp_path: Path, submission) -> Non
     ],
 )
 def test_instructor_errors_are_one_line_and_exit_2(args, words, tmp_path: Path) -> None:
+    args = [str(tmp_path / "x") if a == "x" else a for a in args]
     done = cli(*args, cwd=ROOT)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0], done.stderr
+    assert not (tmp_path / "x").exists(), "an instructor error must not leave an output folder"
 
 
 def test_grading_twice_gives_identical_json(submission, grade_notebook) -> None:
