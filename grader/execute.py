@@ -2,8 +2,10 @@
 
 The session survives anything the student's code does. A cell or a call that hangs, even one
 that ignores every signal, is killed with its sandbox; a fresh sandbox then replays the cells
-that had worked (and skips the one that hung), and grading goes on. Each such event becomes a
-notice or a test result; none of them stops the batch.
+that had worked (and skips the one that hung), and grading goes on. A function that had to be
+killed that way is not called again (each such call would cost its timeout and a restart), and
+once the setup budget is spent, later cells run only their imports and definitions. Each such
+event becomes a notice or a test result; none of them stops the batch.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class Session:
     _sandbox: Sandbox | None = None
     _good_cells: list[int] = field(default_factory=list)
     _skipped_cells: set[int] = field(default_factory=set)
+    _partial_cells: set[int] = field(default_factory=set)  # stopped by their timeout
+    _stuck: dict[str, str] = field(default_factory=dict)  # function -> why it is not called
     _restarts: int = 0
     _output: list[str] = field(default_factory=list)
 
@@ -91,14 +95,19 @@ class Session:
         return_inputs: bool = False,
         keep_args: str | None = None,
     ) -> CallOutcome:
+        if function in self._stuck:
+            return CallOutcome(False, kind="timeout", error=self._stuck[function])
         request = {
             "op": "call", "function": function, "args": args, "kwargs": kwargs or {},
             "timeout": timeout, "store": store, "reply": reply, "return_inputs": return_inputs,
             "keep_args": keep_args,
         }
-        answer = self._request(request, timeout=timeout)
+        answer = self._request(request, timeout=timeout, what=f"`{function}`")
         if answer is None:
-            return CallOutcome(False, kind="timeout", error=f"no answer within {timeout:g} s")
+            self._stuck[function] = f"no answer within {timeout:g} s, even when asked to stop"
+            self._notice(f"`{function}` would not stop when asked after {timeout:g} s, so its "
+                         f"sandbox was killed; it was not called again")
+            return CallOutcome(False, kind="timeout", error=self._stuck[function])
         if isinstance(answer, str):
             return CallOutcome(False, kind="crash", error=answer)
         return CallOutcome(
@@ -121,12 +130,15 @@ class Session:
         return list(answer.get("defined", [])) if isinstance(answer, dict) else []
 
     # -- internals --
-    def _request(self, message: dict[str, Any], *, timeout: float) -> dict[str, Any] | str | None:
+    def _request(self, message: dict[str, Any], *, timeout: float,
+                 what: str = "the grader's request") -> dict[str, Any] | str | None:
         if self._sandbox is None or not self._sandbox.alive:
             if not self._restart("the sandbox had stopped"):
                 return "the sandbox could not be restarted"
         try:
-            return self._sandbox.request(message, timeout=timeout)
+            answer = self._sandbox.request(message, timeout=timeout)
+            self._note_strays(answer, what)
+            return answer
         except SandboxTimedOut:
             self._restart(None)
             return None
@@ -151,21 +163,36 @@ class Session:
         return True
 
     def _run_cells(self, *, first_time: bool) -> None:
-        deadline = time.monotonic() + self.setup_budget
+        """Run the cells (or, after a restart, replay the ones that worked). Past the setup
+        budget, and on replays of cells that were stopped, only imports and definitions run:
+        they cost nothing, and they are what the checks need."""
+        deadline, noted = time.monotonic() + self.setup_budget, not first_time
         for cell in self.notebook.cells:
             if cell.index in self._skipped_cells or not cell.source.strip():
                 continue
             if not first_time and cell.index not in self._good_cells:
                 continue
-            budget = max(min(self.cell_timeout, deadline - time.monotonic()), 0.5)
-            answer = self._exec_cell(cell.index, cell.source, budget)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 and not noted:
+                noted = True
+                self._notice(f"the setup budget of {self.setup_budget:g} s was used up before "
+                             f"cell {cell.index}: from there on only imports and definitions ran")
+            definitions_only = remaining <= 0 or cell.index in self._partial_cells
+            budget = max(min(self.cell_timeout, remaining), 0.5)
+            answer = self._exec_cell(cell.index, cell.source, budget, definitions_only)
             if first_time:
                 self._note_cell(cell.index, cell.magics, answer, budget)
+            if first_time and isinstance(answer, dict) and answer.get("out_of_memory"):
+                self._forget_memory(cell.index)
 
-    def _exec_cell(self, index: int, source: str, budget: float) -> dict[str, Any] | str | None:
-        message = {"op": "exec", "cell": index, "source": source, "timeout": budget}
+    def _exec_cell(self, index: int, source: str, budget: float,
+                   definitions_only: bool = False) -> dict[str, Any] | str | None:
+        message = {"op": "exec", "cell": index, "source": source, "timeout": budget,
+                   "definitions_only": definitions_only}
         try:
-            return self._sandbox.request(message, timeout=budget)
+            answer = self._sandbox.request(message, timeout=budget)
+            self._note_strays(answer, f"cell {index}")
+            return answer
         except SandboxCrashed as exc:
             # the cell killed or hung its sandbox: skip it from now on and carry on without it
             self._skipped_cells.add(index)
@@ -175,7 +202,8 @@ class Session:
     def _note_cell(self, index: int, magics: tuple[str, ...], answer: Any, budget: float) -> None:
         if magics:
             shown = ", ".join(f"`{m[:60]}`" for m in magics[:3])
-            self.notices.append(f"cell {index}: IPython magics and shell commands were not run: {shown}")
+            self.notices.append(
+                f"cell {index}: IPython magics and shell commands were not run: {shown}")
         if answer is None:
             self.notices.append(
                 f"cell {index} was stopped after {budget:g} s and skipped (it would not stop when "
@@ -187,6 +215,7 @@ class Session:
             return
         self._good_cells.append(index)
         if answer.get("timed_out"):
+            self._partial_cells.add(index)
             self.notices.append(
                 f"cell {index} was stopped after {budget:g} s; the definitions in it still count"
             )
@@ -196,6 +225,28 @@ class Session:
             self.notices.append(f"cell {index} raised an error at {errors[0]}{more}")
         if not answer.get("ok") and answer.get("error"):
             self.notices.append(f"cell {index} was not run: {answer['error']}")
+
+    def _forget_memory(self, index: int) -> None:
+        """What a cell built before it ran out of memory stays referenced (``hog.append`` in a
+        loop) and would starve every later call: restart, and replay that cell's definitions
+        only."""
+        self._partial_cells.add(index)
+        self._notice(f"cell {index} ran out of memory (the limit is "
+                     f"{self.config.limits.memory_mb} MB); the notebook was restarted without "
+                     f"what it had built, and only its definitions count")
+        self._restart(None)
+
+    def _note_strays(self, answer: dict[str, Any], what: str) -> None:
+        count = int(answer.get("strays") or 0)
+        if count:
+            self._notice(f"{what} left {count} process{'es' * (count > 1)} running (fork, "
+                         f"subprocess or a daemon); the grader stopped "
+                         f"{'them' if count > 1 else 'it'}")
+
+    def _notice(self, text: str) -> None:
+        """A notice, once: replays after a restart repeat what the cells did the first time."""
+        if text not in self.notices:
+            self.notices.append(text)
 
     def _retire_sandbox(self) -> None:
         if self._sandbox is not None:

@@ -59,7 +59,7 @@ def grade_submission(job: Job) -> SubmissionResult:
     base = dict(
         student=student_name(job.path),
         assignment=job.rubric.name,
-        submission=job.path.name,
+        submission=notebook.display_name(job.path),
         sha256=read.sha256,
         grader_version=__version__,
         cache_key=cache_key(read.sha256, job.rubric, public_only=job.public_only),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,27 +59,49 @@ class UnreadableNotebook:
     error: str
 
 
+def display_name(path: Path) -> str:
+    """The file name as text that any page or file can hold: bytes that are not UTF-8 (a name
+    made on another system) show as U+FFFD instead of breaking the reports later."""
+    return os.fsencode(path.name).decode("utf-8", "replace")
+
+
 def read(path: Path) -> Notebook | UnreadableNotebook:
     """Parse ``path``; never raises for a bad submission, only for an unreadable path."""
+    size = path.stat().st_size
+    if size > MAX_NOTEBOOK_BYTES:  # checked before reading: the file may be any size at all
+        return UnreadableNotebook(path, _digest(path), _too_large(size))
     raw = path.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
     problem = _file_problem(raw)
     if problem:
         return UnreadableNotebook(path, digest, problem)
     try:
-        document = json.loads(raw.decode("utf-8"))
+        # a byte order mark is how some Windows editors save UTF-8: harmless, so accepted
+        document = json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
         return UnreadableNotebook(path, digest, "not a notebook: the file is not UTF-8 text")
     except json.JSONDecodeError as exc:
         return UnreadableNotebook(path, digest, _json_problem(raw, exc))
+    except RecursionError:
+        return UnreadableNotebook(path, digest, "not a notebook: JSON nested too deeply")
     return _from_document(path, digest, document)
+
+
+def _digest(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _too_large(size: int) -> str:
+    return (f"not a notebook: the file is {size >> 20} MB, more than the "
+            f"{MAX_NOTEBOOK_BYTES >> 20} MB allowed")
 
 
 def _file_problem(raw: bytes) -> str | None:
     if not raw.strip():
         return "not a notebook: the file is empty"
-    if len(raw) > MAX_NOTEBOOK_BYTES:
-        return f"not a notebook: the file is {len(raw) >> 20} MB, more than the {MAX_NOTEBOOK_BYTES >> 20} MB allowed"
+    if len(raw) > MAX_NOTEBOOK_BYTES:  # it grew since the size was checked
+        return _too_large(len(raw))
     return None
 
 
@@ -101,19 +124,38 @@ def _from_document(path: Path, digest: str, document: object) -> Notebook | Unre
         node = nbformat.from_dict(document)
         if major != 4:
             node = nbformat.convert(node, 4)
-            notices.append(f"the notebook was in nbformat {major}; it was converted to nbformat 4")
+            shown = str(major)[:20]
+            notices.append(f"the notebook was in nbformat {shown}; it was converted to nbformat 4")
     except Exception as exc:  # noqa: BLE001 - nbformat raises many kinds on bad input
-        return UnreadableNotebook(path, digest, f"not a notebook: nbformat could not read it ({exc})")
+        why = f"not a notebook: nbformat could not read it ({str(exc)[:300]})"
+        return UnreadableNotebook(path, digest, why)
+    raw_cells = node.get("cells", [])
+    if not isinstance(raw_cells, list):
+        return UnreadableNotebook(path, digest, "not a notebook: its cells are not a list")
     cells = []
-    for index, cell in enumerate(node.get("cells", []), start=1):
-        if cell.get("cell_type") != "code":
-            continue
-        source = cell.get("source", "")
-        source = "".join(source) if isinstance(source, list) else str(source)
-        cells.append(_code_cell(index, source))
+    for index, cell in enumerate(raw_cells, start=1):
+        source = _code_source(cell)
+        if isinstance(source, str):
+            cells.append(_code_cell(index, source))
+        elif source is not None:
+            return UnreadableNotebook(path, digest, f"not a notebook: cell {index} {source[0]}")
     if not cells:
         return UnreadableNotebook(path, digest, "not a notebook to grade: it has no code cells")
     return Notebook(path, digest, tuple(cells), tuple(notices))
+
+
+def _code_source(cell: object) -> str | tuple[str] | None:
+    """A code cell's source; None for another kind of cell; (problem,) for a malformed one."""
+    if not isinstance(cell, dict):
+        return ("is not a cell (a JSON object with a cell_type)",)
+    if cell.get("cell_type") != "code":
+        return None
+    source = cell.get("source", "")
+    if isinstance(source, list) and all(isinstance(line, str) for line in source):
+        return "".join(source)
+    if isinstance(source, str):
+        return source
+    return ("has a source that is not text",)
 
 
 def _code_cell(index: int, source: str) -> CodeCell:

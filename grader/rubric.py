@@ -87,7 +87,10 @@ def load(name: str, *, solutions_dir: Path = SOLUTIONS_DIR) -> Rubric:
     solution = path.with_suffix(".ipynb")
     if not solution.exists():
         raise GraderError(f"{path.name}: the reference notebook {solution} is missing")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:  # a folder of that name, no permission...
+        raise GraderError(f"{path.name}: cannot be read ({exc.strerror})") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -4,13 +4,19 @@ Layers, outermost first (each one named in every result, so a report says what p
 
 - ``namespaces``: bubblewrap gives a private PID namespace (nothing survives the sandbox), no
   network but a private loopback, a read-only view of just Python, NumPy and ``grader/inside``,
-  a private /tmp and /dev/shm, and one writable scratch folder. Solutions, rubrics, tests, other
-  submissions and the MNIST test labels are simply not there.
-- ``uid``: as root, the student runs as an unprivileged uid of its own (one per parallel slot,
-  since process limits count per uid), with no capabilities and no new privileges.
+  and size-capped tmpfs for /tmp, /dev/shm and the writable /scratch (nothing written inside
+  reaches the grading machine's disk). Solutions, rubrics, tests, other submissions and the
+  MNIST test labels are simply not there.
+- ``uid``: as root, the student runs as an unprivileged uid of its own (one per live sandbox:
+  each claims a free slot, since process limits and the final clean-up go by uid), with no
+  capabilities and no new privileges.
 - ``cgroup``: memory and process-count caps enforced by the kernel for the whole process tree.
 - ``rlimits``: address space, CPU time, processes, file size, open files (self-applied inside).
 - ``seccomp``: internet sockets are refused, loopback included.
+
+Behind a uid or a PID namespace of its own, the runtime also kills whatever student code left
+running after each request (fork bombs, ``setsid`` daemons), and every answer carries its
+request's number, so bytes student code writes to the channel break nothing but its sandbox.
 
 ``GRADER_SANDBOX=strict`` refuses to grade when a layer is missing, ``auto`` (the default) uses
 what exists and says what is missing, ``off`` runs a plain child process (debugging only).
@@ -30,11 +36,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from grader.errors import GraderError
 from grader.inside import wire
@@ -70,7 +76,7 @@ class SandboxConfig:
     mode: str = "auto"
     limits: Limits = field(default_factory=Limits)
     data_dir: Path | None = None  # MNIST files the student may see (never the test labels)
-    slot: int = 0
+    slot: int = 0  # unused: each Sandbox claims a free slot (and so a uid) of its own
 
     @classmethod
     def from_env(cls, **overrides: Any) -> SandboxConfig:
@@ -155,12 +161,25 @@ def _cgroup_dirs() -> dict[str, Path] | None:
 # --- parallel slots -----------------------------------------------------------------------
 
 
-@contextmanager
-def slot(limit: int = 128) -> Iterator[int]:
-    """Claim a free slot number (its own uid and cgroup) for as long as the block runs.
+SLOTS = 128
 
-    A lock file per slot works across worker processes and Dask workers alike, and the kernel
-    releases the lock if the worker dies.
+
+@contextmanager
+def slot(limit: int = SLOTS) -> Iterator[int]:
+    """Claim a free slot number for as long as the block runs (every ``Sandbox`` also claims
+    its own, so its uid is never shared with a live neighbour)."""
+    number, handle = claim_slot(limit)
+    try:
+        yield number
+    finally:
+        handle.close()
+
+
+def claim_slot(limit: int = SLOTS) -> tuple[int, IO[str]]:
+    """The first free slot number and its locked lock file (closing the file frees the slot).
+
+    A lock file per slot works across worker processes, Dask workers and test runs alike, and
+    the kernel releases the lock if its holder dies.
     """
     folder = Path(tempfile.gettempdir()) / "backprop-grader-slots"
     folder.mkdir(exist_ok=True)
@@ -171,11 +190,7 @@ def slot(limit: int = 128) -> Iterator[int]:
         except BlockingIOError:
             handle.close()
             continue
-        try:
-            yield number
-        finally:
-            handle.close()
-        return
+        return number, handle
     raise GraderError(f"all {limit} sandbox slots are busy; lower --jobs")
 
 
@@ -188,21 +203,39 @@ class Sandbox:
     def __init__(self, config: SandboxConfig):
         self.config = config
         self.layers, self.missing = plan_layers(config.mode)
-        self.uid = BASE_UID + config.slot if "uid" in self.layers else None
+        self.uid: int | None = None  # claimed with a slot by ``start``
+        self._slot: IO[str] | None = None
         self._process: subprocess.Popen | None = None
-        self._scratch: Path | None = None
+        self._scratch: Path | None = None  # on the host, where there is no namespace
+        self._req_write: int | None = None
+        self._resp_read: int | None = None
         self._cgroups: list[Path] = []
-        self._buffer = b""
+        self._buffer = bytearray()
+        self._sent = 0  # requests sent: each answer must carry its request's number
         self._output = bytearray()
         self._output_dropped = 0
         self._drainers: list[threading.Thread] = []
 
     # -- lifecycle --
     def start(self, *, timeout: float = 60) -> None:
-        self._scratch = Path(tempfile.mkdtemp(prefix="grader-scratch-"))
-        if self.uid is not None:
-            os.chown(self._scratch, self.uid, self.uid)
-        self._cgroups = self._make_cgroups() if "cgroup" in self.layers else []
+        """Start the runtime and wait for its hello; on any failure nothing is left behind."""
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, timeout: float) -> None:
+        number, self._slot = claim_slot()
+        if "uid" in self.layers:
+            self.uid = BASE_UID + number
+            self._kill_leftovers()  # of a grader killed before it could clean up
+        if "namespaces" not in self.layers:  # (inside a namespace it is a size-capped tmpfs)
+            _remove_stale_scratch()
+            self._scratch = Path(tempfile.mkdtemp(prefix=f"grader-scratch-{os.getpid()}-"))
+            if self.uid is not None:
+                os.chown(self._scratch, self.uid, self.uid)
+        self._cgroups = self._make_cgroups(number) if "cgroup" in self.layers else []
         req_read, self._req_write = os.pipe()
         self._resp_read, resp_write = os.pipe()
         config = {
@@ -210,27 +243,32 @@ class Sandbox:
             "seccomp": "seccomp" in self.layers,
             "data_dir": self._inside_data_dir(),
             "fds": [req_read, resp_write],
+            # stray processes can be told apart only by a uid or a PID namespace of their own
+            "reap": "uid" in self.layers or "namespaces" in self.layers,
         }
-        self._process = subprocess.Popen(
-            self._command(json.dumps(config)),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            pass_fds=(req_read, resp_write),
-            env=self._environment(),
-            cwd=self._scratch,
-            start_new_session=True,
-            preexec_fn=self._join_cgroups if self._cgroups else None,  # noqa: PLW1509
-        )
-        os.close(req_read)
-        os.close(resp_write)
+        try:
+            self._process = subprocess.Popen(
+                self._command(json.dumps(config)),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(req_read, resp_write),
+                env=self._environment(),
+                cwd=self._scratch,
+                start_new_session=True,
+                preexec_fn=self._join_cgroups if self._cgroups else None,  # noqa: PLW1509
+            )
+        finally:
+            os.close(req_read)
+            os.close(resp_write)
         self._start_drain(self._process.stdout)
         hello = self._receive(deadline=time.monotonic() + timeout)
         if not hello.get("ready"):
             raise SandboxCrashed(f"the sandbox did not start: {hello}")
 
     def close(self) -> None:
-        """Kill every process of this sandbox and remove its scratch folder and cgroups."""
+        """Kill every process of this sandbox and remove its scratch folder and cgroups; the
+        slot (and so the uid) is freed last, once nothing of it runs any more."""
         process, self._process = self._process, None
         if process is not None:
             _kill_group(process.pid)
@@ -238,18 +276,24 @@ class Sandbox:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
-            for fd in (self._req_write, self._resp_read):
+        for fd in (self._req_write, self._resp_read):
+            if fd is not None:
                 try:
                     os.close(fd)
                 except OSError:
                     pass
+        self._req_write = self._resp_read = None
         self._kill_leftovers()
+        self._remove_cgroups()
         for thread in self._drainers:
             thread.join(timeout=5)
         self._drainers = []
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
+        if self._slot is not None:
+            self._slot.close()
+            self._slot = None
 
     def __enter__(self) -> Sandbox:
         self.start()
@@ -263,13 +307,20 @@ class Sandbox:
         """Send one request and wait for its answer; kill the sandbox when it is late."""
         if self._process is None:
             raise SandboxCrashed("the sandbox is not running")
+        self._sent += 1
         try:
-            _write_all(self._req_write, wire.dumps(message))
+            _write_all(self._req_write, wire.dumps({**message, "id": self._sent}))
         except (BrokenPipeError, OSError) as exc:
+            self.close()
             raise SandboxCrashed(f"the sandboxed process is gone ({exc})") from None
         deadline = time.monotonic() + timeout + 2.0  # the inside alarm gets the first chance
         try:
-            return self._receive(deadline=deadline)
+            answer = self._receive(deadline=deadline)
+            if answer.get("id") != self._sent:
+                # written by the student's code straight to the channel: nothing after it can
+                # be trusted to answer the right request
+                raise SandboxCrashed("the sandbox broke the protocol: an answer out of turn")
+            return answer
         except SandboxCrashed:
             self.close()
             raise
@@ -287,7 +338,8 @@ class Sandbox:
 
     # -- internals --
     def _receive(self, *, deadline: float) -> dict[str, Any]:
-        while b"\n" not in self._buffer:
+        end = self._buffer.find(b"\n")
+        while end < 0:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SandboxTimedOut("no answer before the time limit")
@@ -300,10 +352,13 @@ class Sandbox:
             chunk = os.read(self._resp_read, 1 << 20)
             if not chunk:
                 raise SandboxCrashed(self._death_note())
-            self._buffer += chunk
+            newline = chunk.find(b"\n")
+            end = len(self._buffer) + newline if newline >= 0 else -1
+            self._buffer += chunk  # a bytearray: growing it in place stays linear
             if len(self._buffer) > MAX_MESSAGE_BYTES:
                 raise SandboxCrashed("the sandbox sent a message larger than allowed")
-        line, _, self._buffer = self._buffer.partition(b"\n")
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
         try:
             return wire.loads(line)
         except wire.WireError as exc:
@@ -316,10 +371,26 @@ class Sandbox:
             code = self._process.wait(timeout=2)
         except subprocess.TimeoutExpired:
             return "the sandboxed process closed its channel"
+        if self._out_of_memory():
+            return (f"the sandboxed process ran out of memory (the limit is "
+                    f"{self.config.limits.memory_mb} MB) and was killed")
+        if code > 128 and "namespaces" in self.layers:
+            code = -(code - 128)  # bubblewrap exits with 128 + the signal that killed its child
         if code < 0:
-            name = signal.Signals(-code).name if -code in signal.Signals else str(-code)
-            return f"the sandboxed process was killed by {name}"
+            return f"the sandboxed process was killed by {_signal_name(-code)}"
         return f"the sandboxed process exited with status {code}"
+
+    def _out_of_memory(self) -> bool:
+        """Whether the kernel had to kill in this sandbox's memory cgroup."""
+        for folder in self._cgroups:
+            try:
+                control = (folder / "memory.oom_control").read_text()
+            except OSError:
+                continue
+            counts = dict(line.split() for line in control.splitlines() if len(line.split()) == 2)
+            if int(counts.get("oom_kill", 0)) > 0:
+                return True
+        return False
 
     def _start_drain(self, stream) -> None:
         limit = self.config.limits.output_kb * 1024
@@ -367,9 +438,12 @@ class Sandbox:
             "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
             "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
             "--proc", "/proc", "--dev", "/dev",
-            "--size", str(scratch_mb << 20), "--tmpfs", "/tmp",
-            "--size", str(scratch_mb << 20), "--tmpfs", "/dev/shm",
-            "--bind", str(self._scratch), "/scratch", "--chdir", "/scratch",
+            # tmpfs, not host folders: capped in size (and charged to the memory cgroup), so a
+            # student cannot fill the grading machine's disk; 1777, or uid 61000 cannot write
+            "--perms", "1777", "--size", str(scratch_mb << 20), "--tmpfs", "/tmp",
+            "--perms", "1777", "--size", str(scratch_mb << 20), "--tmpfs", "/dev/shm",
+            "--perms", "1777", "--size", str(scratch_mb << 20), "--tmpfs", "/scratch",
+            "--chdir", "/scratch",
             "--perms", "0755", "--dir", "/sandbox",  # bwrap makes parents 0700 otherwise
             "--ro-bind", str(INSIDE_PACKAGE), "/sandbox/inside",
         ]
@@ -418,11 +492,12 @@ class Sandbox:
             rlimits["processes"] = limits.processes
         return rlimits
 
-    def _make_cgroups(self) -> list[Path]:
+    def _make_cgroups(self, number: int) -> list[Path]:
         roots = _cgroup_dirs()
         if roots is None:
             return []
-        name = f"backprop-grader-{os.getpid()}-{self.config.slot}-{id(self)}"
+        _remove_stale_cgroups(roots.values())
+        name = f"backprop-grader-{os.getpid()}-{number}-{id(self)}"
         memory, pids = roots["memory"] / name, roots["pids"] / name
         for folder in (memory, pids):
             folder.mkdir(exist_ok=True)
@@ -444,7 +519,7 @@ class Sandbox:
 
     def _kill_leftovers(self) -> None:
         """Kill whatever escaped the process group (``setsid`` children) and drop cgroups."""
-        for _ in range(50):
+        for _ in range(200):  # about a second at most; usually one round or two
             pids = set()
             for folder in self._cgroups:
                 pids |= _read_pids(folder / "cgroup.procs")
@@ -457,13 +532,22 @@ class Sandbox:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            time.sleep(0.02)
+            time.sleep(0.005)
+
+    def _remove_cgroups(self) -> None:
         for folder in self._cgroups:
             try:
                 folder.rmdir()
             except OSError:
                 pass
         self._cgroups = []
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # (``number in signal.Signals`` raises TypeError before Python 3.12)
+        return f"signal {number}"
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -477,6 +561,26 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _remove_stale_cgroups(roots: Iterable[Path]) -> None:
+    """Empty cgroups of grader processes that died before their clean-up (kill -9)."""
+    for root in roots:
+        for folder in root.glob("backprop-grader-*-*-*"):
+            owner = folder.name.split("-")[2]
+            if owner.isdigit() and not Path("/proc", owner).exists():
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+
+
+def _remove_stale_scratch() -> None:
+    """Scratch folders of grader processes that died before their clean-up (kill -9)."""
+    for folder in Path(tempfile.gettempdir()).glob("grader-scratch-*-*"):
+        owner = folder.name.split("-")[2]
+        if owner.isdigit() and not Path("/proc", owner).exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _read_pids(path: Path) -> set[int]:

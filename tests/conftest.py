@@ -18,7 +18,7 @@ import pytest
 
 from grader import grade, mnist, rubric
 from grader.results import SubmissionResult
-from grader.sandbox import SandboxConfig, slot
+from grader.sandbox import Limits, SandboxConfig, slot
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
@@ -100,7 +100,9 @@ def submission(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def grade_notebook(sandbox_config: SandboxConfig, request: pytest.FixtureRequest):
     """Grade a notebook with the real rubric; ``kinds`` limits the rubric to some test kinds
-    (the unit-level bug corpus skips the MNIST training, which has tests of its own)."""
+    (the unit-level bug corpus skips the MNIST training, which has tests of its own);
+    ``cell_timeout`` and ``setup_budget`` override the rubric's limits for notebook cells,
+    ``limits`` the sandbox's (memory, processes...)."""
 
     def run(
         path: Path,
@@ -109,6 +111,9 @@ def grade_notebook(sandbox_config: SandboxConfig, request: pytest.FixtureRequest
         kinds: tuple[str, ...] | None = None,
         options: dict | None = None,
         public_only: bool = False,
+        cell_timeout: float | None = None,
+        setup_budget: float | None = None,
+        limits: Limits | None = None,
     ) -> SubmissionResult:
         loaded = rubric.load(assignment)
         tests = [t for t in loaded.tests if kinds is None or t.kind in kinds]
@@ -122,11 +127,16 @@ def grade_notebook(sandbox_config: SandboxConfig, request: pytest.FixtureRequest
                 for t in tests
             ]
         loaded = dataclasses.replace(loaded, tests=tuple(tests))
+        if cell_timeout is not None:  # hostile notebooks: short limits keep the suite fast
+            loaded = dataclasses.replace(loaded, cell_timeout=cell_timeout)
+        if setup_budget is not None:
+            loaded = dataclasses.replace(loaded, setup_budget=setup_budget)
         files = None
-        config = sandbox_config
+        config = sandbox_config if limits is None else dataclasses.replace(sandbox_config,
+                                                                           limits=limits)
         if loaded.needs_mnist:
             files = request.getfixturevalue("mnist_files")
-            config = dataclasses.replace(sandbox_config, data_dir=files.sandbox_dir)
+            config = dataclasses.replace(config, data_dir=files.sandbox_dir)
         with slot() as number:  # its own uid: parallel test runs never kill each other's sandbox
             config = dataclasses.replace(config, slot=number)
             return grade.grade_submission(grade.Job(path, loaded, config, files, public_only))

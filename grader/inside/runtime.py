@@ -5,8 +5,10 @@ only part of the grader mounted into the sandbox). It never sees a reference sol
 or a test label: the grader sends inputs, this process calls the student's functions and sends
 back plain values. Scores are computed elsewhere, so nothing done here can raise one.
 
-Protocol: requests arrive as JSON lines on one inherited pipe, responses leave on another; the student's own
-stdout and stderr are separate pipes the grader drains and truncates.
+Protocol: requests arrive as JSON lines on one inherited pipe, responses leave on another, each
+carrying its request's ``id`` (the grader takes an answer out of turn as a broken sandbox); the
+student's stdout and stderr go to a third pipe that the grader drains and truncates. After each
+request, processes the student's code left running are killed and counted (``strays``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from typing import Any
 import numpy as np
 
 from . import wire
+from .limits import reap_strays
 
+MAX_SEND_BYTES = 64 << 20  # an array larger than this is not sent back (the grader never needs it)
 
 
 class CallTimeout(BaseException):
@@ -75,12 +79,13 @@ class Runtime:
         filename = f"<cell {index}>"
         try:
             tree = ast.parse(source, filename)
-        except SyntaxError as exc:
-            return {"ok": False, "error": f"SyntaxError: {exc.msg} (line {exc.lineno})"}
-        errors, timed_out = [], False
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            return {"ok": False, "error": _syntax_error(exc)}
+        errors, timed_out, out_of_memory = [], False, False
+        only_definitions = bool(request.get("definitions_only"))
         deadline = time.monotonic() + timeout if timeout else None
         for node in tree.body:
-            if timed_out and not _is_definition(node):
+            if (timed_out or only_definitions) and not _is_definition(node):
                 continue  # after a timeout only definitions still run: they cost nothing
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
             try:
@@ -93,8 +98,10 @@ class Runtime:
                 if isinstance(exc, KeyboardInterrupt):
                     timed_out = True
                     continue
+                out_of_memory = out_of_memory or isinstance(exc, MemoryError)
                 errors.append(f"line {node.lineno}: {_describe(exc, 300)}")
-        return {"ok": not errors and not timed_out, "errors": errors[:20], "timed_out": timed_out}
+        return {"ok": not errors and not timed_out, "errors": errors[:20], "timed_out": timed_out,
+                "out_of_memory": out_of_memory}
 
     # --- calls ----------------------------------------------------------------------------
     def op_call(self, request: dict) -> dict:
@@ -113,6 +120,11 @@ class Runtime:
         try:
             with _Alarm(request.get("timeout")):
                 result = function(*args, **kwargs)
+                seconds = time.perf_counter() - started
+                # turning the result into plain data runs student code too (__iter__, __len__,
+                # subclasses...), so it happens under the same alarm and the same except
+                value = _plain(result, request.get("reply", "value"))
+                inputs = [_plain(a) for a in args] if request.get("return_inputs") else None
         except CallTimeout:
             return {"ok": False, "kind": "timeout", "error": "time limit reached"}
         except NotImplementedError as exc:
@@ -128,15 +140,10 @@ class Runtime:
                 "error": _describe(exc),
                 "traceback": _student_traceback(exc),
             }
-        seconds = time.perf_counter() - started
         if request.get("store"):
             self.stored[request["store"]] = result
         guards = sorted(set(self.guard_log[guards_before:]))
-        response = {"ok": True, "seconds": seconds, "inputs": None, "guards": guards}
-        if request.get("return_inputs"):
-            response["inputs"] = [_plain(a) for a in args]
-        response["value"] = _plain(result, request.get("reply", "value"))
-        return response
+        return {"ok": True, "seconds": seconds, "inputs": inputs, "guards": guards, "value": value}
 
     def _resolve(self, value: Any) -> Any:
         if isinstance(value, dict) and "__ref__" in value:
@@ -172,9 +179,8 @@ class Runtime:
         test_x = self._resolve({"__data__": "test_images"})
         try:
             with _Alarm(request.get("timeout")):
-                labels = train_and_predict(
-                    functions, train_x, train_y, test_x, epochs=request["epochs"], seed=request["seed"]
-                )
+                labels = train_and_predict(functions, train_x, train_y, test_x,
+                                           epochs=request["epochs"], seed=request["seed"])
         except CallTimeout:
             return {"ok": False, "kind": "timeout", "error": "time limit reached"}
         except BaseException as exc:  # noqa: BLE001
@@ -184,6 +190,12 @@ class Runtime:
 
     def op_guards(self, request: dict) -> dict:  # noqa: ARG002
         return {"ok": True, "used": sorted(set(self.guard_log))}
+
+
+def _syntax_error(exc: BaseException) -> str:
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} (line {exc.lineno})"
+    return f"the cell could not be parsed ({_describe(exc, 200)})"
 
 
 def _is_definition(node: ast.stmt) -> bool:
@@ -199,6 +211,8 @@ def _plain(value: Any, reply: Any = "value") -> Any:
             return {"__not_tuple__": type(value).__name__}
         return [_plain(value[i]) if i < len(value) else None for i in reply]
     if isinstance(value, np.ndarray):
+        if value.nbytes > MAX_SEND_BYTES:
+            return {"__unsendable__": f"array of {value.size} elements (too large to send back)"}
         base = np.array(value, copy=True, subok=False)  # drops subclasses and their tricks
         if base.dtype.kind not in wire.ALLOWED_KINDS:
             try:
@@ -242,7 +256,7 @@ def _install_guards(runtime: Runtime) -> None:
     sys.meta_path.insert(0, ImportWatch())
 
 
-def _serve(runtime: Runtime, request_fd: int, response_fd: int) -> None:
+def _serve(runtime: Runtime, request_fd: int, response_fd: int, *, reap: bool) -> None:
     reader = io.BufferedReader(os.fdopen(request_fd, "rb", buffering=0), buffer_size=1 << 20)
     responses = os.fdopen(response_fd, "wb", buffering=0)
     handlers = {
@@ -253,6 +267,7 @@ def _serve(runtime: Runtime, request_fd: int, response_fd: int) -> None:
         "train_fixed": runtime.op_train_fixed,
         "guards": runtime.op_guards,
     }
+    server = os.getpid()
     while True:
         line = reader.readline()
         if not line:
@@ -260,17 +275,48 @@ def _serve(runtime: Runtime, request_fd: int, response_fd: int) -> None:
         request = wire.loads(line)
         if request.get("op") == "bye":
             return
+        signal.signal(signal.SIGALRM, _on_alarm)  # whatever an earlier cell made of it
+        response = _handle(handlers, request)
+        if os.getpid() != server:
+            os._exit(0)  # a child that student code forked got back here: it must not answer
+        response["id"] = request.get("id")
+        strays = reap_strays() if reap else 0
+        if strays:
+            response["strays"] = strays
+        _flush_student_output()
+        responses.write(_encode(response))
+
+
+def _handle(handlers: dict, request: dict) -> dict:
+    """One request's response; nothing student code raises may end the server."""
+    try:
+        return handlers[request["op"]](request)
+    except CallTimeout:
+        return {"ok": False, "kind": "timeout", "error": "time limit reached"}
+    except BaseException as exc:  # noqa: BLE001 - e.g. a broken value student code left behind
+        return {"ok": False, "kind": "exception", "error": _describe(exc)}
+
+
+def _encode(response: dict) -> bytes:
+    try:
+        return wire.dumps(response)
+    except BaseException as exc:  # noqa: BLE001 - an unsendable value is an answer too
         try:
-            response = handlers[request["op"]](request)
-        except CallTimeout:
-            response = {"ok": False, "kind": "timeout", "error": "time limit reached"}
+            error = {"ok": False, "kind": "unsendable", "error": _describe(exc),
+                     "id": response["id"]}
+            return wire.dumps(error)
+        except BaseException:  # noqa: BLE001 - out of memory: the smallest possible answer
+            number = response["id"] if isinstance(response["id"], int) else 0
+            return b'{"ok":false,"kind":"unsendable","error":"no memory left","id":%d}\n' % number
+
+
+def _flush_student_output() -> None:
+    """What the student printed goes out before the answer (they may have closed the streams)."""
+    for stream in (sys.stdout, sys.stderr):
         try:
-            payload = wire.dumps(response)
-        except (wire.WireError, ValueError, TypeError) as exc:
-            payload = wire.dumps({"ok": False, "kind": "unsendable", "error": _describe(exc)})
-        sys.stdout.flush()
-        sys.stderr.flush()
-        responses.write(payload)
+            stream.flush()
+        except BaseException:  # noqa: BLE001, S110
+            pass
 
 
 def main(argv: list[str]) -> None:
@@ -285,6 +331,6 @@ def main(argv: list[str]) -> None:
     _install_guards(runtime)
     request_fd, response_fd = config["fds"]
     os.write(response_fd, wire.dumps({"ok": True, "ready": True, "applied": applied}))
-    _serve(runtime, request_fd, response_fd)
+    _serve(runtime, request_fd, response_fd, reap=bool(config.get("reap")))
     sys.stdout.flush()
     os._exit(0)

@@ -61,9 +61,20 @@ def decode_value(value: Any) -> Any:
         return {k: decode_value(v) for k, v in value.items()}
     if isinstance(value, list):
         return [decode_value(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if isinstance(value, str):
+        return _text(value)
+    if value is None or isinstance(value, (bool, int, float)):
         return value
     raise WireError(f"unexpected JSON value of type {type(value).__name__}")
+
+
+def _text(value: str) -> str:
+    """JSON may carry lone surrogates (``"\\udcff"``) that no UTF-8 file can hold later."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value
 
 
 def _decode_array(value: dict[str, Any]) -> np.ndarray:
@@ -83,14 +94,19 @@ def _decode_array(value: dict[str, Any]) -> np.ndarray:
 
 
 def dumps(message: dict[str, Any]) -> bytes:
-    return json.dumps(encode_value(message), separators=(",", ":"), allow_nan=False).encode() + b"\n"
+    text = json.dumps(encode_value(message), separators=(",", ":"), allow_nan=False)
+    return text.encode() + b"\n"
 
 
 def loads(line: bytes) -> dict[str, Any]:
     try:
         message = json.loads(line)
+        if not isinstance(message, dict):
+            raise WireError("a message must be a JSON object")
+        return decode_value(message)
+    except WireError:
+        raise
+    except RecursionError:
+        raise WireError("a message nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise WireError(f"not a JSON message: {exc}") from None
-    if not isinstance(message, dict):
-        raise WireError("a message must be a JSON object")
-    return decode_value(message)
