@@ -36,8 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -76,7 +75,6 @@ class SandboxConfig:
     mode: str = "auto"
     limits: Limits = field(default_factory=Limits)
     data_dir: Path | None = None  # MNIST files the student may see (never the test labels)
-    slot: int = 0  # unused: each Sandbox claims a free slot (and so a uid) of its own
 
     @classmethod
     def from_env(cls, **overrides: Any) -> SandboxConfig:
@@ -162,17 +160,6 @@ def _cgroup_dirs() -> dict[str, Path] | None:
 
 
 SLOTS = 128
-
-
-@contextmanager
-def slot(limit: int = SLOTS) -> Iterator[int]:
-    """Claim a free slot number for as long as the block runs (every ``Sandbox`` also claims
-    its own, so its uid is never shared with a live neighbour)."""
-    number, handle = claim_slot(limit)
-    try:
-        yield number
-    finally:
-        handle.close()
 
 
 def claim_slot(limit: int = SLOTS) -> tuple[int, IO[str]]:
