@@ -1,0 +1,1 @@
+"""Benchmarks of the grader; run ``python -m benchmarks.bench`` (``make bench``)."""

@@ -1,0 +1,550 @@
+"""Where the grader's time and memory go: ``python -m benchmarks.bench`` (``make bench``).
+
+Prints one table: the time of each grading stage and of each group of checks, the cost of one
+submission without the student's own MNIST training, throughput with 1 and 2 workers, peak
+memory per worker, MNIST loading cold and cached, the reference network's MNIST training, the
+diagnostic's fixed-network training and the sandbox's start-up. Targets sit next to the figures;
+nothing here asserts, a benchmark only reports.
+
+The submissions are built from ``solutions/`` like the tests build theirs: each assignment's
+reference and template, one notebook per bug of the bug-pattern corpus and one unreadable file.
+Grading runs in child processes (``--child``, internal) so that each measurement starts from a
+fresh interpreter, as ``python -m grader grade`` does, and so that the parent can watch their
+process trees: peak memory is polled from /proc, because a sandbox is killed when its
+submission is done and its usage never reaches ``getrusage(RUSAGE_CHILDREN)``.
+
+Needs MNIST for the MNIST rows (``$MNIST_DIR``, as for the tests); without it those rows say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSIGNMENTS = ("backprop", "convolution")
+UNIT_KINDS = ("example", "output", "gradient", "rules")  # everything but the MNIST training
+GROUPS = {"example": "example/output", "output": "example/output", "gradient": "gradient",
+          "rules": "rules", "mnist": "mnist", "mnist_diagnostic": "mnist_diagnostic"}
+TARGET_COST_S = 1.0
+TARGET_SPEEDUP = 1.7
+TARGET_MEMORY_MB = 1536.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
+RESULT_PREFIX = "BENCH-RESULT "
+
+
+# --- the submissions -----------------------------------------------------------------------
+
+
+def build_submissions(folder: Path) -> dict[str, int]:
+    """Reference, template, every corpus bug and one unreadable file, per assignment folder."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.conftest import build_notebook
+    from tests.test_bug_patterns import BUGS
+
+    counts = {"reference": 0, "template": 0, "buggy": 0, "unreadable": 0}
+    for assignment in ASSIGNMENTS:
+        (folder / assignment).mkdir(parents=True)
+        build_notebook(folder / assignment, assignment, name="reference")
+        build_notebook(folder / assignment, assignment, name="template", template=True)
+        counts["reference"] += 1
+        counts["template"] += 1
+    for number, bug in enumerate(BUGS):
+        build_notebook(folder / bug.assignment, bug.assignment, name=f"bug{number:02d}",
+                       replace={bug.function: bug.code})
+        counts["buggy"] += 1
+    (folder / "backprop" / "unreadable.ipynb").write_text("{ this is not a notebook")
+    counts["unreadable"] += 1
+    return counts
+
+
+def _unit_rubric(name: str):
+    from grader import rubric
+
+    loaded = rubric.load(name)
+    return dataclasses.replace(loaded, tests=tuple(t for t in loaded.tests if t.kind in UNIT_KINDS))
+
+
+# --- child processes: the measurements themselves --------------------------------------------
+
+
+def child_stages(folder: Path, *, mnist_runs: int, starts: int) -> dict[str, Any]:
+    """Grade every submission once, in this process, timing each stage and each group of
+    checks; then the reference with MNIST; then bare sandbox starts."""
+    import grader.mnist_checks  # noqa: F401 - registers the MNIST runners, wrapped below
+    from grader import batch, checks, mnist, report, rubric
+    from grader.grade import Job
+    from grader.sandbox import Sandbox, SandboxConfig
+
+    current: dict[str, float] = {}
+
+    def timed(runner: Callable) -> Callable:
+        def wrapper(spec, context):
+            began = time.perf_counter()
+            try:
+                return runner(spec, context)
+            finally:
+                group = GROUPS.get(spec.kind, spec.kind)
+                current[group] = current.get(group, 0.0) + time.perf_counter() - began
+
+        return wrapper
+
+    for kind, runner in list(checks.RUNNERS.items()):
+        checks.RUNNERS[kind] = timed(runner)
+    render = report.render_student
+
+    def timed_render(result, **kwargs):
+        began = time.perf_counter()
+        try:
+            return render(result, **kwargs)
+        finally:
+            current["render"] = time.perf_counter() - began
+
+    report.render_student = timed_render
+    config = SandboxConfig.from_env()
+    out: dict[str, Any] = {"records": [], "warmup": [], "mnist": [], "starts": [], "notes": []}
+
+    for assignment in ASSIGNMENTS:
+        unit = _unit_rubric(assignment)
+        paths = sorted((folder / assignment).glob("*.ipynb"))
+        reference = folder / assignment / "reference.ipynb"
+        began = time.perf_counter()  # the first: probes (once per process), reference load
+        batch.grade_one(Job(reference.resolve(), unit, config))
+        out["warmup"].append(time.perf_counter() - began)
+        for path in paths:
+            current.clear()
+            began = time.perf_counter()
+            data, _ = batch.grade_one(Job(path.resolve(), unit, config))
+            out["records"].append({
+                "assignment": assignment, "name": path.stem, "wall": time.perf_counter() - began,
+                "timings": data["timings"], "groups": dict(current), "error": data["error"],
+            })
+
+    try:
+        files = mnist.prepare(download=False)
+    except mnist.MnistError as exc:
+        out["notes"].append(f"MNIST rows skipped: {str(exc).splitlines()[0][:160]}")
+        files = None
+    if files is not None:
+        full = rubric.load("backprop")
+        kinds = {t.name: t.kind for t in full.tests}
+        mnist_config = dataclasses.replace(config, data_dir=files.sandbox_dir)
+        reference = (folder / "backprop" / "reference.ipynb").resolve()
+        for _ in range(mnist_runs):
+            current.clear()
+            began = time.perf_counter()
+            data, _ = batch.grade_one(Job(reference, full, mnist_config, files))
+            tests = {kinds[t["name"]]: t for t in data["tests"]}
+            for kind in ("mnist", "mnist_diagnostic"):
+                if tests[kind]["status"] != "passed":
+                    out["notes"].append(f"the reference's {kind} test did not pass: "
+                                        f"{tests[kind]['message'][:160]}")
+            details = tests["mnist"]["details"]
+            out["mnist"].append({
+                "wall": time.perf_counter() - began, "groups": dict(current),
+                "train": details.get("train_seconds"), "predict": details.get("predict_seconds"),
+            })
+
+    for _ in range(starts):
+        box = Sandbox(config)
+        began = time.perf_counter()
+        box.start()
+        started = time.perf_counter()
+        box.close()
+        out["starts"].append((started - began, time.perf_counter() - started))
+    return out
+
+
+def child_throughput(folder: Path, out_dir: Path, *, jobs: int) -> dict[str, Any]:
+    """What ``python -m grader grade --jobs N --force`` does for each assignment, minus the
+    MNIST kinds; the clock starts after the imports, so the pool's start-up counts."""
+    from grader.batch import grade_all
+    from grader.sandbox import SandboxConfig, plan_layers
+
+    config = SandboxConfig.from_env()
+    plan_layers(config.mode)  # as the command line does before grading
+    rubrics = {name: _unit_rubric(name) for name in ASSIGNMENTS}
+    began = time.perf_counter()
+    scores = {}
+    for name in ASSIGNMENTS:
+        summary = grade_all([folder / name], rubrics[name], out_dir / name, sandbox=config,
+                            jobs=jobs, force=True, progress=False)
+        scores.update({f"{name}/{r.student}": r.score for r in summary.results})
+    return {"wall": time.perf_counter() - began, "count": len(scores), "scores": scores}
+
+
+# --- watching a child's process tree ---------------------------------------------------------
+
+
+class TreeMonitor(threading.Thread):
+    """Polls /proc: peak RSS per worker (the worker plus its sandboxes) and the CPU time of the
+    whole tree, so that the load of *other* processes during a run can be estimated.
+
+    A worker is the root itself (one worker) or a long-lived copy of it: forked by the pool, or
+    by a fork server. A process that is a copy of its parent and younger than ``TRANSIENT_S``
+    is a ``subprocess`` child between fork and exec (a sandbox starting): its pages are its
+    parent's, so it is left out rather than counted twice."""
+
+    TRANSIENT_S = 0.25
+
+    def __init__(self, root: int, interval: float = 0.05):
+        super().__init__(daemon=True)
+        self.root, self.interval = root, interval
+        self.peaks: dict[int, int] = {}  # worker pid -> peak bytes
+        self.ticks: dict[int, int] = {}  # pid -> last utime+stime seen
+        self._halt = threading.Event()
+        self._busy_start = _busy_ticks()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            self.sample()
+            self._halt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+        self.busy = _busy_ticks()[0] - self._busy_start[0]
+
+    def sample(self) -> None:
+        table = _processes()
+        with open("/proc/uptime") as handle:
+            now = float(handle.read().split()[0])
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, *_) in table.items():
+            children.setdefault(ppid, []).append(pid)
+        tree = [pid for pid in _subtree(self.root, children) if pid in table]
+        for pid in tree:
+            self.ticks[pid] = table[pid][2]
+        commands = {pid: _cmdline(pid) for pid in tree}
+
+        def copy(pid: int) -> bool:
+            return commands.get(pid) == commands.get(table[pid][0])
+
+        def transient(pid: int) -> bool:
+            return copy(pid) and now - table[pid][3] / CLK_TCK < self.TRANSIENT_S
+
+        workers = []
+        for child in children.get(self.root, []):
+            if "multiprocessing.forkserver" in commands.get(child, ""):
+                workers += [w for w in children.get(child, []) if not transient(w)]
+            elif child in commands and copy(child) and not transient(child):
+                workers.append(child)
+        for worker in workers or [self.root]:
+            rss = sum(table[pid][1] for pid in _subtree(worker, children)
+                      if pid in table and pid in commands and not transient(pid))
+            self.peaks[worker] = max(self.peaks.get(worker, 0), rss)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(self.ticks.values()) / CLK_TCK
+
+
+def _processes() -> dict[int, tuple[int, int, int, int]]:
+    """pid -> (ppid, rss bytes, utime+stime ticks, start ticks) of every process now."""
+    found = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()  # fields[0] is field 3, the state
+        found[int(entry.name)] = (int(fields[1]), int(fields[21]) * PAGE_BYTES,
+                                  int(fields[11]) + int(fields[12]), int(fields[19]))
+    return found
+
+
+def _subtree(root: int, children: dict[int, list[int]]) -> list[int]:
+    found, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        found.append(pid)
+        queue += children.get(pid, [])
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    return raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def _busy_ticks() -> tuple[int, int]:
+    with open("/proc/stat") as handle:
+        values = [int(v) for v in handle.readline().split()[1:]]
+    return sum(values) - values[3] - values[4], sum(values)
+
+
+def run_child(args: list[str]) -> tuple[dict[str, Any], dict[str, float]]:
+    """Run ``--child ...`` in a fresh interpreter; its result and what the monitor saw."""
+    command = [sys.executable, "-m", "benchmarks.bench", "--child", *args]
+    began = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    monitor = TreeMonitor(process.pid)
+    monitor.start()
+    stdout, stderr = process.communicate()
+    monitor.stop()
+    wall = time.perf_counter() - began
+    lines = [line for line in stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if process.returncode != 0 or not lines:
+        sys.stderr.write(stderr[-4000:])
+        raise SystemExit(f"benchmark child {' '.join(args[:1])} failed (exit {process.returncode})")
+    ours = monitor.cpu_seconds
+    workers = {pid: peak for pid, peak in monitor.peaks.items() if pid != process.pid}
+    peaks = workers or monitor.peaks  # the root counts where it was the only worker
+    seen = {
+        "peak_mb": max(peaks.values(), default=0) / 2**20,
+        "workers": len(peaks),
+        "other_cores": max(monitor.busy / CLK_TCK - ours, 0.0) / wall,
+    }
+    return json.loads(lines[-1][len(RESULT_PREFIX):]), seen
+
+
+# --- MNIST loading (in this process) ---------------------------------------------------------
+
+
+def mnist_loading() -> dict[str, float] | str:
+    from grader import mnist
+
+    source = os.environ.get("MNIST_DIR")
+    if not source or not Path(source).is_dir():
+        return "MNIST_DIR is not set to a folder with the four gzip files"
+    times: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-mnist-") as scratch:
+        for label, cache in (("load", Path(scratch, "a")), ("prepare", Path(scratch, "b"))):
+            for state in ("cold", "cached"):
+                began = time.perf_counter()
+                if label == "load":
+                    for split in ("train", "test"):
+                        images, labels = mnist.load(split, data_dir=Path(source), cache_dir=cache,
+                                                    download=False)
+                        del images, labels
+                else:
+                    mnist.prepare(data_dir=Path(source), cache_dir=cache, download=False)
+                times[f"{label}_{state}"] = time.perf_counter() - began
+    return times
+
+
+# --- the table -------------------------------------------------------------------------------
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1.0:
+        return f"{value * 1000:.1f} ms"
+    return f"{value:.2f} s"
+
+
+def row(label: str, values: Iterable[float | None], target: str = "", verdict: str = "",
+        fmt: Callable[[float], str] = seconds, worse: Callable = max) -> list[str]:
+    present = [v for v in values if v is not None]
+    if not present:
+        return [label, "0", "n/a", "", target, verdict]
+    worst = fmt(worse(present)) if len(present) > 1 else ""
+    return [label, str(len(present)), fmt(statistics.median(present)), worst, target, verdict]
+
+
+def check(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def render(rows: list[list[str]], title: str, notes: list[str]) -> str:
+    header = ["measure", "n", "median", "worst", "target", ""]
+    table = [header, *(r for r in rows if r[1] != "#")]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    align = ["<", ">", ">", ">", "<", "<"]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(f"{c:{a}{w}}" for c, a, w in zip(cells, align, widths)).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    body = [line(r) if r[1] != "#" else f"-- {r[0]}" for r in rows]
+    return "\n".join([title, line(header), rule, *body, rule, *notes])
+
+
+def busy_note(others: float) -> str:
+    if others <= 0.3:
+        return ""
+    return (": with 2 workers on 2 cores whatever they take is missing, so the 2-worker figures "
+            "are low; rerun on an idle machine")
+
+
+def section(name: str) -> list[str]:
+    return [name, "#", "", "", "", ""]
+
+
+def report_table(counts: dict[str, int], stages: dict[str, Any], throughput: dict[int, list],
+                 loading: dict[str, float] | str, stage_seen: dict[str, float]) -> str:
+    records = stages["records"]
+    graded = [r for r in records if not r["error"]]
+
+    def timing(key: str) -> list[float]:
+        return [r["timings"][key] for r in records if key in r["timings"]]
+
+    def group(key: str, source: list[dict] = graded) -> list[float]:
+        return [r["groups"][key] for r in source if key in r["groups"]]
+
+    cost = [r["wall"] for r in records]
+    rows = [section("stages, per submission (MNIST kinds excluded, one warm worker)")]
+    rows += [
+        row("read notebook", timing("read_notebook")),
+        row("sandbox start", timing("sandbox_start")),
+        row("run cells", timing("run_cells")),
+        row("checks: example/output", group("example/output")),
+        row("checks: gradient", group("gradient")),
+        row("checks: rules", group("rules")),
+        row("checks, all of them", timing("checks")),
+        row("render the HTML page", group("render", records)),
+    ]
+    mnist = stages["mnist"]
+    train = [m["train"] for m in mnist]
+    rows += [
+        row("checks: MNIST training (reference train_mnist)", train),
+        row("checks: MNIST prediction (reference predict)", [m["predict"] for m in mnist]),
+        row("checks: MNIST rest (data refs, accuracy, feedback)",
+            [m["groups"]["mnist"] - (m["train"] or 0) - (m["predict"] or 0)
+             for m in mnist if "mnist" in m["groups"]]),
+        row("checks: MNIST diagnostic (1 fixed-network training)",
+            [m["groups"].get("mnist_diagnostic") for m in mnist]),
+        row("whole reference backprop grading, with MNIST", [m["wall"] for m in mnist]),
+    ]
+    rows.append(section("cost per submission"))
+    rows += [
+        row("per submission, MNIST kinds excluded", cost, f"<= {TARGET_COST_S:g} s",
+            check(bool(cost) and statistics.median(cost) <= TARGET_COST_S)),
+        row("first submission of each assignment in a worker", stages["warmup"]),
+        row(f"sandbox start-up (median of {len(stages['starts'])} starts)",
+            [s[0] for s in stages["starts"]]),
+        row("sandbox tear-down", [s[1] for s in stages["starts"]]),
+    ]
+    rows.append(section("MNIST data"))
+    if isinstance(loading, str):
+        rows.append(["MNIST load and prepare", "0", "n/a", "", loading, ""])
+    else:
+        rows += [
+            row("MNIST load train+test, cold (gzip -> fresh cache)", [loading["load_cold"]]),
+            row("MNIST load train+test, cached (memory-mapped)", [loading["load_cached"]]),
+            row("MNIST prepare for the sandbox, cold", [loading["prepare_cold"]]),
+            row("MNIST prepare, cached", [loading["prepare_cached"]]),
+        ]
+    total = throughput[1][0][0]["count"] if throughput.get(1) else 0
+    rows.append(section(f"throughput: {total} submissions, both assignments, MNIST kinds "
+                        f"excluded, fresh process per run"))
+    rate = {jobs: [r["count"] / r["wall"] for r, _ in runs] for jobs, runs in throughput.items()}
+    for jobs in throughput:
+        rows.append(row(f"{jobs} worker{'s' * (jobs > 1)}: submissions per second", rate[jobs],
+                        fmt=lambda v: f"{v:.2f}/s", worse=min))
+    speedups = [b / a for a, b in zip(rate.get(1, []), rate.get(2, []))]
+    if speedups:
+        median = statistics.median(speedups)
+        rows.append(["2 workers vs 1 (paired runs; worst = lowest)", str(len(speedups)),
+                     f"{median:.2f}x", f"{min(speedups):.2f}x" if len(speedups) > 1 else "",
+                     f">= {TARGET_SPEEDUP:g}x", check(median >= TARGET_SPEEDUP)])
+        # On a shared machine the pair that others disturbed least says most about the grader.
+        load = [max(a[1]["other_cores"], b[1]["other_cores"])
+                for a, b in zip(throughput[1], throughput[2])]
+        quiet = min(range(len(speedups)), key=load.__getitem__)
+        rows.append([f"2 workers vs 1, least disturbed pair (others {load[quiet]:.2f} cores)",
+                     "1", f"{speedups[quiet]:.2f}x", "", f">= {TARGET_SPEEDUP:g}x",
+                     check(speedups[quiet] >= TARGET_SPEEDUP)])
+    rows.append(section("peak memory per worker (RSS of the worker and its sandboxes)"))
+    memory_rows = [("grading with MNIST (reference training)", [stage_seen["peak_mb"]])]
+    memory_rows += [(f"throughput runs, {jobs} worker{'s' * (jobs > 1)}",
+                     [seen["peak_mb"] for _, seen in runs]) for jobs, runs in throughput.items()]
+    peak = max((max(v) for _, v in memory_rows if v), default=0.0)
+    for number, (label, values) in enumerate(memory_rows):
+        last = number == len(memory_rows) - 1
+        rows.append(row(label, values, f"<= {TARGET_MEMORY_MB / 1024:g} GB" if last else "",
+                        check(peak <= TARGET_MEMORY_MB) if last else "",
+                        fmt=lambda v: f"{v:.0f} MB"))
+
+    from grader.sandbox import SandboxConfig, plan_layers
+
+    mode = SandboxConfig.from_env().mode
+    used, _ = plan_layers(mode)
+    title = (f"Grader benchmark: {sum(counts.values())} submissions ({counts['reference']} "
+             f"reference, {counts['template']} template, {counts['buggy']} buggy, "
+             f"{counts['unreadable']} unreadable), {os.cpu_count()} cores, sandbox {mode}: "
+             f"{'+'.join(used) or 'none'}")
+    others = max([seen["other_cores"] for runs in throughput.values() for _, seen in runs],
+                 default=0.0)
+    runs = [result for outcomes in throughput.values() for result, _ in outcomes]
+    differ = sorted({key for run in runs for key, score in run["scores"].items()
+                     if score != runs[0]["scores"].get(key)})
+    notes = [
+        "median/worst over submissions (stages), over runs (throughput, memory); "
+        "'worst' of the speed-up is its lowest value.",
+        "Per-submission cost = grade_one's wall time (slot, grading, rendering) with the rubric "
+        "restricted to the example, output, gradient and rules kinds.",
+        f"Other processes used up to {others:.2f} cores during the throughput runs (busy time "
+        f"minus what the poll saw of ours, so never quite 0){busy_note(others)}.",
+        *stages["notes"],
+    ]
+    if differ:
+        notes.append(f"WARNING: scores differ between throughput runs for {', '.join(differ)}")
+    return render(rows, title, notes)
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3, help="throughput runs per worker count")
+    parser.add_argument("--sandbox-starts", type=int, default=20)
+    parser.add_argument("--mnist-runs", type=int, default=2)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return _child(args.child)
+
+    with tempfile.TemporaryDirectory(prefix="grader-bench-") as scratch:
+        folder = Path(scratch)
+        counts = build_submissions(folder / "submissions")
+        throughput: dict[int, list] = {1: [], 2: []}
+        for number in range(args.repeats):
+            for jobs in ((1, 2) if number % 2 == 0 else (2, 1)):
+                out = folder / f"out-{jobs}-{number}"
+                throughput[jobs].append(run_child(["throughput", str(folder / "submissions"),
+                                                   str(out), str(jobs)]))
+        stages, stage_seen = run_child(["stages", str(folder / "submissions"),
+                                        str(args.mnist_runs), str(args.sandbox_starts)])
+        loading = mnist_loading()
+        print(report_table(counts, stages, throughput, loading, stage_seen))
+    return 0
+
+
+def _child(argv: list[str]) -> int:
+    mode, folder, *rest = argv
+    if mode == "stages":
+        result = child_stages(Path(folder), mnist_runs=int(rest[0]), starts=int(rest[1]))
+    elif mode == "throughput":
+        result = child_throughput(Path(folder), Path(rest[0]), jobs=int(rest[1]))
+    else:
+        raise SystemExit(f"unknown child mode {mode!r}")
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
