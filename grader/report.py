@@ -19,20 +19,20 @@ import zlib
 from collections import Counter
 from datetime import date
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import matplotlib
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 from grader.results import SubmissionResult, TestResult
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MAX_NOTICES = 30
 MAX_NOTICE_CHARS = 2_000
@@ -391,6 +391,20 @@ def _png_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
+def _new_figure(**options: Any) -> Figure:
+    """Matplotlib is imported on the first plot only: most pages need none, and importing it
+    costs every worker and every command-line start almost half a second."""
+    from matplotlib.figure import Figure
+
+    return Figure(**options)
+
+
+def _integer_ticks(**options: Any):
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True, **options)
+
+
 def _figure_uri(fig: Figure) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", metadata={"Software": None})
@@ -406,9 +420,11 @@ def _heatmap_uri(error_map: Any) -> dict[str, Any] | None:
     masked = np.ma.masked_invalid(data)
     if masked.count() == 0:
         return {"uri": None, "note": "Every entry is NaN or infinite.", "shape": None}
-    fig = Figure(figsize=(4.2, 3.2), dpi=100, layout="constrained")
+    from matplotlib import colormaps
+
+    fig = _new_figure(figsize=(4.2, 3.2), dpi=100, layout="constrained")
     ax = fig.add_subplot()
-    cmap = matplotlib.colormaps["magma"].with_extremes(bad="#7fd3ff")
+    cmap = colormaps["magma"].with_extremes(bad="#7fd3ff")
     square = max(data.shape) <= 4 * min(data.shape)
     image = ax.imshow(
         masked, cmap=cmap, interpolation="nearest", aspect="equal" if square else "auto"
@@ -416,7 +432,7 @@ def _heatmap_uri(error_map: Any) -> dict[str, Any] | None:
     ax.set_xlabel("column")
     ax.set_ylabel("row")
     for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_locator(MaxNLocator(integer=True, nbins=8))
+        axis.set_major_locator(_integer_ticks(nbins=8))
     fig.colorbar(image, ax=ax, label="absolute error")
     note = "Light blue cells are NaN or infinite." if masked.count() < data.size else None
     return {"uri": _figure_uri(fig), "note": note, "shape": _shape(list(data.shape))}
@@ -602,13 +618,13 @@ def _histogram_uri(graded: list[SubmissionResult]) -> str | None:
     if not graded:
         return None
     percents = np.clip([_fraction(r) * 100 for r in graded], 0, 100)
-    fig = Figure(figsize=(5.6, 2.6), dpi=100, layout="constrained")
+    fig = _new_figure(figsize=(5.6, 2.6), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     ax.hist(percents, bins=np.linspace(0, 100, 11), color="#3f6fb5", edgecolor="white")
     ax.set_xlim(0, 100)
     ax.set_xlabel("score (% of maximum)")
     ax.set_ylabel("submissions")
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(_integer_ticks())
     ax.spines[["top", "right"]].set_visible(False)
     return _figure_uri(fig)
 
