@@ -265,7 +265,7 @@ def test_really_graded_pages(visit):
     assert full.get_by_text("Every test passes. Well done!").is_visible()
     index = visit("real_index")
     links = index.page.locator("a.student-link")
-    assert links.count() == 3
+    assert links.count() == len(list((ROOT / "submissions" / "convolution").glob("*.ipynb")))
     for i in range(links.count()):
         href = links.nth(i).get_attribute("href")
         assert (index.url and href and href.endswith(".html"))
