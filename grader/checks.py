@@ -238,6 +238,8 @@ def run_output(spec: TestSpec, context: Context) -> TestResult:
             return guard
         expected = _expected(spec, case, reference, args, kwargs, positions)
         got = unpack(outcome.value, 1) if not spec.returns else outcome.value
+        if not isinstance(got, list):
+            return _not_a_tuple(spec, spec.function, outcome.value)
         comparisons = [
             compare(n, _finish(spec, as_array(g)), e)
             for n, g, e in zip(spec.outputs, got or [], expected)
@@ -261,6 +263,15 @@ def run_output(spec: TestSpec, context: Context) -> TestResult:
         if not ok and first_failure is None:
             first_failure = _explain(spec, context, comparisons, args, kwargs, positions)
     return _summarise(spec, passed, len(spec.cases), first_failure, case_details, comparisons)
+
+
+def _not_a_tuple(spec: TestSpec, function: str, value: Any) -> TestResult:
+    return result(
+        spec,
+        0.0,
+        f"`{function}` returned {describe_value(value)}; it must return a tuple "
+        f"(out, cache): the output, and what the backward pass will need.",
+    )
 
 
 def _expected(
@@ -401,6 +412,8 @@ def _gradient_case(
     )
     if not fwd.ok:
         return call_failure(spec, forward, fwd)
+    if not isinstance(fwd.value, list):
+        return _not_a_tuple(spec, forward, fwd.value)
     cache_ref = {"__ref__": "fwd", "index": 1}
     bwd = session.call(spec.function, [dout, cache_ref], timeout=spec.timeout, return_inputs=True)
     if not bwd.ok:

@@ -262,6 +262,18 @@ def test_bug_is_diagnosed(bug: Bug, submission, grade_notebook) -> None:
     assert not missing, f"diagnosis lacks {missing}: {text}"
 
 
+def test_forward_without_its_cache(submission, grade_notebook) -> None:
+    code = """
+        def relu_forward(x):
+            return np.maximum(0, x)
+        """
+    result = grade_notebook(submission("backprop", replace={"relu_forward": code}), "backprop",
+                            kinds=UNIT_KINDS)
+    assert_only_function_loses(result, {"relu_forward", "relu_backward"})
+    failing = [t for t in result.tests if t.function.startswith("relu") and t.max_score]
+    assert all("must return a tuple (out, cache)" in t.message for t in failing), failing
+
+
 def test_float32_passes_with_a_note(submission, grade_notebook) -> None:
     code = """
         def dense_forward(x, W, b):
