@@ -125,10 +125,6 @@ class Session:
         """A raw request: the answer, a crash description (str), or None on timeout."""
         return self._request(message, timeout=timeout)
 
-    def defined(self, names: list[str]) -> list[str]:
-        answer = self._request({"op": "names", "names": names}, timeout=10)
-        return list(answer.get("defined", [])) if isinstance(answer, dict) else []
-
     # -- internals --
     def _request(self, message: dict[str, Any], *, timeout: float,
                  what: str = "the grader's request") -> dict[str, Any] | str | None:

@@ -153,10 +153,6 @@ class Runtime:
             return np.load(os.path.join(self.data_dir, value["__data__"] + ".npy"), mmap_mode="r")
         return value
 
-    def op_names(self, request: dict) -> dict:
-        wanted = request.get("names", [])
-        return {"ok": True, "defined": [n for n in wanted if callable(self.namespace.get(n))]}
-
     def op_fetch(self, request: dict) -> dict:
         """Send back stored values, e.g. the forward's arguments after the backward ran (to see
         whether the student's code changed its inputs in place)."""
@@ -262,7 +258,6 @@ def _serve(runtime: Runtime, request_fd: int, response_fd: int, *, reap: bool) -
     handlers = {
         "exec": runtime.op_exec,
         "call": runtime.op_call,
-        "names": runtime.op_names,
         "fetch": runtime.op_fetch,
         "train_fixed": runtime.op_train_fixed,
         "guards": runtime.op_guards,
