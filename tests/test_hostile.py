@@ -735,7 +735,7 @@ def test_closing_one_sandbox_leaves_its_neighbour_alive() -> None:
         second = Sandbox(config)
         second.start()
         second.close()
-        answer = first.request({"op": "names", "names": []}, timeout=5)
+        answer = first.request({"op": "guards"}, timeout=5)
         assert answer["ok"], answer
     assert_nothing_left()
 
