@@ -84,7 +84,6 @@ def _unit_rubric(name: str):
 def child_stages(folder: Path, *, mnist_runs: int, starts: int) -> dict[str, Any]:
     """Grade every submission once, in this process, timing each stage and each group of
     checks; then the reference with MNIST; then bare sandbox starts."""
-    import grader.mnist_checks  # noqa: F401 - registers the MNIST runners, wrapped below
     from grader import batch, checks, mnist, report, rubric
     from grader.grade import Job
     from grader.sandbox import Sandbox, SandboxConfig

@@ -15,13 +15,7 @@ from typing import Any
 import numpy as np
 
 from grader import diagnose, inputs, shortcuts
-from grader.compare import (
-    Comparison,
-    compare,
-    directional_error,
-    numerical_gradient,
-    relative_error,
-)
+from grader.compare import Comparison, compare
 from grader.execute import CallOutcome, Session
 from grader.reference import Reference
 from grader.results import TestResult
@@ -53,7 +47,6 @@ def runner(kind: str) -> Callable[[Runner], Runner]:
 
 def run(context: Context, *, public_only: bool = False) -> list[TestResult]:
     """Run every test of the rubric (only the public ones for a student's self-check)."""
-    import grader.mnist_checks  # noqa: F401 - registers the MNIST runners
 
     results = []
     for spec in context.rubric.tests:
@@ -143,7 +136,7 @@ def _forbid(spec: TestSpec, context: Context) -> TestResult | None:
     )
 
 
-def _guard_failure(spec: TestSpec, outcome: CallOutcome) -> TestResult | None:
+def guard_failure(spec: TestSpec, outcome: CallOutcome) -> TestResult | None:
     if not outcome.guards:
         return None
     listed = ", ".join(shortcuts.explain(u) for u in outcome.guards)
@@ -197,7 +190,7 @@ def unpack(value: Any, count: int) -> list[Any] | None:
 # --- example and output tests ---------------------------------------------------------------
 
 
-def _describe(context: Context, function: str, args: list, kwargs: dict) -> str:
+def describe_inputs(context: Context, function: str, args: list, kwargs: dict) -> str:
     """The inputs in words, named as in the function's signature (x, W, b...)."""
     import inspect
 
@@ -234,12 +227,12 @@ def run_output(spec: TestSpec, context: Context) -> TestResult:
         )
         if not outcome.ok:
             return call_failure(spec, spec.function, outcome)
-        if guard := _guard_failure(spec, outcome):
+        if guard := guard_failure(spec, outcome):
             return guard
         expected = _expected(spec, case, reference, args, kwargs, positions)
         got = unpack(outcome.value, 1) if not spec.returns else outcome.value
         if not isinstance(got, list):
-            return _not_a_tuple(spec, spec.function, outcome.value)
+            return not_a_tuple(spec, spec.function, outcome.value)
         comparisons = [
             compare(n, _finish(spec, as_array(g)), e)
             for n, g, e in zip(spec.outputs, got or [], expected)
@@ -250,13 +243,13 @@ def run_output(spec: TestSpec, context: Context) -> TestResult:
                 0.0,
                 f"`{spec.function}` returned {describe_value(outcome.value)}; "
                 f"expected {', '.join(spec.outputs)}.",
-                details={"inputs": _describe(context, spec.function, args, kwargs)},
+                details={"inputs": describe_inputs(context, spec.function, args, kwargs)},
             )
         ok = all(c.passed for c in comparisons)
         passed += ok
         case_details.append(
             {
-                "inputs": _describe(context, spec.function, args, kwargs),
+                "inputs": describe_inputs(context, spec.function, args, kwargs),
                 "outputs": [c.details() for c in comparisons],
             }
         )
@@ -265,7 +258,7 @@ def run_output(spec: TestSpec, context: Context) -> TestResult:
     return _summarise(spec, passed, len(spec.cases), first_failure, case_details, comparisons)
 
 
-def _not_a_tuple(spec: TestSpec, function: str, value: Any) -> TestResult:
+def not_a_tuple(spec: TestSpec, function: str, value: Any) -> TestResult:
     return result(
         spec,
         0.0,
@@ -325,11 +318,11 @@ def _explain(
             ),
             spec.bugs,
         )
-        return found or _plain_failure(comparison)
+        return found or plain_failure(comparison)
     return ""
 
 
-def _plain_failure(comparison: Comparison) -> str:
+def plain_failure(comparison: Comparison) -> str:
     if comparison.relative_error is None:
         return f"`{comparison.name}` is wrong."
     where = f" (largest at index {list(comparison.worst_index)})" if comparison.worst_index else ""
@@ -364,306 +357,6 @@ def _summarise(
     return result(spec, passed / total, message, diagnosis=diagnosis, details=details)
 
 
-# --- gradient tests -------------------------------------------------------------------------
-
-
-@runner("gradient")
-def run_gradient(spec: TestSpec, context: Context) -> TestResult:
-    """Forward then backward in the sandbox; each gradient compared with the reference's and
-    with central differences of the reference forward; plus properties of a good backward."""
-    total_parts, passed_parts, diagnosis, case_details = 0, 0, None, []
-    for number, case in enumerate(spec.cases):
-        args, kwargs = case_inputs(spec, context, number, case)
-        checked = _gradient_case(spec, context, number, case, args, kwargs)
-        if isinstance(checked, TestResult):
-            return checked
-        parts, details, found = checked
-        total_parts += len(parts)
-        passed_parts += sum(parts)
-        case_details.append(details)
-        diagnosis = diagnosis or found
-    message = (
-        "All gradients match and the backward behaves well."
-        if passed_parts == total_parts
-        else f"{passed_parts} of {total_parts} checks pass."
-    )
-    failing = next((d for d in case_details if not d["all_passed"]), case_details[-1])
-    details = {
-        "cases": case_details,
-        "outputs": failing["outputs"],
-        "inputs": failing["inputs"],
-        "properties": failing["properties"],
-    }
-    return result(spec, passed_parts / total_parts, message, diagnosis=diagnosis, details=details)
-
-
-def _gradient_case(
-    spec: TestSpec, context: Context, number: int, case: Case, args: list, kwargs: dict
-) -> TestResult | tuple[list[bool], dict, str | None]:
-    session, forward = context.session, spec.forward or ""
-    ref_forward, ref_backward = context.reference[forward], context.reference[spec.function]
-    ref_out, ref_cache = ref_forward(*[_copy(a) for a in args], **kwargs)
-    rng = inputs.rng_for(context.rubric.seed, spec.name, number, "upstream")
-    dout = inputs.make(case.upstream or {"shape": list(np.shape(ref_out))}, rng)
-    expected = _as_tuple(ref_backward(dout.copy(), ref_cache), len(spec.outputs))
-
-    fwd = session.call(
-        forward, args, kwargs, timeout=spec.timeout, store="fwd", reply=[0], keep_args="fwd_args"
-    )
-    if not fwd.ok:
-        return call_failure(spec, forward, fwd)
-    if not isinstance(fwd.value, list):
-        return _not_a_tuple(spec, forward, fwd.value)
-    cache_ref = {"__ref__": "fwd", "index": 1}
-    bwd = session.call(spec.function, [dout, cache_ref], timeout=spec.timeout, return_inputs=True)
-    if not bwd.ok:
-        return call_failure(spec, spec.function, bwd)
-    if guard := _guard_failure(spec, bwd) or _guard_failure(spec, fwd):
-        return guard
-    got = unpack(bwd.value, len(spec.outputs))
-    if got is None:
-        return result(
-            spec,
-            0.0,
-            f"`{spec.function}` returned {describe_value(bwd.value)}; expected "
-            f"{', '.join(spec.outputs)}.",
-            details={"inputs": _describe(context, forward, args, kwargs)},
-        )
-    got = [as_array(g) for g in got]
-    comparisons = [compare(n, g, e) for n, g, e in zip(spec.outputs, got, expected)]
-    comparisons = [_accept_subgradient(spec, c, args, kwargs, dout) for c in comparisons]
-    numeric = _numerical_errors(spec, ref_forward, args, kwargs, dout, got, rng)
-    outputs = []
-    for comparison, error in zip(comparisons, numeric):
-        data = comparison.details()
-        data["numerical_error"] = error
-        data["passed"] = comparison.passed and (
-            error is None or error <= max(comparison.tolerance, 1e-5)
-        )
-        outputs.append(data)
-    properties = _properties(spec, session, args, dout, got, bwd.inputs)
-    parts = [o["passed"] for o in outputs] + [p["passed"] for p in properties]
-    found = None
-    if not all(parts):
-        found = _gradient_diagnosis(
-            spec,
-            context,
-            comparisons,
-            outputs,
-            properties,
-            args,
-            kwargs,
-            dout,
-            ref_forward,
-            ref_backward,
-            ref_out,
-        )
-    details = {
-        "inputs": _describe(context, forward, args, kwargs),
-        "outputs": outputs,
-        "properties": properties,
-        "all_passed": all(parts),
-    }
-    return parts, details, found
-
-
-def _as_tuple(value: Any, count: int) -> list[np.ndarray]:
-    if count == 1:
-        return [np.asarray(value, dtype=np.float64)]
-    return [np.asarray(v, dtype=np.float64) for v in value]
-
-
-def _numerical_errors(
-    spec: TestSpec,
-    ref_forward: Callable,
-    args: list,
-    kwargs: dict,
-    dout: np.ndarray,
-    got: list[Any],
-    rng: np.random.Generator,
-) -> list[float | None]:
-    """Relative error of each student gradient against central differences (float64, step
-    1e-5) of the reference forward; large inputs use a random sample of coordinates."""
-    positions = spec.options.get("wrt", list(range(len(spec.outputs))))
-    if spec.options.get("numeric") is False:  # kinks probed on purpose: no derivative there
-        return [None] * len(got)
-    work = [a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in args]
-    errors: list[float | None] = []
-    for position, value in zip(positions, got):
-        target = work[position]
-        if not isinstance(value, np.ndarray) or value.shape != np.shape(target):
-            errors.append(None)
-            continue
-
-        def loss() -> float:
-            return float(np.sum(np.asarray(ref_forward(*work, **kwargs)[0]) * dout))
-
-        numeric, measured = numerical_gradient(loss, target, rng=rng)
-        sampled = relative_error(value[measured], numeric[measured])
-        errors.append(max(sampled, directional_error(loss, target, value, rng=rng)))
-    return errors
-
-
-def _accept_subgradient(
-    spec: TestSpec, comparison: Comparison, args: list, kwargs: dict, dout: np.ndarray
-) -> Comparison:
-    """At a kink probed on purpose, any valid subgradient is right."""
-    kink, got = spec.options.get("kink"), comparison.got
-    if (
-        comparison.passed
-        or not kink
-        or not isinstance(got, np.ndarray)
-        or got.shape != comparison.expected.shape
-    ):
-        return comparison
-    x = np.asarray(args[0], dtype=np.float64)
-    expected = comparison.expected.copy()
-    if kink == "relu":  # slope at exactly 0 may be 0 or 1
-        at_kink = (x == 0) & (np.isclose(got, 0) | np.isclose(got, dout))
-        expected[at_kink] = got[at_kink]
-    elif kink == "max_tie" and _valid_pool_subgradient(x, got, dout, kwargs, args):
-        expected = got.astype(np.float64)
-    return compare(comparison.name, got, expected)
-
-
-def _valid_pool_subgradient(x, got, dout, kwargs, args) -> bool:
-    """Non-overlapping windows: each window's gradient sits on its maxima and sums to dout."""
-    size = int(kwargs.get("size", args[1] if len(args) > 1 else 2))
-    stride = int(kwargs.get("stride", args[2] if len(args) > 2 else size))
-    if stride != size:
-        return False
-    n, c, oh, ow = dout.shape
-    for i in range(oh):
-        for j in range(ow):
-            window = x[:, :, i * stride : i * stride + size, j * stride : j * stride + size]
-            grad = got[:, :, i * stride : i * stride + size, j * stride : j * stride + size]
-            winners = window == window.max(axis=(2, 3), keepdims=True)
-            if np.any(np.abs(grad[~winners]) > 1e-9):
-                return False
-            if not np.allclose(grad.sum(axis=(2, 3)), dout[:, :, i, j]):
-                return False
-    return True
-
-
-def _properties(
-    spec: TestSpec, session: Session, args: list, dout: np.ndarray, got: list, backward_inputs: Any
-) -> list[dict[str, Any]]:
-    """Repeatable, leaves its inputs alone, zero in gives zero out."""
-    cache_ref = {"__ref__": "fwd", "index": 1}
-    again = session.call(spec.function, [dout, cache_ref], timeout=spec.timeout)
-    again_values = unpack(again.value, len(spec.outputs)) if again.ok else None
-    repeatable = again_values is not None and all(
-        _same(as_array(a), b) for a, b in zip(again_values, got)
-    )
-    zero = session.call(spec.function, [np.zeros_like(dout), cache_ref], timeout=spec.timeout)
-    zero_values = unpack(zero.value, len(spec.outputs)) if zero.ok else None
-    zero_ok = zero_values is not None and all(
-        isinstance(as_array(z), np.ndarray) and not np.any(as_array(z)) for z in zero_values
-    )
-    fetched = session.request({"op": "fetch", "key": "fwd_args"}, timeout=10)
-    stored = fetched.get("value") if isinstance(fetched, dict) else None
-    stored = stored.get("__sequence__") if isinstance(stored, dict) else None
-    untouched = stored is not None and all(
-        _same(as_array(s), a) for s, a in zip(stored, args) if isinstance(a, np.ndarray)
-    )
-    sent_dout = (
-        backward_inputs[0] if isinstance(backward_inputs, list) and backward_inputs else None
-    )
-    untouched = untouched and _same(as_array(sent_dout), dout)
-    return [
-        {
-            "name": "repeatable",
-            "passed": repeatable,
-            "message": "Calling the backward twice with the same cache gives identical gradients.",
-        },
-        {
-            "name": "zero upstream",
-            "passed": zero_ok,
-            "message": "A zero upstream gradient gives zero gradients.",
-        },
-        {
-            "name": "inputs unchanged",
-            "passed": untouched,
-            "message": "Forward and backward leave the input arrays unchanged.",
-        },
-    ]
-
-
-def _same(a: Any, b: Any) -> bool:
-    return (
-        isinstance(a, np.ndarray)
-        and isinstance(b, np.ndarray)
-        and a.shape == b.shape
-        and np.array_equal(a.astype(np.float64), np.asarray(b, dtype=np.float64), equal_nan=True)
-    )
-
-
-def _gradient_diagnosis(
-    spec,
-    context,
-    comparisons,
-    outputs,
-    properties,
-    args,
-    kwargs,
-    dout,
-    ref_forward,
-    ref_backward,
-    ref_out,
-) -> str:
-    notes = []
-    forward_status = context.status.get(spec.forward or "")
-    for comparison, data, index in zip(comparisons, outputs, range(len(comparisons))):
-        if data["passed"]:
-            continue
-
-        def gradient_for(*a, _index=index, **k):
-            out, cache = ref_forward(*a, **k)
-            return _as_tuple(ref_backward(dout.copy(), cache), len(spec.outputs))[_index]
-
-        found = diagnose.diagnose(
-            diagnose.Context(
-                function=spec.function,
-                output=comparison.name,
-                comparison=comparison,
-                args=args,
-                kwargs=kwargs,
-                reference=gradient_for,
-                upstream=dout,
-                forward_output=ref_out,
-                shape_formula=spec.shape_formula,
-            ),
-            spec.bugs,
-        )
-        notes.append(found or _plain_failure(comparison))
-        break
-    for prop in properties:
-        if not prop["passed"]:
-            notes.append(PROPERTY_ADVICE[prop["name"]].format(function=spec.function))
-    if forward_status and forward_status != "passed" and any(not o["passed"] for o in outputs):
-        notes.append(
-            f"Your `{spec.forward}` fails its own test, and its cache feeds this "
-            f"backward: fix the forward first."
-        )
-    return " ".join(notes)
-
-
-PROPERTY_ADVICE = {
-    "repeatable": (
-        "Calling `{function}` twice with the same cache gave different results: it "
-        "probably changes the cache in place. Compute new arrays instead."
-    ),
-    "zero upstream": (
-        "With a zero upstream gradient `{function}` still returned non-zero "
-        "gradients: every gradient must be proportional to dout."
-    ),
-    "inputs unchanged": (
-        "Your code changed an input array in place (e.g. `dout[x <= 0] = 0` or "
-        "`x += …`): work on a copy, or the caller's data is silently corrupted."
-    ),
-}
-
-
 # --- rules ----------------------------------------------------------------------------------
 
 
@@ -691,4 +384,5 @@ def run_rules(spec: TestSpec, context: Context) -> TestResult:
     )
 
 
-__all__ = ["Context", "run", "RUNNERS", "result", "call_failure", "relative_error"]
+# The runners of the other kinds live in their own modules; importing them registers them.
+from grader import gradient_checks, mnist_checks  # noqa: E402, F401, I001

@@ -31,7 +31,6 @@ class Context:
     reference: Callable[..., Any]  # the reference of the function whose output this is
     output_index: int | None = None  # position of this output in the reference's return tuple
     upstream: np.ndarray | None = None  # dout, for backward functions
-    forward_output: np.ndarray | None = None  # the reference forward's output, for backward
     shape_formula: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -1,0 +1,351 @@
+"""Gradient tests: the student's forward then backward in the sandbox; each gradient compared,
+here, with the reference's and with central differences of the reference forward; plus the
+properties of a good backward (repeatable, leaves its inputs alone, zero in gives zero out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from grader import diagnose, inputs
+from grader.checks import (
+    Context,
+    as_array,
+    call_failure,
+    case_inputs,
+    describe_inputs,
+    describe_value,
+    guard_failure,
+    not_a_tuple,
+    plain_failure,
+    result,
+    runner,
+    unpack,
+)
+from grader.compare import (
+    Comparison,
+    compare,
+    directional_error,
+    numerical_gradient,
+    relative_error,
+)
+from grader.execute import CallOutcome, Session
+from grader.results import TestResult
+from grader.rubric import TestSpec
+
+CACHE = {"__ref__": "fwd", "index": 1}  # the student's cache, kept inside the sandbox
+NUMERIC_TOLERANCE = 1e-5  # central differences with step 1e-5 are good to about 1e-8
+
+
+@dataclass(frozen=True)
+class GradientCase:
+    """One case of a gradient test, with the reference's answers computed once."""
+
+    spec: TestSpec
+    args: list[Any]
+    kwargs: dict[str, Any]
+    dout: np.ndarray
+    forward: Callable[..., Any]  # the reference forward
+    backward: Callable[..., Any]  # the reference backward
+    expected: list[np.ndarray]
+    rng: np.random.Generator
+
+    @classmethod
+    def build(cls, spec: TestSpec, context: Context, number: int) -> GradientCase:
+        args, kwargs = case_inputs(spec, context, number, spec.cases[number])
+        forward = context.reference[spec.forward or ""]
+        backward = context.reference[spec.function]
+        out, cache = forward(*[_copy(a) for a in args], **kwargs)
+        rng = inputs.rng_for(context.rubric.seed, spec.name, number, "upstream")
+        dout = inputs.make(spec.cases[number].upstream or {"shape": list(np.shape(out))}, rng)
+        expected = _as_list(backward(dout.copy(), cache), len(spec.outputs))
+        return cls(spec, args, kwargs, dout, forward, backward, expected, rng)
+
+    def loss(self, args: list[Any]) -> float:
+        """sum(forward(args) · dout): its gradient is what the backward must return."""
+        return float(np.sum(np.asarray(self.forward(*args, **self.kwargs)[0]) * self.dout))
+
+    def reference_gradient(self, index: int) -> Callable[..., np.ndarray]:
+        """The reference's gradient number ``index`` as a function of the forward's inputs, so
+        the bug patterns can recompute it for changed inputs."""
+
+        def gradient(*args: Any, **kwargs: Any) -> np.ndarray:
+            _, cache = self.forward(*args, **kwargs)
+            return _as_list(self.backward(self.dout.copy(), cache), len(self.spec.outputs))[index]
+
+        return gradient
+
+
+@runner("gradient")
+def run_gradient(spec: TestSpec, context: Context) -> TestResult:
+    """Partial credit per part: each gradient, and each property of the backward."""
+    passed, total, diagnosis, case_details = 0, 0, None, []
+    for number in range(len(spec.cases)):
+        checked = _check_case(context, GradientCase.build(spec, context, number))
+        if isinstance(checked, TestResult):
+            return checked
+        parts, details, found = checked
+        total += len(parts)
+        passed += sum(parts)
+        case_details.append(details)
+        diagnosis = diagnosis or found
+    message = (
+        "All gradients match and the backward behaves well."
+        if passed == total
+        else f"{passed} of {total} checks pass."
+    )
+    failing = next((d for d in case_details if not d["all_passed"]), case_details[-1])
+    details = {
+        "cases": case_details,
+        **{k: failing[k] for k in ("outputs", "inputs", "properties")},
+    }
+    return result(spec, passed / total, message, diagnosis=diagnosis, details=details)
+
+
+def _check_case(
+    context: Context, case: GradientCase
+) -> TestResult | tuple[list[bool], dict, str | None]:
+    spec, session = case.spec, context.session
+    forward = spec.forward or ""
+    fwd = session.call(
+        forward,
+        case.args,
+        case.kwargs,
+        timeout=spec.timeout,
+        store="fwd",
+        reply=[0],
+        keep_args="fwd_args",
+    )
+    if not fwd.ok:
+        return call_failure(spec, forward, fwd)
+    if not isinstance(fwd.value, list):
+        return not_a_tuple(spec, forward, fwd.value)
+    bwd = session.call(spec.function, [case.dout, CACHE], timeout=spec.timeout, return_inputs=True)
+    if not bwd.ok:
+        return call_failure(spec, spec.function, bwd)
+    if guard := guard_failure(spec, bwd) or guard_failure(spec, fwd):
+        return guard
+    got = unpack(bwd.value, len(spec.outputs))
+    if got is None:
+        message = (
+            f"`{spec.function}` returned {describe_value(bwd.value)}; expected "
+            f"{', '.join(spec.outputs)}."
+        )
+        return result(
+            spec,
+            0.0,
+            message,
+            details={"inputs": describe_inputs(context, forward, case.args, case.kwargs)},
+        )
+    got = [as_array(g) for g in got]
+    comparisons, outputs = _compare_gradients(case, got)
+    properties = _properties(session, case, got, bwd)
+    parts = [o["passed"] for o in outputs] + [p["passed"] for p in properties]
+    found = None if all(parts) else _diagnosis(context, case, comparisons, outputs, properties)
+    details = {
+        "inputs": describe_inputs(context, forward, case.args, case.kwargs),
+        "outputs": outputs,
+        "properties": properties,
+        "all_passed": all(parts),
+    }
+    return parts, details, found
+
+
+def _compare_gradients(case: GradientCase, got: list[Any]) -> tuple[list[Comparison], list[dict]]:
+    """Each gradient against the reference's, and against central differences."""
+    comparisons = [
+        _accept_subgradient(case, compare(name, value, expected))
+        for name, value, expected in zip(case.spec.outputs, got, case.expected)
+    ]
+    outputs = []
+    for comparison, error in zip(comparisons, _numerical_errors(case, got)):
+        data = comparison.details()
+        data["numerical_error"] = error
+        data["passed"] = comparison.passed and (
+            error is None or error <= max(comparison.tolerance, NUMERIC_TOLERANCE)
+        )
+        outputs.append(data)
+    return comparisons, outputs
+
+
+def _numerical_errors(case: GradientCase, got: list[Any]) -> list[float | None]:
+    """Relative error of each student gradient against central differences (float64, step
+    1e-5) of the reference forward: sampled coordinates for large inputs, plus random
+    directions that cover the whole tensor."""
+    spec = case.spec
+    if spec.options.get("numeric") is False:  # kinks probed on purpose: no derivative there
+        return [None] * len(got)
+    positions = spec.options.get("wrt", list(range(len(spec.outputs))))
+    work = [a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in case.args]
+    errors: list[float | None] = []
+    for position, value in zip(positions, got):
+        target = work[position]
+        if not isinstance(value, np.ndarray) or value.shape != np.shape(target):
+            errors.append(None)
+            continue
+
+        def loss() -> float:
+            return case.loss(work)
+
+        numeric, measured = numerical_gradient(loss, target, rng=case.rng)
+        sampled = relative_error(value[measured], numeric[measured])
+        errors.append(max(sampled, directional_error(loss, target, value, rng=case.rng)))
+    return errors
+
+
+def _accept_subgradient(case: GradientCase, comparison: Comparison) -> Comparison:
+    """At a kink probed on purpose, any valid subgradient is right."""
+    kink, got = case.spec.options.get("kink"), comparison.got
+    if comparison.passed or not kink or not isinstance(got, np.ndarray):
+        return comparison
+    if got.shape != comparison.expected.shape:
+        return comparison
+    x = np.asarray(case.args[0], dtype=np.float64)
+    expected = comparison.expected.copy()
+    if kink == "relu":  # the slope at exactly 0 may be 0 or 1
+        at_kink = (x == 0) & (np.isclose(got, 0) | np.isclose(got, case.dout))
+        expected[at_kink] = got[at_kink]
+    elif kink == "max_tie" and _valid_pool_subgradient(case, x, got):
+        expected = got.astype(np.float64)
+    return compare(comparison.name, got, expected)
+
+
+def _valid_pool_subgradient(case: GradientCase, x: np.ndarray, got: np.ndarray) -> bool:
+    """Non-overlapping windows: each window's gradient sits on its maxima and sums to dout."""
+    args, kwargs, dout = case.args, case.kwargs, case.dout
+    size = int(kwargs.get("size", args[1] if len(args) > 1 else 2))
+    stride = int(kwargs.get("stride", args[2] if len(args) > 2 else size))
+    if stride != size:
+        return False
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            rows, cols = slice(i * stride, i * stride + size), slice(j * stride, j * stride + size)
+            window, grad = x[:, :, rows, cols], got[:, :, rows, cols]
+            winners = window == window.max(axis=(2, 3), keepdims=True)
+            if np.any(np.abs(grad[~winners]) > 1e-9):
+                return False
+            if not np.allclose(grad.sum(axis=(2, 3)), dout[:, :, i, j]):
+                return False
+    return True
+
+
+PROPERTIES = {
+    "repeatable": (
+        "Calling the backward twice with the same cache gives identical gradients.",
+        "Calling `{function}` twice with the same cache gave different results: it probably "
+        "changes the cache in place. Compute new arrays instead.",
+    ),
+    "zero upstream": (
+        "A zero upstream gradient gives zero gradients.",
+        "With a zero upstream gradient `{function}` still returned non-zero gradients: every "
+        "gradient must be proportional to dout.",
+    ),
+    "inputs unchanged": (
+        "Forward and backward leave the input arrays unchanged.",
+        "Your code changed an input array in place (e.g. `dout[x <= 0] = 0` or `x += …`): work "
+        "on a copy, or the caller's data is silently corrupted.",
+    ),
+}
+
+
+def _properties(
+    session: Session, case: GradientCase, got: list[Any], backward: CallOutcome
+) -> list[dict[str, Any]]:
+    spec, count = case.spec, len(case.spec.outputs)
+    again = session.call(spec.function, [case.dout, CACHE], timeout=spec.timeout)
+    again_values = unpack(again.value, count) if again.ok else None
+    repeatable = again_values is not None and all(
+        _same(as_array(a), b) for a, b in zip(again_values, got)
+    )
+    zero = session.call(spec.function, [np.zeros_like(case.dout), CACHE], timeout=spec.timeout)
+    zero_values = unpack(zero.value, count) if zero.ok else None
+    zero_ok = zero_values is not None and all(
+        isinstance(as_array(z), np.ndarray) and not np.any(as_array(z)) for z in zero_values
+    )
+    verdicts = {
+        "repeatable": repeatable,
+        "zero upstream": zero_ok,
+        "inputs unchanged": _inputs_unchanged(session, case, backward),
+    }
+    return [
+        {"name": name, "passed": passed, "message": PROPERTIES[name][0]}
+        for name, passed in verdicts.items()
+    ]
+
+
+def _inputs_unchanged(session: Session, case: GradientCase, backward: CallOutcome) -> bool:
+    """The forward's arguments as the sandbox holds them after every call, and the dout the
+    backward received, compared with what was sent."""
+    fetched = session.request({"op": "fetch", "key": "fwd_args"}, timeout=10)
+    stored = fetched.get("value") if isinstance(fetched, dict) else None
+    stored = stored.get("__sequence__") if isinstance(stored, dict) else None
+    if stored is None:
+        return False
+    forward_ok = all(
+        _same(as_array(s), a) for s, a in zip(stored, case.args) if isinstance(a, np.ndarray)
+    )
+    sent = backward.inputs[0] if isinstance(backward.inputs, list) and backward.inputs else None
+    return forward_ok and _same(as_array(sent), case.dout)
+
+
+def _diagnosis(
+    context: Context,
+    case: GradientCase,
+    comparisons: list[Comparison],
+    outputs: list[dict],
+    properties: list[dict],
+) -> str:
+    spec = case.spec
+    notes = []
+    failing = [i for i, data in enumerate(outputs) if not data["passed"]]
+    if failing:
+        index = failing[0]
+        found = diagnose.diagnose(
+            diagnose.Context(
+                function=spec.function,
+                output=comparisons[index].name,
+                comparison=comparisons[index],
+                args=case.args,
+                kwargs=case.kwargs,
+                reference=case.reference_gradient(index),
+                upstream=case.dout,
+                shape_formula=spec.shape_formula,
+            ),
+            spec.bugs,
+        )
+        notes.append(found or plain_failure(comparisons[index]))
+    notes += [
+        PROPERTIES[p["name"]][1].format(function=spec.function)
+        for p in properties
+        if not p["passed"]
+    ]
+    forward_status = context.status.get(spec.forward or "")
+    if failing and forward_status not in (None, "passed"):
+        notes.append(
+            f"Your `{spec.forward}` fails its own test, and its cache feeds this backward: fix "
+            f"the forward first."
+        )
+    return " ".join(notes)
+
+
+def _same(a: Any, b: Any) -> bool:
+    return (
+        isinstance(a, np.ndarray)
+        and isinstance(b, np.ndarray)
+        and a.shape == b.shape
+        and np.array_equal(a.astype(np.float64), np.asarray(b, dtype=np.float64), equal_nan=True)
+    )
+
+
+def _as_list(value: Any, count: int) -> list[np.ndarray]:
+    if count == 1:
+        return [np.asarray(value, dtype=np.float64)]
+    return [np.asarray(v, dtype=np.float64) for v in value]
+
+
+def _copy(value: Any) -> Any:
+    return value.copy() if isinstance(value, np.ndarray) else value
