@@ -463,3 +463,13 @@ def test_result_fixtures_round_trip(results):
         raw = json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
         assert json.dumps(result.to_json()) == json.dumps(raw), name
         assert all(isinstance(t, TestResult) for t in result.tests)
+
+
+def test_written_files_are_readable_by_others(tmp_path):
+    """Feedback is often served by a web server running as another user."""
+    from grader.results import write_atomic
+
+    target = tmp_path / "page.html"
+    write_atomic(target, "<p>hi</p>")
+    assert target.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["page.html"]
