@@ -196,33 +196,34 @@ def _flipped_kernel(c: Context) -> str | None:
     return None
 
 
+def _ignores(c: Context, parameter: str, neutral: int) -> bool:
+    """The answer is what the call gives with ``parameter`` at its neutral value (stride 1,
+    pad 0): same values, or at least the same shape."""
+    if c.kwargs.get(parameter, neutral) == neutral or c.got is None:
+        return False
+    candidate = c.rerun(c.args, {**c.kwargs, parameter: neutral})
+    return candidate is not None and (c.matches(candidate) or c.got.shape == candidate.shape)
+
+
 @pattern("stride_ignored")
 def _stride_ignored(c: Context) -> str | None:
-    stride = c.kwargs.get("stride", 1)
-    if stride == 1 or c.got is None:
+    if not _ignores(c, "stride", 1):
         return None
-    candidate = c.rerun(c.args, {**c.kwargs, "stride": 1})
     formula = c.shape_formula or "(L − K) // stride + 1"
-    if candidate is not None and (c.matches(candidate) or c.got.shape == candidate.shape):
-        return (
-            f"Your output is what stride 1 gives, but the call used stride={stride}: move the "
-            f"window by `stride` positions each step (output size {formula})."
-        )
-    return None
+    return (
+        f"Your output is what stride 1 gives, but the call used stride={c.kwargs['stride']}: "
+        f"move the window by `stride` positions each step (output size {formula})."
+    )
 
 
 @pattern("padding_ignored")
 def _padding_ignored(c: Context) -> str | None:
-    pad = c.kwargs.get("pad", 0)
-    if not pad or c.got is None:
+    if not _ignores(c, "pad", 0):
         return None
-    candidate = c.rerun(c.args, {**c.kwargs, "pad": 0})
-    if candidate is not None and (c.matches(candidate) or c.got.shape == candidate.shape):
-        return (
-            f"Your output is what pad=0 gives, but the call used pad={pad}: add `pad` zeros on "
-            f"each side of both spatial axes first (np.pad), then convolve."
-        )
-    return None
+    return (
+        f"Your output is what pad=0 gives, but the call used pad={c.kwargs['pad']}: add `pad` "
+        f"zeros on each side of both spatial axes first (np.pad), then convolve."
+    )
 
 
 @pattern("relu_no_mask")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import ROOT
+from tests.test_bug_patterns import BUGS
 
 pytestmark = pytest.mark.slow
 
@@ -114,19 +115,8 @@ CULPRITS = {
             x, W = cache
             return dout @ W.T, -(x.T @ dout), dout.sum(axis=0)
         """,
-    "softmax_cross_entropy": """
-        def softmax_cross_entropy(logits, y):
-            n = logits.shape[0]
-            shifted = logits - logits.max(axis=1, keepdims=True)
-            p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
-            loss = -np.log(p[np.arange(n), y]).mean()
-            p[np.arange(n), y] -= 1
-            return loss, p
-        """,
-    "relu_backward": """
-        def relu_backward(dout, cache):
-            return dout
-        """,
+    **{bug.function: bug.code for bug in BUGS if bug.name in (
+        "softmax gradient without 1/N", "relu backward without its mask")},
 }
 
 
