@@ -272,7 +272,7 @@ def _expected(
 ) -> list[np.ndarray]:
     if spec.kind == "example":
         return [np.asarray(case.expected, dtype=np.float64)]
-    value = reference(*[_copy(a) for a in args], **kwargs)
+    value = reference(*copies(args), **kwargs)
     if spec.returns:
         return [np.asarray(value[p], dtype=np.float64) for p in positions]
     return [np.asarray(value, dtype=np.float64)]
@@ -284,8 +284,9 @@ def _finish(spec: TestSpec, got: Any) -> Any:
     return got
 
 
-def _copy(value: Any) -> Any:
-    return value.copy() if isinstance(value, np.ndarray) else value
+def copies(args: list[Any]) -> list[Any]:
+    """Fresh copies of array arguments: the reference must not see, or cause, in-place edits."""
+    return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
 
 
 def _explain(

@@ -266,7 +266,7 @@ def _softmax_overflow(c: Context) -> str | None:
 @pattern("pool_average_for_max")
 def _pool_average_for_max(c: Context) -> str | None:
     x = np.asarray(c.args[0], dtype=np.float64)
-    size, stride = _pool_params(c)
+    size, stride = pool_params(c.args, c.kwargs)
     if x.ndim != 2 or size is None:
         return None
     windows = np.lib.stride_tricks.sliding_window_view(x, (size, size))[::stride, ::stride]
@@ -277,9 +277,10 @@ def _pool_average_for_max(c: Context) -> str | None:
     return None
 
 
-def _pool_params(c: Context) -> tuple[int | None, int]:
-    size = c.kwargs.get("size", c.args[1] if len(c.args) > 1 else None)
-    stride = c.kwargs.get("stride", c.args[2] if len(c.args) > 2 else size)
+def pool_params(args: list[Any], kwargs: dict[str, Any]) -> tuple[int | None, int]:
+    """(size, stride) of a pooling call, given by keyword or position; stride defaults to size."""
+    size = kwargs.get("size", args[1] if len(args) > 1 else None)
+    stride = kwargs.get("stride", args[2] if len(args) > 2 else size)
     return (int(size), int(stride)) if size is not None else (None, 1)
 
 
@@ -289,7 +290,7 @@ def _pool_overlap_overwrite(c: Context) -> str | None:
     if c.upstream is None or c.comparison.problem != "values":
         return None
     x = np.asarray(c.args[0], dtype=np.float64)
-    size, stride = _pool_params(c)
+    size, stride = pool_params(c.args, c.kwargs)
     if x.ndim != 4 or size is None or stride >= size:
         return None
     dx = np.zeros_like(x)

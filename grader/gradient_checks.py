@@ -17,6 +17,7 @@ from grader.checks import (
     as_array,
     call_failure,
     case_inputs,
+    copies,
     describe_inputs,
     describe_value,
     guard_failure,
@@ -33,6 +34,7 @@ from grader.compare import (
     numerical_gradient,
     relative_error,
 )
+from grader.diagnose import pool_params
 from grader.execute import CallOutcome, Session
 from grader.results import TestResult
 from grader.rubric import TestSpec
@@ -59,7 +61,7 @@ class GradientCase:
         args, kwargs = case_inputs(spec, context, number, spec.cases[number])
         forward = context.reference[spec.forward or ""]
         backward = context.reference[spec.function]
-        out, cache = forward(*[_copy(a) for a in args], **kwargs)
+        out, cache = forward(*copies(args), **kwargs)
         rng = inputs.rng_for(context.rubric.seed, spec.name, number, "upstream")
         dout = inputs.make(spec.cases[number].upstream or {"shape": list(np.shape(out))}, rng)
         expected = _as_list(backward(dout.copy(), cache), len(spec.outputs))
@@ -216,10 +218,9 @@ def _accept_subgradient(case: GradientCase, comparison: Comparison) -> Compariso
 
 def _valid_pool_subgradient(case: GradientCase, x: np.ndarray, got: np.ndarray) -> bool:
     """Non-overlapping windows: each window's gradient sits on its maxima and sums to dout."""
-    args, kwargs, dout = case.args, case.kwargs, case.dout
-    size = int(kwargs.get("size", args[1] if len(args) > 1 else 2))
-    stride = int(kwargs.get("stride", args[2] if len(args) > 2 else size))
-    if stride != size:
+    dout = case.dout
+    size, stride = pool_params(case.args, case.kwargs)
+    if size is None or stride != size:
         return False
     for i in range(dout.shape[2]):
         for j in range(dout.shape[3]):
@@ -346,6 +347,3 @@ def _as_list(value: Any, count: int) -> list[np.ndarray]:
         return [np.asarray(value, dtype=np.float64)]
     return [np.asarray(v, dtype=np.float64) for v in value]
 
-
-def _copy(value: Any) -> Any:
-    return value.copy() if isinstance(value, np.ndarray) else value
