@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader import __version__, export, notebook, report
-from grader.errors import GraderError
+from grader import canary, export, report
+from grader.errors import GraderError, InfrastructureError
 from grader.grade import Job, cache_key, grade_submission, student_name
-from grader.results import SubmissionResult, TestResult, load, save, write_atomic
+from grader.results import SubmissionResult, load, save, write_atomic
 from grader.rubric import Rubric
 from grader.sandbox import SandboxConfig
 
@@ -35,14 +35,22 @@ class BatchSummary:
     graded: int
     reused: int
     seconds: float
+    canary: canary.Canary | None = None
 
     def line(self, out_dir: Path) -> str:
-        ungradable = sum(1 for r in self.results if r.error)
-        mean = sum(r.score for r in self.results) / max(len(self.results), 1)
+        """What the instructor reads: the counts, the sandbox that protected the run and the
+        reference's verdict. Ungradable submissions are counted apart, not as zeros."""
+        gradable = [r for r in self.results if not r.error]
+        ungradable = len(self.results) - len(gradable)
+        mean = sum(r.score for r in gradable) / max(len(gradable), 1)
         top = self.results[0].max_score if self.results else 0
-        return (f"{len(self.results)} submissions ({self.graded} graded, {self.reused} unchanged, "
-                f"{ungradable} ungradable) in {self.seconds:.1f} s; mean score {mean:.2f}/{top:g}. "
-                f"Feedback: {out_dir / 'index.html'}")
+        lines = [f"{len(self.results)} submissions ({self.graded} run, {self.reused} unchanged; "
+                 f"{ungradable} ungradable) in {self.seconds:.1f} s; mean score of the "
+                 f"{len(gradable)} graded {mean:.2f}/{top:g}."]
+        if self.canary is not None:
+            lines += [self.canary.sandbox, self.canary.line()]
+        lines.append(f"Feedback: {out_dir / 'index.html'}")
+        return "\n".join(lines)
 
 
 def collect(paths: Iterable[Path]) -> list[Path]:
@@ -62,26 +70,19 @@ def collect(paths: Iterable[Path]) -> list[Path]:
 def grade_one(job: Job) -> tuple[dict[str, Any], str]:
     """Grade and render one submission (runs in a worker). Returns plain data only, so the
     same function serves local worker processes and Dask workers. (Each sandbox claims its own
-    slot, and so its own uid, however many workers share a machine.)"""
+    slot, and so its own uid, however many workers share a machine.)
+
+    A bug in the grader is not the student's fault: it stops the batch with the traceback for
+    the instructor, instead of a zero and a traceback on the student's page."""
     try:
         result = grade_submission(job)
     except GraderError:
         raise
-    except Exception:  # noqa: BLE001 - a grader bug must not lose the batch
-        result = _internal_error(job, traceback.format_exc())
+    except Exception as exc:  # noqa: BLE001
+        raise InfrastructureError(
+            f"the grader failed on {job.path.name} ({type(exc).__name__}: {exc}); this is a "
+            f"grader bug, please report it", traceback.format_exc()) from None
     return result.to_json(), report.render_student(result)
-
-
-def _internal_error(job: Job, trace: str) -> SubmissionResult:
-    last = trace.strip().splitlines()[-1]
-    return SubmissionResult(
-        student=student_name(job.path), assignment=job.rubric.name,
-        submission=notebook.display_name(job.path),
-        sha256="", error=f"internal grader error, please report it: {last}", notices=(trace,),
-        tests=tuple(TestResult(t.name, t.function, 0.0, t.points, "error", "Not graded: internal "
-                               "grader error.", visibility=t.visibility) for t in job.rubric.tests),
-        grader_version=__version__, duration_s=0.0,
-    )
 
 
 def grade_all(
@@ -95,15 +96,33 @@ def grade_all(
     force: bool = False,
     dask_address: str | None = None,
     progress: bool = True,
+    check_reference: bool = True,
 ) -> BatchSummary:
+    """Grade every notebook under ``paths`` into ``out_dir``, after the reference canary
+    (``check_reference``) proved the path on this machine."""
     started = time.perf_counter()
     submissions = collect(paths)  # before the results folder exists: a typo creates nothing
     _refuse_name_clashes(submissions)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _only_run_on(out_dir):
+    with _only_run_on(out_dir), _report_failures_in(out_dir):
+        verdict = canary.check(rubric, config=sandbox, mnist=mnist) if check_reference else None
         return _grade_all(submissions, rubric, out_dir, sandbox=sandbox, mnist=mnist,
                           jobs=jobs, force=force, dask_address=dask_address, progress=progress,
-                          started=started)
+                          started=started, verdict=verdict)
+
+
+@contextmanager
+def _report_failures_in(out_dir: Path) -> Iterator[None]:
+    """Keep what the instructor needs to report a grader failure beside the results."""
+    try:
+        yield
+    except InfrastructureError as exc:
+        if exc.detail:
+            log = out_dir / "grader-error.txt"
+            write_atomic(log, f"{exc.message}\n\n{exc.detail}")
+            raise InfrastructureError(f"{exc.message} (details in {log}); results finished "
+                                      f"so far are kept, run again to resume") from None
+        raise
 
 
 @contextmanager
@@ -124,14 +143,17 @@ def _only_run_on(out_dir: Path) -> Iterator[None]:
 
 def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
                sandbox: SandboxConfig, mnist: Any, jobs: int, force: bool,
-               dask_address: str | None, progress: bool, started: float) -> BatchSummary:
+               dask_address: str | None, progress: bool, started: float,
+               verdict: canary.Canary | None) -> BatchSummary:
+    seconds = verdict.reference_seconds if verdict is not None else None
     todo, done = [], []
     for path in submissions:
         previous = _reusable(path, rubric, out_dir) if not force else None
         if previous is not None:
             done.append(previous)
         else:
-            todo.append(Job(path=path.resolve(), rubric=rubric, sandbox=sandbox, mnist=mnist))
+            todo.append(Job(path=path.resolve(), rubric=rubric, sandbox=sandbox, mnist=mnist,
+                            reference_seconds=seconds))
     bar = _progress(len(todo), enabled=progress)
     for data, html in _execute(todo, jobs=jobs, dask_address=dask_address):
         result = SubmissionResult.from_json(data)
@@ -145,7 +167,8 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
     results = sorted(done, key=lambda r: order.get(r.student, 0))
     write_atomic(out_dir / "index.html", report.render_index(results))
     export.write_grades_csv(results, out_dir / "grades.csv")
-    return BatchSummary(results, len(todo), len(done) - len(todo), time.perf_counter() - started)
+    return BatchSummary(results, len(todo), len(done) - len(todo), time.perf_counter() - started,
+                        verdict)
 
 
 def _refuse_name_clashes(submissions: list[Path]) -> None:

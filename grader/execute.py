@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from grader.errors import InfrastructureError
 from grader.notebook import Notebook
 from grader.sandbox import Sandbox, SandboxConfig, SandboxCrashed, SandboxTimedOut
 
@@ -55,8 +56,7 @@ class Session:
     # -- lifecycle --
     def start(self) -> None:
         began = time.perf_counter()
-        self._sandbox = Sandbox(self.config)
-        self._sandbox.start()
+        self._sandbox = _started_sandbox(self.config)
         self.timings["sandbox_start"] = time.perf_counter() - began
         began = time.perf_counter()
         self._run_cells(first_time=True)
@@ -110,6 +110,7 @@ class Session:
             return CallOutcome(False, kind="timeout", error=self._stuck[function])
         if isinstance(answer, str):
             return CallOutcome(False, kind="crash", error=answer)
+        self._record_time(function, float(answer.get("seconds") or 0.0))
         return CallOutcome(
             ok=bool(answer.get("ok")),
             value=answer.get("value"),
@@ -123,7 +124,17 @@ class Session:
 
     def request(self, message: dict[str, Any], *, timeout: float) -> dict[str, Any] | str | None:
         """A raw request: the answer, a crash description (str), or None on timeout."""
-        return self._request(message, timeout=timeout)
+        began = time.perf_counter()
+        answer = self._request(message, timeout=timeout)
+        if isinstance(answer, dict) and answer.get("ok"):
+            self._record_time(str(message.get("op")), time.perf_counter() - began)
+        return answer
+
+    def _record_time(self, what: str, seconds: float) -> None:
+        """The longest call of each function (and request), as the canary's measure of the
+        reference's times that budgets follow."""
+        key = f"call:{what}"
+        self.timings[key] = max(self.timings.get(key, 0.0), seconds)
 
     # -- internals --
     def _request(self, message: dict[str, Any], *, timeout: float,
@@ -150,11 +161,7 @@ class Session:
         if reason:
             self.notices.append(reason)
         self._retire_sandbox()
-        self._sandbox = Sandbox(self.config)
-        try:
-            self._sandbox.start()
-        except SandboxCrashed:
-            return False
+        self._sandbox = _started_sandbox(self.config)
         self._run_cells(first_time=False)
         return True
 
@@ -249,3 +256,17 @@ class Session:
             self._sandbox.close()
             self._output.append(self._sandbox.output())
             self._sandbox = None
+
+
+def _started_sandbox(config: SandboxConfig) -> Sandbox:
+    """A running sandbox. It starts before any student code runs in it, so a start that fails
+    is the machine's fault: the batch stops rather than give the student a zero for it."""
+    sandbox = Sandbox(config)
+    try:
+        sandbox.start()
+    except SandboxCrashed as exc:
+        raise InfrastructureError(
+            f"the sandbox could not start ({exc}). That is the machine's fault, not a "
+            f"student's (no student code had run in it), so grading stopped"
+        ) from None
+    return sandbox

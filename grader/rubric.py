@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grader import budgets
 from grader.errors import GraderError
 
 KINDS = ("example", "output", "gradient", "mnist", "mnist_diagnostic", "rules")
@@ -46,7 +47,7 @@ class TestSpec:
     returns: tuple[str, ...] = ()  # names of all returned values (e.g. ("out", "cache"))
     bugs: tuple[str, ...] = ()  # bug patterns to look for when a comparison fails
     shape_formula: str = ""
-    timeout: float = 10.0
+    timeout: budgets.Budget = 10.0  # seconds per call, or relative to the reference (budgets)
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -169,9 +170,18 @@ def _parse_test(raw: Any, defaults: dict, where: str, functions: tuple[str, ...]
         returns=tuple(_list_of_str(merged, "returns", where, default=[])),
         bugs=tuple(_list_of_str(merged, "bugs", where, default=[])),
         shape_formula=str(merged.get("shape_formula", "")),
-        timeout=_number(merged, "timeout", where, default=10.0),
-        options={k: v for k, v in merged.items() if k not in known},
+        timeout=budgets.parse(merged.get("timeout", 10.0), f"{where}.timeout"),
+        options=_options(merged, known, where),
     )
+
+
+def _options(merged: dict, known: set[str], where: str) -> dict[str, Any]:
+    """The kind-specific keys (threshold, budget...), budgets parsed."""
+    options = {k: v for k, v in merged.items() if k not in known}
+    for key in ("budget", "predict_budget"):
+        if key in options:
+            options[key] = budgets.parse(options[key], f"{where}.{key}")
+    return options
 
 
 def _cases(merged: dict, where: str, kind: str) -> tuple[Case, ...]:

@@ -31,6 +31,7 @@ import os
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from grader import bubblewrap
 from grader.errors import GraderError
 from grader.inside import wire
 
@@ -75,6 +77,9 @@ class SandboxConfig:
     mode: str = "auto"
     limits: Limits = field(default_factory=Limits)
     data_dir: Path | None = None  # MNIST files the student may see (never the test labels)
+    # Grade without the namespaces layer, where student code can read the disk: only for
+    # submissions the instructor trusts (``--trust-submissions-without-isolation``).
+    allow_unisolated: bool = False
 
     @classmethod
     def from_env(cls, **overrides: Any) -> SandboxConfig:
@@ -91,7 +96,7 @@ class SandboxConfig:
 def available_layers() -> frozenset[str]:
     """Probe, once per process, which layers work here."""
     found = {"rlimits"}
-    if _bwrap_works():
+    if bubblewrap.works():
         found.add("namespaces")
     if os.geteuid() == 0 and shutil.which("setpriv"):
         found.add("uid")
@@ -102,30 +107,52 @@ def available_layers() -> frozenset[str]:
     return frozenset(found)
 
 
-def plan_layers(mode: str) -> tuple[list[str], list[str]]:
-    """The layers to use and the ones missing, or GraderError in strict mode."""
+def plan_layers(mode: str, *, allow_unisolated: bool = False) -> tuple[list[str], list[str]]:
+    """The layers to use and the ones missing; GraderError where grading would not be safe.
+
+    Without the namespaces layer student code can read the solutions and other submissions
+    and write to the disk, so ``auto`` refuses unless the instructor said the submissions are
+    trusted. The other layers need root or cgroup v1; ``auto`` grades without them and the
+    batch summary says so."""
     if mode == "off":
+        if not allow_unisolated:
+            raise GraderError("GRADER_SANDBOX=off runs student code with no sandbox at all; "
+                              "pass --trust-submissions-without-isolation if that is meant")
         return [], list(ALL_LAYERS)
     present = available_layers()
     used = [layer for layer in ALL_LAYERS if layer in present]
     missing = [layer for layer in ALL_LAYERS if layer not in present]
     if mode == "strict" and missing:
+        why = f" {bubblewrap.namespaces_missing_reason()}" if "namespaces" in missing else ""
         raise GraderError(
             f"GRADER_SANDBOX=strict but these sandbox layers are missing here: "
-            f"{', '.join(missing)} (install bubblewrap and run as root on Linux with cgroup v1, "
-            f"or set GRADER_SANDBOX=auto)"
+            f"{', '.join(missing)} (uid needs root and setpriv, cgroup needs root with cgroup "
+            f"v1, seccomp needs libseccomp; or set GRADER_SANDBOX=auto).{why}"
         )
+    if "namespaces" in missing and not allow_unisolated:
+        raise GraderError(unisolated_refusal())
     return used, missing
 
 
-def _bwrap_works() -> bool:
-    if not shutil.which("bwrap"):
-        return False
-    probe = ["bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--unshare-net", "--", "true"]
-    try:
-        return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
+def unisolated_refusal() -> str:
+    """The one paragraph an instructor reads where student code cannot be isolated."""
+    return (
+        "refusing to grade: the sandbox cannot hide the file system from student code on this "
+        f"machine. {bubblewrap.namespaces_missing_reason()} Without it a submission could read "
+        "the reference solutions and other students' work. Fix the above, or, only for "
+        "submissions you trust, pass --trust-submissions-without-isolation."
+    )
+
+
+def describe(layers: list[str], missing: list[str]) -> str:
+    """The sandbox in one line, for the batch summary and the class overview."""
+    found = bubblewrap.find() if "namespaces" in layers else None
+    text = f"sandbox layers: {', '.join(layers) or 'none'}"
+    if found is not None:
+        text += f"; {found.describe()}"
+    if missing:
+        text += f"; missing here: {', '.join(missing)}"
+    return text
 
 
 def _seccomp_works() -> bool:
@@ -168,8 +195,7 @@ def claim_slot(limit: int = SLOTS) -> tuple[int, IO[str]]:
     A lock file per slot works across worker processes, Dask workers and test runs alike, and
     the kernel releases the lock if its holder dies.
     """
-    folder = Path(tempfile.gettempdir()) / "backprop-grader-slots"
-    folder.mkdir(exist_ok=True)
+    folder = private_dir(state_dir() / "slots")
     for number in range(limit):
         handle = open(folder / f"{number}.lock", "w")  # noqa: SIM115 - held while in use
         try:
@@ -181,6 +207,44 @@ def claim_slot(limit: int = SLOTS) -> tuple[int, IO[str]]:
     raise GraderError(f"all {limit} sandbox slots are busy; lower --jobs")
 
 
+def state_dir() -> Path:
+    """Where this user's grader keeps its locks: never a fixed shared ``/tmp`` path, which
+    another user could create first. Root's slots are machine-wide (each slot is a uid that
+    every root grader on the machine must agree on), so root uses ``/run``."""
+    if os.geteuid() == 0 and os.access("/run", os.W_OK):
+        return private_dir(Path("/run/backprop-grader"))
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime and os.path.isabs(runtime) and _owned_private(Path(runtime)):
+        return private_dir(Path(runtime) / "backprop-grader")
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(cache) if cache and os.path.isabs(cache) else Path.home() / ".cache"
+    return private_dir(base / "backprop-grader" / "run")
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder of this user's alone (0700), created if need be; GraderError when
+    it belongs to someone else or is not a plain folder."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = path.lstat()
+    except OSError as exc:
+        raise GraderError(f"cannot create the grader's folder {path}: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise GraderError(f"{path} is not a folder of this user's (owner uid {info.st_uid}); "
+                          f"remove it, or set XDG_RUNTIME_DIR to a folder of your own")
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def _owned_private(path: Path) -> bool:
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    return info.st_uid == os.geteuid() and not info.st_mode & 0o022
+
+
 # --- the sandbox --------------------------------------------------------------------------
 
 
@@ -189,7 +253,8 @@ class Sandbox:
 
     def __init__(self, config: SandboxConfig):
         self.config = config
-        self.layers, self.missing = plan_layers(config.mode)
+        self.layers, self.missing = plan_layers(config.mode,
+                                                allow_unisolated=config.allow_unisolated)
         self.uid: int | None = None  # claimed with a slot by ``start``
         self._slot: IO[str] | None = None
         self._process: subprocess.Popen | None = None
@@ -225,10 +290,11 @@ class Sandbox:
         self._cgroups = self._make_cgroups(number) if "cgroup" in self.layers else []
         req_read, self._req_write = os.pipe()
         self._resp_read, resp_write = os.pipe()
+        data = _open_data(self.config.data_dir)
         config = {
             "limits": self._rlimits() if "rlimits" in self.layers else {},
             "seccomp": "seccomp" in self.layers,
-            "data_dir": self._inside_data_dir(),
+            "data": data,
             "fds": [req_read, resp_write],
             # stray processes can be told apart only by a uid or a PID namespace of their own
             "reap": "uid" in self.layers or "namespaces" in self.layers,
@@ -239,15 +305,15 @@ class Sandbox:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                pass_fds=(req_read, resp_write),
+                pass_fds=(req_read, resp_write, *data.values()),
                 env=self._environment(),
                 cwd=self._scratch,
                 start_new_session=True,
                 preexec_fn=self._join_cgroups if self._cgroups else None,  # noqa: PLW1509
             )
         finally:
-            os.close(req_read)
-            os.close(resp_write)
+            for fd in (req_read, resp_write, *data.values()):
+                os.close(fd)
         self._start_drain(self._process.stdout)
         hello = self._receive(deadline=time.monotonic() + timeout)
         if not hello.get("ready"):
@@ -419,7 +485,8 @@ class Sandbox:
     def _bwrap_args(self, mounts: list[tuple[str, str]]) -> list[str]:
         scratch_mb = self.config.limits.scratch_mb
         args = [
-            "bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            bubblewrap.find().path,
+            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv",
             "--ro-bind", "/usr", "/usr",
             "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
@@ -437,19 +504,14 @@ class Sandbox:
         if Path("/etc/ld.so.cache").exists():
             args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
         for source, target in mounts:
+            for parent in reversed(Path(target).parents[:-1]):  # bwrap would make them 0700
+                args += ["--perms", "0755", "--dir", str(parent)]
             args += ["--ro-bind", source, target]
         for hidden in _grader_copies_in(Path(_numpy_site())):
             args += ["--tmpfs", "/site/" + hidden]
-        if self.config.data_dir is not None:
-            args += ["--ro-bind", str(self.config.data_dir), "/data"]
         for key, value in self._environment().items():
             args += ["--setenv", key, value]
         return args + ["--"]
-
-    def _inside_data_dir(self) -> str | None:
-        if self.config.data_dir is None:
-            return None
-        return "/data" if "namespaces" in self.layers else str(self.config.data_dir)
 
     def _environment(self) -> dict[str, str]:
         home = "/scratch" if "namespaces" in self.layers else str(self._scratch)
@@ -530,6 +592,27 @@ class Sandbox:
         self._cgroups = []
 
 
+DATA_FILES = ("train_images", "train_labels", "test_images")
+
+
+def _open_data(folder: Path | None) -> dict[str, int]:
+    """The MNIST files the student may read, opened here and inherited as file descriptors:
+    they reach the sandbox in every mode, whatever uid it runs as and however private the
+    instructor's cache folder is. (The test labels are not among them.)"""
+    if folder is None:
+        return {}
+    opened: dict[str, int] = {}
+    try:
+        for name in DATA_FILES:
+            opened[name] = os.open(folder / f"{name}.npy", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        for fd in opened.values():
+            os.close(fd)
+        raise GraderError(f"the grader cannot read the MNIST file {exc.filename}: "
+                          f"{exc.strerror}") from None
+    return opened
+
+
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -598,15 +681,15 @@ def _numpy_site() -> str:
 
 @functools.cache
 def _python_mounts() -> tuple[str, list[tuple[str, str]]]:
-    """Where the interpreter and NumPy appear inside: the interpreter's prefix at /python (unless
-    it already lives under /usr) and NumPy's site-packages at /site."""
+    """Where the interpreter and NumPy appear inside: the interpreter's prefix at its own path
+    (its RUNPATH and compiled-in prefix name that path: pyenv, conda and uv builds find their
+    own ``libpython`` there, not whatever ``/usr/lib`` has) and NumPy's site-packages at /site."""
     executable = Path(sys.executable).resolve()
     prefix = Path(sys.base_prefix).resolve()
     mounts = [(_numpy_site(), "/site")]
-    if str(prefix).startswith("/usr/"):
+    if prefix == Path("/usr") or str(prefix).startswith("/usr/"):
         return str(executable), mounts
-    inside = Path("/python") / executable.relative_to(prefix)
-    return str(inside), [(str(prefix), "/python"), *mounts]
+    return str(executable), [(str(prefix), str(prefix)), *mounts]
 
 
 def _grader_copies_in(site: Path) -> list[str]:

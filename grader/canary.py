@@ -1,0 +1,112 @@
+"""The reference canary: grade the reference solution through exactly the path students take
+(same sandbox, same data, same limits) before any student, and stop unless it gets full marks.
+
+A grade is a claim. If the reference loses a point on this machine (a cache the sandbox cannot
+read, a missing library, a machine too slow for the budgets), every student would lose it too,
+silently; the canary turns that into one line for the instructor, before anyone is graded.
+It also measures how long the reference's calls take here, which relative budgets follow
+(``grader.budgets``). The verdict is cached per grader version, rubric, reference, sandbox and
+machine, so an unchanged re-run costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from grader import __version__, sandbox
+from grader.errors import InfrastructureError
+from grader.results import write_atomic
+
+CALL_PREFIX = "call:"
+
+
+@dataclass(frozen=True)
+class Canary:
+    reference_seconds: dict[str, float]  # function (or request) -> its longest call
+    seconds: float  # the reference's whole grading
+    sandbox: str  # the sandbox in one line
+    cached: bool = False
+
+    def line(self) -> str:
+        shown = {k: v for k, v in self.reference_seconds.items() if v >= 0.05}
+        times = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(shown.items())) or "all calls fast"
+        origin = "cached" if self.cached else f"graded in {self.seconds:.1f} s"
+        return f"reference canary: full marks ({origin}); reference times: {times}"
+
+
+def check(rubric: Any, *, config: sandbox.SandboxConfig, mnist: Any = None,
+          cache_dir: Path | None = None) -> Canary:
+    """Full marks for the reference on this machine, or InfrastructureError naming the test."""
+    from grader.grade import Job, grade_submission  # (grade imports the whole check engine)
+
+    layers, missing = sandbox.plan_layers(config.mode, allow_unisolated=config.allow_unisolated)
+    described = sandbox.describe(layers, missing)
+    path = (cache_dir or default_cache_dir()) / f"{_key(rubric, config, mnist, described)}.json"
+    cached = _load(path)
+    if cached is not None:
+        return cached
+    began = time.perf_counter()
+    result = grade_submission(Job(path=rubric.solution, rubric=rubric, sandbox=config,
+                                  mnist=mnist))
+    _refuse_unless_full_marks(rubric, result)
+    canary = Canary(
+        reference_seconds={k[len(CALL_PREFIX):]: v for k, v in result.timings.items()
+                           if k.startswith(CALL_PREFIX)},
+        seconds=round(time.perf_counter() - began, 2),
+        sandbox=described,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(asdict(canary), indent=1))
+    return canary
+
+
+def _refuse_unless_full_marks(rubric: Any, result: Any) -> None:
+    if result.error:
+        raise InfrastructureError(
+            f"the reference solution {rubric.solution.name} cannot be graded on this machine "
+            f"({result.error}), so no student was graded")
+    failing = [t for t in result.tests if t.score < t.max_score]
+    if not failing:
+        return
+    first = failing[0]
+    reason = " ".join(first.message.split())[:400]
+    more = f" (and {len(failing) - 1} more test(s))" if len(failing) > 1 else ""
+    raise InfrastructureError(
+        f"the reference solution {rubric.solution.name} does not get full marks on this "
+        f"machine, so no student was graded: '{first.name}' gave it {first.score:g}/"
+        f"{first.max_score:g}{more}: {reason}. Fix the machine or the rubric and run again")
+
+
+def default_cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "backprop-grader" / "canary"
+
+
+def _key(rubric: Any, config: sandbox.SandboxConfig, mnist: Any, described: str) -> str:
+    solution = hashlib.sha256(rubric.solution.read_bytes()).hexdigest()
+    data = ""
+    if mnist is not None:
+        folder = Path(mnist.sandbox_dir)
+        data = str(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                          for p in folder.glob("*.npy")))
+    parts = [__version__, rubric.sha256, solution, repr(rubric), described, config.mode,
+             repr(config.limits), data, platform.node(), sys.executable, sys.version,
+             str(os.geteuid())]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+
+
+def _load(path: Path) -> Canary | None:
+    try:
+        data = json.loads(path.read_text())
+        return Canary(**{**data, "cached": True})
+    except (OSError, ValueError, TypeError):
+        return None
