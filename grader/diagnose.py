@@ -137,6 +137,36 @@ def _transposed(c: Context) -> str | None:
     return None
 
 
+@pattern("constant")
+def _constant(c: Context) -> str | None:
+    """Zeros, or one value everywhere, where the expected values vary."""
+    if c.comparison.problem != "values" or c.got.size < 2 or np.ptp(c.expected) == 0:
+        return None
+    got = c.got.astype(np.float64)
+    if np.ptp(got) != 0:
+        return None
+    if not np.any(got):
+        return (
+            f"`{c.output}` is all zeros, but the expected values are not: is a placeholder such "
+            f"as `np.zeros_like(...)` still in place?"
+        )
+    return (
+        f"`{c.output}` holds the same value ({float(got.flat[0]):.4g}) everywhere, but the "
+        f"expected values vary: compute it from the inputs."
+    )
+
+
+@pattern("passthrough")
+def _passthrough(c: Context) -> str | None:
+    """dout returned as it came, where the local derivative should multiply it."""
+    if c.comparison.problem == "values" and c.upstream is not None and c.matches(c.upstream):
+        return (
+            f"`{c.output}` is `dout` unchanged: multiply it by the local derivative of the "
+            f"layer (the chain rule)."
+        )
+    return None
+
+
 @pattern("factor")
 def _factor(c: Context) -> str | None:
     """A constant factor: the sign, the batch size N, 1/N, or another constant."""
@@ -172,7 +202,7 @@ def _explain_factor(c: Context, factor: float) -> str:
     return f"`{c.output}` is off by a constant factor of about {factor:.4g}."
 
 
-GENERIC = ("not_array", "nonfinite", "transposed", "shape", "factor")
+GENERIC = ("not_array", "nonfinite", "transposed", "shape", "constant", "passthrough", "factor")
 
 
 # --- function-specific patterns -------------------------------------------------------------
