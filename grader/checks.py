@@ -1,4 +1,6 @@
-"""The check engine: one runner per kind of rubric test, all driven by the same specs.
+"""The check engine: ``run`` drives one runner per kind of rubric test, all driven by the same
+specs. The output, example and rules runners live here, the gradient and MNIST runners in their
+own modules; ``RUNNERS`` names them all, and ``grader.scoring`` turns verdicts into points.
 
 Inputs are generated here, the student's functions are called in the sandbox through the
 session, and every comparison happens here, in the grader's process, against the reference.
@@ -9,40 +11,32 @@ only grader bugs raise.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from grader import diagnose, inputs, shortcuts
+from grader import diagnose, gradient_checks, mnist_checks, scoring, shortcuts
+from grader.checktypes import (
+    Context,
+    Runner,
+    as_array,
+    call_failure,
+    case_inputs,
+    copies,
+    describe_inputs,
+    describe_value,
+    guard_failure,
+    not_a_tuple,
+    plain_failure,
+    result,
+    scored,
+    unpack,
+)
 from grader.compare import Comparison, compare
-from grader.execute import CallOutcome, Session
-from grader.reference import Reference
 from grader.results import TestResult
-from grader.rubric import Case, Rubric, TestSpec
+from grader.rubric import Case, TestSpec
 
-Runner = Callable[[TestSpec, "Context"], TestResult]
-RUNNERS: dict[str, Runner] = {}
-
-
-@dataclass
-class Context:
-    """What the runners share while grading one submission."""
-
-    session: Session
-    rubric: Rubric
-    reference: Reference
-    forbidden: dict[str, list[str]]
-    mnist: Any = None  # grader.mnist.MnistFiles when the rubric needs MNIST
-    status: dict[str, str] = field(default_factory=dict)  # function -> worst status so far
-
-
-def runner(kind: str) -> Callable[[Runner], Runner]:
-    def register(function: Runner) -> Runner:
-        RUNNERS[kind] = function
-        return function
-
-    return register
+__all__ = ["Context", "run"]
 
 
 def run(context: Context, *, public_only: bool = False) -> list[TestResult]:
@@ -58,65 +52,6 @@ def run(context: Context, *, public_only: bool = False) -> list[TestResult]:
         if previous == "passed":
             context.status[spec.function] = result.status
     return results
-
-
-# --- results ------------------------------------------------------------------------------
-
-
-def result(
-    spec: TestSpec,
-    fraction: float,
-    message: str,
-    *,
-    diagnosis: str | None = None,
-    status: str | None = None,
-    details: dict[str, Any] | None = None,
-) -> TestResult:
-    fraction = float(min(max(fraction, 0.0), 1.0))
-    if status is None:
-        status = "passed" if fraction >= 1.0 else "failed"
-    return TestResult(
-        name=spec.name,
-        function=spec.function,
-        score=round(spec.points * fraction, 2),  # gradebooks want two decimals
-        max_score=spec.points,
-        status=status,  # type: ignore[arg-type]
-        message=message,
-        diagnosis=diagnosis,
-        visibility=spec.visibility,  # type: ignore[arg-type]
-        description=spec.description,
-        details=details or {},
-    )
-
-
-def call_failure(spec: TestSpec, function: str, outcome: CallOutcome, **extra: Any) -> TestResult:
-    """A test result for a call that did not return a value."""
-    kind = outcome.kind
-    if kind == "missing":
-        message = (
-            f"`{function}` is not defined in your notebook: keep the name and the "
-            f"parameters of the template."
-        )
-    elif kind == "not_implemented":
-        message = f"`{function}` is not implemented yet (it still raises NotImplementedError)."
-    elif kind == "timeout":
-        message = (
-            f"`{function}` did not finish within {spec.timeout:g} s and was stopped: look for "
-            f"a loop that never ends or work far larger than the inputs need."
-        )
-    elif kind == "exit":
-        message = (
-            f"`{function}` tried to end the program ({outcome.error}); a function should return."
-        )
-    elif kind == "crash":
-        message = f"The sandbox stopped while running `{function}`: {outcome.error}."
-    else:
-        message = f"`{function}` raised {outcome.error}"
-    details = {"traceback": outcome.traceback} if outcome.traceback else {}
-    status = "timeout" if kind == "timeout" else "error"
-    if spec.function != function:
-        message = f"This test needs your `{function}` first. " + message
-    return result(spec, 0.0, message, status=status, details={**details, **extra})
 
 
 def _forbid(spec: TestSpec, context: Context) -> TestResult | None:
@@ -136,135 +71,78 @@ def _forbid(spec: TestSpec, context: Context) -> TestResult | None:
     )
 
 
-def guard_failure(spec: TestSpec, outcome: CallOutcome) -> TestResult | None:
-    if not outcome.guards:
-        return None
-    listed = ", ".join(shortcuts.explain(u) for u in outcome.guards)
-    return result(
-        spec,
-        0.0,
-        f"While it ran, `{spec.function}` used {listed}. The practical is "
-        f"to write this by hand, so this test gives no points.",
-        diagnosis="forbidden shortcut",
-    )
-
-
-# --- values from the sandbox --------------------------------------------------------------
-
-
-def as_array(value: Any) -> Any:
-    """A returned value as an array when it honestly is one (a list of numbers counts)."""
-    if isinstance(value, np.ndarray):
-        return value
-    if isinstance(value, dict) and "__sequence__" in value:
-        items = value["__sequence__"]
-        if all(isinstance(i, np.ndarray) for i in items):
-            try:
-                return np.asarray(items, dtype=np.float64) if items else np.zeros(0)
-            except (ValueError, TypeError):
-                return value
-    return value
-
-
-def describe_value(value: Any) -> str:
-    if isinstance(value, dict) and "__unsendable__" in value:
-        return f"a {value['__unsendable__']}"
-    if isinstance(value, dict) and "__not_tuple__" in value:
-        return f"a single {value['__not_tuple__']} instead of a tuple"
-    if isinstance(value, dict) and "__sequence__" in value:
-        return f"a {value.get('type', 'sequence')} of {len(value['__sequence__'])} items"
-    return type(value).__name__
-
-
-def unpack(value: Any, count: int) -> list[Any] | None:
-    """The items of a returned tuple, or None when it is not a tuple of ``count`` items."""
-    if count == 1 and not (isinstance(value, dict) and "__sequence__" in value):
-        return [value]
-    if isinstance(value, dict) and "__sequence__" in value and len(value["__sequence__"]) == count:
-        return list(value["__sequence__"])
-    if isinstance(value, list) and len(value) == count:
-        return value
-    return None
-
-
 # --- example and output tests ---------------------------------------------------------------
 
 
-def describe_inputs(context: Context, function: str, args: list, kwargs: dict) -> str:
-    """The inputs in words, named as in the function's signature (x, W, b...)."""
-    import inspect
-
-    try:
-        names = list(inspect.signature(context.reference[function]).parameters)
-    except (KeyError, TypeError, ValueError):
-        names = None
-    return inputs.describe(args, kwargs, names)
-
-
-def case_inputs(spec: TestSpec, context: Context, number: int, case: Case) -> tuple[list, dict]:
-    rng = inputs.rng_for(context.rubric.seed, spec.name, number)
-    args = [inputs.make(a, rng) for a in case.args]
-    kwargs = {k: inputs.make(v, rng) for k, v in case.kwargs.items()}
-    return args, kwargs
-
-
-@runner("example")
-@runner("output")
 def run_output(spec: TestSpec, context: Context) -> TestResult:
-    """Call the function on each case and compare the named outputs with the expected ones."""
-    reference = context.reference[spec.function]
-    returns = list(spec.returns) or list(spec.outputs)
-    positions = [returns.index(name) for name in spec.outputs]
-    passed, first_failure, case_details = 0, None, []
+    """Call the function on each case and compare the named outputs with the expected ones;
+    each output of each case that matches earns its share (``grader.scoring``)."""
+    verdicts, case_details, diagnosis, notes = [], [], None, set()
     for number, case in enumerate(spec.cases):
-        args, kwargs = case_inputs(spec, context, number, case)
-        outcome = context.session.call(
-            spec.function,
-            args,
-            kwargs,
-            timeout=spec.timeout,
-            reply=positions if spec.returns else "value",
-        )
-        if not outcome.ok:
-            return call_failure(spec, spec.function, outcome)
-        if guard := guard_failure(spec, outcome):
-            return guard
-        expected = _expected(spec, case, reference, args, kwargs, positions)
-        got = unpack(outcome.value, 1) if not spec.returns else outcome.value
-        if not isinstance(got, list):
-            return not_a_tuple(spec, spec.function, outcome.value)
-        comparisons = [
-            compare(n, _finish(spec, as_array(g)), e)
-            for n, g, e in zip(spec.outputs, got or [], expected)
-        ]
-        if got is None or len(comparisons) != len(expected):
-            return result(
-                spec,
-                0.0,
-                f"`{spec.function}` returned {describe_value(outcome.value)}; "
-                f"expected {', '.join(spec.outputs)}.",
-                details={"inputs": describe_inputs(context, spec.function, args, kwargs)},
-            )
-        ok = all(c.passed for c in comparisons)
-        passed += ok
+        checked = _output_case(spec, context, number, case)
+        if isinstance(checked, TestResult):
+            return checked
+        comparisons, args, kwargs = checked
+        verdict = scoring.CaseVerdict({c.name: c.passed for c in comparisons})
+        verdicts.append(verdict)
         case_details.append(
             {
                 "inputs": describe_inputs(context, spec.function, args, kwargs),
                 "outputs": [c.details() for c in comparisons],
             }
         )
-        if not ok and first_failure is None:
-            first_failure = _explain(spec, context, comparisons, args, kwargs, positions)
-    return _summarise(spec, passed, len(spec.cases), first_failure, case_details, comparisons)
+        notes |= {c.note for c in comparisons if c.note}
+        if diagnosis is None and not verdict.passed:
+            diagnosis = _explain(spec, context, comparisons, args, kwargs)
+    total = len(spec.cases)
+    message = f"All {total} case{'s' * (total != 1)} match." if total > 1 else "Correct."
+    if notes:
+        message += " Note: " + "; ".join(sorted(notes)) + "."
+    failing = next((d for d in case_details if not all(o["passed"] for o in d["outputs"])), None)
+    details = {"cases": case_details, **(failing or {"outputs": case_details[-1]["outputs"]})}
+    return scored(spec, verdicts, message, diagnosis=diagnosis, details=details)
 
 
-def not_a_tuple(spec: TestSpec, function: str, value: Any) -> TestResult:
-    return result(
-        spec,
-        0.0,
-        f"`{function}` returned {describe_value(value)}; it must return a tuple "
-        f"(out, cache): the output, and what the backward pass will need.",
+def _output_case(
+    spec: TestSpec, context: Context, number: int, case: Case
+) -> TestResult | tuple[list[Comparison], list, dict]:
+    """One case's comparisons, or the result of a call that gave nothing to compare."""
+    args, kwargs = case_inputs(spec, context, number, case)
+    positions = _positions(spec)
+    outcome = context.session.call(
+        spec.function,
+        args,
+        kwargs,
+        timeout=spec.timeout,
+        reply=positions if spec.returns else "value",
     )
+    if not outcome.ok:
+        return call_failure(spec, spec.function, outcome)
+    if guard := guard_failure(spec, outcome):
+        return guard
+    reference = context.reference[spec.function]
+    expected = _expected(spec, case, reference, args, kwargs, positions)
+    got = unpack(outcome.value, 1) if not spec.returns else outcome.value
+    if not isinstance(got, list):
+        return not_a_tuple(spec, spec.function, outcome.value)
+    if len(got) < len(expected):
+        return result(
+            spec,
+            0.0,
+            f"`{spec.function}` returned {describe_value(outcome.value)}; "
+            f"expected {', '.join(spec.outputs)}.",
+            details={"inputs": describe_inputs(context, spec.function, args, kwargs)},
+        )
+    comparisons = [
+        compare(n, _finish(spec, as_array(g)), e) for n, g, e in zip(spec.outputs, got, expected)
+    ]
+    return comparisons, args, kwargs
+
+
+def _positions(spec: TestSpec) -> list[int]:
+    """Where each compared output sits in the returned tuple."""
+    returns = list(spec.returns) or list(spec.outputs)
+    return [returns.index(name) for name in spec.outputs]
 
 
 def _expected(
@@ -284,20 +162,10 @@ def _finish(spec: TestSpec, got: Any) -> Any:
     return got
 
 
-def copies(args: list[Any]) -> list[Any]:
-    """Fresh copies of array arguments: the reference must not see, or cause, in-place edits."""
-    return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
-
-
 def _explain(
-    spec: TestSpec,
-    context: Context,
-    comparisons: list[Comparison],
-    args: list,
-    kwargs: dict,
-    positions: list[int],
+    spec: TestSpec, context: Context, comparisons: list[Comparison], args: list, kwargs: dict
 ) -> str:
-    for comparison, position in zip(comparisons, positions):
+    for comparison, position in zip(comparisons, _positions(spec)):
         if comparison.passed:
             continue
         reference = context.reference[spec.function]
@@ -323,45 +191,9 @@ def _explain(
     return ""
 
 
-def plain_failure(comparison: Comparison) -> str:
-    if comparison.relative_error is None:
-        return f"`{comparison.name}` is wrong."
-    where = f" (largest at index {list(comparison.worst_index)})" if comparison.worst_index else ""
-    return (
-        f"`{comparison.name}` differs from the expected values: relative error "
-        f"{comparison.relative_error:.2e}{where}, tolerance {comparison.tolerance:.0e}."
-    )
-
-
-def _summarise(
-    spec: TestSpec,
-    passed: int,
-    total: int,
-    diagnosis: str | None,
-    case_details: list[dict],
-    last: list[Comparison],
-) -> TestResult:
-    notes = sorted({c.note for c in last if c.note})
-    details = {
-        "cases": case_details,
-        "outputs": case_details[-1]["outputs"] if case_details else [],
-    }
-    if diagnosis is None:
-        message = f"All {total} case{'s' * (total != 1)} match." if total > 1 else "Correct."
-        if notes:
-            message += " Note: " + "; ".join(notes) + "."
-        return result(spec, 1.0, message, details=details)
-    failing = next(d for d in case_details if not all(o["passed"] for o in d["outputs"]))
-    details["outputs"] = failing["outputs"]
-    details["inputs"] = failing["inputs"]
-    message = f"{passed} of {total} cases match." if total > 1 else "The result is wrong."
-    return result(spec, passed / total, message, diagnosis=diagnosis, details=details)
-
-
 # --- rules ----------------------------------------------------------------------------------
 
 
-@runner("rules")
 def run_rules(spec: TestSpec, context: Context) -> TestResult:
     """No forbidden shortcut anywhere in the notebook (static scan and runtime guard)."""
     answer = context.session.request({"op": "guards"}, timeout=10)
@@ -385,5 +217,11 @@ def run_rules(spec: TestSpec, context: Context) -> TestResult:
     )
 
 
-# The runners of the other kinds live in their own modules; importing them registers them.
-from grader import gradient_checks, mnist_checks  # noqa: E402, F401, I001
+RUNNERS: dict[str, Runner] = {
+    "example": run_output,
+    "output": run_output,
+    "gradient": gradient_checks.run_gradient,
+    "mnist": mnist_checks.run_mnist,
+    "mnist_diagnostic": mnist_checks.run_diagnostic,
+    "rules": run_rules,
+}

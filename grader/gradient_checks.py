@@ -1,6 +1,7 @@
 """Gradient tests: the student's forward then backward in the sandbox; each gradient compared,
 here, with the reference's and with central differences of the reference forward; plus the
-properties of a good backward (repeatable, leaves its inputs alone, zero in gives zero out).
+side checks of a good backward (repeatable, leaves its inputs alone, zero in gives zero out),
+which only ever deduct from correct gradients (``grader.scoring``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from grader import diagnose, inputs
-from grader.checks import (
+from grader import diagnose, inputs, scoring
+from grader.checktypes import (
     Context,
     as_array,
     call_failure,
@@ -24,7 +25,7 @@ from grader.checks import (
     not_a_tuple,
     plain_failure,
     result,
-    runner,
+    scored,
     unpack,
 )
 from grader.compare import (
@@ -82,35 +83,29 @@ class GradientCase:
         return gradient
 
 
-@runner("gradient")
 def run_gradient(spec: TestSpec, context: Context) -> TestResult:
-    """Partial credit per part: each gradient, and each property of the backward."""
-    passed, total, diagnosis, case_details = 0, 0, None, []
+    """Credit from each correct gradient of each case; a failed side check deducts."""
+    verdicts, case_details, diagnosis = [], [], None
     for number in range(len(spec.cases)):
         checked = _check_case(context, GradientCase.build(spec, context, number))
         if isinstance(checked, TestResult):
             return checked
-        parts, details, found = checked
-        total += len(parts)
-        passed += sum(parts)
+        verdict, details, found = checked
+        verdicts.append(verdict)
         case_details.append(details)
         diagnosis = diagnosis or found
-    message = (
-        "All gradients match and the backward behaves well."
-        if passed == total
-        else f"{passed} of {total} checks pass."
-    )
     failing = next((d for d in case_details if not d["all_passed"]), case_details[-1])
     details = {
         "cases": case_details,
         **{k: failing[k] for k in ("outputs", "inputs", "properties")},
     }
-    return result(spec, passed / total, message, diagnosis=diagnosis, details=details)
+    message = "All gradients match and the backward behaves well."
+    return scored(spec, verdicts, message, diagnosis=diagnosis, details=details)
 
 
 def _check_case(
     context: Context, case: GradientCase
-) -> TestResult | tuple[list[bool], dict, str | None]:
+) -> TestResult | tuple[scoring.CaseVerdict, dict, str | None]:
     spec, session = case.spec, context.session
     forward = spec.forward or ""
     fwd = session.call(
@@ -146,15 +141,20 @@ def _check_case(
     got = [as_array(g) for g in got]
     comparisons, outputs = _compare_gradients(case, got)
     properties = _properties(session, case, got, bwd)
-    parts = [o["passed"] for o in outputs] + [p["passed"] for p in properties]
-    found = None if all(parts) else _diagnosis(context, case, comparisons, outputs, properties)
+    verdict = scoring.CaseVerdict(
+        values={f"{o['name']} vs reference": o["passed"] for o in outputs},
+        side_checks={p["name"]: p["passed"] for p in properties},
+    )
+    found = None
+    if not verdict.passed:
+        found = _diagnosis(context, case, comparisons, outputs, properties)
     details = {
         "inputs": describe_inputs(context, forward, case.args, case.kwargs),
         "outputs": outputs,
         "properties": properties,
-        "all_passed": all(parts),
+        "all_passed": verdict.passed,
     }
-    return parts, details, found
+    return verdict, details, found
 
 
 def _compare_gradients(case: GradientCase, got: list[Any]) -> tuple[list[Comparison], list[dict]]:
@@ -234,18 +234,18 @@ def _valid_pool_subgradient(case: GradientCase, x: np.ndarray, got: np.ndarray) 
     return True
 
 
-PROPERTIES = {
+PROPERTIES = {  # the side checks, by the name the student sees
     "repeatable": (
         "Calling the backward twice with the same cache gives identical gradients.",
         "Calling `{function}` twice with the same cache gave different results: it probably "
         "changes the cache in place. Compute new arrays instead.",
     ),
-    "zero upstream": (
+    "zero upstream gives zero": (
         "A zero upstream gradient gives zero gradients.",
         "With a zero upstream gradient `{function}` still returned non-zero gradients: every "
         "gradient must be proportional to dout.",
     ),
-    "inputs unchanged": (
+    "leaves inputs unchanged": (
         "Forward and backward leave the input arrays unchanged.",
         "Your code changed an input array in place (e.g. `dout[x <= 0] = 0` or `x += …`): work "
         "on a copy, or the caller's data is silently corrupted.",
@@ -269,8 +269,8 @@ def _properties(
     )
     verdicts = {
         "repeatable": repeatable,
-        "zero upstream": zero_ok,
-        "inputs unchanged": _inputs_unchanged(session, case, backward),
+        "leaves inputs unchanged": _inputs_unchanged(session, case, backward),
+        "zero upstream gives zero": zero_ok,
     }
     return [
         {"name": name, "passed": passed, "message": PROPERTIES[name][0]}
@@ -346,4 +346,3 @@ def _as_list(value: Any, count: int) -> list[np.ndarray]:
     if count == 1:
         return [np.asarray(value, dtype=np.float64)]
     return [np.asarray(v, dtype=np.float64) for v in value]
-

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from grader.checks import Context, call_failure, describe_value, result, runner
+from grader import scoring
+from grader.checktypes import Context, call_failure, describe_value, result
 from grader.execute import Session
 from grader.results import TestResult
 from grader.rubric import TestSpec
@@ -31,12 +32,10 @@ def _labels(context: Context) -> np.ndarray:
 
 
 def _partial(accuracy: float, spec: TestSpec) -> float:
-    """Full credit at the threshold; linear partial credit from ``floor`` up to it."""
+    """The rubric's threshold and floor, scored by ``grader.scoring``."""
     threshold = float(spec.options.get("threshold", 0.95))
     floor = float(spec.options.get("floor", 0.5))
-    if accuracy >= threshold:
-        return 1.0
-    return max(0.0, (accuracy - floor) / (threshold - floor))
+    return scoring.accuracy_credit(accuracy, threshold=threshold, floor=floor)
 
 
 def _predictions(value: Any, count: int) -> tuple[np.ndarray | None, str]:
@@ -91,7 +90,6 @@ def _feedback(context: Context, predicted: np.ndarray, truth: np.ndarray) -> dic
     }
 
 
-@runner("mnist")
 def run_mnist(spec: TestSpec, context: Context) -> TestResult:
     """train_mnist on the 60,000 training images under a time budget, then predict."""
     budget = float(spec.options.get("budget", 120.0))
@@ -144,7 +142,6 @@ def run_mnist(spec: TestSpec, context: Context) -> TestResult:
     return result(spec, _partial(accuracy, spec), message, details=details)
 
 
-@runner("mnist_diagnostic")
 def run_diagnostic(spec: TestSpec, context: Context) -> TestResult:
     """Train the fixed network from the student's layers; when it falls short, retrain with one
     function at a time replaced by the reference and name the one that fixes it."""

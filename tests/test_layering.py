@@ -62,3 +62,48 @@ def test_reference_solutions_are_not_in_the_sandboxed_package() -> None:
     inside = GRADER / "inside"
     text = "".join(p.read_text() for p in inside.glob("*.py"))
     assert "solutions" not in text and "BEGIN SOLUTION" not in text
+
+
+def grader_imports(path: Path) -> set[str]:
+    """The grader modules ``path`` imports, in any form (``from grader import x`` included)."""
+    modules = {p.stem for p in GRADER.glob("*.py")} | {"inside"}
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("grader.")}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module == "grader":
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            if node.module.startswith("grader."):
+                found.add(node.module.split(".")[1])
+    return found & modules
+
+
+def test_grader_modules_import_no_circle() -> None:
+    graph = {p.stem: grader_imports(p) for p in GRADER.glob("*.py")}
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        for name in graph.get(start, set()) - seen:
+            if name == target or reaches(name, target, seen | {name}):
+                return True
+        return False
+
+    circles = sorted(m for m in graph if reaches(m, m, set()))
+    assert not circles, f"modules in an import circle: {circles}"
+
+
+def test_runners_take_shared_types_not_the_engine() -> None:
+    """The runners import ``checktypes``; only ``checks`` (which registers them) imports them."""
+    for runner in ("gradient_checks", "mnist_checks"):
+        found = grader_imports(GRADER / f"{runner}.py")
+        assert "checktypes" in found and "checks" not in found, f"{runner} imports {found}"
+    assert not grader_imports(GRADER / "checktypes.py") & {
+        "checks",
+        "gradient_checks",
+        "mnist_checks",
+    }
+
+
+def test_scoring_policy_stands_alone() -> None:
+    """The credit policy is plain arithmetic a reader can check without the rest."""
+    assert grader_imports(GRADER / "scoring.py") == set()

@@ -1,0 +1,209 @@
+"""What every check runner shares: the grading context, how a result is made, how a call that
+returned nothing reads, and how the values the sandbox sends back are read.
+
+The runners (``checks`` for output and rules tests, ``gradient_checks``, ``mnist_checks``)
+import this module; ``checks`` imports the runners and registers them. Nothing here imports a
+runner, so there is no import circle.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from grader import inputs, scoring, shortcuts
+from grader.compare import Comparison
+from grader.execute import CallOutcome, Session
+from grader.reference import Reference
+from grader.results import TestResult
+from grader.rubric import Case, Rubric, TestSpec
+
+
+@dataclass
+class Context:
+    """What the runners share while grading one submission."""
+
+    session: Session
+    rubric: Rubric
+    reference: Reference
+    forbidden: dict[str, list[str]]
+    mnist: Any = None  # grader.mnist.MnistFiles when the rubric needs MNIST
+    status: dict[str, str] = field(default_factory=dict)  # function -> worst status so far
+
+
+Runner = Callable[[TestSpec, Context], TestResult]
+
+
+# --- results ------------------------------------------------------------------------------
+
+
+def result(
+    spec: TestSpec,
+    fraction: float,
+    message: str,
+    *,
+    diagnosis: str | None = None,
+    status: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> TestResult:
+    """A test result worth ``fraction`` of the test's points (see ``grader.scoring``)."""
+    if status is None:
+        status = "passed" if fraction >= 1.0 else "failed"
+    return TestResult(
+        name=spec.name,
+        function=spec.function,
+        score=scoring.points(spec.points, fraction),
+        max_score=spec.points,
+        status=status,  # type: ignore[arg-type]
+        message=message,
+        diagnosis=diagnosis,
+        visibility=spec.visibility,  # type: ignore[arg-type]
+        description=spec.description,
+        details=details or {},
+    )
+
+
+def scored(
+    spec: TestSpec,
+    cases: Sequence[scoring.CaseVerdict],
+    passed_message: str,
+    *,
+    diagnosis: str | None,
+    details: dict[str, Any],
+) -> TestResult:
+    """The result of a test whose cases were all compared: credit by ``grader.scoring``, and
+    the message names every check with its verdict."""
+    details = {**details, "checks": scoring.tally(cases)}
+    if all(case.passed for case in cases):
+        return result(spec, 1.0, passed_message, details=details)
+    message = scoring.named_checks(cases) + "."
+    return result(spec, scoring.credit(cases), message, diagnosis=diagnosis, details=details)
+
+
+def call_failure(spec: TestSpec, function: str, outcome: CallOutcome, **extra: Any) -> TestResult:
+    """A test result for a call that did not return a value."""
+    kind = outcome.kind
+    if kind == "missing":
+        message = (
+            f"`{function}` is not defined in your notebook: keep the name and the "
+            f"parameters of the template."
+        )
+    elif kind == "not_implemented":
+        message = f"`{function}` is not implemented yet (it still raises NotImplementedError)."
+    elif kind == "timeout":
+        message = (
+            f"`{function}` did not finish within {spec.timeout:g} s and was stopped: look for "
+            f"a loop that never ends or work far larger than the inputs need."
+        )
+    elif kind == "exit":
+        message = (
+            f"`{function}` tried to end the program ({outcome.error}); a function should return."
+        )
+    elif kind == "crash":
+        message = f"The sandbox stopped while running `{function}`: {outcome.error}."
+    else:
+        message = f"`{function}` raised {outcome.error}"
+    details = {"traceback": outcome.traceback} if outcome.traceback else {}
+    status = "timeout" if kind == "timeout" else "error"
+    if spec.function != function:
+        message = f"This test needs your `{function}` first. " + message
+    return result(spec, 0.0, message, status=status, details={**details, **extra})
+
+
+def guard_failure(spec: TestSpec, outcome: CallOutcome) -> TestResult | None:
+    """Zero for a call during which the runtime guard saw a forbidden shortcut."""
+    if not outcome.guards:
+        return None
+    listed = ", ".join(shortcuts.explain(u) for u in outcome.guards)
+    return result(
+        spec,
+        0.0,
+        f"While it ran, `{spec.function}` used {listed}. The practical is "
+        f"to write this by hand, so this test gives no points.",
+        diagnosis="forbidden shortcut",
+    )
+
+
+def not_a_tuple(spec: TestSpec, function: str, value: Any) -> TestResult:
+    return result(
+        spec,
+        0.0,
+        f"`{function}` returned {describe_value(value)}; it must return a tuple "
+        f"(out, cache): the output, and what the backward pass will need.",
+    )
+
+
+def plain_failure(comparison: Comparison) -> str:
+    if comparison.relative_error is None:
+        return f"`{comparison.name}` is wrong."
+    where = f" (largest at index {list(comparison.worst_index)})" if comparison.worst_index else ""
+    return (
+        f"`{comparison.name}` differs from the expected values: relative error "
+        f"{comparison.relative_error:.2e}{where}, tolerance {comparison.tolerance:.0e}."
+    )
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+def case_inputs(spec: TestSpec, context: Context, number: int, case: Case) -> tuple[list, dict]:
+    rng = inputs.rng_for(context.rubric.seed, spec.name, number)
+    args = [inputs.make(a, rng) for a in case.args]
+    kwargs = {k: inputs.make(v, rng) for k, v in case.kwargs.items()}
+    return args, kwargs
+
+
+def describe_inputs(context: Context, function: str, args: list, kwargs: dict) -> str:
+    """The inputs in words, named as in the function's signature (x, W, b...)."""
+    try:
+        names = list(inspect.signature(context.reference[function]).parameters)
+    except (KeyError, TypeError, ValueError):
+        names = None
+    return inputs.describe(args, kwargs, names)
+
+
+def copies(args: list[Any]) -> list[Any]:
+    """Fresh copies of array arguments: the reference must not see, or cause, in-place edits."""
+    return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+
+
+# --- values from the sandbox --------------------------------------------------------------
+
+
+def as_array(value: Any) -> Any:
+    """A returned value as an array when it honestly is one (a list of numbers counts)."""
+    if isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, dict) and "__sequence__" in value:
+        items = value["__sequence__"]
+        if all(isinstance(i, np.ndarray) for i in items):
+            try:
+                return np.asarray(items, dtype=np.float64) if items else np.zeros(0)
+            except (ValueError, TypeError):
+                return value
+    return value
+
+
+def describe_value(value: Any) -> str:
+    if isinstance(value, dict) and "__unsendable__" in value:
+        return f"a {value['__unsendable__']}"
+    if isinstance(value, dict) and "__not_tuple__" in value:
+        return f"a single {value['__not_tuple__']} instead of a tuple"
+    if isinstance(value, dict) and "__sequence__" in value:
+        return f"a {value.get('type', 'sequence')} of {len(value['__sequence__'])} items"
+    return type(value).__name__
+
+
+def unpack(value: Any, count: int) -> list[Any] | None:
+    """The items of a returned tuple, or None when it is not a tuple of ``count`` items."""
+    if count == 1 and not (isinstance(value, dict) and "__sequence__" in value):
+        return [value]
+    if isinstance(value, dict) and "__sequence__" in value and len(value["__sequence__"]) == count:
+        return list(value["__sequence__"])
+    if isinstance(value, list) and len(value) == count:
+        return value
+    return None
