@@ -44,7 +44,7 @@ class BatchSummary:
         ungradable = len(self.results) - len(gradable)
         mean = sum(r.score for r in gradable) / max(len(gradable), 1)
         top = self.results[0].max_score if self.results else 0
-        lines = [f"{len(self.results)} submissions ({self.graded} run, {self.reused} unchanged; "
+        lines = [f"{len(self.results)} submissions ({self.graded} graded, {self.reused} unchanged; "
                  f"{ungradable} ungradable) in {self.seconds:.1f} s; mean score of the "
                  f"{len(gradable)} graded {mean:.2f}/{top:g}."]
         if self.canary is not None:

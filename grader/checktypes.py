@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from grader import inputs, scoring, shortcuts
+from grader import budgets, inputs, scoring, shortcuts
 from grader.compare import Comparison
 from grader.execute import CallOutcome, Session
 from grader.reference import Reference
@@ -84,7 +84,13 @@ def scored(
     return result(spec, scoring.credit(cases), message, diagnosis=diagnosis, details=details)
 
 
-def call_failure(spec: TestSpec, function: str, outcome: CallOutcome, **extra: Any) -> TestResult:
+def budget_seconds(spec: TestSpec, key: str, default: float = 120.0) -> float:
+    """A test's budget in seconds (relative budgets were resolved for this machine)."""
+    return float(spec.timeout if key == "timeout" else spec.options.get(key, default))
+
+
+def call_failure(spec: TestSpec, function: str, outcome: CallOutcome, *,
+                 budget_key: str = "timeout", **extra: Any) -> TestResult:
     """A test result for a call that did not return a value."""
     kind = outcome.kind
     if kind == "missing":
@@ -96,8 +102,9 @@ def call_failure(spec: TestSpec, function: str, outcome: CallOutcome, **extra: A
         message = f"`{function}` is not implemented yet (it still raises NotImplementedError)."
     elif kind == "timeout":
         message = (
-            f"`{function}` did not finish within {spec.timeout:g} s and was stopped: look for "
-            f"a loop that never ends or work far larger than the inputs need."
+            f"`{function}` did not finish within {budget_seconds(spec, budget_key):g} s"
+            f"{budgets.note(spec, budget_key)} and was stopped: look for a loop that never "
+            f"ends or work far larger than the inputs need."
         )
     elif kind == "exit":
         message = (

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from grader import scoring
+from grader import budgets, scoring
 from grader.checktypes import Context, call_failure, describe_value, result
 from grader.execute import Session
 from grader.results import TestResult
@@ -25,6 +25,11 @@ DIAGNOSTIC_FUNCTIONS = (
     "softmax_cross_entropy",
 )
 MISCLASSIFIED_SHOWN = 24
+
+
+def percent(fraction: float) -> str:
+    """97.5% as 97.5%, 95% as 95% (``:.0%`` would print 97.5% as 98%)."""
+    return f"{round(fraction * 100, 2):g}%"
 
 
 def _labels(context: Context) -> np.ndarray:
@@ -108,9 +113,9 @@ def run_mnist(spec: TestSpec, context: Context) -> TestResult:
             return result(
                 spec,
                 0.0,
-                f"`train_mnist` was still training after {budget:g} s, the "
-                f"budget, and was stopped. Train for fewer epochs or vectorise the "
-                f"batch loop.",
+                f"`train_mnist` was still training after {budget:g} s, the budget"
+                f"{budgets.note(spec, 'budget')}, and was stopped. Train for fewer epochs or "
+                f"vectorise the batch loop.",
                 status="timeout",
                 details=base,
             )
@@ -122,7 +127,7 @@ def run_mnist(spec: TestSpec, context: Context) -> TestResult:
         timeout=float(spec.options.get("predict_budget", 60.0)),
     )
     if not predict.ok:
-        return call_failure(spec, "predict", predict, **base)
+        return call_failure(spec, "predict", predict, budget_key="predict_budget", **base)
     predicted, note = _predictions(predict.value, len(labels))
     timing = {
         "train_seconds": round(train.seconds, 2),
@@ -134,7 +139,7 @@ def run_mnist(spec: TestSpec, context: Context) -> TestResult:
     details = {**base, **timing, "accuracy": accuracy, **_feedback(context, predicted, labels)}
     verdict = "reaches" if accuracy >= threshold else "falls short of"
     message = (
-        f"Test accuracy {accuracy:.2%} {verdict} the {threshold:.0%} threshold "
+        f"Test accuracy {accuracy:.2%} {verdict} the {percent(threshold)} threshold "
         f"(trained in {train.seconds:.1f} s of the {budget:g} s budget)."
     )
     if note:
@@ -183,7 +188,7 @@ def run_diagnostic(spec: TestSpec, context: Context) -> TestResult:
     details.update(swaps=swaps, culprit=culprit)
     message = (
         f"A fixed 784-128-10 network built from your layer functions reaches only "
-        f"{accuracy:.2%} after 2 epochs, below the {threshold:.0%} that correct layers reach."
+        f"{accuracy:.2%} after 2 epochs, below the {percent(threshold)} that correct layers reach."
     )
     if culprit:
         reached = next(s["accuracy"] for s in swaps if s["replaced"] == culprit)

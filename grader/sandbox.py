@@ -138,9 +138,9 @@ def unisolated_refusal() -> str:
     """The one paragraph an instructor reads where student code cannot be isolated."""
     return (
         "refusing to grade: the sandbox cannot hide the file system from student code on this "
-        f"machine. {bubblewrap.namespaces_missing_reason()} Without it a submission could read "
-        "the reference solutions and other students' work. Fix the above, or, only for "
-        "submissions you trust, pass --trust-submissions-without-isolation."
+        f"machine. {bubblewrap.namespaces_missing_reason()} Until that is fixed a submission "
+        "could read the reference solutions and other students' work, so nothing was graded. "
+        "Only for submissions you trust: --trust-submissions-without-isolation grades anyway."
     )
 
 

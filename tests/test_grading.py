@@ -49,6 +49,7 @@ def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("assignment", ["backprop", "convolution"])
 def test_reference_scores_full_marks(assignment, grade_notebook) -> None:
     result = grade_notebook(ROOT / "solutions" / f"{assignment}.ipynb", assignment)
@@ -57,6 +58,7 @@ def test_reference_scores_full_marks(assignment, grade_notebook) -> None:
     assert result.score == result.max_score == rubric.load(assignment).max_score
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("assignment", ["backprop", "convolution"])
 def test_template_scores_zero_with_not_implemented(assignment, grade_notebook) -> None:
     result = grade_notebook(ROOT / "assignments" / f"{assignment}.ipynb", assignment)

@@ -35,12 +35,14 @@ import pytest
 from grader import cli, mnist, report, rubric
 from grader.batch import grade_all
 from grader.results import SubmissionResult, load
-from grader.sandbox import BASE_UID, Limits, Sandbox, SandboxConfig, plan_layers
+from grader.sandbox import BASE_UID, Limits, Sandbox, SandboxConfig, plan_layers, state_dir
 from tests.conftest import ROOT, UNIT_KINDS, build_notebook
+
+pytestmark = pytest.mark.core
 
 TIMEOUTS = {"output": {"timeout": 2}, "gradient": {"timeout": 2}, "example": {"timeout": 2}}
 TARGET = "softmax_cross_entropy"  # the function the function-level cases replace
-SLOTS = Path(tempfile.gettempdir()) / "backprop-grader-slots"
+SLOTS = state_dir() / "slots"
 WATCHED = [ROOT / name for name in ("solutions", "assignments", "submissions", "grader/inside")]
 HONEST_BROKEN = f"""
 def {TARGET}(logits, y):

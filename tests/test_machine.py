@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -261,14 +262,17 @@ def interpreter(version: str) -> str | None:
     return found if found and "/shims/" not in found else None
 
 
-SANDBOX_SMOKE = """
+SANDBOX_SMOKE = r"""
 import sys
 from grader.sandbox import Sandbox, SandboxConfig
 with Sandbox(SandboxConfig(mode="auto")) as box:
     answer = box.request({"op": "exec", "cell": 1, "timeout": 30, "source":
-        "import sys, numpy; print(sys.version_info[:2], numpy.arange(3).sum())"}, timeout=30)
+        "import sys, numpy; print(sys.version_info[:2], numpy.arange(3).sum())\n"
+        "maps = open('/proc/self/maps').read().split()\n"
+        "print('libpython', sorted({m for m in maps if 'libpython' in m}))"}, timeout=30)
     assert answer.get("ok"), answer
     print("layers", box.layers)
+    print("prefix", sys.base_prefix)
     print(box.output())
 """
 
@@ -297,6 +301,10 @@ def test_the_sandbox_runs_the_graders_own_interpreter(version, tmp_path, fresh_p
     major, minor = version.split(".")
     assert f"({major}, {minor}) 3" in done.stdout
     assert "'namespaces'" in done.stdout
+    prefix = re.search(r"^prefix (.*)$", done.stdout, re.M).group(1)
+    loaded = re.search(r"^libpython \[(.*)\]$", done.stdout, re.M).group(1)
+    if loaded:  # a shared libpython: the interpreter's own, not one from /usr/lib
+        assert all(path.strip("' ").startswith(prefix) for path in loaded.split(",")), loaded
 
 
 def test_results_record_the_sandbox(tmp_path, grade_notebook) -> None:

@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.test_bug_patterns import BUGS
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.core]
 
 MNIST = ("mnist",)
 DIAGNOSTIC = ("mnist_diagnostic",)
