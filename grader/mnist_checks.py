@@ -7,11 +7,12 @@ labels never enter it. Accuracy is computed here, in the grader's process.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
-from grader import budgets, scoring
+from grader import budgets, culprit, scoring
 from grader.checktypes import Context, call_failure, describe_value, result
 from grader.execute import Session
 from grader.results import TestResult
@@ -152,7 +153,7 @@ def run_diagnostic(spec: TestSpec, context: Context) -> TestResult:
     function at a time replaced by the reference and name the one that fixes it."""
     threshold = float(spec.options.get("threshold", 0.95))
     labels = _labels(context)
-    accuracy, problem = _fixed_network(context.session, spec, labels, replace={})
+    accuracy, problem = _fixed_network(context.session, spec, labels)
     details: dict[str, Any] = {
         "threshold": threshold,
         "accuracy": accuracy,
@@ -184,17 +185,17 @@ def run_diagnostic(spec: TestSpec, context: Context) -> TestResult:
             f"reaches {accuracy:.2%} after 2 epochs: your layers learn.",
             details=details,
         )
-    culprit, swaps = _find_culprit(spec, context, labels, threshold)
-    details.update(swaps=swaps, culprit=culprit)
+    found, swaps = _find_culprit(spec, context)
+    details.update(swaps=swaps, culprit=found)
     message = (
         f"A fixed 784-128-10 network built from your layer functions reaches only "
         f"{accuracy:.2%} after 2 epochs, below the {percent(threshold)} that correct layers reach."
     )
-    if culprit:
-        reached = next(s["accuracy"] for s in swaps if s["replaced"] == culprit)
+    if found:
         diagnosis = (
-            f"With your `{culprit}` replaced by the reference the network reaches "
-            f"{reached:.1%}: the bug is there."
+            f"With your `{found}` replaced by the reference the network trains exactly as "
+            f"correct layers do (the same weights after {culprit.STEPS} batches): the bug is "
+            f"there."
         )
     else:
         diagnosis = (
@@ -204,36 +205,30 @@ def run_diagnostic(spec: TestSpec, context: Context) -> TestResult:
     return result(spec, _partial(accuracy, spec), message, diagnosis=diagnosis, details=details)
 
 
-def _find_culprit(
-    spec: TestSpec, context: Context, labels: np.ndarray, threshold: float
-) -> tuple[str | None, list[dict[str, Any]]]:
-    """Swaps run in a separate sandbox whose output is thrown away: the reference's source is
-    sent there, and nothing of it may reach the student's feedback."""
+def _find_culprit(spec: TestSpec, context: Context) -> tuple[str | None, list[dict[str, Any]]]:
+    """Retrain a short run with one layer function at a time replaced by the reference (the
+    functions that failed a test first). The loop runs in the grader (``grader.culprit``): the
+    reference never enters a sandbox. The student's functions run in a second sandbox with no
+    data and no output kept, so what they see of the reference's values cannot reach the
+    feedback page."""
     order = sorted(DIAGNOSTIC_FUNCTIONS, key=lambda f: context.status.get(f, "passed") == "passed")
-    swaps = []
-    with Session(
-        context.session.notebook,
-        context.session.config,
-        cell_timeout=context.rubric.cell_timeout,
-        setup_budget=context.rubric.setup_budget,
-    ) as private:
-        for function in order:
-            replace = {function: context.reference.sources[function]}
-            accuracy, _ = _fixed_network(private, spec, labels, replace=replace)
-            swaps.append({"replaced": function, "accuracy": accuracy})
-            if accuracy is not None and accuracy >= threshold:
-                return function, swaps
-    return None, swaps
+    data = (np.load(context.mnist.train_images, mmap_mode="r"),
+            np.load(context.mnist.train_labels, mmap_mode="r"))
+    config = dataclasses.replace(context.session.config, data_dir=None)
+    with Session(context.session.notebook, config, cell_timeout=context.rubric.cell_timeout,
+                 setup_budget=context.rubric.setup_budget) as private:
+        return culprit.find(private, context.reference, order, data,
+                            seed=int(spec.options.get("seed", 0)),
+                            budget=float(spec.options.get("budget", 120.0)))
 
 
 def _fixed_network(
-    session: Session, spec: TestSpec, labels: np.ndarray, replace: dict[str, str]
+    session: Session, spec: TestSpec, labels: np.ndarray
 ) -> tuple[float | None, str]:
     answer = session.request(
         {
             "op": "train_fixed",
             "functions": list(DIAGNOSTIC_FUNCTIONS),
-            "replace": replace,
             "epochs": int(spec.options.get("epochs", 2)),
             "seed": int(spec.options.get("seed", 0)),
             "timeout": float(spec.options.get("budget", 120.0)),

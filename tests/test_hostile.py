@@ -316,6 +316,20 @@ try:
 except OSError as exc:
     print("REFUSED udp", type(exc).__name__)
 """
+SIDE_CHANNELS = """
+import ctypes, fcntl, os
+shared = os.open("/usr/lib/os-release", os.O_RDONLY)
+for name, attempt in [("flock", lambda: fcntl.flock(shared, fcntl.LOCK_SH | fcntl.LOCK_NB)),
+                      ("lockf", lambda: fcntl.lockf(shared, fcntl.LOCK_SH | fcntl.LOCK_NB))]:
+    try:
+        attempt()
+        print("LOCKED", name)
+    except OSError as exc:
+        print("REFUSED", name, exc.errno)
+libc = ctypes.CDLL(None, use_errno=True)
+key = libc.syscall(248, b"user", b"left-for-the-next", b"secret", 6, -3)  # add_key
+print("KEYRING", "REFUSED" if key < 0 else "ADDED")
+"""
 MONKEYPATCH = """
 import builtins
 np.allclose = lambda *args, **kwargs: True
@@ -407,6 +421,9 @@ CASES = [
          never=("WROTE @ROOT@", "WROTE @OUT@", "WROTE /pwned"), needs=("namespaces", "uid")),
     Case("connects to the network", cells=(CONNECT,), says=("REFUSED 127.0.0.1", "REFUSED 1.1.1.1"),
          never=("CONNECTED",), needs=("seccomp",)),
+    Case("talks to other sandboxes through file locks or the keyring", cells=(SIDE_CHANNELS,),
+         says=("REFUSED flock", "REFUSED lockf", "KEYRING REFUSED"),
+         never=("LOCKED", "ADDED"), needs=("seccomp",)),
     Case("monkeypatches NumPy and builtins", cells=(MONKEYPATCH,), at_end=True,
          function=f"def {TARGET}(logits, y):\n    return 0.0, np.zeros_like(logits)",
          says=("loss",), zero=(TARGET,), cheat=True),

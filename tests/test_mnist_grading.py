@@ -133,3 +133,34 @@ def test_diagnostic_passes_the_reference(grade_notebook) -> None:
     result = grade_notebook(ROOT / "solutions" / "backprop.ipynb", "backprop", kinds=DIAGNOSTIC)
     test = only(result, "MNIST: a fixed network")
     assert test.status == "passed" and test.details["culprit"] is None
+
+
+def test_the_culprit_search_sends_no_reference_code_to_any_sandbox(
+    submission, grade_notebook, monkeypatch
+) -> None:
+    """Every message to every sandbox is recorded while the diagnostic looks for the culprit:
+    none carries the reference's relu_backward (the one function this student lacks), and no
+    request asks the sandbox to run replacement code."""
+    from grader import reference, sandbox
+
+    sent: list[bytes] = []
+    original = sandbox.wire.dumps
+
+    def recording(message):
+        data = original(message)
+        sent.append(data)
+        return data
+
+    monkeypatch.setattr(sandbox.wire, "dumps", recording)
+    path = submission("backprop", replace={"relu_backward": CULPRITS["relu_backward"]})
+    test = only(grade_notebook(path, "backprop", kinds=DIAGNOSTIC), "MNIST: a fixed network")
+    assert test.details["culprit"] == "relu_backward", test.details
+    secret = reference.load(ROOT / "solutions" / "backprop.ipynb").sources["relu_backward"]
+    student = path.read_text()
+    lines = [line.strip() for line in secret.splitlines()
+             if len(line.strip()) > 12 and line.strip() not in student]
+    assert lines, "the reference relu_backward should differ from the student's"
+    wire_text = b"".join(sent).decode("utf-8", "replace")
+    assert len(sent) > 100  # the short runs' calls were recorded
+    assert not any(line in wire_text for line in lines)
+    assert '"replace"' not in wire_text

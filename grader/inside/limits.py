@@ -36,8 +36,13 @@ def apply_limits(config: dict[str, Any]) -> list[str]:
     return applied
 
 
+# fcntl's record locks: F_GETLK, F_SETLK, F_SETLKW and the open-file-description ones
+LOCK_COMMANDS = (5, 6, 7, 36, 37, 38)
+
+
 def install_seccomp() -> None:
-    """Refuse internet sockets (IPv4 and IPv6, loopback included) with EACCES."""
+    """Refuse internet sockets (IPv4 and IPv6, loopback included) with EACCES, and file locks
+    and kernel keyrings with EPERM."""
     # pyseccomp finds libseccomp through ldconfig, which has no cache to read in the sandbox;
     # point it at the library by its soname instead.
     original = ctypes.util.find_library
@@ -53,6 +58,16 @@ def install_seccomp() -> None:
             syscall_filter.add_rule(
                 seccomp.ERRNO(errno.EACCES), call, seccomp.Arg(0, seccomp.EQ, family)
             )
+    # File locks work on read-only files too, and every sandbox sees the same /usr: two
+    # sandboxes graded at once could talk through the kernel's lock table. Keyrings outlive a
+    # sandbox in the same uid. Neither has any use in a practical.
+    syscall_filter.add_rule(seccomp.ERRNO(errno.EPERM), "flock")
+    for command in LOCK_COMMANDS:
+        syscall_filter.add_rule(
+            seccomp.ERRNO(errno.EPERM), "fcntl", seccomp.Arg(1, seccomp.EQ, command)
+        )
+    for call in ("add_key", "request_key", "keyctl"):
+        syscall_filter.add_rule(seccomp.ERRNO(errno.EPERM), call)
     syscall_filter.load()
 
 
