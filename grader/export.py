@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,24 @@ from grader.results import SubmissionResult, TestResult, write_atomic
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+def _finite(value: float) -> float | None:
+    """The value if it is a finite number; NaN, inf and non-numbers are None (no grade)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 def _number(value: float) -> str:
-    """1.0 -> '1', 0.5 -> '0.5', 2/3 -> '0.6667': what gradebooks import without surprises."""
-    return f"{value:.4f}".rstrip("0").rstrip(".")
+    """1.0 -> '1', 0.5 -> '0.5', 2/3 -> '0.6667': what gradebooks import without surprises.
+    A NaN or infinite score (never expected) is an empty cell, not 'nan' in a gradebook."""
+    number = _finite(value)
+    return "" if number is None else f"{number:.4f}".rstrip("0").rstrip(".")
+
+
+def _points(value: float) -> float:
+    """Scores for Gradescope, which needs a finite number: a NaN or infinite one counts 0."""
+    number = _finite(value)
+    return 0.0 if number is None else number
 
 
 def _text_cell(value: str) -> str:
@@ -80,8 +96,8 @@ def _gradescope_test(test: TestResult, number: int) -> dict[str, Any]:
     return {
         "name": test.name,
         "number": str(number),
-        "score": test.score,
-        "max_score": test.max_score,
+        "score": _points(test.score),
+        "max_score": _points(test.max_score),
         "status": "passed" if test.status == "passed" else "failed",
         "output": _test_output(test),
         "output_format": "text",
@@ -107,8 +123,8 @@ def gradescope_json(result: SubmissionResult) -> dict[str, Any]:
         output = [f"Your submission could not be graded: {result.error}"]
     output += [f"Notice: {n}" for n in result.notices[:10]]
     return {
-        "score": result.score,
-        "execution_time": max(0, round(result.duration_s)),
+        "score": _points(result.score),
+        "execution_time": max(0, round(_points(result.duration_s))),
         "output": "\n\n".join(output),
         "output_format": "text",
         "test_output_format": "text",

@@ -6,7 +6,10 @@ carry a Content-Security-Policy that forbids scripts and every external fetch, s
 mailed, uploaded to an LMS or opened from disk and it never loads anything.
 
 ``details`` dicts are read defensively: every key is optional and a value of the wrong shape is
-skipped (or shown as text), never trusted and never allowed to crash the page.
+skipped (or shown as text), never trusted and never allowed to crash the page. Extreme numbers
+(inf, NaN, ±1.7e308, subnormals) are drawn on a rescaled colour bar. Should a page still fail to
+render, ``render_student`` and ``render_index`` return a plain page with the scores and messages
+instead of raising: one strange result must never stop a batch.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import reprlib
 import struct
 import zlib
 from collections import Counter
@@ -41,6 +45,9 @@ MAX_SOURCE_CHARS = 30_000
 MAX_SMALL_ARRAY = 64
 MAX_MAP_SIDE = 64
 MAX_DIGITS = 24
+# Colour bars and tick locators overflow on spans near the float limit (1.7e308 - 0 gives inf):
+# error maps whose largest magnitude lies outside this range are drawn divided by it.
+COLOUR_RANGE = (1e-100, 1e100)
 
 STATUS_LABELS = {
     "passed": "Passed",
@@ -50,16 +57,44 @@ STATUS_LABELS = {
 }
 
 _CODE_FORMATTER = HtmlFormatter(cssclass="code", wrapcode=True)
+_SHORT_REPR = reprlib.Repr()  # a mismatched "got" as text, without repr() of a huge list first
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist = 6, MAX_SMALL_ARRAY
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = 200
 
 
 # --------------------------------------------------------------------------- public API
 
 
 def render_student(result: SubmissionResult, *, generated: str | None = None) -> str:
-    """The feedback page for one submission, as a complete HTML document."""
+    """The feedback page for one submission, as a complete HTML document. Never raises: a
+    result the detailed page cannot draw gets the plain page, which says so."""
+    generated = generated or date.today().isoformat()
+    try:
+        return _student_page(result, generated)
+    except Exception as error:  # noqa: BLE001 - one page must not stop the batch
+        return _plain_student(result, generated, error)
+
+
+def render_index(
+    results: list[SubmissionResult],
+    *,
+    generated: str | None = None,
+    links: dict[str, str] | None = None,
+) -> str:
+    """The class overview: score histogram, pass rates, common diagnoses, one link per student.
+    Never raises: if the overview cannot be drawn, a plain list of students and scores."""
+    generated = generated or date.today().isoformat()
+    links = links or {}
+    try:
+        return _index_page(results, generated, links)
+    except Exception as error:  # noqa: BLE001 - the overview must not stop the batch
+        return _plain_index(results, generated, links, error)
+
+
+def _student_page(result: SubmissionResult, generated: str) -> str:
     return _template("student.html.j2").render(
         r=result,
-        generated=generated or date.today().isoformat(),
+        generated=generated,
         score=_score_view(result),
         fix_first=_fix_first(result),
         sections=_sections(result),
@@ -71,17 +106,10 @@ def render_student(result: SubmissionResult, *, generated: str | None = None) ->
     )
 
 
-def render_index(
-    results: list[SubmissionResult],
-    *,
-    generated: str | None = None,
-    links: dict[str, str] | None = None,
-) -> str:
-    """The class overview: score histogram, pass rates, common diagnoses, one link per student."""
+def _index_page(results: list[SubmissionResult], generated: str, links: dict[str, str]) -> str:
     graded = [r for r in results if r.error is None]
-    links = links or {}
     return _template("index.html.j2").render(
-        generated=generated or date.today().isoformat(),
+        generated=generated,
         assignments=sorted({r.assignment for r in results}),
         count=len(results),
         graded_count=len(graded),
@@ -93,6 +121,73 @@ def render_index(
         rows=_submission_rows(results, links),
         stages=_stage_means(results),
         total_time=_seconds(sum(_num(r.duration_s) or 0.0 for r in results)),
+    )
+
+
+# --------------------------------------------------------------------------- plain pages
+
+# The plain pages are the last resort: every value is turned into text by ``_text``, which
+# cannot fail, and the templates only print those strings (escaped) in tables.
+
+
+def _text(value: Any, limit: int = MAX_MESSAGE_CHARS) -> str:
+    try:
+        return _clip(value, limit)
+    except Exception:  # noqa: BLE001 - even str() of a strange value must not fail here
+        return "?"
+
+
+def _total(tests: Any, attribute: str) -> str:
+    try:
+        return _points(sum(_num(getattr(t, attribute, None)) or 0.0 for t in tests))
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
+def _plain_student(result: SubmissionResult, generated: str, error: Exception) -> str:
+    tests = getattr(result, "tests", ())
+    rows = [
+        {
+            "name": _text(getattr(t, "name", "?"), 300),
+            "status": _text(STATUS_LABELS.get(getattr(t, "status", None), "?"), 50),
+            "score": _total([t], "score"),
+            "max": _total([t], "max_score"),
+            "message": _text(getattr(t, "message", "")),
+            "diagnosis": _text(getattr(t, "diagnosis", None) or ""),
+        }
+        for t in (tests if isinstance(tests, tuple | list) else ())
+    ]
+    return _template("plain_student.html.j2").render(
+        student=_text(getattr(result, "student", "?"), 300),
+        assignment=_text(getattr(result, "assignment", "?"), 300),
+        submission=_text(getattr(result, "submission", "?"), 300),
+        error=_text(getattr(result, "error", None) or ""),
+        score=_total(rows and tests, "score"),
+        max=_total(rows and tests, "max_score"),
+        tests=rows,
+        reason=type(error).__name__,
+        generated=generated,
+    )
+
+
+def _plain_index(
+    results: list[SubmissionResult], generated: str, links: dict[str, str], error: Exception
+) -> str:
+    rows = []
+    for r in results:
+        student = _text(getattr(r, "student", "?"), 300)
+        link = links.get(student, f"{student}.html") if isinstance(links, dict) else ""
+        rows.append(
+            {
+                "student": student,
+                "href": _href(_text(link, 1000)),
+                "score": _total(getattr(r, "tests", ()), "score"),
+                "max": _total(getattr(r, "tests", ()), "max_score"),
+                "error": _text(getattr(r, "error", None) or "", 500),
+            }
+        )
+    return _template("plain_index.html.j2").render(
+        rows=rows, reason=type(error).__name__, generated=generated
     )
 
 
@@ -128,6 +223,12 @@ def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+def _int(value: Any) -> int | None:
+    """A finite number as an int (indices, shapes, labels), or None (NaN, inf, text...)."""
+    number = _num(value)
+    return int(number) if number is not None and math.isfinite(number) else None
 
 
 def _points(value: Any) -> str:
@@ -178,27 +279,49 @@ def _sentence(text: Any) -> str:
     return text if text[-1] in ".!?" else text + "."
 
 
-def _shape(value: Any) -> str | None:
-    if not isinstance(value, list) or not all(_num(v) is not None for v in value):
+def _ints(value: Any) -> list[int] | None:
+    if not isinstance(value, list) or len(value) > 32:
         return None
-    return "(" + ", ".join(str(int(v)) for v in value) + ("," if len(value) == 1 else "") + ")"
+    numbers = [_int(v) for v in value]
+    return None if None in numbers else numbers
+
+
+def _shape(value: Any) -> str | None:
+    numbers = _ints(value)
+    if numbers is None:
+        return None
+    return "(" + ", ".join(map(str, numbers)) + ("," if len(numbers) == 1 else "") + ")"
 
 
 def _index(value: Any) -> str | None:
-    if not isinstance(value, list) or not all(_num(v) is not None for v in value):
-        return None
-    return "[" + ", ".join(str(int(v)) for v in value) + "]"
+    numbers = _ints(value)
+    return None if numbers is None else "[" + ", ".join(map(str, numbers)) + "]"
 
 
-def _float_array(value: Any) -> np.ndarray | None:
-    """A nested list of numbers as a float array, or None if it is ragged or not numeric."""
+def _declared_size(value: Any) -> int:
+    """The size a nested list has if it is regular, read along its first entries only: cheap,
+    so a huge list is turned down before numpy copies it."""
+    size = 1
+    while isinstance(value, list | tuple):
+        size *= len(value)
+        if not value:
+            break
+        value = value[0]
+    return size
+
+
+def _float_array(value: Any, limit: int | None = None) -> np.ndarray | None:
+    """A nested list of numbers as a float array, or None if it is ragged, not numeric, or
+    (given ``limit``) has more entries than that."""
     if isinstance(value, str | bytes | dict) or value is None:
+        return None
+    if limit is not None and _declared_size(value) > limit:
         return None
     try:
         array = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float range
         return None
-    return array
+    return array if limit is None or array.size <= limit else None
 
 
 # --------------------------------------------------------------------------- student page
@@ -332,7 +455,7 @@ def _output_view(out: dict[str, Any], hidden: bool) -> dict[str, Any]:
         return view
     view["worst_index"] = _index(out.get("worst_index"))
     view["arrays"] = _compare(out.get("expected"), out.get("got"), _num(out.get("tolerance")))
-    error_map = _float_array(out.get("error_map"))
+    error_map = _float_array(out.get("error_map"), MAX_MAP_SIDE * MAX_MAP_SIDE)
     # a heatmap helps where arrays are too big to read; a single row is clearer as the table
     if error_map is not None and error_map.ndim == 2 and error_map.shape[0] > 1:
         view["heatmap"] = _heatmap_uri(out.get("error_map"))
@@ -343,14 +466,15 @@ def _compare(expected: Any, got: Any, tolerance: float | None) -> dict[str, Any]
     """Small expected/got arrays as tables, with the entries that differ marked."""
     if expected is None and got is None:
         return None
-    exp, act = _float_array(expected), _float_array(got)
-    if exp is None or exp.size > MAX_SMALL_ARRAY:
+    exp = _float_array(expected, MAX_SMALL_ARRAY)
+    act = _float_array(got, MAX_SMALL_ARRAY)
+    if exp is None:
         return None
     if act is None or act.shape != exp.shape:
         return {
             "expected": _slices(exp, None),
-            "got": _slices(act, None) if act is not None and act.size <= MAX_SMALL_ARRAY else None,
-            "got_text": _clip(repr(got), 500),
+            "got": _slices(act, None) if act is not None else None,
+            "got_text": _clip(_SHORT_REPR.repr(got), 500),
         }
     tol = tolerance if tolerance and math.isfinite(tolerance) else 1e-7
     differs = ~np.isclose(act, exp, rtol=tol, atol=tol, equal_nan=False)
@@ -412,7 +536,7 @@ def _figure_uri(fig: Figure) -> str:
 
 
 def _heatmap_uri(error_map: Any) -> dict[str, Any] | None:
-    data = _float_array(error_map)
+    data = _float_array(error_map, MAX_MAP_SIDE * MAX_MAP_SIDE)
     if data is not None and data.ndim == 1:  # a bias gradient: draw it as one row
         data = data.reshape(1, -1)
     if data is None or data.ndim != 2 or data.size == 0 or max(data.shape) > MAX_MAP_SIDE:
@@ -420,12 +544,32 @@ def _heatmap_uri(error_map: Any) -> dict[str, Any] | None:
     masked = np.ma.masked_invalid(data)
     if masked.count() == 0:
         return {"uri": None, "note": "Every entry is NaN or infinite.", "shape": None}
+    scale = _colour_scale(masked)
+    label = "absolute error" if scale == 1.0 else f"absolute error (× {_sci(scale)})"
+    notes = ["Light blue cells are NaN or infinite."] if masked.count() < data.size else []
+    try:
+        uri = _draw_heatmap(masked / scale, label)
+    except Exception as error:  # noqa: BLE001 - a picture must never cost the page
+        uri = None
+        notes.append(f"The picture could not be drawn ({type(error).__name__}).")
+    return {"uri": uri, "note": " ".join(notes) or None, "shape": _shape(list(data.shape))}
+
+
+def _colour_scale(masked: np.ma.MaskedArray) -> float:
+    """What to divide an error map by so that its colour bar's ticks stay finite: 1 for
+    ordinary magnitudes, else the largest magnitude (1.7e308, 5e-324...)."""
+    peak = float(np.abs(masked).max())
+    low, high = COLOUR_RANGE
+    return 1.0 if peak == 0 or low <= peak <= high else peak
+
+
+def _draw_heatmap(masked: np.ma.MaskedArray, label: str) -> str:
     from matplotlib import colormaps
 
     fig = _new_figure(figsize=(4.2, 3.2), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     cmap = colormaps["magma"].with_extremes(bad="#7fd3ff")
-    square = max(data.shape) <= 4 * min(data.shape)
+    square = max(masked.shape) <= 4 * min(masked.shape)
     image = ax.imshow(
         masked, cmap=cmap, interpolation="nearest", aspect="equal" if square else "auto"
     )
@@ -433,14 +577,13 @@ def _heatmap_uri(error_map: Any) -> dict[str, Any] | None:
     ax.set_ylabel("row")
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_locator(_integer_ticks(nbins=8))
-    fig.colorbar(image, ax=ax, label="absolute error")
-    note = "Light blue cells are NaN or infinite." if masked.count() < data.size else None
-    return {"uri": _figure_uri(fig), "note": note, "shape": _shape(list(data.shape))}
+    fig.colorbar(image, ax=ax, label=label)
+    return _figure_uri(fig)
 
 
 def _digit_uri(pixels: Any) -> str | None:
     """A grayscale PNG, dark ink on white, written by hand: small and byte-for-byte stable."""
-    array = _float_array(pixels)
+    array = _float_array(pixels, MAX_MAP_SIDE * MAX_MAP_SIDE)
     if array is None or array.ndim != 2 or array.size == 0 or max(array.shape) > MAX_MAP_SIDE:
         return None
     ink = 255 - np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8)
@@ -482,10 +625,11 @@ def _accuracy(details: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _confusion(matrix: Any) -> dict[str, Any] | None:
-    data = _float_array(matrix)
+    data = _float_array(matrix, MAX_MAP_SIDE * MAX_MAP_SIDE)
     if data is None or data.ndim != 2 or data.shape[0] != data.shape[1] or data.size == 0:
         return None
-    counts = np.nan_to_num(data).astype(int)
+    # counts: NaN, inf and negatives are nonsense, and a bounded range keeps sums in int64
+    counts = np.clip(np.nan_to_num(data, nan=0, posinf=0, neginf=0), 0, 1e12).astype(np.int64)
     off = counts * (1 - np.eye(len(counts), dtype=int))
     peak_diag, peak_off = max(int(counts.diagonal().max()), 1), max(int(off.max()), 1)
     rows = []
@@ -525,17 +669,11 @@ def _misclassified(items: Any) -> list[dict[str, Any]]:
         if not isinstance(item, dict):
             continue
         uri = _digit_uri(item.get("pixels"))
-        true, predicted = _num(item.get("true")), _num(item.get("predicted"))
+        true, predicted = _int(item.get("true")), _int(item.get("predicted"))
         if uri is None or true is None or predicted is None:
             continue
-        index = _num(item.get("index"))
         digits.append(
-            {
-                "uri": uri,
-                "true": int(true),
-                "predicted": int(predicted),
-                "index": int(index) if index is not None else None,
-            }
+            {"uri": uri, "true": true, "predicted": predicted, "index": _int(item.get("index"))}
         )
     return digits
 
@@ -617,7 +755,14 @@ def _score_stats(graded: list[SubmissionResult]) -> dict[str, str] | None:
 def _histogram_uri(graded: list[SubmissionResult]) -> str | None:
     if not graded:
         return None
-    percents = np.clip([_fraction(r) * 100 for r in graded], 0, 100)
+    percents = np.clip(np.nan_to_num([_fraction(r) * 100 for r in graded]), 0, 100)
+    try:
+        return _draw_histogram(percents)
+    except Exception:  # noqa: BLE001 - a picture must never cost the overview
+        return None
+
+
+def _draw_histogram(percents: np.ndarray) -> str:
     fig = _new_figure(figsize=(5.6, 2.6), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     ax.hist(percents, bins=np.linspace(0, 100, 11), color="#3f6fb5", edgecolor="white")

@@ -473,3 +473,192 @@ def test_written_files_are_readable_by_others(tmp_path):
     write_atomic(target, "<p>hi</p>")
     assert target.stat().st_mode & 0o777 == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["page.html"]
+
+
+# --------------------------------------------------------------------------- extreme values
+
+# One page must never stop a batch (issue 11): every number a result can carry, in every place
+# a page draws one, renders the detailed page; anything else falls back to the plain page.
+EXTREMES = [
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+    1.7e308,
+    -1.7e308,
+    1e308,
+    -1e308,
+    -0.0,
+    5e-324,
+    1e-300,
+    10**30,
+]
+
+
+def _arrays(v: float) -> dict[str, object]:
+    """Where an array is expected: one extreme entry, all extreme, mixed signs, a 0-d value,
+    empty lists, and the grader's own encoding of non-finite entries as text."""
+    return {
+        "one": [[0.0, 1.0], [2.0, v]],
+        "all": [[v, v], [v, v]],
+        "mixed": [[v, -v], [0.0, 1e-300]],
+        "row": [v, 0.0, 1.0],
+        "scalar": v,
+        "empty": [],
+        "empty rows": [[], []],
+        "as text": [["nan", "inf"], ["-inf", v]],
+    }
+
+
+def _output(key: str, value) -> Callable[[SubmissionResult], SubmissionResult]:
+    return lambda r: _details(r, "dense_backward/gradients", _set_output(key, value))
+
+
+def _mnist_detail(key: str, value, name: str = "train_mnist/accuracy"):
+    return lambda r: _details(r, name, _set(key, value))
+
+
+def _extreme_variants(v: float) -> dict[str, Callable[[SubmissionResult], SubmissionResult]]:
+    variants = {}
+    for label, array in _arrays(v).items():
+        for key in ("error_map", "expected", "got"):
+            variants[f"{key} {label}"] = _output(key, array)
+        variants[f"confusion {label}"] = _mnist_detail("confusion", array)
+        digit = [{"pixels": array, "true": 1, "predicted": 7, "index": 3}]
+        variants[f"digit {label}"] = _mnist_detail("misclassified", digit)
+    for key in ("relative_error", "tolerance"):
+        variants[key] = _output(key, v)
+    for key in ("worst_index", "expected_shape", "got_shape"):
+        variants[key] = _output(key, [v, 1])
+    for key in ("accuracy", "threshold", "train_seconds", "budget_seconds"):
+        variants[key] = _mnist_detail(key, v)
+    label = [{"pixels": [[1.0]], "true": v, "predicted": v, "index": v}]
+    variants["digit labels"] = _mnist_detail("misclassified", label)
+    variants["swap"] = _mnist_detail(
+        "swaps", [{"replaced": "dense_forward", "accuracy": v}], "train_mnist/diagnostic"
+    )
+    variants["score"] = lambda r: _test(r, 1, score=v)
+    variants["max_score"] = lambda r: _test(r, 1, max_score=v)
+    variants["times"] = lambda r: dataclasses.replace(r, duration_s=v, timings={"read": v})
+    return variants
+
+
+def assert_drawn_in_full(html: str, where: str) -> None:
+    assert 'id="plain-page"' not in html, where  # no fallback to the plain page
+    assert "could not be drawn" not in html, where  # nor to a note instead of a picture
+    assert_inert(html)
+
+
+@pytest.mark.parametrize("value", EXTREMES, ids=repr)
+def test_extreme_values_render_the_detailed_page(value):
+    # the fixture's own error map is dropped, so that only the variants that change it pay
+    # for a matplotlib figure (the suite runs on two cores)
+    base = _details(fixture("failures"), "dense_backward/gradients", _set_output("error_map", None))
+    results = []
+    for where, change in _extreme_variants(value).items():
+        result = dataclasses.replace(change(base), student=where)
+        html = render_student(result, generated=GENERATED)
+        assert_drawn_in_full(html, where)
+        assert 'data-testid="function"' in html, where
+        json.dumps(gradescope_json(result), allow_nan=False)  # Gradescope rejects NaN
+        results.append(result)
+    assert_drawn_in_full(render_index(results, generated=GENERATED), "index")
+    assert len(list(csv.reader(io.StringIO(grades_csv(results))))) == len(results) + 1
+
+
+@pytest.mark.parametrize("value", [1.7e308, -1.7e308, 5e-324, float("inf")], ids=repr)
+def test_error_map_with_an_extreme_entry_is_still_drawn(value):
+    # 1.7e308 is what compare.error_map makes of an inf entry (nan_to_num): the colour bar's
+    # ticks overflowed on it and stopped the batch.
+    error_map = [[0.0, 1.0], [2.0, value]]
+    result = _details(
+        fixture("failures"), "dense_backward/gradients", _set_output("error_map", error_map)
+    )
+    html = render_student(result, generated=GENERATED)
+    section = html.split('id="fn-2"')[1].split('id="fn-3"')[0]
+    uris = re.findall(r'src="data:image/png;base64,([^"]+)" width="420"', section)
+    assert len(uris) == 1 and base64.b64decode(uris[0]).startswith(b"\x89PNG")
+
+
+def test_huge_arrays_are_neither_drawn_nor_tabulated():
+    side = 300
+    big = [[1.0] * side for _ in range(side)]
+    result = _details(
+        fixture("failures"),
+        "dense_backward/gradients",
+        lambda d: d["outputs"][1].update(error_map=big, expected=big, got=big[:-1]),
+    )
+    result = _details(result, "train_mnist/accuracy", _set("confusion", big))
+    html = render_student(result, generated=GENERATED)
+    section = html.split('id="fn-2"')[1].split('id="fn-3"')[0]
+    assert 'width="420"' not in section and '<table class="array">' not in section
+    assert 'class="confusion"' not in html and 'id="plain-page"' not in html
+
+
+def test_a_page_that_cannot_be_drawn_falls_back_to_a_plain_page(monkeypatch):
+    import grader.report as report
+
+    def broken(*args, **kwargs):
+        raise OverflowError("cannot convert float infinity to integer")
+
+    result = _test(fixture("failures"), 1, message=PAYLOAD, diagnosis=PAYLOAD + " diag")
+    monkeypatch.setattr(report, "_sections", broken)
+    html = render_student(result, generated=GENERATED)
+    page = Page(html).text
+    assert "detailed feedback page could not be drawn (OverflowError)" in page
+    assert "5 / 15 points" in page
+    assert all(t.name in page and t.message in page for t in result.tests)
+    assert PAYLOAD not in html and f"{PAYLOAD} diag" in page  # messages escaped, shown as text
+    assert_inert(html)
+
+    monkeypatch.setattr(report, "_pass_rates", broken)
+    index = render_index([result, fixture("ungradable")], generated=GENERATED)
+    text = Page(index).text
+    assert "detailed overview could not be drawn (OverflowError)" in text
+    assert result.student in text and "5 / 15" in text
+    assert fixture("ungradable").error[:60] in text
+    assert Page(index).attr("href") == [f"./{result.student}.html", "./li.wei.html"]
+    assert_inert(index)
+
+
+def test_a_malformed_result_gets_the_plain_page_not_an_exception():
+    # a score that is not a number (a hand-edited or corrupt results JSON) breaks the totals
+    result = _test(fixture("failures"), 0, score="2", name=PAYLOAD)
+    html = render_student(result, generated=GENERATED)
+    index = render_index([result], generated=GENERATED)
+    assert 'id="plain-page"' in html and 'id="plain-page"' in index
+    assert PAYLOAD not in html and PAYLOAD in Page(html).text
+    assert_inert(html)
+    assert_inert(index)
+
+
+def test_non_finite_scores_export_as_no_grade_not_nan():
+    result = _test(fixture("full_marks"), 0, score=float("nan"))
+    result = dataclasses.replace(result, duration_s=float("inf"))
+    rows = list(csv.reader(io.StringIO(grades_csv([result]))))
+    assert "nan" not in grades_csv([result]).lower()
+    assert rows[1][2] == "" and rows[1][4] == ""  # total and that test: empty, not 'nan'
+    data = gradescope_json(result)
+    json.dumps(data, allow_nan=False)
+    assert data["score"] == 0 and data["tests"][0]["score"] == 0 and data["execution_time"] == 0
+
+
+@pytest.mark.slow
+def test_graded_submission_with_a_huge_entry_renders(submission, grade_notebook):
+    """End to end: the reproduction of issue 11 item 5, from notebook to page."""
+    from tests.conftest import UNIT_KINDS
+
+    code = """
+        def dense_forward(x, W, b):
+            out = x @ W + b
+            out.flat[0] = 1.7e308
+            return out, (x, W)
+        """
+    path = submission("backprop", replace={"dense_forward": code})
+    result = grade_notebook(path, "backprop", kinds=UNIT_KINDS)
+    failed = [t for t in result.tests if t.function == "dense_forward" and t.status != "passed"]
+    assert failed, [t.message for t in result.tests]
+    html = render_student(result)
+    assert 'id="plain-page"' not in html and "could not be drawn" not in html
+    assert all(t.name in Page(html).text for t in failed)
+    assert_inert(html)
+    assert render_index([result])
