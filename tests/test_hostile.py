@@ -329,6 +329,13 @@ for name, attempt in [("flock", lambda: fcntl.flock(shared, fcntl.LOCK_SH | fcnt
 libc = ctypes.CDLL(None, use_errno=True)
 key = libc.syscall(248, b"user", b"left-for-the-next", b"secret", 6, -3)  # add_key
 print("KEYRING", "REFUSED" if key < 0 else "ADDED")
+import threading, time
+try:  # a thread would go on printing (or reading later requests) after this cell
+    threading.Thread(target=lambda: [print("THREAD STILL HERE") or time.sleep(0.2)
+                                     for _ in range(100)], daemon=True).start()
+    print("THREAD STARTED")
+except RuntimeError:
+    print("THREAD REFUSED")
 """
 MONKEYPATCH = """
 import builtins
@@ -421,9 +428,10 @@ CASES = [
          never=("WROTE @ROOT@", "WROTE @OUT@", "WROTE /pwned"), needs=("namespaces", "uid")),
     Case("connects to the network", cells=(CONNECT,), says=("REFUSED 127.0.0.1", "REFUSED 1.1.1.1"),
          never=("CONNECTED",), needs=("seccomp",)),
-    Case("talks to other sandboxes through file locks or the keyring", cells=(SIDE_CHANNELS,),
-         says=("REFUSED flock", "REFUSED lockf", "KEYRING REFUSED"),
-         never=("LOCKED", "ADDED"), needs=("seccomp",)),
+    Case("talks to other sandboxes through file locks, the keyring or a thread",
+         cells=(SIDE_CHANNELS,), says=("REFUSED flock", "REFUSED lockf", "KEYRING REFUSED",
+                                       "THREAD REFUSED"),
+         never=("LOCKED", "ADDED", "THREAD STARTED", "THREAD STILL HERE"), needs=("seccomp",)),
     Case("monkeypatches NumPy and builtins", cells=(MONKEYPATCH,), at_end=True,
          function=f"def {TARGET}(logits, y):\n    return 0.0, np.zeros_like(logits)",
          says=("loss",), zero=(TARGET,), cheat=True),
