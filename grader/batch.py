@@ -165,7 +165,8 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
     bar.close()
     order = {student_name(p): i for i, p in enumerate(submissions)}
     results = sorted(done, key=lambda r: order.get(r.student, 0))
-    write_atomic(out_dir / "index.html", report.render_index(results))
+    machine = [verdict.sandbox, verdict.line()] if verdict is not None else []
+    write_atomic(out_dir / "index.html", report.render_index(results, machine=machine))
     export.write_grades_csv(results, out_dir / "grades.csv")
     return BatchSummary(results, len(todo), len(done) - len(todo), time.perf_counter() - started,
                         verdict)

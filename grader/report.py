@@ -21,6 +21,7 @@ import reprlib
 import struct
 import zlib
 from collections import Counter
+from collections.abc import Sequence
 from datetime import date
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -80,13 +81,16 @@ def render_index(
     *,
     generated: str | None = None,
     links: dict[str, str] | None = None,
+    machine: Sequence[str] = (),
 ) -> str:
-    """The class overview: score histogram, pass rates, common diagnoses, one link per student.
-    Never raises: if the overview cannot be drawn, a plain list of students and scores."""
+    """The class overview: score histogram, pass rates, common diagnoses, one link per student,
+    and the grading machine's facts (``machine``: the sandbox and the reference canary, as the
+    batch summary says them; missing sandbox layers are the instructor's business, not each
+    student's). Never raises: if the overview cannot be drawn, a plain list of students."""
     generated = generated or date.today().isoformat()
     links = links or {}
     try:
-        return _index_page(results, generated, links)
+        return _index_page(results, generated, links, list(machine) or _machine(results))
     except Exception as error:  # noqa: BLE001 - the overview must not stop the batch
         return _plain_index(results, generated, links, error)
 
@@ -106,10 +110,25 @@ def _student_page(result: SubmissionResult, generated: str) -> str:
     )
 
 
-def _index_page(results: list[SubmissionResult], generated: str, links: dict[str, str]) -> str:
+def _machine(results: list[SubmissionResult]) -> list[str]:
+    """The sandbox as the results recorded it, where the batch did not say more."""
+    lines = set()
+    for result in results:
+        box = result.sandbox if isinstance(result.sandbox, dict) else {}
+        layers, missing = box.get("layers") or [], box.get("missing") or []
+        if layers or missing:
+            text = f"sandbox layers: {', '.join(map(str, layers)) or 'none'}"
+            lines.add(text + (f"; missing here: {', '.join(map(str, missing))}" if missing
+                              else ""))
+    return sorted(lines)
+
+
+def _index_page(results: list[SubmissionResult], generated: str, links: dict[str, str],
+                machine: list[str]) -> str:
     graded = [r for r in results if r.error is None]
     return _template("index.html.j2").render(
         generated=generated,
+        machine=machine,
         assignments=sorted({r.assignment for r in results}),
         count=len(results),
         graded_count=len(graded),
@@ -693,14 +712,14 @@ def _mnist_timing(details: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _diagnostic(details: dict[str, Any]) -> dict[str, Any]:
-    threshold = _num(details.get("threshold"))
     swaps = []
     for swap in details.get("swaps") or []:
         if not isinstance(swap, dict) or not isinstance(swap.get("replaced"), str):
             continue
-        accuracy = _num(swap.get("accuracy"))
-        reaches = accuracy is not None and threshold is not None and accuracy >= threshold
-        swaps.append({"replaced": swap["replaced"], "accuracy": _pct(accuracy), "reaches": reaches})
+        difference = _num(swap.get("difference"))
+        shown = "failed" if difference is None else f"{difference:.1e}"
+        swaps.append({"replaced": swap["replaced"], "difference": shown,
+                      "fixes": swap.get("fixes") is True})
     culprit = details.get("culprit")
     return {
         "accuracy": _accuracy(details),

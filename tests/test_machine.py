@@ -170,6 +170,18 @@ def test_the_canary_is_cached_and_its_times_set_the_budgets(tmp_path, mnist_file
     summary = batch.grade_all([], loaded, tmp_path / "out", sandbox=config, mnist=mnist_files,
                               progress=False)
     assert "reference canary: full marks" in summary.line(tmp_path / "out")
+    overview = (tmp_path / "out" / "index.html").read_text()
+    assert "Grading machine" in overview and "reference canary: full marks" in overview
+
+
+def test_the_overview_says_which_layers_were_missing() -> None:
+    from grader.report import render_index
+    from tests.test_report import fixture
+
+    result = dataclasses.replace(fixture("full_marks"), sandbox={
+        "mode": "auto", "layers": ["namespaces", "rlimits"], "missing": ["uid", "cgroup"]})
+    html = render_index([result], generated="2026-01-01")
+    assert "missing here: uid, cgroup" in html
 
 
 def test_budgets_follow_the_reference_within_their_bounds() -> None:

@@ -324,7 +324,7 @@ FIELDS: dict[str, Callable[[SubmissionResult], SubmissionResult]] = {
     ),
     "culprit": lambda r: _details(r, "train_mnist/diagnostic", _set("culprit", PAYLOAD)),
     "swap": lambda r: _details(
-        r, "train_mnist/diagnostic", _set("swaps", [{"replaced": PAYLOAD, "accuracy": 0.9}])
+        r, "train_mnist/diagnostic", _set("swaps", [{"replaced": PAYLOAD, "difference": 0.3}])
     ),
 }
 
@@ -534,7 +534,8 @@ def _extreme_variants(v: float) -> dict[str, Callable[[SubmissionResult], Submis
     label = [{"pixels": [[1.0]], "true": v, "predicted": v, "index": v}]
     variants["digit labels"] = _mnist_detail("misclassified", label)
     variants["swap"] = _mnist_detail(
-        "swaps", [{"replaced": "dense_forward", "accuracy": v}], "train_mnist/diagnostic"
+        "swaps", [{"replaced": "dense_forward", "difference": v, "fixes": True}],
+        "train_mnist/diagnostic",
     )
     variants["score"] = lambda r: _test(r, 1, score=v)
     variants["max_score"] = lambda r: _test(r, 1, max_score=v)
