@@ -14,13 +14,16 @@ request, processes the student's code left running are killed and counted (``str
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.abc
+import importlib.util
 import io
 import os
 import signal
 import sys
 import time
 import traceback
+import types
 from typing import Any
 
 import numpy as np
@@ -238,28 +241,135 @@ def _plain(value: Any, reply: Any = "value") -> Any:
 
 FORBIDDEN_MODULES = ("torch", "jax", "jaxlib", "autograd", "tensorflow", "keras", "sklearn",
                      "scipy.signal", "scipy.ndimage", "cv2", "skimage")
+# Functions guarded by identity: module -> (attribute, name reported). Each is caught however it
+# is reached (``numpy._core.numeric.correlate``, ``from numpy import correlate as c``, a
+# reference kept in a list...). Modules not imported yet are guarded when they are imported.
+GUARDED_FUNCTIONS = {
+    "numpy": (("convolve", "numpy.convolve"), ("correlate", "numpy.correlate")),
+    # the C kernels behind them, callable directly as numpy._core.multiarray.correlate2
+    "numpy._core.multiarray": (("correlate", "numpy.correlate"), ("correlate2", "numpy.correlate")),
+    "scipy.signal": tuple((n, f"scipy.signal.{n}") for n in (
+        "convolve", "correlate", "convolve2d", "correlate2d", "fftconvolve", "oaconvolve")),
+    "scipy.ndimage": tuple((n, f"scipy.ndimage.{n}") for n in (
+        "convolve", "correlate", "convolve1d", "correlate1d")),
+}
 
 
 def _install_guards(runtime: Runtime) -> None:
     """Record uses of library shortcuts the practical forbids. The grader's static scan catches
-    the plain spellings; this catches ``getattr(np, 'conv' + 'olve')``, ``__import__`` and
-    friends at the moment they are used."""
-    for name in ("convolve", "correlate"):
-        original = getattr(np, name)
+    the spellings it can read; this catches the others (``getattr(np, 'conv' + 'olve')``,
+    private modules, ``__import__``...) at the moment they are used."""
+    guard = _Guard(runtime.guard_log)
+    for module in GUARDED_FUNCTIONS:
+        if module in sys.modules:
+            guard.module(sys.modules[module])
+    sys.meta_path.insert(0, _ImportWatch(runtime.guard_log, guard))
 
-        def guarded(*args, __original=original, __name=name, **kwargs):
-            runtime.guard_log.append(f"numpy.{__name}")
-            return __original(*args, **kwargs)
 
-        setattr(np, name, guarded)
+class _Guard:
+    """Makes the guarded functions log each outermost call (np.convolve runs numpy's correlate
+    kernel: one use, not two)."""
 
-    class ImportWatch(importlib.abc.MetaPathFinder):
-        def find_spec(self, fullname, path, target=None):  # noqa: ARG002
-            if any(fullname == m or fullname.startswith(m + ".") for m in FORBIDDEN_MODULES):
-                runtime.guard_log.append(fullname)
+    def __init__(self, log: list[str]):
+        self.log = log
+        self.depth = 0
+
+    def module(self, module: Any) -> None:
+        for attribute, label in GUARDED_FUNCTIONS.get(getattr(module, "__name__", ""), ()):
+            function = getattr(module, attribute, None)
+            function = getattr(function, "_implementation", function)  # numpy's dispatchers
+            if isinstance(function, types.FunctionType):
+                self._rewrite(function, label)
+            elif callable(function):
+                self._rebind(function, self._wrapper(function, label))
+
+    def _call(self, label: str, function: Any, args: tuple, kwargs: dict) -> Any:
+        if self.depth == 0:
+            self.log.append(label)
+        self.depth += 1
+        try:
+            return function(*args, **kwargs)
+        finally:
+            self.depth -= 1
+
+    def _wrapper(self, function: Any, label: str) -> Any:
+        def guarded(*args, **kwargs):
+            return self._call(label, function, args, kwargs)
+
+        guarded.__name__ = guarded.__qualname__ = getattr(function, "__name__", "guarded")
+        guarded.__doc__ = getattr(function, "__doc__", None)
+        return guarded
+
+    def _rewrite(self, function: types.FunctionType, label: str) -> None:
+        """Give the function object itself new code, so that every reference to it (an alias
+        in any module, a default argument, numpy's dispatcher) runs the guard."""
+        original = types.FunctionType(function.__code__, function.__globals__, function.__name__,
+                                      function.__defaults__, function.__closure__)
+        original.__kwdefaults__ = function.__kwdefaults__
+        hook = functools.partial(self._call, label, original)
+        if function.__closure__:  # new code must keep the closure's shape: wrap it instead
+            self._rebind(function, self._wrapper(original, label))
+            return
+        function.__code__ = _forward.__code__
+        function.__defaults__ = None
+        function.__kwdefaults__ = {"_grader_guard": hook}
+
+    @staticmethod
+    def _rebind(function: Any, replacement: Any) -> None:
+        """Replace a function that cannot be rewritten (C functions) in every loaded module."""
+        for module in list(sys.modules.values()):
+            namespace = getattr(module, "__dict__", None)
+            if not isinstance(namespace, dict):
+                continue
+            for name, value in list(namespace.items()):
+                if value is function:
+                    namespace[name] = replacement
+
+
+def _forward(*args, _grader_guard, **kwargs):
+    """The code a guarded Python function runs instead of its own (see ``_Guard._rewrite``)."""
+    return _grader_guard(args, kwargs)
+
+
+class _ImportWatch(importlib.abc.MetaPathFinder):
+    """Logs imports of forbidden modules, and guards ``GUARDED_FUNCTIONS`` of a module the moment
+    it has been imported (before the importer can take a reference)."""
+
+    def __init__(self, log: list[str], guard: _Guard):
+        self.log, self.guard, self.busy = log, guard, set()
+
+    def find_spec(self, fullname, path, target=None):  # noqa: ARG002
+        if any(fullname == m or fullname.startswith(m + ".") for m in FORBIDDEN_MODULES):
+            self.log.append(fullname)
+        if fullname not in GUARDED_FUNCTIONS or fullname in self.busy:
             return None  # let the normal machinery import it (or fail to)
+        self.busy.add(fullname)
+        try:
+            spec = importlib.util.find_spec(fullname)
+        except Exception:  # noqa: BLE001 - its import fails again, as it would have anyway
+            return None
+        finally:
+            self.busy.discard(fullname)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _GuardingLoader(spec.loader, self.guard)
+        return spec
 
-    sys.meta_path.insert(0, ImportWatch())
+
+class _GuardingLoader(importlib.abc.Loader):
+    def __init__(self, inner: Any, guard: _Guard):
+        self.inner, self.guard = inner, guard
+
+    def create_module(self, spec):
+        return self.inner.create_module(spec)
+
+    def exec_module(self, module):
+        module.__loader__ = self.inner
+        self.inner.exec_module(module)
+        self.guard.module(module)
+
+    def __getattr__(self, name):  # get_source, is_package... as the real loader has them
+        return getattr(self.inner, name)
 
 
 def _serve(runtime: Runtime, request_fd: int, response_fd: int, *, reap: bool) -> None:
