@@ -202,7 +202,16 @@ def _explain_factor(c: Context, factor: float) -> str:
     return f"`{c.output}` is off by a constant factor of about {factor:.4g}."
 
 
-GENERIC = ("not_array", "nonfinite", "transposed", "shape", "constant", "passthrough", "factor")
+GENERIC = (
+    "not_array",
+    "nonfinite",
+    "transposed",
+    "shape",
+    "constant",
+    "passthrough",
+    "pool_every_tie",  # generic, so that the rubric's hidden tie test needs no entry
+    "factor",
+)
 
 
 # --- function-specific patterns -------------------------------------------------------------
@@ -290,7 +299,29 @@ def _softmax_overflow(c: Context) -> str | None:
             "Subtract each row's maximum from the logits before exp: the softmax is unchanged "
             "and nothing overflows."
         )
+    if c.output == "loss" and _probability_clipped(c, logits):
+        return (
+            "With large logits (around ±1000) the probability of the true class underflows to "
+            "0, and clipping it before the log (np.maximum(p, 1e-300) or similar) gives a loss "
+            "that is too small. Compute the loss from log-softmax instead: logits minus the row "
+            "maximum minus log-sum-exp of the shifted logits, which stays exact for any logits."
+        )
     return None
+
+
+def _probability_clipped(c: Context, logits: np.ndarray) -> bool:
+    """The loss is finite but too small, and some true-class probability is below what float64
+    holds: what ``-log(max(p, eps))`` gives (the log of the clip instead of the true log)."""
+    labels = np.asarray(c.args[1]) if len(c.args) > 1 else None
+    if c.comparison.problem != "values" or labels is None or logits.ndim != 2:
+        return False
+    if labels.shape != logits.shape[:1] or labels.dtype.kind not in "iu":
+        return False
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    true_log_p = log_p[np.arange(len(labels)), labels]
+    got, expected = float(np.ravel(c.got)[0]), float(np.ravel(c.expected)[0])
+    return bool(np.any(np.exp(true_log_p) == 0)) and np.isfinite(got) and got < expected
 
 
 @pattern("pool_average_for_max")
@@ -312,6 +343,34 @@ def pool_params(args: list[Any], kwargs: dict[str, Any]) -> tuple[int | None, in
     size = kwargs.get("size", args[1] if len(args) > 1 else None)
     stride = kwargs.get("stride", args[2] if len(args) > 2 else size)
     return (int(size), int(stride)) if size is not None else (None, 1)
+
+
+@pattern("pool_every_tie")
+def _pool_every_tie(c: Context) -> str | None:
+    """max-pool backward that gives dout to every tied maximum of a window, not to one."""
+    x = np.asarray(c.args[0]) if c.args else None
+    size, stride = c.kwargs.get("size"), c.kwargs.get("stride", c.kwargs.get("size"))
+    if c.comparison.problem != "values" or c.upstream is None or x is None or x.ndim != 4:
+        return None
+    if not (isinstance(size, int) and isinstance(stride, int) and c.upstream.ndim == 4):
+        return None
+    x = x.astype(np.float64)
+    dx, tied = np.zeros_like(x), False
+    for i in range(c.upstream.shape[2]):
+        for j in range(c.upstream.shape[3]):
+            rows, cols = slice(i * stride, i * stride + size), slice(j * stride, j * stride + size)
+            window = x[:, :, rows, cols]
+            winners = window == window.max(axis=(2, 3), keepdims=True)
+            tied = tied or bool(np.any(winners.sum(axis=(2, 3)) > 1))
+            dx[:, :, rows, cols] += winners * c.upstream[:, :, i : i + 1, j : j + 1]
+    if tied and c.matches(dx):
+        return (
+            "Where a window has several equal maxima, your `dx` gives the window's full "
+            "gradient to every one of them, so that window passes on its gradient several times "
+            "over. One winner is expected: send `dout` to a single maximum of each window (any "
+            "of them, e.g. the first that np.argmax finds), as the forward's max picks one value."
+        )
+    return None
 
 
 @pattern("pool_overlap_overwrite")

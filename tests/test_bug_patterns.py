@@ -342,3 +342,51 @@ def test_forbidden_import_fails_the_rule(submission, grade_notebook) -> None:
     result = grade_notebook(path, "convolution", kinds=UNIT_KINDS)
     rule = next(t for t in result.tests if t.name.startswith("Rules"))
     assert rule.status == "failed" and "scipy.signal" in rule.message
+
+
+def test_softmax_clipping_before_the_log_is_explained(submission, grade_notebook) -> None:
+    # issue 11 item 9: this used to read "loss is off by a constant factor of about 0.7056"
+    code = """
+        def softmax_cross_entropy(logits, y):
+            n = logits.shape[0]
+            shifted = logits - logits.max(axis=1, keepdims=True)
+            p = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+            loss = -np.log(np.maximum(p[np.arange(n), y], 1e-300)).mean()
+            dlogits = p.copy()
+            dlogits[np.arange(n), y] -= 1
+            return loss, dlogits / n
+        """
+    result = grade_notebook(
+        submission("backprop", replace={"softmax_cross_entropy": code}), "backprop",
+        kinds=UNIT_KINDS,
+    )
+    test = next(t for t in result.tests if t.name.endswith("large and shifted logits"))
+    assert test.score < test.max_score
+    text = (test.diagnosis or "").lower()
+    assert all(w in text for w in ("underflows to 0", "clipping", "log-softmax")), text
+    assert "constant factor" not in text
+
+
+def test_max_pool_gradient_to_every_tied_maximum_is_explained(submission, grade_notebook) -> None:
+    code = """
+        def max_pool2d_backward(dout, cache):
+            x, size, stride = cache
+            dx = np.zeros(x.shape)
+            n, c, oh, ow = dout.shape
+            for i in range(oh):
+                for j in range(ow):
+                    window = x[:, :, i*stride:i*stride+size, j*stride:j*stride+size]
+                    winners = window == window.max(axis=(2, 3), keepdims=True)
+                    dx[:, :, i*stride:i*stride+size, j*stride:j*stride+size] += (
+                        winners * dout[:, :, i:i+1, j:j+1])
+            return dx
+        """
+    result = grade_notebook(
+        submission("convolution", replace={"max_pool2d_backward": code}), "convolution",
+        kinds=UNIT_KINDS,
+    )
+    assert_only_function_loses(result, {"max_pool2d_backward"})
+    tie = next(t for t in result.tests if t.name == "max_pool2d_backward: tied maxima")
+    assert tie.score < tie.max_score
+    text = (tie.diagnosis or "").lower()
+    assert all(w in text for w in ("several equal maxima", "one winner is expected")), text
