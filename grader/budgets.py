@@ -99,6 +99,8 @@ def resolve(rubric: Any, reference_seconds: Mapping[str, float] | None) -> Any:
                 options[key] = seconds
         if notes:
             options["budget_notes"] = notes
+        if reference_seconds is not None:  # what the reference took here, for plausibility
+            options["reference_seconds"] = dict(reference_seconds)
         tests.append(dataclasses.replace(spec, timeout=timeout, options=options))
     return dataclasses.replace(rubric, tests=tuple(tests))
 

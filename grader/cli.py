@@ -135,7 +135,8 @@ def _summary(result) -> str:
     if result.error:
         return lines[0] + f"\n  cannot be graded: {result.error}"
     for test in result.tests:
-        mark = {"passed": "ok  ", "failed": "FAIL", "error": "ERR ", "timeout": "TIME"}[test.status]
+        mark = {"passed": "ok  ", "failed": "FAIL", "error": "ERR ", "timeout": "TIME",
+                "review": "REVW"}[test.status]
         lines.append(f"  {mark} {test.score:>5.2f}/{test.max_score:<4g} {test.name}")
         if test.status != "passed":
             lines.append(f"         {test.message}")

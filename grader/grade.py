@@ -6,12 +6,16 @@ returned ``SubmissionResult``. It raises only for grader bugs and instructor mis
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import re
 import time
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from grader import __version__, budgets, checks, notebook, reference, shortcuts
 from grader.execute import Session
@@ -79,9 +83,30 @@ def grade_submission(job: Job) -> SubmissionResult:
         )
     ref = reference.load(job.rubric.solution)
     rubric = budgets.resolve(job.rubric, job.reference_seconds)
+    with _secret_test_order(job.mnist) as files:
+        config = (dataclasses.replace(job.sandbox, data_dir=files.sandbox_dir) if files
+                  else job.sandbox)
+        return _grade_read(job, read, rubric, ref, config, files, base, started, timings)
+
+
+@contextlib.contextmanager
+def _secret_test_order(files: Any) -> Iterator[Any]:
+    """The MNIST files with the test images in an order of this submission's alone."""
+    if files is None:
+        yield None
+        return
+    from grader import mnist, sandbox
+
+    with mnist.shuffled(files, sandbox.private_dir(sandbox.state_dir() / "shuffled")) as mine:
+        yield mine
+
+
+def _grade_read(job: Job, read: notebook.Notebook, rubric: Rubric, ref: reference.Reference,
+                config: SandboxConfig, files: Any, base: dict[str, Any], started: float,
+                timings: dict[str, float]) -> SubmissionResult:
     session = Session(
         read,
-        job.sandbox,
+        config,
         cell_timeout=rubric.cell_timeout,
         setup_budget=rubric.setup_budget,
     )
@@ -92,7 +117,7 @@ def grade_submission(job: Job) -> SubmissionResult:
             rubric=rubric,
             reference=ref,
             forbidden=shortcuts.scan(read),
-            mnist=job.mnist,
+            mnist=files,
         )
         tests = tuple(checks.run(context, public_only=job.public_only))
         timings["checks"] = time.perf_counter() - began

@@ -32,18 +32,20 @@ To measure a cold load (parse + verify from gzip) against a cached one, call ``p
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import http.client
 import json
 import math
 import os
+import shutil
 import struct
 import sys
 import tempfile
 import urllib.request
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -124,6 +126,10 @@ class MnistFiles:
 
     sandbox_dir: Path
     test_labels: Path
+    # Where the test images are in a secret order (``shuffled``): the permutation, kept out of
+    # the sandbox's folder, and the folder of the images in the labels' order.
+    test_order: Path | None = None
+    origin: Path | None = None
 
     @property
     def train_images(self) -> Path:
@@ -136,6 +142,42 @@ class MnistFiles:
     @property
     def test_images(self) -> Path:
         return self.sandbox_dir / "test_images.npy"
+
+    @property
+    def labelled_test_images(self) -> Path:
+        """The test images in the labels' order (for feedback on misclassified digits)."""
+        return (self.origin or self.sandbox_dir) / "test_images.npy"
+
+    def unshuffle(self, predicted: np.ndarray) -> np.ndarray:
+        """Predictions made in the sandbox's secret order, put back in the labels' order."""
+        if self.test_order is None:
+            return predicted
+        order = np.load(self.test_order)
+        restored = np.empty_like(predicted)
+        restored[order] = predicted
+        return restored
+
+
+@contextlib.contextmanager
+def shuffled(files: MnistFiles, folder: Path) -> Iterator[MnistFiles]:
+    """``files`` with the test images in a secret order, fresh each time, inside ``folder``
+    (removed afterwards): labels memorised in the public file's order score like guessing.
+    The order stays in the grader's process; the sandbox gets the images only."""
+    work = Path(tempfile.mkdtemp(prefix="shuffled-", dir=folder))
+    try:
+        sandbox = work / "sandbox"
+        sandbox.mkdir()
+        for name in ("train_images", "train_labels"):
+            os.symlink(files.sandbox_dir.resolve() / f"{name}.npy", sandbox / f"{name}.npy")
+        images = np.load(files.test_images, mmap_mode="r")
+        order = np.random.default_rng(int.from_bytes(os.urandom(8), "little")).permutation(
+            len(images))
+        np.save(sandbox / "test_images.npy", np.asarray(images[order]), allow_pickle=False)
+        np.save(work / "test_order.npy", order, allow_pickle=False)
+        yield MnistFiles(sandbox, files.test_labels, work / "test_order.npy",
+                         files.origin or files.sandbox_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def default_cache_dir() -> Path:

@@ -55,6 +55,7 @@ STATUS_LABELS = {
     "failed": "Failed",
     "error": "Crashed",
     "timeout": "Timed out",
+    "review": "Needs review",
 }
 
 _CODE_FORMATTER = HtmlFormatter(cssclass="code", wrapcode=True)
@@ -137,6 +138,7 @@ def _index_page(results: list[SubmissionResult], generated: str, links: dict[str
         pass_rates=_pass_rates(graded),
         diagnoses=_top_diagnoses(graded),
         ungradable=[r for r in results if r.error is not None],
+        review=[(r, t) for r in results for t in r.tests if t.status == "review"],
         rows=_submission_rows(results, links),
         stages=_stage_means(results),
         total_time=_seconds(sum(_num(r.duration_s) or 0.0 for r in results)),

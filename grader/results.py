@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 SCHEMA_VERSION = 1
 
-Status = Literal["passed", "failed", "error", "timeout"]
+Status = Literal["passed", "failed", "error", "timeout", "review"]  # review: 0 until looked at
 Visibility = Literal["public", "hidden"]
 
 

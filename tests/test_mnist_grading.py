@@ -164,3 +164,77 @@ def test_the_culprit_search_sends_no_reference_code_to_any_sandbox(
     assert len(sent) > 100  # the short runs' calls were recorded
     assert not any(line in wire_text for line in lines)
     assert '"replace"' not in wire_text
+
+
+def test_memorised_labels_score_like_guessing(submission, grade_notebook, mnist_files) -> None:
+    """predict returning the public test labels in the file's order: the sandbox gets the
+    images in a secret order, so the memorised list is right only by chance."""
+    import numpy as np
+
+    labels = np.load(mnist_files.test_labels).tolist()
+    cheat = {"train_mnist": "def train_mnist(X, y, seed=0):\n    return None",
+             "predict": f"def predict(model, X):\n    return np.array({labels})"}
+    path = submission("backprop", replace=cheat)
+    test = only(grade_notebook(path, "backprop", kinds=MNIST), "MNIST: test accuracy")
+    assert test.details["accuracy"] < 0.2, test.details["accuracy"]
+    assert test.score == 0
+
+
+NEAREST_NEIGHBOUR = {
+    "train_mnist": """
+        def train_mnist(X, y, seed=0):
+            return np.asarray(X[:8000], np.float32), np.asarray(y[:8000])
+        """,
+    "predict": """
+        def predict(model, X):
+            train, labels = model
+            X = np.asarray(X, np.float32)
+            norms = (train ** 2).sum(axis=1)
+            out = []
+            for start in range(0, len(X), 500):
+                chunk = X[start:start + 500]
+                out.append(labels[np.argmin(norms[None, :] - 2 * chunk @ train.T, axis=1)])
+            return np.concatenate(out)
+        """,
+}
+
+
+def test_no_training_at_all_needs_review(submission, mnist_files, sandbox_config) -> None:
+    """A nearest-neighbour lookup 'trains' in no time and classifies well: not the network the
+    practical asks for, so the instructor decides; until then it scores 0."""
+    import dataclasses
+
+    from grader import grade, rubric
+
+    loaded = rubric.load("backprop")
+    loaded = dataclasses.replace(loaded, tests=tuple(t for t in loaded.tests if t.kind == "mnist"))
+    path = submission("backprop", replace=NEAREST_NEIGHBOUR)
+    job = grade.Job(path, loaded, sandbox_config, mnist_files,
+                    reference_seconds={"train_mnist": 3.0, "predict": 0.05})
+    [test] = grade.grade_submission(job).tests
+    assert test.details["accuracy"] > 0.85
+    assert test.status == "review" and test.score == 0, test.message
+    assert "Needs review: training took" in test.diagnosis
+    assert "An instructor will look at this result" in test.message
+
+
+def test_the_overview_lists_results_that_need_review() -> None:
+    import dataclasses
+
+    from grader.report import render_index
+    from tests.test_report import fixture
+
+    result = fixture("full_marks")
+    tests = tuple(dataclasses.replace(t, status="review", score=0.0,
+                                      diagnosis="Needs review: too good to be true")
+                  if t.name == "train_mnist/accuracy" else t for t in result.tests)
+    html = render_index([dataclasses.replace(result, tests=tests)], generated="2026-01-01")
+    assert "Needs your review (1)" in html and "too good to be true" in html
+
+
+def test_implausible_accuracy_needs_review() -> None:
+    from grader import mnist_checks, rubric
+
+    [spec] = [t for t in rubric.load("backprop").tests if t.kind == "mnist"]
+    assert "above the 99%" in mnist_checks._implausible(spec, 0.995, 30.0)
+    assert mnist_checks._implausible(spec, 0.975, 30.0) == ""
