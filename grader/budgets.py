@@ -47,6 +47,18 @@ class Relative:
 
 Budget = float | Relative
 
+# The whole submission (notebook cells, every test, MNIST training, the diagnostic): a multiple
+# of what grading the reference took here, so that calls sleeping just under their limits, a
+# slow training and hanging reruns cannot hold a worker for many minutes.
+TOTAL = Relative(times_reference=5, at_least=120, at_most=1200)
+TOTAL_KEY = "submission"  # the canary's whole grading time, in reference_seconds
+
+
+def total_seconds(reference_seconds: Mapping[str, float] | None) -> tuple[float, str]:
+    """The total budget of one submission in seconds, and how it was set."""
+    measured = (reference_seconds or {}).get(TOTAL_KEY)
+    return TOTAL.seconds(measured), TOTAL.explain(measured)
+
 
 def parse(value: Any, where: str) -> Budget:
     """A budget from the rubric: seconds, or a ``times_reference`` table."""

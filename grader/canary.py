@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from grader import __version__, sandbox
+from grader import __version__, budgets, sandbox
 from grader.errors import InfrastructureError
 from grader.results import write_atomic
 
@@ -57,10 +57,11 @@ def check(rubric: Any, *, config: sandbox.SandboxConfig, mnist: Any = None,
     result = grade_submission(Job(path=rubric.solution, rubric=rubric, sandbox=config,
                                   mnist=mnist))
     _refuse_unless_full_marks(rubric, result)
+    seconds = round(time.perf_counter() - began, 2)
     canary = Canary(
-        reference_seconds={k[len(CALL_PREFIX):]: v for k, v in result.timings.items()
-                           if k.startswith(CALL_PREFIX)},
-        seconds=round(time.perf_counter() - began, 2),
+        reference_seconds={**{k[len(CALL_PREFIX):]: v for k, v in result.timings.items()
+                              if k.startswith(CALL_PREFIX)}, budgets.TOTAL_KEY: seconds},
+        seconds=seconds,
         sandbox=described,
     )
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -46,12 +46,25 @@ def run(context: Context, *, public_only: bool = False) -> list[TestResult]:
     for spec in context.rubric.tests:
         if public_only and spec.visibility != "public":
             continue
-        result = _forbid(spec, context) or RUNNERS[spec.kind](spec, context)
+        result = (_out_of_time(spec, context) or _forbid(spec, context)
+                  or RUNNERS[spec.kind](spec, context))
         results.append(result)
         previous = context.status.get(spec.function, "passed")
         if previous == "passed":
             context.status[spec.function] = result.status
     return results
+
+
+def _out_of_time(spec: TestSpec, context: Context) -> TestResult | None:
+    """Once the submission's total budget is spent, the remaining tests are not run."""
+    if not context.session.out_of_time:
+        return None
+    return result(
+        spec, 0.0,
+        f"Not run: the time for grading your whole notebook ({context.total_budget}) ran out "
+        f"before this test. Look for the cells or calls that took long in the tests above.",
+        status="timeout",
+    )
 
 
 def _forbid(spec: TestSpec, context: Context) -> TestResult | None:

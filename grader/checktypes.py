@@ -33,6 +33,7 @@ class Context:
     forbidden: dict[str, list[str]]
     mnist: Any = None  # grader.mnist.MnistFiles when the rubric needs MNIST
     status: dict[str, str] = field(default_factory=dict)  # function -> worst status so far
+    total_budget: str = ""  # the submission's whole time budget in words, for messages
 
 
 Runner = Callable[[TestSpec, Context], TestResult]
@@ -106,6 +107,11 @@ def call_failure(spec: TestSpec, function: str, outcome: CallOutcome, *,
             f"{budgets.note(spec, budget_key)} and was stopped: look for a loop that never "
             f"ends or work far larger than the inputs need."
         )
+    elif kind == "budget":
+        message = (
+            f"The time for grading your whole notebook ran out before `{function}` could run, "
+            f"so this test was not run: earlier calls or cells took too long."
+        )
     elif kind == "exit":
         message = (
             f"`{function}` tried to end the program ({outcome.error}); a function should return."
@@ -115,7 +121,7 @@ def call_failure(spec: TestSpec, function: str, outcome: CallOutcome, *,
     else:
         message = f"`{function}` raised {outcome.error}"
     details = {"traceback": outcome.traceback} if outcome.traceback else {}
-    status = "timeout" if kind == "timeout" else "error"
+    status = "timeout" if kind in ("timeout", "budget") else "error"
     if spec.function != function:
         message = f"This test needs your `{function}` first. " + message
     return result(spec, 0.0, message, status=status, details={**details, **extra})

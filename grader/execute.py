@@ -43,6 +43,9 @@ class Session:
     config: SandboxConfig
     cell_timeout: float = 10.0
     setup_budget: float = 30.0
+    # time.monotonic() by which everything of this submission must be done (grader.budgets'
+    # total budget): no call may run past it, so one submission cannot hold a worker for long
+    deadline: float | None = None
     notices: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     _sandbox: Sandbox | None = None
@@ -97,6 +100,9 @@ class Session:
     ) -> CallOutcome:
         if function in self._stuck:
             return CallOutcome(False, kind="timeout", error=self._stuck[function])
+        if self.out_of_time:
+            return CallOutcome(False, kind="budget", error="the total time budget ran out")
+        timeout = self._within_deadline(timeout)
         request = {
             "op": "call", "function": function, "args": args, "kwargs": kwargs or {},
             "timeout": timeout, "store": store, "reply": reply, "return_inputs": return_inputs,
@@ -124,11 +130,28 @@ class Session:
 
     def request(self, message: dict[str, Any], *, timeout: float) -> dict[str, Any] | str | None:
         """A raw request: the answer, a crash description (str), or None on timeout."""
+        if self.out_of_time:
+            return None
+        timeout = self._within_deadline(timeout)
+        message = {**message, "timeout": timeout} if "timeout" in message else message
         began = time.perf_counter()
         answer = self._request(message, timeout=timeout)
         if isinstance(answer, dict) and answer.get("ok"):
             self._record_time(str(message.get("op")), time.perf_counter() - began)
         return answer
+
+    @property
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def stuck(self, function: str) -> str | None:
+        """Why ``function`` is no longer called (it had to be killed), or None."""
+        return self._stuck.get(function)
+
+    def _within_deadline(self, timeout: float) -> float:
+        if self.deadline is None:
+            return timeout
+        return max(min(timeout, self.deadline - time.monotonic()), 0.1)
 
     def _record_time(self, what: str, seconds: float) -> None:
         """The longest call of each function (and request), as the canary's measure of the

@@ -104,15 +104,18 @@ def _secret_test_order(files: Any) -> Iterator[Any]:
 def _grade_read(job: Job, read: notebook.Notebook, rubric: Rubric, ref: reference.Reference,
                 config: SandboxConfig, files: Any, base: dict[str, Any], started: float,
                 timings: dict[str, float]) -> SubmissionResult:
+    total, how = budgets.total_seconds(job.reference_seconds)
     session = Session(
         read,
         config,
         cell_timeout=rubric.cell_timeout,
         setup_budget=rubric.setup_budget,
+        deadline=time.monotonic() + total - (time.perf_counter() - started),
     )
     with session:
         began = time.perf_counter()
         context = checks.Context(
+            total_budget=f"{total:g} s ({how})",
             session=session,
             rubric=rubric,
             reference=ref,

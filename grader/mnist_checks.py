@@ -180,6 +180,14 @@ def run_diagnostic(spec: TestSpec, context: Context) -> TestResult:
     """Train the fixed network from the student's layers; when it falls short, retrain with one
     function at a time replaced by the reference and name the one that fixes it."""
     threshold = float(spec.options.get("threshold", 0.95))
+    stuck = [f for f in DIAGNOSTIC_FUNCTIONS if context.session.stuck(f)]
+    if stuck:  # it would only hang again, and wait out the whole budget doing so
+        return result(
+            spec, 0.0,
+            f"Not run: your `{stuck[0]}` had to be stopped in an earlier test (it did not "
+            f"finish in time), and the fixed network calls it thousands of times.",
+            status="timeout", details={"threshold": threshold, "stuck": stuck},
+        )
     labels = _labels(context)
     accuracy, problem = _fixed_network(context.session, spec, labels, context.mnist)
     details: dict[str, Any] = {
