@@ -147,7 +147,8 @@ def _output_case(
             details={"inputs": describe_inputs(context, spec.function, args, kwargs)},
         )
     comparisons = [
-        compare(n, _finish(spec, as_array(g)), e) for n, g, e in zip(spec.outputs, got, expected)
+        compare(n, _finish(spec, as_array(g)), e, tolerance=spec.options.get("tolerance"))
+        for n, g, e in zip(spec.outputs, got, expected)
     ]
     return comparisons, args, kwargs
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+DEFAULT_TOLERANCE = 1e-6  # relative error; a rubric may set its own per test (``tolerance``)
 TOLERANCE = {np.dtype("float64"): 1e-6, np.dtype("float32"): 1e-3, np.dtype("float16"): 1e-2}
 SMALL = 64  # arrays up to this many elements are shown whole in the feedback
 
@@ -77,7 +78,7 @@ def compare(
     if not isinstance(got, np.ndarray):
         return Comparison(name, False, "type", None, 0.0, expected, None, None)
     note = ""
-    tol = tolerance if tolerance is not None else 1e-6
+    tol = tolerance if tolerance is not None else DEFAULT_TOLERANCE
     if got.dtype.kind == "f" and got.dtype.itemsize < 8:
         tol = max(tol, tolerance_for(got.dtype))
         note = f"computed in {got.dtype}: compared with {got.dtype}'s tolerance"

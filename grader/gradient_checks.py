@@ -160,7 +160,9 @@ def _check_case(
 def _compare_gradients(case: GradientCase, got: list[Any]) -> tuple[list[Comparison], list[dict]]:
     """Each gradient against the reference's, and against central differences."""
     comparisons = [
-        _accept_subgradient(case, compare(name, value, expected))
+        _accept_subgradient(
+            case, compare(name, value, expected, tolerance=case.spec.options.get("tolerance"))
+        )
         for name, value, expected in zip(case.spec.outputs, got, case.expected)
     ]
     outputs = []
@@ -213,7 +215,7 @@ def _accept_subgradient(case: GradientCase, comparison: Comparison) -> Compariso
         expected[at_kink] = got[at_kink]
     elif kink == "max_tie" and _valid_pool_subgradient(case, x, got):
         expected = got.astype(np.float64)
-    return compare(comparison.name, got, expected)
+    return compare(comparison.name, got, expected, tolerance=case.spec.options.get("tolerance"))
 
 
 def _valid_pool_subgradient(case: GradientCase, x: np.ndarray, got: np.ndarray) -> bool:

@@ -1,21 +1,32 @@
 """Rubrics: an assignment's tests as data (``solutions/<name>.toml``), parsed once into typed
-values. Every mistake in a rubric is an instructor error whose message names the file and the
-offending field, e.g. ``backprop.toml: tests[3].points must be a number``.
+values against a strict schema (``SCHEMA``): every table and key is known, so a typo is an
+error with a "did you mean", never a silently ignored key. Every message names the file, the
+test by its name and the key, e.g. ``backprop.toml: test 'relu: output': points must be a
+number ≥ 0``; all the problems of a rubric are reported at once, one line each.
+
+``docs/rubric.md`` is generated from the same schema (``reference_markdown``), so the written
+reference of the format cannot drift from what the parser accepts.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import tomllib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from grader import budgets
+from grader.compare import DEFAULT_TOLERANCE
 from grader.errors import GraderError
 
 KINDS = ("example", "output", "gradient", "mnist", "mnist_diagnostic", "rules")
 VISIBILITIES = ("public", "hidden")
+DISTRIBUTIONS = ("normal", "uniform", "labels", "distinct", "ties", "zeros")
+CALLED = ("example", "output", "gradient")  # the kinds whose tests call a function on cases
+MNIST = ("mnist", "mnist_diagnostic")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS_DIR = PROJECT_ROOT / "solutions"
 
@@ -48,7 +59,7 @@ class TestSpec:
     bugs: tuple[str, ...] = ()  # bug patterns to look for when a comparison fails
     shape_formula: str = ""
     timeout: budgets.Budget = 10.0  # seconds per call, or relative to the reference (budgets)
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # the kind-specific keys (OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,7 @@ class Rubric:
     sha256: str
     cell_timeout: float = 10.0
     setup_budget: float = 30.0
+    given: tuple[str, ...] = ()  # functions handed to students complete (no solution markers)
 
     @property
     def max_score(self) -> float:
@@ -70,7 +82,340 @@ class Rubric:
 
     @property
     def needs_mnist(self) -> bool:
-        return any(t.kind in ("mnist", "mnist_diagnostic") for t in self.tests)
+        return any(t.kind in MNIST for t in self.tests)
+
+
+# --- problems --------------------------------------------------------------------------------
+
+
+class Problems:
+    """Every problem found, one line each, raised together as one GraderError."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+
+    def parse(self, parser: Parser, value: Any, where: str) -> Any:
+        """``parser(value, where)``, or None with the problem recorded."""
+        try:
+            return parser(value, where)
+        except GraderError as exc:
+            self.add(str(exc))
+            return None
+
+    def raise_any(self) -> None:
+        if self.lines:
+            raise ProblemsError(self.lines)
+
+
+class ProblemsError(GraderError):
+    """Several instructor mistakes at once: one line each (``lines``), so that ``validate`` can
+    gather those of many rubrics into one report."""
+
+    def __init__(self, lines: list[str]):
+        self.lines = list(lines)
+        super().__init__(self.lines)
+
+    def __str__(self) -> str:
+        if len(self.lines) == 1:
+            return self.lines[0]
+        return f"{len(self.lines)} problems:\n  " + "\n  ".join(self.lines)
+
+
+def did_you_mean(word: str, known: Iterable[str], shown: Callable[[str], str] = repr) -> str:
+    """`` (did you mean 'points'?)``, or nothing when no known word is close."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {shown(close[0])}?)" if close else ""
+
+
+# --- value parsers: (value, where) -> value, or GraderError naming ``where`` ------------------
+
+Parser = Callable[[Any, str], Any]
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise GraderError(f"{where} must be a non-empty string (got {value!r})")
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise GraderError(f"{where} must be a string (got {value!r})")
+    return value
+
+
+def _strings(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise GraderError(f"{where} must be a list of strings (got {value!r})")
+    repeated = sorted({v for v in value if value.count(v) > 1})
+    if repeated:
+        raise GraderError(f"{where} names {', '.join(repeated)} more than once")
+    return tuple(value)
+
+
+def _number(low: float | None = None, high: float | None = None, *, above: bool = False,
+            integer: bool = False) -> Parser:
+    """A number (an integer when ``integer``) in [low, high], or (low, high] with ``above``."""
+    noun = "an integer" if integer else "a number"
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if above else '≥'} {low:g}")
+    if high is not None:
+        bounds.append(f"≤ {high:g}")
+    wanted = f"{noun} {' and '.join(bounds)}".strip()
+
+    def parse(value: Any, where: str) -> float | int:
+        ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+        ok = ok and not isinstance(value, bool)
+        if ok and low is not None:
+            ok = value > low if above else value >= low
+        if ok and high is not None:
+            ok = value <= high
+        if not ok:
+            raise GraderError(f"{where} must be {wanted} (got {value!r})")
+        return int(value) if integer else float(value)
+
+    parse.wanted = wanted  # type: ignore[attr-defined]
+    return parse
+
+
+def _boolean(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise GraderError(f"{where} must be true or false (got {value!r})")
+    return value
+
+
+def _one_of(choices: tuple[str, ...]) -> Parser:
+    def parse(value: Any, where: str) -> str:
+        if value not in choices:
+            hint = did_you_mean(value, choices) if isinstance(value, str) else ""
+            raise GraderError(
+                f"{where} must be one of {', '.join(choices)} (got {value!r}){hint}")
+        return value
+
+    return parse
+
+
+def _budget(value: Any, where: str) -> budgets.Budget:
+    return budgets.parse(value, where)
+
+
+def _positions(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    ):
+        raise GraderError(f"{where} must be a list of argument positions (integers ≥ 0)")
+    return tuple(value)
+
+
+def _shape(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
+    ):
+        raise GraderError(f"{where} must be a non-empty list of sizes ≥ 1 (got {value!r})")
+    return tuple(value)
+
+
+def _anything(value: Any, where: str) -> Any:  # checked where it is used (cases)
+    return value
+
+
+# --- the schema ------------------------------------------------------------------------------
+
+REQUIRED = "required"
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of a rubric table: its type and default as the docs show them, its meaning,
+    its parser and (tests only) the kinds of test it belongs to."""
+
+    name: str
+    type: str
+    default: Any
+    meaning: str
+    parse: Parser = _anything
+    kinds: tuple[str, ...] = KINDS
+
+
+ASSIGNMENT_KEYS = (
+    Key("title", "string", "the file name", "Shown on every feedback page.", _text),
+    Key("functions", "list of strings", REQUIRED,
+        "The functions students write, by name. Each must be defined in the solution notebook "
+        "inside `### BEGIN SOLUTION` / `### END SOLUTION` markers (unless listed in `given`); "
+        "a test's `function` must be one of them.", _strings),
+    Key("given", "list of strings", [],
+        "Functions of `functions` handed to students complete: defined without solution "
+        "markers, copied into the template as they are, not required to score 0 there.",
+        _strings),
+    Key("seed", "integer ≥ 0", 0,
+        "Seeds every generated input (with the test's name and the case's number): the same "
+        "inputs for every student, on every machine.", _number(0, integer=True)),
+    Key("cell_timeout", "seconds > 0", 10.0,
+        "How long one top-level cell of a submission may run before it is stopped.",
+        _number(0, above=True)),
+    Key("setup_budget", "seconds > 0", 30.0,
+        "How long all top-level cells together may run; after that only definitions run.",
+        _number(0, above=True)),
+)
+
+_BUDGET_TYPE = "seconds > 0, or { times_reference, at_least, at_most }"
+TEST_KEYS = (
+    Key("name", "string", REQUIRED,
+        "Unique within the rubric; the feedback, the gradebook columns and every message "
+        "use it.", _string),
+    Key("function", "string", REQUIRED,
+        "The function under test, one of `[assignment].functions` (`rules` tests: any "
+        "label, e.g. \"(whole notebook)\"); `mnist` tests: `train_mnist`, whose model "
+        "`predict` is then called.", _string),
+    Key("kind", "string", REQUIRED,
+        "`example`: literal inputs and expected values (the lecture's worked examples). "
+        "`output`: compared with the reference on seeded random inputs. `gradient`: the "
+        "backward after the forward, against the reference and central differences. `mnist`: "
+        "the student's network trained on MNIST. `mnist_diagnostic`: a fixed network trained "
+        "from the student's layers. `rules`: no forbidden library shortcuts.",
+        _one_of(KINDS)),
+    Key("points", "number ≥ 0", REQUIRED,
+        "What the test is worth, shared equally among its cases and the values each compares.",
+        _number(0)),
+    Key("visibility", "string", "public",
+        "`public` tests run in the students' self-check (`python -m grader check`); "
+        "`hidden` ones only when grading, and their feedback never shows the rubric.",
+        _one_of(VISIBILITIES)),
+    Key("description", "string", "", "Shown with the test's result.", _text),
+    Key("cases", "list of case tables", REQUIRED,
+        "The calls to make, each a case table (below). A test with a single case may give "
+        "the case's keys (`args`, `kwargs`, `expected`, `upstream`) directly instead.",
+        _anything, CALLED),
+    Key("args", "list", "—", "The single case's positional arguments (see case tables).",
+        _anything, CALLED),
+    Key("kwargs", "table", "{}", "The single case's keyword arguments (see case tables).",
+        _anything, CALLED),
+    Key("expected", "array (nested lists of numbers)", "—",
+        "The single case's expected value (see case tables).", _anything, ("example",)),
+    Key("upstream", "input spec", "—",
+        "The single case's upstream gradient (see case tables).", _anything, ("gradient",)),
+    Key("returns", "list of strings", [],
+        "Names of everything the function returns, in order, when it returns a tuple "
+        "(e.g. `[\"out\", \"cache\"]`). Leave out for a function returning one value.",
+        _strings, ("example", "output")),
+    Key("outputs", "list of strings", ["out"],
+        "The returned values that are compared and earn points, by name: for `example` and "
+        "`output` tests a subset of `returns`; for `gradient` tests (where it is required) "
+        "the backward's gradients in order, e.g. `[\"dx\", \"dW\", \"db\"]`. A name must be "
+        "the one the reference's `return` statement uses, when it returns a plain variable.",
+        _strings, CALLED),
+    Key("forward", "string", REQUIRED,
+        "The forward function (one of `functions`) whose cache feeds the backward under "
+        "test. `args` and `kwargs` are the forward's.", _string, ("gradient",)),
+    Key("bugs", "list of strings", [],
+        "Bug patterns to look for when a comparison fails, to explain it (e.g. "
+        "`flipped_kernel`, `stride_ignored`, `relu_no_mask`; see `grader/diagnose.py`).",
+        _strings, CALLED),
+    Key("shape_formula", "string", "",
+        "The output shape in words, quoted when a student's shape is wrong.", _text, CALLED),
+    Key("timeout", _BUDGET_TYPE, 10.0,
+        "Seconds each call of the function may take, or relative to the reference's own "
+        "time for it on the grading machine.", _budget, CALLED),
+    Key("tolerance", "number > 0", DEFAULT_TOLERANCE,
+        "The largest relative error accepted, max |got − expected| / max(max |expected|, "
+        "max |got|). A float32 result is allowed float32's tolerance (with a note). "
+        "Gradient tests accept at least 1e-5 against central differences.",
+        _number(0, above=True), CALLED),
+    Key("then", "string", "—",
+        "`\"relu\"`: apply ReLU to the returned value before comparing (the lecture's "
+        "\"convolution then ReLU\" examples).", _one_of(("relu",)), ("example", "output")),
+    Key("wrt", "list of integers", "[0, 1, …]",
+        "For each gradient in `outputs`, the position of the forward's argument it is the "
+        "gradient of (for the central differences).", _positions, ("gradient",)),
+    Key("kink", "string", "—",
+        "Inputs that sit on a kink on purpose, where any valid subgradient is accepted: "
+        "`relu` (slope 0 or 1 at exactly 0), `max_tie` (a pooling window's gradient may go "
+        "to any of its tied maxima).", _one_of(("relu", "max_tie")), ("gradient",)),
+    Key("numeric", "boolean", True,
+        "Compare with central differences too; `false` where there is no derivative "
+        "(kinks probed on purpose).", _boolean, ("gradient",)),
+    Key("threshold", "number in [0, 1]", 0.95,
+        "`mnist`: the test accuracy that earns full marks. `mnist_diagnostic`: the accuracy "
+        "the fixed network must reach.", _number(0, 1), MNIST),
+    Key("floor", "number in [0, 1]", 0.5,
+        "The accuracy that earns nothing; marks grow linearly from `floor` to `threshold`.",
+        _number(0, 1), ("mnist",)),
+    Key("budget", _BUDGET_TYPE, 120.0,
+        "`mnist`: seconds for the student's `train_mnist`; `mnist_diagnostic`: for training "
+        "the fixed network. Relative budgets follow the reference's own training time.",
+        _budget, MNIST),
+    Key("predict_budget", _BUDGET_TYPE, 60.0,
+        "Seconds for the student's `predict` on the 10,000 test images.", _budget,
+        ("mnist",)),
+    Key("epochs", "integer ≥ 1", 2, "Epochs of the fixed network's training.",
+        _number(1, integer=True), ("mnist_diagnostic",)),
+    Key("seed", "integer ≥ 0", 0, "Passed to `train_mnist(seed=...)` and the fixed network.",
+        _number(0, integer=True), MNIST),
+)
+
+CASE_KEYS = (
+    Key("args", "list", REQUIRED,
+        "Positional arguments: literal values (lists become float arrays) or input specs.",
+        kinds=CALLED),
+    Key("kwargs", "table", "{}",
+        "Keyword arguments, literal or input specs; each must be a parameter of the "
+        "reference function (of the forward, for gradient tests).", kinds=CALLED),
+    Key("expected", "array (nested lists of numbers)", REQUIRED,
+        "The exact expected value (`example` tests only; other kinds compare with the "
+        "reference).", kinds=("example",)),
+    Key("upstream", "input spec", "normal, the output's shape",
+        "The upstream gradient `dout` fed to the backward.", kinds=("gradient",)),
+)
+
+INPUT_KEYS = (
+    Key("shape", "list of integers ≥ 1", REQUIRED, "The array's shape.", _shape),
+    Key("dist", "string", "normal",
+        "`normal` (standard normal), `uniform` (in [−1, 1)), `labels` (integers in "
+        "[0, classes)), `distinct` (no two values equal: max-pooling's gradient is unique), "
+        "`ties` (values 0, 1, 2: windows with several maxima), `zeros`.",
+        _one_of(DISTRIBUTIONS)),
+    Key("away_from_zero", "number ≥ 0", 0,
+        "Pushes every value at least this far from 0 (keeps ReLU inputs off its kink).",
+        _number(0)),
+    Key("zero_fraction", "number in [0, 1]", 0,
+        "Sets about this fraction of values to exactly 0 (probes a kink on purpose).",
+        _number(0, 1)),
+    Key("scale", "number", 1, "Multiplies the values (e.g. 1000 for overflow tests).",
+        _number()),
+    Key("offset", "number", 0, "Added to the values after scaling.", _number()),
+    Key("classes", "integer ≥ 1", REQUIRED + " with dist = \"labels\"",
+        "The number of classes of `labels`.", _number(1, integer=True)),
+    Key("dtype", "string", "float64", "The array's type.",
+        _one_of(("float64", "float32", "float16"))),
+)
+
+SCHEMA = {
+    "[assignment]": ASSIGNMENT_KEYS,
+    "[[tests]]": TEST_KEYS,
+    "case tables": CASE_KEYS,
+    "input specs": INPUT_KEYS,
+}
+TABLES = ("assignment", "defaults", "tests")
+_TEST = {k.name: k for k in TEST_KEYS}
+_CASE = {k.name: k for k in CASE_KEYS}
+_INPUT = {k.name: k for k in INPUT_KEYS}
+CASE_PARTS = ("cases", "args", "kwargs", "expected", "upstream")  # parsed by _cases
+COMMON = ("name", "function", "kind", "points", "visibility", "description")
+OPTIONS = tuple(k.name for k in TEST_KEYS if k.name in (
+    "then", "wrt", "kink", "numeric", "tolerance", "threshold", "floor", "budget",
+    "predict_budget", "epochs", "seed"))
+
+
+def keys_of(kind: str) -> tuple[Key, ...]:
+    """The [[tests]] keys a test of this kind accepts."""
+    return tuple(k for k in TEST_KEYS if kind in k.kinds)
+
+
+# --- loading ---------------------------------------------------------------------------------
 
 
 def available(solutions_dir: Path = SOLUTIONS_DIR) -> list[str]:
@@ -100,150 +445,370 @@ def load(name: str, *, solutions_dir: Path = SOLUTIONS_DIR) -> Rubric:
 
 
 def _parse(data: dict[str, Any], *, path: Path, solution: Path, digest: str) -> Rubric:
-    where = path.name
-    head = _table(data, "assignment", where)
-    functions = tuple(_list_of_str(head, "functions", f"{where}: assignment"))
+    where, problems = path.name, Problems()
+    for table in data:
+        if table not in TABLES:
+            hint = did_you_mean(table, TABLES, lambda t: f"[{t}]")
+            problems.add(f"{where}: unknown table [{table}]{hint}; a rubric has [assignment], "
+                         f"[defaults] and [[tests]]")
+    head = data.get("assignment")
+    if not isinstance(head, dict):
+        problems.add(f"{where}: needs an [assignment] table")
+        problems.raise_any()  # (every test would say its function is unknown)
+    settings = _table_keys(head, ASSIGNMENT_KEYS, f"{where}: [assignment]", problems)
+    functions = settings.get("functions") or ()
+    given = settings.get("given") or ()
+    for name in given:
+        if name not in functions:
+            problems.add(f"{where}: [assignment] given: {name!r} is not in functions")
+    defaults = _defaults(data.get("defaults", {}), where, problems)
     tests_raw = data.get("tests")
     if not isinstance(tests_raw, list) or not tests_raw:
-        raise GraderError(f"{where}: needs at least one [[tests]] table")
-    defaults = data.get("defaults", {})
-    tests = tuple(
-        _parse_test(t, defaults, f"{where}: tests[{i}]", functions) for i, t in enumerate(tests_raw)
-    )
-    names = [t.name for t in tests]
+        problems.add(f"{where}: needs at least one [[tests]] table")
+        tests_raw = []
+    tests = [_parse_test(t, i, defaults, where, functions, problems)
+             for i, t in enumerate(tests_raw)]
+    names = [t.name for t in tests if t is not None]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise GraderError(f"{where}: test names must be unique; repeated: {', '.join(duplicates)}")
+        problems.add(f"{where}: test names must be unique; repeated: {', '.join(duplicates)}")
+    problems.raise_any()
     return Rubric(
         name=path.stem,
-        title=str(head.get("title", path.stem)),
+        title=settings.get("title") or path.stem,
         path=path,
         solution=solution,
         functions=functions,
-        tests=tests,
-        seed=_number(head, "seed", f"{where}: assignment", default=0, kind=int),
+        tests=tuple(t for t in tests if t is not None),
+        seed=settings["seed"],
         sha256=digest,
-        cell_timeout=_number(head, "cell_timeout", f"{where}: assignment", default=10.0),
-        setup_budget=_number(head, "setup_budget", f"{where}: assignment", default=30.0),
+        cell_timeout=settings["cell_timeout"],
+        setup_budget=settings["setup_budget"],
+        given=given,
     )
 
 
-def _parse_test(raw: Any, defaults: dict, where: str, functions: tuple[str, ...]) -> TestSpec:
+def _table_keys(raw: dict, keys: tuple[Key, ...], where: str, problems: Problems) -> dict:
+    """Every key of a table parsed (defaults filled in), unknown and missing keys reported."""
+    known = {k.name: k for k in keys}
+    for name in raw:
+        if name not in known:
+            problems.add(f"{where}: unknown key {name!r}{did_you_mean(name, known)}")
+    values = {}
+    for key in keys:
+        if key.name in raw:
+            values[key.name] = problems.parse(key.parse, raw[key.name], f"{where}: {key.name}")
+        elif key.default == REQUIRED:
+            problems.add(f"{where}: {key.name} is required")
+        else:
+            values[key.name] = key.default
+    return values
+
+
+def _defaults(raw: Any, where: str, problems: Problems) -> dict:
+    """[defaults]: any [[tests]] key but the test's name, applied where the kind accepts it."""
     if not isinstance(raw, dict):
-        raise GraderError(f"{where} must be a table")
-    merged = {**defaults, **raw}
-    kind = _choice(merged, "kind", KINDS, where)
-    function = _str(merged, "function", where)
-    if function not in functions and kind != "rules":
-        raise GraderError(f"{where}.function {function!r} is not in assignment.functions")
-    forward = merged.get("forward")
-    if kind == "gradient" and forward not in functions:
-        raise GraderError(f"{where}.forward must name the forward function of a gradient test")
-    known = {
-        "name",
-        "function",
-        "kind",
-        "points",
-        "visibility",
-        "description",
-        "cases",
-        "forward",
-        "outputs",
-        "returns",
-        "bugs",
-        "shape_formula",
-        "timeout",
-        "args",
-        "kwargs",
-        "expected",
-    }
-    return TestSpec(
-        name=_str(merged, "name", where),
-        function=function,
+        problems.add(f"{where}: [defaults] must be a table")
+        return {}
+    for name in raw:
+        if name not in _TEST or name == "name":
+            problems.add(f"{where}: [defaults]: unknown key {name!r}"
+                         f"{did_you_mean(name, [k for k in _TEST if k != 'name'])}")
+    return {k: v for k, v in raw.items() if k in _TEST and k != "name"}
+
+
+def _parse_test(raw: Any, index: int, defaults: dict, file: str, functions: tuple[str, ...],
+                problems: Problems) -> TestSpec | None:
+    if not isinstance(raw, dict):
+        problems.add(f"{file}: tests[{index}] must be a table")
+        return None
+    name = raw.get("name")
+    label = f"test {name!r}" if isinstance(name, str) and name else f"tests[{index}] (no name)"
+    where = f"{file}: {label}"
+    before = len(problems.lines)
+    kind = raw.get("kind", defaults.get("kind"))
+    kind = kind if kind in KINDS else None
+    for key in raw:
+        if key not in _TEST:
+            problems.add(f"{where}: unknown key {key!r}{did_you_mean(key, _TEST)}")
+        elif kind and kind not in _TEST[key].kinds:
+            problems.add(f"{where}: {key} is not a key of {kind} tests (only of "
+                         f"{', '.join(_TEST[key].kinds)} tests)")
+    merged = {**{k: v for k, v in defaults.items() if kind is None or kind in _TEST[k].kinds},
+              **raw}
+    merged = {k: v for k, v in merged.items() if k in _TEST}
+    accepted = tuple(k for k in keys_of(kind or "rules") if k.name not in CASE_PARTS)
+    values = _table_keys({k: v for k, v in merged.items() if k in {a.name for a in accepted}},
+                         accepted, where, problems)
+    if kind and kind in CALLED:
+        cases = _cases(merged, kind, where, problems)
+    else:
+        cases = ()
+    if len(problems.lines) > before or kind is None:
+        return None
+    spec = TestSpec(
+        name=values["name"],
+        function=values["function"],
         kind=kind,
-        points=_number(merged, "points", where),
-        visibility=_choice(merged, "visibility", VISIBILITIES, where, default="public"),
-        description=str(merged.get("description", "")),
-        cases=_cases(merged, where, kind),
-        forward=forward,
-        outputs=tuple(_list_of_str(merged, "outputs", where, default=["out"])),
-        returns=tuple(_list_of_str(merged, "returns", where, default=[])),
-        bugs=tuple(_list_of_str(merged, "bugs", where, default=[])),
-        shape_formula=str(merged.get("shape_formula", "")),
-        timeout=budgets.parse(merged.get("timeout", 10.0), f"{where}.timeout"),
-        options=_options(merged, known, where),
+        points=values["points"],
+        visibility=values["visibility"],
+        description=values["description"],
+        cases=cases,
+        forward=values.get("forward"),
+        outputs=tuple(values.get("outputs", ("out",))),
+        returns=tuple(values.get("returns", ())),
+        bugs=tuple(values.get("bugs", ())),
+        shape_formula=values.get("shape_formula", ""),
+        timeout=values.get("timeout", 10.0),
+        options={k: values[k] for k in OPTIONS if k in merged and k in values},
     )
+    _cross_check(spec, merged, where, functions, problems)
+    return spec
 
 
-def _options(merged: dict, known: set[str], where: str) -> dict[str, Any]:
-    """The kind-specific keys (threshold, budget...), budgets parsed."""
-    options = {k: v for k, v in merged.items() if k not in known}
-    for key in ("budget", "predict_budget"):
-        if key in options:
-            options[key] = budgets.parse(options[key], f"{where}.{key}")
-    return options
+def _cross_check(spec: TestSpec, merged: dict, where: str, functions: tuple[str, ...],
+                 problems: Problems) -> None:
+    """What no single key can say: names that must exist, lists that must agree."""
+    if spec.kind != "rules" and spec.function not in functions:
+        problems.add(f"{where}: function {spec.function!r} is not in [assignment].functions"
+                     f"{did_you_mean(spec.function, functions)}")
+    if spec.kind == "gradient":
+        if spec.forward not in functions:
+            problems.add(f"{where}: forward must name the forward function of a gradient test, "
+                         f"one of [assignment].functions (got {spec.forward!r})"
+                         f"{did_you_mean(spec.forward or '', functions)}")
+        if "outputs" not in merged:
+            problems.add(f"{where}: outputs is required for a gradient test: the backward's "
+                         f"gradients in order, e.g. [\"dx\", \"dW\", \"db\"]")
+        wrt = spec.options.get("wrt")
+        if wrt is not None and len(wrt) != len(spec.outputs):
+            problems.add(f"{where}: wrt has {len(wrt)} positions for {len(spec.outputs)} "
+                         f"outputs ({', '.join(spec.outputs)})")
+    if spec.kind in ("example", "output"):
+        if spec.returns:
+            for name in spec.outputs:
+                if name not in spec.returns:
+                    problems.add(f"{where}: outputs names {name!r}, which is not in returns "
+                                 f"({', '.join(spec.returns)}){did_you_mean(name, spec.returns)}")
+        elif len(spec.outputs) != 1:
+            problems.add(f"{where}: outputs names {len(spec.outputs)} values; a function "
+                         f"returning a tuple needs returns = [...] naming all it returns")
+    if spec.kind == "mnist" and "predict" not in functions:
+        problems.add(f"{where}: an mnist test calls predict after train_mnist: add \"predict\" "
+                     f"to [assignment].functions")
+    floor, threshold = spec.options.get("floor"), spec.options.get("threshold")
+    if floor is not None and threshold is not None and floor > threshold:
+        problems.add(f"{where}: floor ({floor:g}) must not exceed threshold ({threshold:g})")
 
 
-def _cases(merged: dict, where: str, kind: str) -> tuple[Case, ...]:
-    if kind in ("mnist", "mnist_diagnostic", "rules"):
+def _cases(merged: dict, kind: str, where: str, problems: Problems) -> tuple[Case, ...]:
+    single = [k for k in _CASE if k in merged]
+    if "cases" in merged and single:
+        problems.add(f"{where}: give either cases = [...] or {', '.join(single)} for a single "
+                     f"case, not both")
         return ()
-    raw_cases = merged.get("cases")
-    if raw_cases is None:
-        raw_cases = [{k: merged[k] for k in ("args", "kwargs", "expected") if k in merged}]
-    if not isinstance(raw_cases, list) or not raw_cases:
-        raise GraderError(f"{where}.cases must be a non-empty list of tables")
+    if "cases" in merged:
+        raw_cases, spots = merged["cases"], None
+        if not isinstance(raw_cases, list) or not raw_cases:
+            problems.add(f"{where}: cases must be a non-empty list of case tables")
+            return ()
+    elif not single:
+        problems.add(f"{where}: needs cases = [...] (or args = [...] for a single case)")
+        return ()
+    else:
+        raw_cases, spots = [{k: merged[k] for k in single}], [where]
     cases = []
-    for i, case in enumerate(raw_cases):
-        spot = f"{where}.cases[{i}]"
-        if not isinstance(case, dict) or not isinstance(case.get("args"), list):
-            raise GraderError(f"{spot}.args must be a list of arguments")
-        if not isinstance(case.get("kwargs", {}), dict):
-            raise GraderError(f"{spot}.kwargs must be a table")
-        if kind == "example" and "expected" not in case:
-            raise GraderError(f"{spot}.expected is required for an example test")
-        cases.append(
-            Case(
-                args=tuple(case["args"]),
-                kwargs=dict(case.get("kwargs", {})),
-                expected=case.get("expected"),
-                upstream=case.get("upstream"),
-            )
-        )
+    for i, raw in enumerate(raw_cases):
+        spot = spots[0] if spots else f"{where}: cases[{i}]"
+        prefix = f"{spot}: " if spots else f"{spot}."
+        case = _case(raw, kind, spot, prefix, problems)
+        if case is not None:
+            cases.append(case)
     return tuple(cases)
 
 
-def _table(data: dict, key: str, where: str) -> dict:
-    value = data.get(key)
+def _case(raw: Any, kind: str, spot: str, prefix: str, problems: Problems) -> Case | None:
+    """One case table; ``prefix`` joins it to its keys (``…: cases[0].args``, ``…: args``)."""
+    if not isinstance(raw, dict):
+        problems.add(f"{spot} must be a table with args (and kwargs)")
+        return None
+    before = len(problems.lines)
+    for key in raw:
+        if key not in _CASE:
+            problems.add(f"{prefix}{key}: unknown key{did_you_mean(key, _CASE)}")
+        elif kind not in _CASE[key].kinds:
+            problems.add(f"{prefix}{key} is not a key of {kind} tests (only of "
+                         f"{', '.join(_CASE[key].kinds)} tests)")
+    args = raw.get("args")
+    if not isinstance(args, list):
+        problems.add(f"{prefix}args must be a list of arguments")
+        args = []
+    kwargs = raw.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        problems.add(f"{prefix}kwargs must be a table")
+        kwargs = {}
+    for i, arg in enumerate(args):
+        _input(arg, f"{prefix}args[{i}]", problems)
+    for name, value in kwargs.items():
+        _input(value, f"{prefix}kwargs.{name}", problems)
+    if kind == "example":
+        _expected(raw, prefix, problems)
+    if "upstream" in raw:
+        if not isinstance(raw["upstream"], dict):
+            problems.add(f"{prefix}upstream must be an input spec, e.g. {{ shape = [4, 3] }}")
+        else:
+            _input(raw["upstream"], f"{prefix}upstream", problems)
+    if len(problems.lines) > before:
+        return None
+    return Case(args=tuple(args), kwargs=dict(kwargs), expected=raw.get("expected"),
+                upstream=raw.get("upstream"))
+
+
+def _expected(raw: dict, prefix: str, problems: Problems) -> None:
+    if "expected" not in raw:
+        problems.add(f"{prefix}expected is required for an example test")
+        return
+    import numpy as np  # (only here: the rest of the schema needs no NumPy)
+
+    try:
+        np.asarray(raw["expected"], dtype=np.float64)
+    except (TypeError, ValueError):
+        problems.add(f"{prefix}expected must be a number or (nested, rectangular) lists of "
+                     f"numbers")
+
+
+def _input(value: Any, where: str, problems: Problems) -> None:
+    """A table among the arguments is an input spec: its keys are checked here."""
     if not isinstance(value, dict):
-        raise GraderError(f"{where}: needs an [{key}] table")
-    return value
+        return
+    for key in value:
+        if key not in _INPUT:
+            problems.add(f"{where}: unknown input spec key {key!r}{did_you_mean(key, _INPUT)}")
+    if "shape" not in value:
+        problems.add(f"{where}: an input spec needs shape = [...]")
+    for key in INPUT_KEYS:
+        if key.name in value:
+            problems.parse(key.parse, value[key.name], f"{where}.{key.name}")
+    labels = value.get("dist") == "labels"
+    if labels and "classes" not in value:
+        problems.add(f"{where}: dist = \"labels\" needs classes = C")
+    if "classes" in value and not labels:
+        problems.add(f"{where}: classes is only for dist = \"labels\"")
 
 
-def _str(data: dict, key: str, where: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value:
-        raise GraderError(f"{where}.{key} must be a non-empty string")
-    return value
+# --- the written reference -------------------------------------------------------------------
 
 
-def _number(data: dict, key: str, where: str, *, default: Any = None, kind: type = float) -> Any:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise GraderError(f"{where}.{key} must be a number ≥ 0")
-    return kind(value)
+def reference_markdown() -> str:
+    """docs/rubric.md, generated from the schema (a test keeps the file equal to this)."""
+    parts = [_DOC_HEAD]
+    parts += _doc_table("[assignment]", ASSIGNMENT_KEYS, "The assignment as a whole.")
+    parts += [_DOC_DEFAULTS]
+    parts += _doc_table(
+        "[[tests]]: every kind", [k for k in TEST_KEYS if k.name in COMMON],
+        "One table per test, in the order the feedback shows them.")
+    for kind in KINDS:
+        keys = [k for k in keys_of(kind) if k.name not in COMMON]
+        if keys:
+            article = "an" if kind[0] in "aeiou" else "a"
+            parts += _doc_table(f"[[tests]]: kind = \"{kind}\"", keys,
+                                f"The keys {article} `{kind}` test accepts besides those of "
+                                f"every kind.")
+    parts += _doc_table("Case tables", CASE_KEYS, _DOC_CASES)
+    parts += _doc_table("Input specs", INPUT_KEYS, _DOC_INPUTS)
+    parts.append(_DOC_TAIL)
+    return "\n".join(parts)
 
 
-def _choice(
-    data: dict, key: str, choices: tuple[str, ...], where: str, default: str | None = None
-) -> str:
-    value = data.get(key, default)
-    if value not in choices:
-        raise GraderError(f"{where}.{key} must be one of {', '.join(choices)} (got {value!r})")
-    return value
+def _doc_table(title: str, keys: Iterable[Key], intro: str) -> list[str]:
+    rows = [f"## {title}", "", intro, "", "| key | type | default | meaning |",
+            "|---|---|---|---|"]
+    for key in keys:
+        cells = (f"`{key.name}`", key.type, _doc_default(key.default), key.meaning)
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return [*rows, ""]
 
 
-def _list_of_str(data: dict, key: str, where: str, default: list[str] | None = None) -> list[str]:
-    value = data.get(key, default)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise GraderError(f"{where}.{key} must be a list of strings")
-    return value
+def _doc_default(value: Any) -> str:
+    if isinstance(value, str) and (value.startswith(REQUIRED) or value in ("—",)):
+        return f"*{value}*"
+    if isinstance(value, str) and not value:
+        return '`""`'
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, list):
+        return "`[" + ", ".join(f'"{v}"' for v in value) + "]`"
+    if isinstance(value, (int, float)):
+        return f"`{value:g}`"
+    return value if " " in value or "…" in value else f"`{value}`"
+
+
+_DOC_HEAD = """\
+# The rubric format
+
+<!-- Generated from the schema in grader/rubric.py by `python -m grader validate --write-docs`;
+tests/test_rubric.py fails when this file differs from what the schema generates. -->
+
+A rubric, `solutions/NAME.toml`, is an assignment's tests as data, beside its reference
+notebook `solutions/NAME.ipynb`. Every table and key below is known to the grader: an unknown
+key is an error with a "did you mean", and every message names the file, the test by its name
+and the key. Check a rubric with `make validate` (or `python -m grader validate NAME`): besides
+the format it checks keyword arguments against the reference function's signature, `outputs`
+against what the reference returns, that every function is defined in the solution notebook
+inside solution markers, that no solution reaches the template, that the reference scores full
+marks and that the untouched template scores 0. `grade` runs the same checks before any
+student, `assign` runs all but the two gradings, and `make test` runs `make validate`.
+
+```toml
+[assignment]
+title = "Convolution"
+functions = ["conv1d"]
+
+[defaults]            # optional: any [[tests]] key but name, for every test whose kind takes it
+visibility = "hidden"
+
+[[tests]]
+name = "conv1d: lecture example"
+function = "conv1d"
+kind = "example"
+points = 1
+args = [[0, 1, -1, 0.5], [2]]
+expected = [0, 2, -2, 1]
+
+[[tests]]
+name = "conv1d: random sizes"
+function = "conv1d"
+kind = "output"
+points = 2
+cases = [
+  { args = [{ shape = [17] }, { shape = [4] }] },
+  { args = [{ shape = [16] }, { shape = [3] }], kwargs = { stride = 3 } },
+]
+```
+"""
+
+_DOC_DEFAULTS = """\
+## [defaults]
+
+Optional. Any `[[tests]]` key but `name`, e.g. `timeout = 5` or `visibility = "hidden"`: it
+applies to every test whose kind accepts the key and that does not set the key itself.
+"""
+
+_DOC_CASES = """\
+The keys of each table in a test's `cases` list (or of the test itself, for a single case).
+Positional arguments and keyword values are literals or input specs; for `gradient` tests
+they are the forward's, and the backward is called with `(dout, cache)`."""
+
+_DOC_INPUTS = """\
+A table among a case's arguments is an input spec: the grader draws a seeded array from it,
+the same for every student (seeded by `[assignment].seed`, the test's name and the case's
+number), e.g. `{ shape = [4, 6], away_from_zero = 0.1 }`."""
+
+_DOC_TAIL = """\
+## Budgets
+
+`timeout`, `budget` and `predict_budget` take seconds, or a table relative to the reference's
+own time for the same call on the grading machine (measured by the reference canary before
+every batch): `budget = { times_reference = 10, at_least = 60, at_most = 300 }` means 10 × the
+reference's time, never under 60 s nor over 300 s. All three keys of the table are required.
+"""

@@ -34,6 +34,9 @@ def write_rubric(folder: Path, text: str) -> Path:
     return folder
 
 
+T = "course.toml: test 'conv1d: example'"
+
+
 @pytest.mark.parametrize(
     "text, words",
     [
@@ -42,21 +45,60 @@ def write_rubric(folder: Path, text: str) -> Path:
         (HEAD, "needs at least one [[tests]] table"),
         (
             HEAD + GOOD_TEST.replace("points = 1", 'points = "many"'),
-            "tests[0].points must be a number",
+            f"{T}: points must be a number ≥ 0 (got 'many')",
         ),
-        (HEAD + GOOD_TEST.replace('"example"', '"magic"'), "tests[0].kind must be one of"),
+        (HEAD + GOOD_TEST.replace('"example"', '"magic"'), f"{T}: kind must be one of"),
         (
             HEAD + GOOD_TEST.replace('function = "conv1d"', 'function = "conv9d"'),
-            "tests[0].function 'conv9d' is not in assignment.functions",
+            f"{T}: function 'conv9d' is not in [assignment].functions (did you mean 'conv1d'?)",
         ),
         (
             HEAD + GOOD_TEST.replace("expected = [1, 2, 3]", ""),
-            "tests[0].cases[0].expected is required",
+            f"{T}: expected is required for an example test",
         ),
         (HEAD + GOOD_TEST + GOOD_TEST, "test names must be unique"),
         (
             HEAD + GOOD_TEST.replace('kind = "example"', 'kind = "gradient"'),
-            "tests[0].forward must name the forward function",
+            f"{T}: forward is required",
+        ),
+        (
+            HEAD + GOOD_TEST.replace('kind = "example"', 'kind = "gradient"'),
+            f"{T}: expected is not a key of gradient tests (only of example tests)",
+        ),
+        (HEAD + GOOD_TEST + "threshold = 0.9\n", f"{T}: threshold is not a key of example"),
+        (HEAD + GOOD_TEST + "tolerance = 0\n", f"{T}: tolerance must be a number > 0"),
+        (HEAD + GOOD_TEST + "timeout = -1\n", f"{T}: timeout must be a number of seconds > 0"),
+        (
+            HEAD + GOOD_TEST + "timeout = { times_reference = 2 }\n",
+            f"{T}: timeout must be seconds or a table with exactly the keys",
+        ),
+        (
+            HEAD + GOOD_TEST.replace('name = "conv1d: example"\n', ""),
+            "course.toml: tests[0] (no name): name is required",
+        ),
+        (
+            HEAD.replace("[assignment]", "[asignment]") + GOOD_TEST,
+            "course.toml: unknown table [asignment] (did you mean [assignment]?)",
+        ),
+        (HEAD + "seed = -3\n" + GOOD_TEST, "course.toml: [assignment]: seed must be an integer"),
+        (HEAD + 'given = ["conv2d"]\n' + GOOD_TEST, "given: 'conv2d' is not in functions"),
+        (
+            HEAD + "[defaults]\nvisiblity = 'hidden'\n" + GOOD_TEST,
+            "course.toml: [defaults]: unknown key 'visiblity' (did you mean 'visibility'?)",
+        ),
+        (
+            HEAD + GOOD_TEST.replace("args = [[1, 2, 3], [1]]", "args = [{ shpe = [3] }, [1]]"),
+            f"{T}: args[0]: unknown input spec key 'shpe' (did you mean 'shape'?)",
+        ),
+        (
+            HEAD + GOOD_TEST.replace("args = [[1, 2, 3], [1]]",
+                                     'args = [{ shape = [3], dist = "labels" }, [1]]'),
+            f"{T}: args[0]: dist = \"labels\" needs classes = C",
+        ),
+        (
+            HEAD + GOOD_TEST.replace("args = [[1, 2, 3], [1]]",
+                                     "cases = [{ args = [[1, 2, 3], [1]], expected = [1] }]"),
+            f"{T}: give either cases = [...] or expected for a single case, not both",
         ),
     ],
 )
