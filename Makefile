@@ -12,7 +12,7 @@ JOBS   ?=
 MNIST_DIR ?= $(wildcard $(CURDIR)/../shared/data/mnist)
 export MNIST_DIR
 
-.PHONY: setup grade test test-fast test-core assignments check-assignments bench lint clean
+.PHONY: setup grade test test-fast test-core assignments check-assignments validate bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ grade: setup
 	done
 	@echo "Open $(OUT)/<assignment>/index.html for the class overview and each student's page."
 
-test: setup check-assignments
+test: setup check-assignments validate
 	$(PY) -m pytest
 
 test-fast: setup
@@ -45,6 +45,11 @@ assignments: setup
 
 check-assignments: setup
 	$(PY) -m grader assign --check
+
+# Every rubric and solution notebook in solutions/: schema, signatures, markers, the reference's
+# full marks and the template's zero (cached: an unchanged re-run takes about a second).
+validate: setup
+	$(PY) -m grader validate
 
 bench: setup
 	$(PY) -m benchmarks.bench

@@ -11,17 +11,25 @@ BEGIN marker:
 
 Outputs and execution counts are cleared and volatile metadata is dropped, so the output
 depends only on the solution's content and is byte-identical on every run.
+
+A function the rubric grades (``[assignment].functions`` of ``solutions/<name>.toml``, less
+those listed as ``given``) must hold a solution region: one whose markers were forgotten would
+reach the template with its whole solution, so ``assign`` refuses it, naming the notebook, the
+cell and the function.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import nbformat
 
+from grader import rubric
 from grader.errors import GraderError
 
 BEGIN_MARKER = "### BEGIN SOLUTION"
@@ -140,12 +148,54 @@ def _fresh_id(number: int, used: set) -> str:
     return candidate
 
 
-def render_assignment(solution: Path) -> bytes:
-    """The exact bytes of the assignment notebook for one solution notebook file."""
+def solution_leaks(
+    nb: nbformat.NotebookNode, *, name: str, functions: Iterable[str]
+) -> list[str]:
+    """One line for each of ``functions`` that ``nb`` defines without a solution region inside
+    the definition: the template would hand out its body, solution and all."""
+    wanted, leaks = set(functions), []
+    for number, cell in enumerate(nb.cells, start=1):
+        if cell.cell_type != "code":
+            continue
+        source = cell.source if isinstance(cell.source, str) else "".join(cell.source)
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:  # (the reference loader names the cell)
+            continue
+        lines = source.split("\n")
+        for node in tree.body:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            span = lines[node.lineno - 1 : node.end_lineno]
+            if node.name in wanted and not any(line.strip() == BEGIN_MARKER for line in span):
+                leaks.append(
+                    f"{name}, cell {number}: `{node.name}` has no {BEGIN_MARKER} / {END_MARKER}"
+                    f" region, so the template would hand out its solution: put its body "
+                    f"between the markers, or list it in [assignment].given if students get it "
+                    f"complete"
+                )
+    return leaks
+
+
+def graded_functions(solution: Path) -> tuple[str, ...]:
+    """The functions students write, from the rubric beside ``solution`` (none without one)."""
+    if not solution.with_suffix(".toml").exists():
+        return ()
+    loaded = rubric.load(solution.stem, solutions_dir=solution.parent)
+    return tuple(f for f in loaded.functions if f not in loaded.given)
+
+
+def render_assignment(solution: Path, *, functions: Iterable[str] = ()) -> bytes:
+    """The exact bytes of the assignment notebook for one solution notebook file; refuses when
+    one of ``functions`` would keep its solution."""
     try:
         nb = nbformat.read(solution, as_version=4)
     except Exception as exc:  # malformed JSON or not a notebook at all
         raise GraderError(f"{solution}: cannot read it as a notebook: {exc}") from exc
+    problems = rubric.Problems()
+    for leak in solution_leaks(nb, name=str(solution), functions=functions):
+        problems.add(leak)
+    problems.raise_any()
     text = nbformat.writes(strip_solutions(nb, name=str(solution)))
     if not text.endswith("\n"):
         text += "\n"
@@ -159,9 +209,10 @@ def _notebooks(folder: Path) -> list[Path]:
 def assign(solutions_dir: Path, assignments_dir: Path, *, check: bool = False) -> list[Path]:
     """Write ``assignments_dir/<name>.ipynb`` for every ``solutions_dir/*.ipynb``.
 
-    Files that are not notebooks (rubrics and the like) are ignored. Assignment notebooks with
-    no solution notebook are removed. A file is only rewritten when its bytes change. Returns
-    the assignment paths, sorted.
+    Files that are not notebooks are ignored, but for the rubric beside a notebook, which
+    names the functions that must hold solution regions (``graded_functions``). Assignment
+    notebooks with no solution notebook are removed. A file is only rewritten when its bytes
+    change. Returns the assignment paths, sorted.
 
     With ``check=True`` nothing is written: a :class:`GraderError` lists every assignment that
     is missing, out of date or without a solution, and the call returns the paths otherwise.
@@ -170,7 +221,9 @@ def assign(solutions_dir: Path, assignments_dir: Path, *, check: bool = False) -
     if not solutions_dir.is_dir():
         raise GraderError(f"solutions folder {solutions_dir} does not exist")
     expected = {
-        assignments_dir / solution.name: render_assignment(solution)
+        assignments_dir / solution.name: render_assignment(
+            solution, functions=graded_functions(solution)
+        )
         for solution in _notebooks(solutions_dir)
     }
     orphans = (

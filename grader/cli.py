@@ -74,6 +74,19 @@ def _parser() -> argparse.ArgumentParser:
         help="fail if assignments/ is out of date instead of writing it",
     )
     assign.set_defaults(run=_assign)
+
+    validate = commands.add_parser(
+        "validate", help="check rubrics and solution notebooks before any student is graded"
+    )
+    validate.add_argument("names", nargs="*", metavar="NAME", help="default: every assignment")
+    validate.add_argument("--solutions", type=Path, default=None, help="default: solutions/")
+    validate.add_argument(
+        "--static", action="store_true", help="skip the two gradings in the sandbox"
+    )
+    validate.add_argument(
+        "--write-docs", action="store_true", help="write docs/rubric.md from the schema"
+    )
+    validate.set_defaults(run=_validate)
     return parser
 
 
@@ -94,11 +107,13 @@ def _setup(assignment: str, *, trusted: bool):
 
 
 def _grade(args: argparse.Namespace) -> int:
+    from grader import validate
     from grader.batch import grade_all
 
     if args.jobs < 1:
         raise GraderError("--jobs must be at least 1")
     loaded, files, config = _setup(args.assignment, trusted=args.trusted)
+    validate.assignment(loaded, config=config, mnist=files)  # before any student
     summary = grade_all(
         args.paths,
         loaded,
@@ -154,9 +169,25 @@ def _summary(result) -> str:
 
 
 def _assign(args: argparse.Namespace) -> int:
+    from grader import rubric, validate
     from grader.assign import assign
 
+    names = rubric.available(args.solutions) if args.solutions.is_dir() else []
+    if names:  # all of validate but the two gradings
+        validate.run(names, solutions_dir=args.solutions, grade=False)
     written = assign(args.solutions, args.assignments, check=args.check)
     verb = "up to date" if args.check else "written"
     print(f"{len(written)} assignment notebook(s) {verb} in {args.assignments}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from grader import rubric, validate
+
+    if args.write_docs:
+        print(f"written {validate.write_docs()}")
+        return 0
+    solutions = args.solutions or rubric.SOLUTIONS_DIR
+    for line in validate.run(args.names, solutions_dir=solutions, grade=not args.static):
+        print(line)
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -30,6 +32,20 @@ def relu_backward(dout, cache):
     return dout * (cache > 0)
     ### END SOLUTION
 '''
+
+
+RELU_RUBRIC = """
+[assignment]
+functions = ["relu_forward", "relu_backward"]
+
+[[tests]]
+name = "relu_forward: output"
+function = "relu_forward"
+kind = "output"
+returns = ["out", "cache"]
+points = 1
+args = [{ shape = [2, 3] }]
+"""
 
 
 def make_notebook(*cells) -> nbformat.NotebookNode:
@@ -141,7 +157,8 @@ def test_assign_is_idempotent_and_ignores_other_files(tmp_path):
     solutions, assignments = tmp_path / "solutions", tmp_path / "assignments"
     write_notebook(solutions / "relu.ipynb", make_notebook(new_code_cell(SOLVED_CELL)))
     write_notebook(solutions / "plain.ipynb", make_notebook(new_markdown_cell("no regions")))
-    (solutions / "relu.toml").write_text("[rubric]\n")
+    (solutions / "notes.txt").write_text("not a notebook\n")
+    (solutions / "relu.toml").write_text(RELU_RUBRIC)  # a rubric: its functions have regions
 
     written = assign(solutions, assignments)
     assert written == [assignments / "plain.ipynb", assignments / "relu.ipynb"]
@@ -258,3 +275,59 @@ def test_course_assignments_have_stubs_and_no_solutions():
 def test_committed_assignments_are_up_to_date_with_solutions():
     assert sorted(p.name for p in (REPO / "solutions").glob("*.ipynb"))
     assign(REPO / "solutions", REPO / "assignments", check=True)
+
+
+# --- no solution survives into the template ------------------------------------------------
+
+
+FORGOTTEN = """\
+def relu_forward(x):
+    out = np.maximum(0, x)
+    return out, x
+"""
+
+
+def test_a_function_without_markers_is_refused_naming_notebook_cell_and_function(tmp_path):
+    solutions = tmp_path / "solutions"
+    relu_backward = SOLVED_CELL[SOLVED_CELL.index("def relu_backward"):]
+    nb = make_notebook(new_code_cell("import numpy as np"), new_code_cell(FORGOTTEN),
+                       new_code_cell(relu_backward))
+    write_notebook(solutions / "relu.ipynb", nb)
+    (solutions / "relu.toml").write_text(RELU_RUBRIC)
+
+    with pytest.raises(GraderError) as info:
+        assign(solutions, tmp_path / "assignments")
+    assert str(info.value).startswith(
+        f"{solutions / 'relu.ipynb'}, cell 2: `relu_forward` has no ### BEGIN SOLUTION / "
+        f"### END SOLUTION region, so the template would hand out its solution")
+    assert not (tmp_path / "assignments" / "relu.ipynb").exists()
+
+    done = subprocess.run(
+        [sys.executable, "-m", "grader", "assign", "--solutions", str(solutions),
+         "--assignments", str(tmp_path / "assignments")],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1
+    assert "relu.ipynb, cell 2: `relu_forward` has no ### BEGIN SOLUTION" in done.stderr
+    assert not (tmp_path / "assignments").exists()
+
+    # handed out complete on purpose: listed as given, it is copied as it is
+    (solutions / "relu.toml").write_text(RELU_RUBRIC.replace(
+        "[assignment]", '[assignment]\ngiven = ["relu_forward"]'))
+    assign(solutions, tmp_path / "assignments")
+    assert "np.maximum(0, x)" in (tmp_path / "assignments" / "relu.ipynb").read_text()
+
+
+def test_assign_refuses_a_bad_rubric_before_writing(tmp_path):
+    solutions = tmp_path / "solutions"
+    nb = make_notebook(new_code_cell("import numpy as np"), new_code_cell(SOLVED_CELL))
+    write_notebook(solutions / "relu.ipynb", nb)
+    (solutions / "relu.toml").write_text(RELU_RUBRIC.replace("points", "pionts"))
+    done = subprocess.run(
+        [sys.executable, "-m", "grader", "assign", "--solutions", str(solutions),
+         "--assignments", str(tmp_path / "assignments")],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert ("relu.toml: test 'relu_forward: output': unknown key 'pionts' (did you mean "
+            "'points'?)") in done.stderr
+    assert not (tmp_path / "assignments").exists()

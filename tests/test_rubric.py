@@ -3,15 +3,23 @@ and the lecture's worked examples in the rubrics agree with the reference implem
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 
 from grader import inputs, reference, rubric
+from grader import validate as validate_module
 from grader.errors import GraderError
-from tests.conftest import SOLUTIONS
+from tests.conftest import ROOT, SOLUTIONS
+
+DOCS = ROOT / "docs" / "rubric.md"
 
 GOOD_TEST = """
 [[tests]]
@@ -137,3 +145,261 @@ def test_lecture_pooling_uses_the_true_values_not_the_slide_slip() -> None:
         t for t in rubric.load("convolution").tests if t.name == "max_pool2d: lecture example"
     )
     assert pool.cases[0].expected[1] == [34, 34, 26]  # the slide shows 34 26 26
+
+
+# --- python -m grader validate: each mistake that used to reach students ----------------------
+
+COURSE_CELLS = [
+    "import numpy as np",
+    '''def relu_forward(x):
+    """ReLU: returns (out, cache)."""
+    ### BEGIN SOLUTION
+    # HINT: keep the positive part, and what the backward needs
+    out = np.maximum(0, x)
+    cache = x
+    ### END SOLUTION
+    return out, cache''',
+    '''def relu_backward(dout, cache):
+    ### BEGIN SOLUTION
+    dx = dout * (cache > 0)
+    ### END SOLUTION
+    return dx''',
+    '''def leaky(x, alpha=0.1):
+    ### BEGIN SOLUTION
+    out = np.where(x > 0, x, alpha * x)
+    ### END SOLUTION
+    return out''',
+]
+
+# Written the way the README's "Add an assignment" paragraph says: example, output and
+# gradient tests, as in solutions/convolution.toml.
+COURSE_RUBRIC = """
+[assignment]
+title = "A small course"
+functions = ["relu_forward", "relu_backward", "leaky"]
+seed = 3
+
+[[tests]]
+name = "relu_forward: output"
+function = "relu_forward"
+kind = "output"
+returns = ["out", "cache"]
+outputs = ["out"]
+points = 1
+cases = [{ args = [{ shape = [3, 4], away_from_zero = 0.1 }] }]
+
+[[tests]]
+name = "relu_backward: gradient check"
+function = "relu_backward"
+forward = "relu_forward"
+kind = "gradient"
+outputs = ["dx"]
+points = 2
+visibility = "hidden"
+cases = [{ args = [{ shape = [3, 4], away_from_zero = 0.1 }] }]
+
+[[tests]]
+name = "leaky: lecture example"
+function = "leaky"
+kind = "example"
+points = 1
+args = [[-2, 0, 3]]
+kwargs = { alpha = 0.5 }
+expected = [-1, 0, 3]
+"""
+
+
+def course(folder: Path, text: str = COURSE_RUBRIC, cells: list[str] = COURSE_CELLS) -> Path:
+    """solutions/course.{toml,ipynb} under ``folder``; returns the solutions folder."""
+    solutions = folder / "solutions"
+    solutions.mkdir(exist_ok=True)
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbformat.write(notebook, solutions / "course.ipynb")
+    (solutions / "course.toml").write_text(text)
+    return solutions
+
+
+def validate(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m grader validate`` as an instructor runs it, with its own verdict cache."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(folder / "cache")}
+    return subprocess.run([sys.executable, "-m", "grader", "validate", *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def refused(folder: Path, text: str = COURSE_RUBRIC, cells: list[str] = COURSE_CELLS) -> str:
+    """The error validate gives the course: exit 2, and every line a problem."""
+    done = validate(folder, "course", "--solutions", str(course(folder, text, cells)))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("grader: error: ") and "Traceback" not in done.stderr
+    return done.stderr
+
+
+BACKWARD = "test 'relu_backward: gradient check'"
+UNMARKED_LEAKY = "def leaky(x, alpha=0.1):\n    return np.where(x > 0, x, alpha * x)"
+
+
+def test_a_rubric_written_as_the_readme_says_validates_clean(tmp_path: Path) -> None:
+    solutions = course(tmp_path)
+    done = validate(tmp_path, "course", "--solutions", str(solutions))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "course: valid (3 tests; the reference scores full marks; the template scores 0)")
+    again = validate(tmp_path, "course", "--solutions", str(solutions))
+    assert "full marks, cached; the template scores 0, cached" in again.stdout
+
+
+def test_a_visibility_typo_is_refused(tmp_path: Path) -> None:
+    text = COURSE_RUBRIC.replace('visibility = "hidden"', 'visiblity = "hidden"')
+    assert (f"course.toml: {BACKWARD}: unknown key 'visiblity' (did you mean 'visibility'?)"
+            in refused(tmp_path, text))
+
+
+def test_a_points_typo_names_the_unknown_key(tmp_path: Path) -> None:
+    error = refused(tmp_path, COURSE_RUBRIC.replace("points = 2", "point = 2"))
+    assert f"course.toml: {BACKWARD}: unknown key 'point' (did you mean 'points'?)" in error
+    assert f"course.toml: {BACKWARD}: points is required" in error
+    assert error.startswith("grader: error: 2 problems:\n  course.toml")
+
+
+def test_outputs_not_what_the_reference_returns(tmp_path: Path) -> None:
+    error = refused(tmp_path, COURSE_RUBRIC.replace('outputs = ["dx"]', 'outputs = ["y"]'))
+    assert (f"course.toml: {BACKWARD}: outputs names 'y' but relu_backward returns 'dx' there"
+            in error)
+
+
+def test_outputs_not_among_returns(tmp_path: Path) -> None:
+    error = refused(tmp_path, COURSE_RUBRIC.replace('outputs = ["out"]', 'outputs = ["y"]'))
+    assert ("course.toml: test 'relu_forward: output': outputs names 'y', which is not in "
+            "returns (out, cache)") in error
+
+
+def test_returns_not_what_the_reference_returns(tmp_path: Path) -> None:
+    text = COURSE_RUBRIC.replace('returns = ["out", "cache"]', 'returns = ["out"]')
+    assert ("course.toml: test 'relu_forward: output': returns names 1 values (out) but the "
+            "reference relu_forward returns a tuple of 2 values") in refused(tmp_path, text)
+
+
+def test_a_function_missing_from_the_solution_notebook(tmp_path: Path) -> None:
+    text = COURSE_RUBRIC.replace('"leaky"]', '"leaky", "sigmoid"]') + """
+[[tests]]
+name = "sigmoid: output"
+function = "sigmoid"
+kind = "output"
+points = 1
+args = [{ shape = [2, 3] }]
+"""
+    assert ("course.ipynb: `sigmoid` is in course.toml [assignment].functions but the notebook "
+            "does not define it") in refused(tmp_path, text)
+
+
+def test_a_keyword_the_function_does_not_take(tmp_path: Path) -> None:
+    error = refused(tmp_path, COURSE_RUBRIC.replace("alpha = 0.5", "alfa = 0.2"))
+    assert ("course.toml: test 'leaky: lecture example': kwargs: leaky() has no parameter "
+            "'alfa' (did you mean 'alpha'?); its parameters: x, alpha") in error
+
+
+def test_too_many_arguments_for_the_forward(tmp_path: Path) -> None:
+    text = COURSE_RUBRIC.replace('visibility = "hidden"\ncases = [{ args = [{ shape = [3, 4], '
+                        'away_from_zero = 0.1 }] }]',
+                        'visibility = "hidden"\nargs = [{ shape = [3, 4] }, 2]')
+    assert (f"course.toml: {BACKWARD}: relu_forward(x) cannot be called with these arguments"
+            in refused(tmp_path, text))
+
+
+def test_forgotten_solution_markers(tmp_path: Path) -> None:
+    cells = [*COURSE_CELLS[:3], UNMARKED_LEAKY]
+    assert ("course.ipynb, cell 4: `leaky` has no ### BEGIN SOLUTION / ### END SOLUTION region, "
+            "so the template would hand out its solution") in refused(tmp_path, cells=cells)
+
+
+def test_a_given_function_needs_no_markers(tmp_path: Path) -> None:
+    cells = [*COURSE_CELLS[:3], UNMARKED_LEAKY]
+    text = COURSE_RUBRIC.replace('seed = 3', 'seed = 3\ngiven = ["leaky"]')
+    done = validate(tmp_path, "course", "--solutions", str(course(tmp_path, text, cells)))
+    assert done.returncode == 0, done.stderr
+
+
+def test_an_unknown_distribution_names_file_test_and_key(tmp_path: Path) -> None:
+    text = COURSE_RUBRIC.replace("away_from_zero = 0.1 }] }]\n\n[[tests]]\nname = \"relu_back",
+                                 'dist = "gauss" }] }]\n\n[[tests]]\nname = "relu_back')
+    assert ("course.toml: test 'relu_forward: output': cases[0].args[0].dist must be one of "
+            "normal, uniform, labels, distinct, ties, zeros (got 'gauss')") in refused(tmp_path,
+                                                                                      text)
+
+
+def test_a_solution_left_outside_the_markers_scores_in_the_template(tmp_path: Path) -> None:
+    cells = [*COURSE_CELLS[:3], '''def leaky(x, alpha=0.1):
+    if np.ndim(x) == 0:
+        ### BEGIN SOLUTION
+        return x if x > 0 else alpha * x
+        ### END SOLUTION
+    out = np.where(x > 0, x, alpha * x)
+    return out''']
+    error = refused(tmp_path, cells=cells)
+    assert ("course.toml: the untouched template of course.ipynb scores 1/1 on test "
+            "'leaky: lecture example'") in error
+    assert "solution survives in `leaky`" in error
+
+
+def test_a_reference_without_full_marks(tmp_path: Path) -> None:
+    wrong = COURSE_RUBRIC.replace("expected = [-1, 0, 3]", "expected = [-1, 0, 4]")
+    error = refused(tmp_path, wrong)
+    assert "course.toml: the reference solution course.ipynb does not get full marks" in error
+    assert "'leaky: lecture example' gave it 0/1" in error
+
+
+def test_a_tolerance_set_per_test_reaches_the_comparison(tmp_path: Path) -> None:
+    slightly_off = COURSE_RUBRIC.replace("expected = [-1, 0, 3]", "expected = [-1, 0, 3.0001]")
+    assert "does not get full marks" in refused(tmp_path, slightly_off)
+    tolerant = slightly_off.replace("expected = [-1", "tolerance = 1e-3\nexpected = [-1")
+    done = validate(tmp_path, "course", "--solutions", str(course(tmp_path, tolerant)))
+    assert done.returncode == 0, done.stderr
+    assert rubric.load("course", solutions_dir=tmp_path / "solutions").tests[2].options == {
+        "tolerance": 1e-3}
+
+
+def test_every_problem_of_every_rubric_at_once(tmp_path: Path) -> None:
+    text = COURSE_RUBRIC.replace('visibility = "hidden"', 'visiblity = "hidden"').replace(
+        'kind = "example"', 'kind = "exmaple"')
+    error = refused(tmp_path, text)
+    lines = error.splitlines()
+    assert lines[0] == "grader: error: 2 problems:"
+    assert "unknown key 'visiblity'" in lines[1]
+    assert "test 'leaky: lecture example': kind must be one of example, output, gradient, " \
+           "mnist, mnist_diagnostic, rules (got 'exmaple') (did you mean 'example'?)" in lines[2]
+
+
+def test_the_real_rubrics_pass_the_static_checks() -> None:
+    for name in rubric.available():
+        assert validate_module.static(rubric.load(name)) == [], name
+
+
+def test_the_real_rubrics_validate_clean(mnist_files) -> None:
+    """With the instructor's own cache (as `make validate`): free when nothing changed."""
+    done = subprocess.run([sys.executable, "-m", "grader", "validate"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert [line.split(":")[0] for line in done.stdout.splitlines()] == [
+        "backprop", "convolution"]
+
+
+def test_the_documented_example_validates_clean(tmp_path: Path) -> None:
+    """The example at the top of docs/rubric.md, with the convolution reference."""
+    text = DOCS.read_text().split("```toml\n")[1].split("```")[0]
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    shutil.copy(SOLUTIONS / "convolution.ipynb", solutions / "docs.ipynb")
+    (solutions / "docs.toml").write_text(text)
+    done = validate(tmp_path, "docs", "--solutions", str(solutions))
+    assert done.returncode == 0, done.stderr
+
+
+def test_docs_are_generated_from_the_schema() -> None:
+    """docs/rubric.md cannot drift: regenerate it with `python -m grader validate --write-docs`."""
+    assert DOCS.read_text() == rubric.reference_markdown()
+    documented = set(re.findall(r"^\| `(\w+)` \|", DOCS.read_text(), re.MULTILINE))
+    for keys in rubric.SCHEMA.values():
+        assert {k.name for k in keys} <= documented
+    for used in ("timeout", "upstream", "wrt", "kink", "numeric", "then", "floor", "budget",
+                 "epochs", "predict_budget", "threshold", "tolerance", "given"):
+        assert used in documented, used
