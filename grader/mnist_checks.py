@@ -8,6 +8,10 @@ labels never enter it. Accuracy is computed here, in the grader's process.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +19,7 @@ import numpy as np
 from grader import budgets, culprit, scoring
 from grader.checktypes import Context, call_failure, describe_value, result
 from grader.execute import Session
-from grader.results import TestResult
+from grader.results import TestResult, write_atomic
 from grader.rubric import TestSpec
 
 DIAGNOSTIC_FUNCTIONS = (
@@ -218,14 +222,15 @@ def run_diagnostic(spec: TestSpec, context: Context) -> TestResult:
             spec,
             1.0,
             f"A fixed 784-128-10 network built from your layer functions "
-            f"reaches {accuracy:.2%} after 2 epochs: your layers learn.",
+            f"reaches {accuracy:.2%} after {_epochs(spec)}: your layers learn.",
             details=details,
         )
     found, swaps = _find_culprit(spec, context)
     details.update(swaps=swaps, culprit=found)
     message = (
         f"A fixed 784-128-10 network built from your layer functions reaches only "
-        f"{accuracy:.2%} after 2 epochs, below the {percent(threshold)} that correct layers reach."
+        f"{accuracy:.2%} after {_epochs(spec)}, below the {percent(threshold)} that correct "
+        f"layers reach."
     )
     if found:
         diagnosis = (
@@ -258,14 +263,73 @@ def _find_culprit(spec: TestSpec, context: Context) -> tuple[str | None, list[di
                             budget=float(spec.options.get("budget", 120.0)))
 
 
+def _epochs(spec: TestSpec) -> str:
+    epochs = int(spec.options.get("epochs", 1))
+    return f"{epochs} epoch{'s' * (epochs != 1)}"
+
+
 def _fixed_network(
+    session: Session, spec: TestSpec, labels: np.ndarray, files: Any
+) -> tuple[float | None, str]:
+    """The fixed network's accuracy, or None and why. The same layer code on the same data
+    trains to the same accuracy, so it is remembered per notebook code, settings and grader:
+    regrading after a rubric change does not train again."""
+    key = _diagnostic_key(session, spec, labels)
+    remembered = _DIAGNOSTIC_CACHE.get(key)
+    if remembered is None:
+        remembered = _train_fixed_network(session, spec, labels, files)
+        if remembered[0] is not None:  # failures may be the machine's load: not remembered
+            _DIAGNOSTIC_CACHE.put(key, remembered)
+    return remembered
+
+
+def _diagnostic_key(session: Session, spec: TestSpec, labels: np.ndarray) -> str:
+    from grader import __version__
+
+    code = "\x00".join(cell.source for cell in session.notebook.cells)
+    parts = [__version__, code, str(spec.options.get("epochs", 1)),
+             str(spec.options.get("seed", 0)), str(len(labels)), str(int(labels.sum()))]
+    return hashlib.sha256("\x01".join(parts).encode()).hexdigest()[:32]
+
+
+class _ResultCache:
+    """Small JSON files under the user's cache folder; unreadable entries count as absent."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def _path(self, key: str) -> Path:
+        xdg = os.environ.get("XDG_CACHE_HOME", "")
+        base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+        return base / "backprop-grader" / self.name / f"{key}.json"
+
+    def get(self, key: str) -> tuple[float | None, str] | None:
+        try:
+            accuracy, problem = json.loads(self._path(key).read_text())
+            return float(accuracy), str(problem)
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def put(self, key: str, value: tuple[float | None, str]) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, json.dumps(list(value)))
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+
+
+_DIAGNOSTIC_CACHE = _ResultCache("diagnostic")
+
+
+def _train_fixed_network(
     session: Session, spec: TestSpec, labels: np.ndarray, files: Any
 ) -> tuple[float | None, str]:
     answer = session.request(
         {
             "op": "train_fixed",
             "functions": list(DIAGNOSTIC_FUNCTIONS),
-            "epochs": int(spec.options.get("epochs", 2)),
+            "epochs": int(spec.options.get("epochs", 1)),
             "seed": int(spec.options.get("seed", 0)),
             "timeout": float(spec.options.get("budget", 120.0)),
         },

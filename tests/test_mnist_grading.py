@@ -238,3 +238,15 @@ def test_implausible_accuracy_needs_review() -> None:
     [spec] = [t for t in rubric.load("backprop").tests if t.kind == "mnist"]
     assert "above the 99%" in mnist_checks._implausible(spec, 0.995, 30.0)
     assert mnist_checks._implausible(spec, 0.975, 30.0) == ""
+
+
+def test_the_diagnostic_does_not_train_again_for_the_same_code(
+    submission, grade_notebook, monkeypatch, tmp_path
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = submission("backprop")
+    first = grade_notebook(path, "backprop", kinds=DIAGNOSTIC)
+    again = grade_notebook(path, "backprop", kinds=DIAGNOSTIC)
+    assert "call:train_fixed" in first.timings
+    assert "call:train_fixed" not in again.timings  # remembered, not retrained
+    assert first.tests == again.tests
