@@ -69,10 +69,7 @@ def assignment(loaded: Rubric, *, config: Any, mnist: Any = None,
                cache_dir: Path | None = None) -> str:
     """Everything above for one loaded rubric, on the grading machine's sandbox ``config``."""
     _raise(static(loaded))
-    try:
-        verdict = canary.check(loaded, config=config, mnist=mnist, cache_dir=cache_dir)
-    except GraderError as exc:
-        raise GraderError(f"{loaded.path.name}: {exc}") from None
+    verdict = canary.check(loaded, config=config, mnist=mnist, cache_dir=cache_dir)
     cached = template_scores_zero(loaded, config=config, mnist=mnist, cache_dir=cache_dir)
     return (f"{loaded.name}: valid ({len(loaded.tests)} tests; the reference scores full marks"
             f"{', cached' if verdict.cached else ''}; the template scores 0"

@@ -344,7 +344,7 @@ def test_a_solution_left_outside_the_markers_scores_in_the_template(tmp_path: Pa
 def test_a_reference_without_full_marks(tmp_path: Path) -> None:
     wrong = COURSE_RUBRIC.replace("expected = [-1, 0, 3]", "expected = [-1, 0, 4]")
     error = refused(tmp_path, wrong)
-    assert "course.toml: the reference solution course.ipynb does not get full marks" in error
+    assert "the reference solution course.ipynb does not get full marks" in error
     assert "'leaky: lecture example' gave it 0/1" in error
 
 
