@@ -50,7 +50,6 @@ MODES = ("strict", "auto", "off")
 ALL_LAYERS = ("namespaces", "uid", "cgroup", "rlimits", "seccomp")
 INSIDE_PACKAGE = Path(__file__).resolve().parent / "inside"
 BASE_UID = 61000
-MAX_MESSAGE_BYTES = 256 << 20
 
 
 class SandboxCrashed(Exception):
@@ -315,7 +314,8 @@ class Sandbox:
             for fd in (req_read, resp_write, *data.values()):
                 os.close(fd)
         self._start_drain(self._process.stdout)
-        hello = self._receive(deadline=time.monotonic() + timeout)
+        hello = self._receive(deadline=time.monotonic() + timeout, number=0,
+                              limit=wire.REPLY_BYTES["hello"])
         if not hello.get("ready"):
             raise SandboxCrashed(f"the sandbox did not start: {hello}")
 
@@ -361,19 +361,16 @@ class Sandbox:
         if self._process is None:
             raise SandboxCrashed("the sandbox is not running")
         self._sent += 1
+        line = wire.frame(self._sent, message)
         try:
-            _write_all(self._req_write, wire.dumps({**message, "id": self._sent}))
+            _write_all(self._req_write, line)
         except (BrokenPipeError, OSError) as exc:
             self.close()
             raise SandboxCrashed(f"the sandboxed process is gone ({exc})") from None
         deadline = time.monotonic() + timeout + 2.0  # the inside alarm gets the first chance
         try:
-            answer = self._receive(deadline=deadline)
-            if answer.get("id") != self._sent:
-                # written by the student's code straight to the channel: nothing after it can
-                # be trusted to answer the right request
-                raise SandboxCrashed("the sandbox broke the protocol: an answer out of turn")
-            return answer
+            return self._receive(deadline=deadline, number=self._sent,
+                                 limit=wire.reply_limit(message.get("op"), len(line)))
         except SandboxCrashed:
             self.close()
             raise
@@ -390,32 +387,61 @@ class Sandbox:
         return self._process is not None and self._process.poll() is None
 
     # -- internals --
-    def _receive(self, *, deadline: float) -> dict[str, Any]:
+    def _receive(self, *, deadline: float, number: int, limit: int) -> dict[str, Any]:
+        """The answer to request ``number``, at most ``limit`` bytes long.
+
+        Student code can write to the channel too, so the grader's cost of a line is bounded
+        before it is read whole: a line that answers another request (or none) is refused from
+        its first bytes, one longer than its limit as soon as it is, and its JSON is measured
+        before it is decoded (``wire.unframe``)."""
         end = self._buffer.find(b"\n")
         while end < 0:
+            self._check_partial(number, limit)
+            chunk = self._read_chunk(deadline)
+            newline = chunk.find(b"\n")
+            end = len(self._buffer) + newline if newline >= 0 else -1
+            self._buffer += chunk  # a bytearray: growing it in place stays linear
+        self._check_partial(number, limit, end)
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
+        try:
+            return wire.unframe(line, limit=limit)[1]
+        except wire.WireError as exc:
+            raise SandboxCrashed(f"the sandbox broke the protocol: {exc}") from None
+
+    def _check_partial(self, number: int, limit: int, end: int = -1) -> None:
+        """Refuse the line being received as soon as its first bytes or its length break the
+        protocol (``end``: where it ends, once known)."""
+        length = len(self._buffer) if end < 0 else end
+        if end >= 0 or length >= wire.HEADER_BYTES:
+            found = wire.number_of(self._buffer[: min(length, wire.HEADER_BYTES)])
+            if found is None:
+                raise SandboxCrashed("the sandbox broke the protocol: a line without its "
+                                     "request's number (written to the channel by student code)")
+            if found != number:
+                # written by the student's code straight to the channel: nothing after it can
+                # be trusted to answer the right request
+                raise SandboxCrashed("the sandbox broke the protocol: an answer out of turn")
+        if length > limit + wire.HEADER_BYTES:
+            raise SandboxCrashed(f"the sandbox broke the protocol: an answer longer than the "
+                                 f"{limit} bytes allowed for this request")
+
+    def _read_chunk(self, deadline: float) -> bytes:
+        """The next bytes of the channel (at most a megabyte), waiting until ``deadline``."""
+        while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SandboxTimedOut("no answer before the time limit")
             with selectors.DefaultSelector() as selector:
                 selector.register(self._resp_read, selectors.EVENT_READ)
-                if not selector.select(timeout=min(remaining, 1.0)):
-                    if self._process is not None and self._process.poll() is not None:
-                        raise SandboxCrashed(self._death_note())
-                    continue
-            chunk = os.read(self._resp_read, 1 << 20)
-            if not chunk:
+                if selector.select(timeout=min(remaining, 1.0)):
+                    break
+            if self._process is not None and self._process.poll() is not None:
                 raise SandboxCrashed(self._death_note())
-            newline = chunk.find(b"\n")
-            end = len(self._buffer) + newline if newline >= 0 else -1
-            self._buffer += chunk  # a bytearray: growing it in place stays linear
-            if len(self._buffer) > MAX_MESSAGE_BYTES:
-                raise SandboxCrashed("the sandbox sent a message larger than allowed")
-        line = bytes(self._buffer[:end])
-        del self._buffer[: end + 1]
-        try:
-            return wire.loads(line)
-        except wire.WireError as exc:
-            raise SandboxCrashed(f"the sandbox broke the protocol: {exc}") from None
+        chunk = os.read(self._resp_read, 1 << 20)
+        if not chunk:
+            raise SandboxCrashed(self._death_note())
+        return chunk
 
     def _death_note(self) -> str:
         if self._process is None:

@@ -25,6 +25,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -372,6 +373,22 @@ import json, os, sys
 channel = json.loads(sys.argv[-1])["fds"][1]
 os.write(channel, b'{"ok": true, "errors": [], "timed_out": false, "value": 1}\\n')
 """
+# The answer channel's request number, read from the runtime's frames (as student code can),
+# then a line of nested empty lists: a right number must not buy a long line either.
+FORGE_HUGE = """
+import json, os, sys
+def forge(size):
+    frame, number = sys._getframe(), None
+    while frame is not None:
+        number = frame.f_locals.get("number") if frame.f_code.co_name == "_serve" else number
+        frame = frame.f_back
+    assert number is not None, "the runtime's frames changed: this test forges nothing"
+    line = b"%d " % number + b'{"ok":true,"errors":[],"value":[' + b"[]," * (size // 3) + b"[]]}"
+    channel = json.loads(sys.argv[-1])["fds"][1]
+    view = memoryview(line + bytes([10]))
+    while view:
+        view = view[os.write(channel, view):]
+"""
 SCRIPT_TAGS = "<script>alert(1)</script>"
 
 CASES = [
@@ -541,6 +558,44 @@ def test_markup_stays_text(world: World, grade_notebook, tmp_path: Path) -> None
     assert SCRIPT_TAGS in json.dumps(result.to_json(), ensure_ascii=False)
     for page in (report.render_student(result), report.render_index([result])):
         assert "<script>alert" not in page and "<img src=x" not in page
+
+
+@pytest.mark.parametrize("where, size", [("cell", 100_000_000), ("function", 15_000_000)])
+def test_a_forged_answer_of_nested_lists_costs_the_grader_little(
+    where: str, size: int, world: World, grade_notebook, tmp_path: Path
+) -> None:
+    """A 100 MB line of nested empty lists written to the answer channel by a cell, with the
+    right request number (it once took the grader 5 GB and 352 s to decode), and a 15 MB one
+    answering a call (within the size a call's answer may have, refused for its 5 million
+    values): the grading stays quick and small and says the protocol was broken, nothing more."""
+    if where == "cell":
+        case = Case("forges a huge answer", cells=(FORGE_HUGE + f"forge({size})\n",))
+    else:
+        case = Case("forges a huge answer", cells=(FORGE_HUGE,), function=(
+            f"def {TARGET}(logits, y):\n    forge({size})\n"), zero=(TARGET,))
+    path = hostile_notebook(tmp_path, case, world)
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        result = grade_hostile(grade_notebook, path, case)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 30, f"grading took {elapsed:.1f} s"
+    assert peak < 200 << 20, f"the grader's memory peaked at {peak >> 20} MB"
+    assert result.error is None, result.error
+    text = said(result)
+    assert "broke the protocol" in text and "[]" not in text, text[:3000]
+    for test in result.tests:
+        if test.function in case.zero:
+            assert test.score == 0 and "protocol" in test.message, test.message
+        else:
+            assert test.score == test.max_score, f"{test.name} lost points: {test.message}"
+    if where == "cell":  # one notice for the cell, and the notebook went on without it
+        assert len([n for n in result.notices if "protocol" in n]) == 1, result.notices
+    assert_nothing_left()
 
 
 # --- broken files ----------------------------------------------------------------------------

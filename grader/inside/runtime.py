@@ -6,7 +6,8 @@ or a test label: the grader sends inputs, this process calls the student's funct
 back plain values. Scores are computed elsewhere, so nothing done here can raise one.
 
 Protocol: requests arrive as JSON lines on one inherited pipe, responses leave on another, each
-carrying its request's ``id`` (the grader takes an answer out of turn as a broken sandbox); the
+line starting with its request's number (the grader takes an answer out of turn, or one larger
+than its kind of request allows, as a broken sandbox: see ``wire``); the
 student's stdout and stderr go to a third pipe that the grader drains and truncates. After each
 request, processes the student's code left running are killed and counted (``strays``).
 """
@@ -387,19 +388,18 @@ def _serve(runtime: Runtime, request_fd: int, response_fd: int, *, reap: bool) -
         line = reader.readline()
         if not line:
             return
-        request = wire.loads(line)
+        number, request = wire.unframe(line.rstrip(b"\n"))
         if request.get("op") == "bye":
             return
         signal.signal(signal.SIGALRM, _on_alarm)  # whatever an earlier cell made of it
         response = _handle(handlers, request)
         if os.getpid() != server:
             os._exit(0)  # a child that student code forked got back here: it must not answer
-        response["id"] = request.get("id")
         strays = reap_strays() if reap else 0
         if strays:
             response["strays"] = strays
         _flush_student_output()
-        responses.write(_encode(response))
+        responses.write(_encode(response, number, wire.reply_limit(request.get("op"), len(line))))
 
 
 def _handle(handlers: dict, request: dict) -> dict:
@@ -412,17 +412,22 @@ def _handle(handlers: dict, request: dict) -> dict:
         return {"ok": False, "kind": "exception", "error": _describe(exc)}
 
 
-def _encode(response: dict) -> bytes:
+def _encode(response: dict, number: int, limit: int) -> bytes:
+    """The answer's line; a short error instead of one the grader would refuse (too long, too
+    many values, nested too deeply), so that an honest answer never breaks the protocol."""
     try:
-        return wire.dumps(response)
+        line = wire.frame(number, response)
+        if len(line) > limit + wire.HEADER_BYTES:
+            raise wire.WireError(f"the answer is {len(line)} bytes long, more than the {limit} "
+                                 f"the grader accepts for this request")
+        wire.check_structure(line)
+        return line
     except BaseException as exc:  # noqa: BLE001 - an unsendable value is an answer too
         try:
-            error = {"ok": False, "kind": "unsendable", "error": _describe(exc),
-                     "id": response["id"]}
-            return wire.dumps(error)
+            error = {"ok": False, "kind": "unsendable", "error": _describe(exc)}
+            return wire.frame(number, error)
         except BaseException:  # noqa: BLE001 - out of memory: the smallest possible answer
-            number = response["id"] if isinstance(response["id"], int) else 0
-            return b'{"ok":false,"kind":"unsendable","error":"no memory left","id":%d}\n' % number
+            return b'%d {"ok":false,"kind":"unsendable","error":"no memory left"}\n' % number
 
 
 def _flush_student_output() -> None:
@@ -445,7 +450,7 @@ def main(argv: list[str]) -> None:
     runtime = Runtime(config.get("data") or {})
     _install_guards(runtime)
     request_fd, response_fd = config["fds"]
-    os.write(response_fd, wire.dumps({"ok": True, "ready": True, "applied": applied}))
+    os.write(response_fd, wire.frame(0, {"ok": True, "ready": True, "applied": applied}))
     _serve(runtime, request_fd, response_fd, reap=bool(config.get("reap")))
     sys.stdout.flush()
     os._exit(0)
