@@ -10,12 +10,13 @@ event becomes a notice or a test result; none of them stops the batch.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from grader.errors import InfrastructureError
-from grader.notebook import Notebook
+from grader.notebook import CodeCell, Notebook
 from grader.sandbox import Sandbox, SandboxConfig, SandboxCrashed, SandboxTimedOut
 
 MAX_RESTARTS = 12
@@ -52,6 +53,7 @@ class Session:
     _good_cells: list[int] = field(default_factory=list)
     _skipped_cells: set[int] = field(default_factory=set)
     _partial_cells: set[int] = field(default_factory=set)  # stopped by their timeout
+    _data_victims: list[int] = field(default_factory=list)  # NameErrors of skipped data cells
     _stuck: dict[str, str] = field(default_factory=dict)  # function -> why it is not called
     _restarts: int = 0
     _output: list[str] = field(default_factory=list)
@@ -202,14 +204,20 @@ class Session:
             if remaining <= 0 and not noted:
                 noted = True
                 self._notice(f"the setup budget of {self.setup_budget:g} s was used up before "
-                             f"cell {cell.index}: from there on only imports and definitions ran")
-            definitions_only = remaining <= 0 or cell.index in self._partial_cells
+                             f"{_cell(cell.index)}: from there on only imports and definitions "
+                             f"ran")
+            # (a top-level download or training would fail or waste the budget: the grader
+            # has no network and trains the network itself)
+            definitions_only = (remaining <= 0 or cell.index in self._partial_cells
+                                or cell.loads_data)
             budget = max(min(self.cell_timeout, remaining), 0.5)
             answer = self._exec_cell(cell.index, cell.source, budget, definitions_only)
             if first_time:
-                self._note_cell(cell.index, cell.magics, answer, budget)
+                self._note_cell(cell, answer, budget)
             if first_time and isinstance(answer, dict) and answer.get("out_of_memory"):
                 self._forget_memory(cell.index)
+        if first_time:
+            self._note_data_cells()
 
     def _exec_cell(self, index: int, source: str, budget: float,
                    definitions_only: bool = False) -> dict[str, Any] | str | None:
@@ -217,7 +225,7 @@ class Session:
                    "definitions_only": definitions_only}
         try:
             answer = self._sandbox.request(message, timeout=budget)
-            self._note_strays(answer, f"cell {index}")
+            self._note_strays(answer, _cell(index))
             return answer
         except SandboxCrashed as exc:
             # the cell killed or hung its sandbox: skip it from now on and carry on without it
@@ -225,39 +233,64 @@ class Session:
             self._restart(None)
             return None if isinstance(exc, SandboxTimedOut) else str(exc)
 
-    def _note_cell(self, index: int, magics: tuple[str, ...], answer: Any, budget: float) -> None:
-        if magics:
-            shown = ", ".join(f"`{m[:60]}`" for m in magics[:3])
+    def _note_cell(self, cell: CodeCell, answer: Any, budget: float) -> None:
+        index, name = cell.index, _cell(cell.index)
+        if cell.magics:
+            shown = ", ".join(f"`{m[:60]}`" for m in cell.magics[:3])
             self.notices.append(
-                f"cell {index}: IPython magics and shell commands were not run: {shown}")
+                f"{name}: IPython magics and shell commands were not run: {shown}")
         if answer is None:
             self.notices.append(
-                f"cell {index} was stopped after {budget:g} s and skipped (it would not stop when "
+                f"{name} was stopped after {budget:g} s and skipped (it would not stop when "
                 f"asked); the grader does not need your experiments to run"
             )
             return
         if isinstance(answer, str):
-            self.notices.append(f"cell {index} stopped the notebook ({answer}); it was skipped")
+            self.notices.append(f"{name} stopped the notebook ({answer}); it was skipped")
             return
         self._good_cells.append(index)
         if answer.get("timed_out"):
             self._partial_cells.add(index)
             self.notices.append(
-                f"cell {index} was stopped after {budget:g} s; the definitions in it still count"
+                f"{name} was stopped after {budget:g} s; the definitions in it still count"
             )
         errors = answer.get("errors", [])
-        if errors:
-            more = f" (and {len(errors) - 1} more failing lines)" if len(errors) > 1 else ""
-            self.notices.append(f"cell {index} raised an error at {errors[0]}{more}")
+        if errors and self._needs_data(errors[0]):
+            self._data_victims.append(index)
+        elif errors:
+            more = f" (and {len(errors) - 1} failing definitions after it)" if errors[1:] else ""
+            self.notices.append(
+                f"{name} raised an error at {errors[0].rstrip('.')}{more}. As in Jupyter, the "
+                f"rest of the cell did not run (only its imports and definitions did)")
         if not answer.get("ok") and answer.get("error"):
-            self.notices.append(f"cell {index} was not run: {answer['error']}")
+            self.notices.append(f"{name} was not run: {answer['error']}")
+
+    def _needs_data(self, error: str) -> bool:
+        """A NameError for something a skipped download or training cell would have defined."""
+        match = re.search(r"NameError: name '(\w+)' is not defined", error)
+        return bool(match) and match.group(1) in self.notebook.data_names
+
+    def _note_data_cells(self) -> None:
+        """One kind notice for what fails in the grader whoever wrote it: downloading MNIST and
+        training at the top level, and the cells that use what those would have defined."""
+        skipped = [c.index for c in self.notebook.cells if c.loads_data]
+        if not skipped:
+            return
+        text = (f"{_cells(skipped)} download MNIST or train at the top level: the grader skipped "
+                f"those statements (it has no network, and it trains and tests your functions "
+                f"itself), so they do not count for or against you")
+        if self._data_victims:
+            text += (f"; {_cells(self._data_victims)} stopped where "
+                     f"{'they use' if len(self._data_victims) > 1 else 'it uses'} what they would "
+                     f"have defined, which does not count either")
+        self._notice(text)
 
     def _forget_memory(self, index: int) -> None:
         """What a cell built before it ran out of memory stays referenced (``hog.append`` in a
         loop) and would starve every later call: restart, and replay that cell's definitions
         only."""
         self._partial_cells.add(index)
-        self._notice(f"cell {index} ran out of memory (the limit is "
+        self._notice(f"{_cell(index)} ran out of memory (the limit is "
                      f"{self.config.limits.memory_mb} MB); the notebook was restarted without "
                      f"what it had built, and only its definitions count")
         self._restart(None)
@@ -279,6 +312,18 @@ class Session:
             self._sandbox.close()
             self._output.append(self._sandbox.output())
             self._sandbox = None
+
+
+def _cell(index: int) -> str:
+    """A cell as the student finds it: Jupyter numbers code cells ``In [n]`` top to bottom."""
+    return f"cell In [{index}]"
+
+
+def _cells(indices: list[int]) -> str:
+    shown = [f"In [{i}]" for i in indices]
+    if len(shown) == 1:
+        return f"cell {shown[0]}"
+    return f"cells {', '.join(shown[:-1])} and {shown[-1]}"
 
 
 def _started_sandbox(config: SandboxConfig) -> Sandbox:

@@ -23,11 +23,23 @@ _MAGIC_LINE = re.compile(r"^(\s*)([%!].*)$")
 _ASSIGNED_MAGIC = re.compile(r"^(\s*)([\w., ]+?)\s*=\s*[%!].*$")
 
 
+# Top-level calls that fetch MNIST or train on it: the grader has no network and trains the
+# network itself, so cells that make them fail there (or would waste the setup budget).
+DATA_CALLS = frozenset({"load_mnist", "train_mnist", "urlretrieve", "urlopen"})
+
+
 @dataclass(frozen=True)
 class CodeCell:
-    index: int  # 1-based position among all cells, as a student counts them in Jupyter
+    index: int  # Jupyter's ``In [n]`` after a top-to-bottom run: non-empty code cells, from 1
     source: str  # with IPython magics and shell escapes replaced by ``pass``
     magics: tuple[str, ...]  # the lines that were removed, for the notices
+    # names a cell that downloads MNIST or trains at the top level assigns there (None: the cell
+    # is not such a cell); empty: such a cell that assigns nothing
+    data_names: frozenset[str] | None = None
+
+    @property
+    def loads_data(self) -> bool:
+        return self.data_names is not None
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,12 @@ class Notebook:
     sha256: str
     cells: tuple[CodeCell, ...]
     notices: tuple[str, ...]
+
+    @property
+    def data_names(self) -> frozenset[str]:
+        """What the cells that download MNIST or train at the top level would have defined: a
+        NameError for one of these is their consequence, not a mistake of its own."""
+        return frozenset().union(*(c.data_names for c in self.cells if c.loads_data))
 
     def function_sources(self, names: list[str]) -> dict[str, str]:
         """The source of each top-level ``def`` among ``names`` (the last one wins, as when the
@@ -133,12 +151,12 @@ def _from_document(path: Path, digest: str, document: object) -> Notebook | Unre
     if not isinstance(raw_cells, list):
         return UnreadableNotebook(path, digest, "not a notebook: its cells are not a list")
     cells = []
-    for index, cell in enumerate(raw_cells, start=1):
+    for position, cell in enumerate(raw_cells, start=1):
         source = _code_source(cell)
-        if isinstance(source, str):
-            cells.append(_code_cell(index, source))
-        elif source is not None:
-            return UnreadableNotebook(path, digest, f"not a notebook: cell {index} {source[0]}")
+        if isinstance(source, str) and source.strip():  # (Jupyter does not run empty cells)
+            cells.append(_code_cell(len(cells) + 1, source))
+        elif source is not None and not isinstance(source, str):
+            return UnreadableNotebook(path, digest, f"not a notebook: cell {position} {source[0]}")
     if not cells:
         return UnreadableNotebook(path, digest, "not a notebook to grade: it has no code cells")
     return Notebook(path, digest, tuple(cells), tuple(notices))
@@ -163,6 +181,41 @@ def _code_cell(index: int, source: str) -> CodeCell:
     if source.lstrip().startswith("%%"):
         first = source.lstrip().splitlines()[0]
         return CodeCell(index, "", (first,))
+    code, removed = _without_magics(source)
+    return CodeCell(index, code, removed, _data_names(code))
+
+
+def _data_names(source: str) -> frozenset[str] | None:
+    """The names assigned at the top level of a cell that calls ``DATA_CALLS`` at its top level
+    (outside any function or class); None for any other cell."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    found, names = False, set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for inner in _top_level_nodes(node):
+            if isinstance(inner, ast.Call):
+                callee = inner.func  # load_mnist(...), urllib.request.urlretrieve(...)
+                name = getattr(callee, "attr", None) or getattr(callee, "id", "")
+                found = found or name in DATA_CALLS
+            elif isinstance(inner, ast.Name) and isinstance(inner.ctx, ast.Store):
+                names.add(inner.id)
+    return frozenset(names) if found else None
+
+
+def _top_level_nodes(node: ast.AST):
+    """``node`` and what it contains, but not the bodies of functions, lambdas and classes."""
+    yield node
+    for child in ast.iter_child_nodes(node):
+        if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+                                  ast.Lambda)):
+            yield from _top_level_nodes(child)
+
+
+def _without_magics(source: str) -> tuple[str, tuple[str, ...]]:
     lines, removed = [], []
     for line in source.splitlines():
         assigned, magic = _ASSIGNED_MAGIC.match(line), _MAGIC_LINE.match(line)
@@ -174,4 +227,4 @@ def _code_cell(index: int, source: str) -> CodeCell:
             removed.append(line.strip())
         else:
             lines.append(line)
-    return CodeCell(index, "\n".join(lines), tuple(removed))
+    return "\n".join(lines), tuple(removed)

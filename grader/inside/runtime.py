@@ -77,8 +77,9 @@ class Runtime:
 
     # --- notebook cells -------------------------------------------------------------------
     def op_exec(self, request: dict) -> dict:
-        """Run one cell statement by statement: a failing statement is reported and the next
-        ones still run, so one broken plot never hides the function definitions after it."""
+        """Run one cell statement by statement. As in Jupyter, the first failing statement stops
+        the cell, but the definitions after it still run (``_is_definition``: they cost nothing
+        and the checks need them), so one broken plot never hides the functions below it."""
         index, source, timeout = request["cell"], request["source"], request.get("timeout")
         filename = f"<cell {index}>"
         try:
@@ -89,8 +90,8 @@ class Runtime:
         only_definitions = bool(request.get("definitions_only"))
         deadline = time.monotonic() + timeout if timeout else None
         for node in tree.body:
-            if (timed_out or only_definitions) and not _is_definition(node):
-                continue  # after a timeout only definitions still run: they cost nothing
+            if (timed_out or only_definitions or errors) and not _is_definition(node):
+                continue  # after a timeout or an error only definitions still run
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.001)
             try:
                 code = compile(ast.Module(body=[node], type_ignores=[]), filename, "exec")
@@ -209,7 +210,13 @@ def _syntax_error(exc: BaseException) -> str:
 
 
 def _is_definition(node: ast.stmt) -> bool:
-    return isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef))
+    """Statements that only define names: imports, functions, classes and plain aliases
+    (``relu = relu_forward``). They still run after a cell has failed or timed out."""
+    if isinstance(node, ast.Assign):
+        return isinstance(node.value, ast.Name) and all(
+            isinstance(target, ast.Name) for target in node.targets)
+    return isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef,
+                             ast.ClassDef))
 
 
 def _plain(value: Any, reply: Any = "value") -> Any:
