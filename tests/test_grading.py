@@ -176,3 +176,35 @@ def test_hidden_test_feedback_has_no_source(submission, grade_notebook) -> None:
     rubric_text = (ROOT / "solutions" / "convolution.toml").read_text()
     assert all("[[tests]]" not in t.message and "shape = " not in t.message for t in hidden)
     assert "[[tests]]" in rubric_text
+
+
+NOISY = {
+    "numpy": """
+        def dense_forward(x, W, b):
+            out = x @ W + b
+            out = out + np.random.randn(*out.shape) * 1e-3  # no seed anywhere
+            return out, (x, W)
+        """,
+    "random": """
+        def dense_forward(x, W, b):
+            import random
+            out = x @ W + b + random.random() * 1e-3
+            return out, (x, W)
+        """,
+}
+
+
+@pytest.mark.parametrize("generator", sorted(NOISY))
+def test_a_student_without_a_seed_gets_the_same_json_twice(generator, submission,
+                                                           grade_notebook) -> None:
+    """The global generators are seeded before the cells and before each call."""
+    draw = "np.random.rand()" if generator == "numpy" else "__import__('random').random()"
+    path = submission("backprop", replace={"dense_forward": NOISY[generator]},
+                      extra_cells=[f"print('top-level noise', {draw})"])
+    first, second = (grade_notebook(path, "backprop", kinds=UNIT_KINDS).to_json()
+                     for _ in range(2))
+    for data in (first, second):
+        for key in VOLATILE:
+            data.pop(key)
+    assert first == second
+    assert first["score"] < first["max_score"]  # the noise is seen (and scored the same)

@@ -20,6 +20,7 @@ import importlib.abc
 import importlib.util
 import io
 import os
+import random
 import signal
 import sys
 import time
@@ -391,6 +392,7 @@ def _serve(runtime: Runtime, request_fd: int, response_fd: int, *, reap: bool) -
         "guards": runtime.op_guards,
     }
     server = os.getpid()
+    _seed_globals()  # before the first cell
     while True:
         line = reader.readline()
         if not line:
@@ -399,6 +401,8 @@ def _serve(runtime: Runtime, request_fd: int, response_fd: int, *, reap: bool) -
         if request.get("op") == "bye":
             return
         signal.signal(signal.SIGALRM, _on_alarm)  # whatever an earlier cell made of it
+        if request.get("op") != "exec":  # (cells go on with the seed a student's cell set)
+            _seed_globals()
         response = _handle(handlers, request)
         if os.getpid() != server:
             os._exit(0)  # a child that student code forked got back here: it must not answer
@@ -407,6 +411,17 @@ def _serve(runtime: Runtime, request_fd: int, response_fd: int, *, reap: bool) -
             response["strays"] = strays
         _flush_student_output()
         responses.write(_encode(response, number, wire.reply_limit(request.get("op"), len(line))))
+
+
+def _seed_globals() -> None:
+    """The global generators start from the same state before the cells and before each call,
+    so that grading a notebook twice gives the same results, even for a student who forgot a
+    seed (``np.random.default_rng()`` without a seed stays the student's own business)."""
+    try:
+        np.random.seed(0)
+        random.seed(0)
+    except BaseException:  # noqa: BLE001, S110 - student code replaced them: its own loss
+        pass
 
 
 def _handle(handlers: dict, request: dict) -> dict:
