@@ -54,6 +54,15 @@ validate: setup
 bench: setup
 	$(PY) -m benchmarks.bench
 
+# nbgrader's autograde beside this grader on the same submissions. nbgrader goes into its own
+# environment (.venv-peer, from PyPI, with the project's NumPy), never into $(VENV).
+.PHONY: bench-peer
+bench-peer: setup
+	@test -x .venv-peer/bin/nbgrader || { $(PYTHON) -m venv .venv-peer && \
+	  .venv-peer/bin/pip install --quiet nbgrader \
+	    "numpy==$$($(PY) -c 'import numpy; print(numpy.__version__)')"; }
+	$(PY) -m benchmarks.peer --nbgrader .venv-peer/bin/nbgrader
+
 lint: setup
 	$(PY) -m ruff check grader tests benchmarks
 
