@@ -46,19 +46,21 @@ def rubric_order(results: Iterable[SubmissionResult]) -> list[str]:
 
 
 def grades_csv(results: list[SubmissionResult]) -> str:
-    """The gradebook as CSV text: student, submission, score, max_score, then one column per test.
+    """The gradebook as CSV text: student, submission, score, max_score, status, then one
+    column per test.
 
-    One row per submission, in the order given. ``max_score`` is the rubric's maximum, so an
-    ungradable submission (which ran no tests) reads as 0 out of the real maximum, and its test
-    cells stay empty. Student and file names that a spreadsheet would run as a formula get a
-    leading apostrophe.
+    One row per submission, in the order given. ``status`` is ``graded``, ``ungradable`` or
+    ``needs review`` (a test waits for the instructor, and scores 0 until then). An ungradable
+    submission has no score (an empty cell, never a 0 that reads like a real one) out of the
+    rubric's maximum, and empty test cells. Student and file names that a spreadsheet would run
+    as a formula get a leading apostrophe.
     """
     names = rubric_order(results)
     maxima = {t.name: t.max_score for r in results for t in r.tests}
     rubric_max = sum(maxima.values())
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["student", "submission", "score", "max_score", *names])
+    writer.writerow(["student", "submission", "score", "max_score", "status", *names])
     for result in results:
         scores = {t.name: t.score for t in result.tests}
         cells = [_number(scores[n]) if n in scores else "" for n in names]
@@ -67,12 +69,22 @@ def grades_csv(results: list[SubmissionResult]) -> str:
             [
                 _text_cell(result.student),
                 _text_cell(result.submission),
-                _number(result.score),
+                "" if result.error else _number(result.score),
                 _number(total),
+                status(result),
                 *cells,
             ]
         )
     return buffer.getvalue()
+
+
+def status(result: SubmissionResult) -> str:
+    """What a gradebook row means: graded, ungradable, or needs review."""
+    if result.error:
+        return "ungradable"
+    if any(t.status == "review" for t in result.tests):
+        return "needs review"
+    return "graded"
 
 
 def write_grades_csv(results: list[SubmissionResult], path: Path) -> None:

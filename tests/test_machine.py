@@ -285,7 +285,7 @@ with Sandbox(SandboxConfig(mode="auto")) as box:
     assert answer.get("ok"), answer
     print("layers", box.layers)
     print("prefix", sys.base_prefix)
-    print(box.output())
+print(box.output())  # after close, which waits for the output to be drained
 """
 
 

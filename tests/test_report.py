@@ -397,10 +397,11 @@ def test_grades_csv_columns_and_rows(results, tmp_path):
     write_grades_csv(everyone, path)
     rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
     names = list(dict.fromkeys(t.name for r in everyone for t in r.tests))
-    assert rows[0] == ["student", "submission", "score", "max_score", *names]
+    assert rows[0] == ["student", "submission", "score", "max_score", "status", *names]
     assert [r[0] for r in rows[1:]] == [r.student for r in everyone]
-    assert rows[1][2:4] == ["5", "15"] and rows[2][2:4] == ["15", "15"]
-    assert rows[3][2] == "0" and rows[3][4:] == [""] * len(names)  # ungradable
+    assert rows[1][2:5] == ["5", "15", "graded"] and rows[2][2:5] == ["15", "15", "graded"]
+    # ungradable: no score at all (not a 0 that reads like a real one), said in the status
+    assert rows[3][2] == "" and rows[3][4] == "ungradable" and rows[3][5:] == [""] * len(names)
     by_name = dict(zip(rows[0], rows[1], strict=True))
     assert by_name["dense_backward/gradients"] == "0"
     assert by_name["train_mnist/accuracy"] == "1"
@@ -637,7 +638,7 @@ def test_non_finite_scores_export_as_no_grade_not_nan():
     result = dataclasses.replace(result, duration_s=float("inf"))
     rows = list(csv.reader(io.StringIO(grades_csv([result]))))
     assert "nan" not in grades_csv([result]).lower()
-    assert rows[1][2] == "" and rows[1][4] == ""  # total and that test: empty, not 'nan'
+    assert rows[1][2] == "" and rows[1][5] == ""  # total and that test: empty, not 'nan'
     data = gradescope_json(result)
     json.dumps(data, allow_nan=False)
     assert data["score"] == 0 and data["tests"][0]["score"] == 0 and data["execution_time"] == 0
@@ -663,3 +664,11 @@ def test_graded_submission_with_a_huge_entry_renders(submission, grade_notebook)
     assert all(t.name in Page(html).text for t in failed)
     assert_inert(html)
     assert render_index([result])
+
+
+def test_grades_csv_says_which_results_wait_for_review():
+    result = fixture("full_marks")
+    tests = tuple(dataclasses.replace(t, status="review", score=0.0)
+                  if t.name == "train_mnist/accuracy" else t for t in result.tests)
+    rows = list(csv.reader(io.StringIO(grades_csv([dataclasses.replace(result, tests=tests)]))))
+    assert rows[1][4] == "needs review"
