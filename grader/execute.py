@@ -326,15 +326,23 @@ def _cells(indices: list[int]) -> str:
     return f"cells {', '.join(shown[:-1])} and {shown[-1]}"
 
 
+START_ATTEMPTS = 3
+
+
 def _started_sandbox(config: SandboxConfig) -> Sandbox:
     """A running sandbox. It starts before any student code runs in it, so a start that fails
-    is the machine's fault: the batch stops rather than give the student a zero for it."""
-    sandbox = Sandbox(config)
-    try:
-        sandbox.start()
-    except SandboxCrashed as exc:
-        raise InfrastructureError(
-            f"the sandbox could not start ({exc}). That is the machine's fault, not a "
-            f"student's (no student code had run in it), so grading stopped"
-        ) from None
-    return sandbox
+    again and again is the machine's fault: the batch stops rather than give the student a
+    zero for it. (A few tries first: right after a hostile cell was killed, the machine may
+    need a moment to free what it held.)"""
+    for attempt in range(START_ATTEMPTS):
+        sandbox = Sandbox(config)
+        try:
+            sandbox.start()
+            return sandbox
+        except SandboxCrashed as exc:
+            failure = exc
+            time.sleep(0.5 * (attempt + 1))
+    raise InfrastructureError(
+        f"the sandbox could not start ({failure}), {START_ATTEMPTS} times. That is the "
+        f"machine's fault, not a student's (no student code had run in it), so grading stopped"
+    )
