@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from grader import __version__, budgets, sandbox
+from grader import __version__, budgets, paths, sandbox
 from grader.errors import InfrastructureError
 from grader.results import write_atomic
 
@@ -87,9 +87,7 @@ def _refuse_unless_full_marks(rubric: Any, result: Any) -> None:
 
 
 def default_cache_dir() -> Path:
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "backprop-grader" / "canary"
+    return paths.cache_dir("canary")
 
 
 def _key(rubric: Any, config: sandbox.SandboxConfig, mnist: Any, described: str) -> str:

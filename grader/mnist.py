@@ -53,6 +53,7 @@ from types import MappingProxyType
 import numpy as np
 from tqdm import tqdm
 
+from grader import paths
 from grader.errors import GraderError
 
 __all__ = [
@@ -183,9 +184,7 @@ def shuffled(files: MnistFiles, folder: Path) -> Iterator[MnistFiles]:
 def default_cache_dir() -> Path:
     """``${XDG_CACHE_HOME:-~/.cache}/backprop-grader/mnist``: per user, so nothing needs root
     and CI's read-only ``MNIST_DIR`` is never written to."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "backprop-grader" / "mnist"
+    return paths.cache_dir("mnist")
 
 
 def load(

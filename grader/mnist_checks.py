@@ -10,13 +10,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from grader import budgets, culprit, scoring
+from grader import budgets, culprit, paths, scoring
 from grader.checktypes import Context, call_failure, describe_value, result
 from grader.execute import Session
 from grader.results import TestResult, write_atomic
@@ -299,9 +298,7 @@ class _ResultCache:
         self.name = name
 
     def _path(self, key: str) -> Path:
-        xdg = os.environ.get("XDG_CACHE_HOME", "")
-        base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-        return base / "backprop-grader" / self.name / f"{key}.json"
+        return paths.cache_dir(self.name) / f"{key}.json"
 
     def get(self, key: str) -> tuple[float | None, str] | None:
         try:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from grader import bubblewrap
+from grader import bubblewrap, paths
 from grader.errors import GraderError
 from grader.inside import wire
 
@@ -215,9 +215,7 @@ def state_dir() -> Path:
     runtime = os.environ.get("XDG_RUNTIME_DIR", "")
     if runtime and os.path.isabs(runtime) and _owned_private(Path(runtime)):
         return private_dir(Path(runtime) / "backprop-grader")
-    cache = os.environ.get("XDG_CACHE_HOME", "")
-    base = Path(cache) if cache and os.path.isabs(cache) else Path.home() / ".cache"
-    return private_dir(base / "backprop-grader" / "run")
+    return private_dir(paths.cache_dir("run"))
 
 
 def private_dir(path: Path) -> Path:
