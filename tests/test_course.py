@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -146,3 +146,15 @@ def test_course_file_errors_name_the_key(tmp_path, text, words) -> None:
     path.write_text(text)
     with pytest.raises(GraderError, match=words.replace("[", r"\[").replace("]", r"\]")):
         course.load(path)
+
+
+def test_the_readme_example_is_a_valid_course_file(tmp_path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = readme.split("**The course file**")[1].split("```toml\n")[1].split("```")[0]
+    path = tmp_path / "course.toml"
+    path.write_text(example)
+    loaded = course.load(path)
+    rules = loaded.rules("backprop")
+    assert rules.late.per_day == 0.1 and rules.late.zero_after_days == 5
+    assert rules.deadline_for("s042") == rules.deadline + timedelta(days=2)
+    assert loaded.adjustments[0].test == "dense_backward: gradient check"

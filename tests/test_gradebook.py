@@ -9,6 +9,8 @@ import csv
 import io
 import json
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 from grader import batch, classroom, gradebook, rubric
 from grader.final import FinalGrade
 from grader.roster import Student
-from tests.conftest import build_notebook
+from tests.conftest import ROOT, build_notebook
 
 # The headers each LMS documents for its import (see grader/gradebook.py).
 CANVAS_DOCUMENTED = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
@@ -43,6 +45,11 @@ comment = "Bonus for the <b>tidy</b> notebook"
 by = "Dr. Lee"
 """
 WRONG_CONV1D = "def conv1d(x, w, stride=1):\n    return x[: len(x) - len(w) + 1] * 0\n"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "grader", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -180,3 +187,28 @@ def test_an_edited_course_file_counts_without_regrading(tmp_path, course_files,
     assert "Regraded by hand" in (out / "index.html").read_text()
     assert (out / "s2.json").read_text() == stored  # the result itself is never touched
     assert [f.adjustments[0].by for f in view.finals if f.student.id == "s2"] == ["TA Kim"]
+
+
+def test_cli_summary_overview_and_gradebook_command_agree(tmp_path, course_files) -> None:
+    """A Canvas zip through the command line: the summary's count line is the overview's,
+    and ``gradebook`` (a rebuild, no grading) prints it again."""
+    ada = build_notebook(tmp_path, "convolution", name="ada")
+    alan = build_notebook(tmp_path, "convolution", name="alan", replace={"conv1d": WRONG_CONV1D})
+    archive = tmp_path / "canvas.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(alan, "turingalan_1002_70001_convolution.ipynb")
+        zf.write(ada, "turingalan_LATE_1002_70002_convolution-1.ipynb")  # his resubmission
+        zf.write(ada, "lovelaceada_1001_70003_convolution.ipynb")
+    out = tmp_path / "out"
+    done = cli("grade", "--assignment", "convolution", "--out", str(out), str(archive),
+               "--roster", str(course_files["roster_path"]), "--course",
+               str(course_files["course_path"]), "--quiet", "--jobs", "1")
+    assert done.returncode == 0, done.stderr
+    [counts] = [line for line in done.stdout.splitlines() if line.startswith("3 students")]
+    assert counts.startswith("3 students: 2 graded (1 late), 0 ungradable, 1 missing")
+    index = (out / "index.html").read_text()
+    assert counts.rstrip(".") in index
+    assert "turingalan_1002_70001_convolution.ipynb" in index  # the earlier one, listed
+    again = cli("gradebook", "--assignment", "convolution", "--out", str(out))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[0] == counts
