@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import re
 import stat
 import tempfile
@@ -257,11 +258,18 @@ def _walk(folder: Path, lms: str, *, prefix: str, archived: bool) -> list[Submis
 
 def _with_original(submission: Submission, original: str, *, archived: bool) -> Submission:
     """Where the file was in the download, and (outside archives, whose extraction time
-    means nothing) when it was last modified."""
+    means nothing) when it was last modified. Names that are not UTF-8 (made on another
+    system) are shown with U+FFFD, so no report can fail to write them."""
     mtime = None
     if not archived:
         mtime = datetime.fromtimestamp(submission.path.stat().st_mtime, UTC).isoformat()
-    return dataclasses.replace(submission, original=original, mtime=mtime)
+    return dataclasses.replace(submission, original=_printable(original), mtime=mtime,
+                               name=_printable(submission.name),
+                               login=_printable(submission.login))
+
+
+def _printable(text: str) -> str:
+    return os.fsencode(text).decode("utf-8", "replace")
 
 
 # --------------------------------------------------------------------------- LMS naming

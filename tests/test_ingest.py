@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import zipfile
 from pathlib import Path
@@ -194,3 +195,13 @@ def test_roster_errors_name_row_and_column(tmp_path, text, words) -> None:
 def test_roster_without_any_id_column_is_refused(tmp_path) -> None:
     with pytest.raises(GraderError, match="no id column"):
         roster.load(write_roster(tmp_path / "r.csv", "name,section\nAda,A\n"))
+
+
+def test_names_that_are_not_utf8_are_shown_not_fatal(tmp_path, class_roster) -> None:
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / os.fsdecode(b"caf\xe9_\xff.ipynb")).write_bytes(NOTEBOOK)
+    with ingest.collect([folder]) as (found, _):
+        matched = ingest.match(found, class_roster)
+    [unmatched] = matched.unmatched
+    assert unmatched.original.encode("utf-8") and "\ufffd" in unmatched.original
