@@ -158,3 +158,14 @@ def test_the_readme_example_is_a_valid_course_file(tmp_path) -> None:
     assert rules.late.per_day == 0.1 and rules.late.zero_after_days == 5
     assert rules.deadline_for("s042") == rules.deadline + timedelta(days=2)
     assert loaded.adjustments[0].test == "dense_backward: gradient check"
+
+
+@pytest.mark.parametrize("module", ["course", "final", "gradebook", "roster", "ingest",
+                                    "classroom"])
+def test_class_modules_stay_away_from_execution(module: str) -> None:
+    """Final grades and gradebooks are computed from stored results, never by running code."""
+    from tests.test_layering import GRADER, imports_of
+
+    used = {n.split(".")[1] for n in imports_of(GRADER / f"{module}.py")
+            if n.startswith("grader.")}
+    assert not used & {"sandbox", "execute", "reference", "checks", "scoring", "inside"}, used
