@@ -48,7 +48,7 @@ class Intake:
 
     @property
     def names(self) -> dict[Path, str]:
-        return {s.path: student for student, s in self.matched.latest.items()}
+        return {s.path: roster.result_name(student) for student, s in self.matched.latest.items()}
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,8 @@ def rebuild(out_dir: Path, *, assignment: str, max_score: float, intake: Intake 
         course_file.NO_COURSE
     results = _results(out_dir, assignment)
     people = _people(state, results)
-    finals = tuple(final.compute(results.get(s.id), s, course, assignment=assignment,
+    finals = tuple(final.compute(results.get(roster.result_name(s.id)), s, course,
+                                 assignment=assignment,
                                  max_score=max_score, intake=state["submissions"].get(s.id))
                    for s in people)
     counts = gradebook.Counts.of(finals)
@@ -160,7 +161,7 @@ def _results(out_dir: Path, assignment: str) -> dict[str, SubmissionResult]:
 def _people(state: dict[str, Any], results: dict[str, SubmissionResult]) -> list[Student]:
     """The roster's students (in its order), then anyone with a result who is not on it."""
     people = list(roster.from_rows(state["roster"]).students) if state["roster"] else []
-    known = {s.id for s in people}
+    known = {roster.result_name(s.id) for s in people}
     for student in sorted(results, key=lambda s: (s.casefold(), s)):
         if student not in known:
             name = state["submissions"].get(student, {}).get("name", "")
@@ -192,9 +193,10 @@ def _write_pages(out_dir: Path, finals: Sequence[final.FinalGrade],
     student sees the late penalty and adjustments (with comment and author) on their page."""
     pages = dict(state.get("pages") or {})  # student -> what their page shows, if not plain
     for grade in finals:
-        student, result = grade.student.id, results.get(grade.student.id)
+        result = results.get(roster.result_name(grade.student.id))
         if result is None:
             continue
+        student = result.student
         shown = None if student in fresh else pages.get(student)
         view = grade.view() if grade.changed else None
         wanted = None if view is None else hashlib.sha256(json.dumps(

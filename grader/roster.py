@@ -12,7 +12,9 @@ and strictly where it matters: an empty or repeated id stops with the row and co
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -48,6 +50,7 @@ HEADERS: dict[str, tuple[str, ...]] = {
 }
 FIRST_LAST = (("first name", "given name"), ("last name", "surname", "family name"))
 MAX_ROWS = 100_000
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,17 @@ class Roster:
 
     def get(self, student_id: str) -> Student | None:
         return next((s for s in self.students if s.id == student_id), None)
+
+
+def result_name(student_id: str) -> str:
+    """The name of a student's result files: the id itself where it is safe as a file name
+    (``s0042``), else a slug of it with a short hash (``ada_uni.edu-1a2b3c``), so no id can
+    reach outside the output folder and two ids never share files."""
+    if SAFE_NAME.fullmatch(student_id):
+        return student_id
+    plain = unicodedata.normalize("NFKD", student_id).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", plain).strip("._-")[:60] or "student"
+    return f"{slug}-{hashlib.sha256(student_id.encode('utf-8', 'surrogatepass')).hexdigest()[:6]}"
 
 
 def load(path: Path) -> Roster:

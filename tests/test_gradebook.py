@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import batch, classroom, gradebook, rubric
+from grader import batch, classroom, gradebook, roster, rubric
 from grader.final import FinalGrade
 from grader.roster import Student
 from tests.conftest import ROOT, build_notebook
@@ -212,3 +212,17 @@ def test_cli_summary_overview_and_gradebook_command_agree(tmp_path, course_files
     again = cli("gradebook", "--assignment", "convolution", "--out", str(out))
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines()[0] == counts
+
+
+def test_a_roster_id_unsafe_as_a_file_name_stays_in_the_folder(tmp_path, sandbox_config) -> None:
+    (tmp_path / "roster.csv").write_text("id,name,moodle id\n../../evil dir/x,Eve,777\n")
+    eve = build_notebook(tmp_path, "convolution", name="eve")
+    out = tmp_path / "deep" / "out"
+    grade([moodle_zip(tmp_path / "m.zip", {"Eve_777": eve})], out, sandbox_config,
+          roster_path=tmp_path / "roster.csv")
+    [result] = out.glob("*.json")
+    assert result.stem == roster.result_name("../../evil dir/x") and ".." not in result.stem
+    assert all(out in p.parents for p in tmp_path.rglob("evil*"))
+    assert not (tmp_path / "evil dir").exists() and not (tmp_path / "deep" / "evil dir").exists()
+    [row] = rows(out / "grades.csv")
+    assert row["id"] == "../../evil dir/x" and row["status"] == "graded"

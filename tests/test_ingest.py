@@ -205,3 +205,9 @@ def test_names_that_are_not_utf8_are_shown_not_fatal(tmp_path, class_roster) -> 
         matched = ingest.match(found, class_roster)
     [unmatched] = matched.unmatched
     assert unmatched.original.encode("utf-8") and "\ufffd" in unmatched.original
+
+
+def test_result_names_are_safe_and_distinct() -> None:
+    assert roster.result_name("s0042") == "s0042"
+    odd = [roster.result_name(i) for i in ("../x", "a b", "a_b", "ada@uni.edu", "Ünal", "")]
+    assert all(roster.SAFE_NAME.fullmatch(n) for n in odd) and len(set(odd)) == len(odd)
