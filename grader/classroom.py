@@ -85,8 +85,7 @@ def rebuild(out_dir: Path, *, assignment: str, max_score: float, intake: Intake 
     """Write the class's overview and gradebooks from every result in ``out_dir``, and the
     pages of students whose final grade changed (``fresh``: pages just written without it)."""
     state = _merged(_state(out_dir), intake)
-    course = course_file.load(Path(state["course"])) if state.get("course") else \
-        course_file.NO_COURSE
+    course = _course(state, out_dir)
     results = _results(out_dir, assignment)
     people = _people(state, results)
     finals = tuple(final.compute(results.get(roster.result_name(s.id)), s, course,
@@ -142,6 +141,18 @@ def _merged(state: dict[str, Any], intake: Intake | None) -> dict[str, Any]:
         state["unmatched"] = [s.original for s in matched.unmatched]
         state["refused"] = [f"{r.original}: {r.why}" for r in matched.refused]
     return state
+
+
+def _course(state: dict[str, Any], out_dir: Path) -> course_file.Course:
+    """The course file given now or remembered; one that has gone is said so, not skipped
+    (its penalties and adjustments would silently vanish from the grades)."""
+    if not state.get("course"):
+        return course_file.NO_COURSE
+    path = Path(state["course"])
+    if not path.is_file():
+        raise GraderError(f"the course file {path} that {out_dir} remembers is gone; give "
+                          f"--course again (results are kept)")
+    return course_file.load(path)
 
 
 def _results(out_dir: Path, assignment: str) -> dict[str, SubmissionResult]:
