@@ -58,7 +58,19 @@ def _parser() -> argparse.ArgumentParser:
         help="grade even where the sandbox cannot hide the file system from student code "
         "(they could read the solutions): only for submissions you trust",
     )
+    _class_options(grade)
+    grade.add_argument("--lms", default="auto", choices=["auto", "canvas", "moodle",
+                                                         "brightspace", "none"],
+                       help="how the submissions' file names say who they are (default: auto)")
     grade.set_defaults(run=_grade)
+
+    book = commands.add_parser(
+        "gradebook", help="rebuild the overview and gradebooks of an output folder, no grading "
+        "(after editing the course file)")
+    book.add_argument("--assignment", required=True)
+    book.add_argument("--out", required=True, type=Path)
+    _class_options(book)
+    book.set_defaults(run=_gradebook)
 
     check = commands.add_parser("check", help="a student's self-check: the public tests only")
     check.add_argument("notebook", type=Path)
@@ -90,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _class_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--roster", type=Path, help="the class list (CSV); remembered by --out")
+    command.add_argument("--course", type=Path, help="deadlines, extensions, late rule and "
+                         "adjustments (TOML); remembered by --out")
+
+
 def _setup(assignment: str, *, trusted: bool):
     from grader import rubric
     from grader.sandbox import SandboxConfig, plan_layers
@@ -107,25 +125,45 @@ def _setup(assignment: str, *, trusted: bool):
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from grader import validate
+    from grader import classroom, validate
     from grader.batch import grade_all
 
     if args.jobs < 1:
         raise GraderError("--jobs must be at least 1")
     loaded, files, config = _setup(args.assignment, trusted=args.trusted)
     validate.assignment(loaded, config=config, mnist=files)  # before any student
-    summary = grade_all(
-        args.paths,
-        loaded,
-        args.out,
-        sandbox=config,
-        mnist=files,
-        jobs=args.jobs,
-        force=args.force,
-        dask_address=args.dask,
-        progress=not args.quiet,
-    )
+    with classroom.intake(args.paths, out_dir=args.out, roster_path=args.roster,
+                          course_path=args.course, lms=args.lms) as intake:
+        summary = grade_all(
+            intake.paths,
+            loaded,
+            args.out,
+            sandbox=config,
+            mnist=files,
+            jobs=args.jobs,
+            force=args.force,
+            dask_address=args.dask,
+            progress=not args.quiet,
+            intake=intake,
+        )
     print(summary.line(args.out))
+    return 0
+
+
+def _gradebook(args: argparse.Namespace) -> int:
+    from grader import classroom, rubric
+
+    if not (args.out / classroom.STATE).exists() and not list(args.out.glob("*.json")):
+        raise GraderError(f"no results in {args.out}; grade into it first")
+    from grader.batch import _only_run_on
+
+    loaded = rubric.load(args.assignment)
+    with (classroom.intake([], roster_path=args.roster, course_path=args.course) as intake,
+          _only_run_on(args.out)):
+        view = classroom.rebuild(args.out, assignment=loaded.name, max_score=loaded.max_score,
+                                 intake=intake)
+    print(view.counts.line() + ".")
+    print(f"Written: {', '.join(view.files)} and index.html in {args.out}")
     return 0
 
 
