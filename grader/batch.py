@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader import canary, export, report
+from grader import canary, classview, export, report
 from grader.errors import GraderError, InfrastructureError
 from grader.grade import Job, cache_key, grade_submission, student_name
 from grader.results import SubmissionResult, load, save, write_atomic
@@ -166,7 +166,9 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
     order = {student_name(p): i for i, p in enumerate(submissions)}
     results = sorted(done, key=lambda r: order.get(r.student, 0))
     machine = [verdict.sandbox, verdict.line()] if verdict is not None else []
-    write_atomic(out_dir / "index.html", report.render_index(results, machine=machine))
+    view = classview.write(results, out_dir, rubric)  # function pages, similarity
+    write_atomic(out_dir / "index.html", report.render_index(results, machine=machine,
+                                                             class_view=view))
     export.write_grades_csv(results, out_dir / "grades.csv")
     return BatchSummary(results, len(todo), len(done) - len(todo), time.perf_counter() - started,
                         verdict)

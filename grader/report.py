@@ -83,15 +83,18 @@ def render_index(
     generated: str | None = None,
     links: dict[str, str] | None = None,
     machine: Sequence[str] = (),
+    class_view: dict[str, Any] | None = None,
 ) -> str:
     """The class overview: score histogram, pass rates, common diagnoses, one link per student,
     and the grading machine's facts (``machine``: the sandbox and the reference canary, as the
     batch summary says them; missing sandbox layers are the instructor's business, not each
-    student's). Never raises: if the overview cannot be drawn, a plain list of students."""
+    student's). ``class_view`` links the function and similarity pages (``grader.classview``).
+    Never raises: if the overview cannot be drawn, a plain list of students."""
     generated = generated or date.today().isoformat()
     links = links or {}
     try:
-        return _index_page(results, generated, links, list(machine) or _machine(results))
+        return _index_page(results, generated, links, list(machine) or _machine(results),
+                           class_view)
     except Exception as error:  # noqa: BLE001 - the overview must not stop the batch
         return _plain_index(results, generated, links, error)
 
@@ -125,7 +128,7 @@ def _machine(results: list[SubmissionResult]) -> list[str]:
 
 
 def _index_page(results: list[SubmissionResult], generated: str, links: dict[str, str],
-                machine: list[str]) -> str:
+                machine: list[str], class_view: dict[str, Any] | None = None) -> str:
     graded = [r for r in results if r.error is None]
     return _template("index.html.j2").render(
         generated=generated,
@@ -142,6 +145,7 @@ def _index_page(results: list[SubmissionResult], generated: str, links: dict[str
         rows=_submission_rows(results, links),
         stages=_stage_means(results),
         total_time=_seconds(sum(_num(r.duration_s) or 0.0 for r in results)),
+        class_view=class_view,
     )
 
 
