@@ -292,9 +292,15 @@ def _code(source: str, lines: Sequence[int] = ()) -> Markup | None:
     if not source.strip():
         return None
     text = source if len(source) <= MAX_SOURCE_CHARS else source[:MAX_SOURCE_CHARS] + "\n…"
-    formatter = HtmlFormatter(cssclass="code", wrapcode=True, hl_lines=list(lines),
-                              linenos="inline" if lines else False)
+    formatter = (HtmlFormatter(cssclass="code", wrapcode=True, hl_lines=list(lines),
+                               linenos="inline") if lines else _plain_formatter())
     return Markup(highlight(text, PythonLexer(), formatter))
+
+
+@lru_cache(maxsize=1)
+def _plain_formatter() -> HtmlFormatter:
+    """Made once: a formatter builds its whole style sheet when it is created."""
+    return HtmlFormatter(cssclass="code", wrapcode=True)
 
 
 def _code_css() -> Markup:

@@ -136,29 +136,35 @@ def _placeholders(function: ast.FunctionDef, numbered: bool) -> dict[str, str]:
     params = [a.arg for a in (*arguments.posonlyargs, *arguments.args, arguments.vararg,
                               *arguments.kwonlyargs, arguments.kwarg) if a is not None]
     names = {name: f"P{i}" for i, name in enumerate(params)}
-    local = _local_names(function) - names.keys()
-    uses = sorted((n.lineno, n.col_offset, n.id) for n in ast.walk(function)
-                  if isinstance(n, ast.Name) and n.id in local)
-    for _, _, name in uses:
-        names.setdefault(name, f"{LOCAL}{len(names) - len(params)}" if numbered else LOCAL)
-    for name in sorted(local - names.keys()):  # handler names, nested functions
-        names[name] = f"{LOCAL}{len(names) - len(params)}" if numbered else LOCAL
+    local, uses = _local_names(function)
+    local -= names.keys()
+    if not numbered:
+        return {**names, **dict.fromkeys(local, LOCAL)}
+    first_use = sorted((where, name) for name, where in uses.items() if name in local)
+    for name in [name for _, name in first_use] + sorted(local - uses.keys()):
+        names[name] = f"{LOCAL}{len(names) - len(params)}"
     return names
 
 
-def _local_names(function: ast.AST) -> set[str]:
-    """Every name the function binds: what a student may rename freely."""
+def _local_names(function: ast.AST) -> tuple[set[str], dict[str, tuple[int, int]]]:
+    """Every name the function binds (what a student may rename freely), and where each name
+    is first used."""
     names: set[str] = set()
+    uses: dict[str, tuple[int, int]] = {}
     for node in ast.walk(function):
-        if isinstance(node, ast.arg):
+        if isinstance(node, ast.Name):
+            where = (node.lineno, node.col_offset)
+            if node.id not in uses or where < uses[node.id]:
+                uses[node.id] = where
+            if not isinstance(node.ctx, ast.Load):
+                names.add(node.id)
+        elif isinstance(node, ast.arg):
             names.add(node.arg)
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store | ast.Del):
-            names.add(node.id)
         elif isinstance(node, ast.ExceptHandler) and node.name:
             names.add(node.name)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node is not function:
             names.add(node.name)
-    return names
+    return names, uses
 
 
 class _Renamer(ast.NodeTransformer):
