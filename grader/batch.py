@@ -135,7 +135,7 @@ def _only_run_on(out_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             raise GraderError(f"another grading run is writing to {out_dir}; wait for it to "
                               f"finish or choose another --out") from None
-        for folder in (out_dir, out_dir / "gradescope"):
+        for folder in (out_dir, out_dir / "gradescope", out_dir / classview.FOLDER):
             for stale in folder.glob(".*.tmp"):  # write_atomic's temporary files
                 stale.unlink(missing_ok=True)
         yield

@@ -34,7 +34,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 from grader import similarity
-from grader.results import SubmissionResult, TestResult, write_atomic
+from grader.results import SCHEMA_VERSION, SubmissionResult, TestResult, write_atomic
 from grader.rubric import Rubric
 
 FOLDER = "class"
@@ -96,7 +96,8 @@ def write(results: Sequence[SubmissionResult], out_dir: Path, rubric: Rubric, *,
         found = similarity.compare(_own_functions(sources, rubric),
                                    template=template_sources(rubric))
         write_atomic(folder / SIMILARITY_PAGE, render_similarity(found, sources, generated))
-        write_atomic(folder / "similarity.json", json.dumps(asdict(found), indent=1) + "\n")
+        document = {"schema": SCHEMA_VERSION, **asdict(found)}
+        write_atomic(folder / "similarity.json", json.dumps(document, indent=1) + "\n")
     except Exception as error:  # noqa: BLE001 - the class view must not stop the batch
         return {"problem": f"The class view could not be built ({type(error).__name__}: "
                            f"{str(error)[:300]}); the grades are not affected."}

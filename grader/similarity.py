@@ -105,11 +105,14 @@ def tokens(source: str, *, numbered: bool = False) -> tuple[Token, ...]:
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
             and isinstance(body[0].value.value, str):
         body = body[1:]
-    names = _placeholders(function, numbered)
-    renamed = _Renamer(names).visit(ast.Module(body=body, type_ignores=[]))
     found: list[Token] = []
-    for statement in renamed.body:
-        _statement_tokens(statement, found)
+    try:
+        names = _placeholders(function, numbered)
+        renamed = _Renamer(names).visit(ast.Module(body=body, type_ignores=[]))
+        for statement in renamed.body:
+            _statement_tokens(statement, found)
+    except RecursionError:  # an expression nested deeper than the tree walkers go
+        return ()
     return tuple(found)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import json
+import random
 import re
 from pathlib import Path
 
@@ -109,6 +111,10 @@ def test_pages_are_written_and_linked_from_the_overview(generated, backprop, sit
         assert (out / entry["href"]).is_file(), entry["href"]
     assert (out / view["similarity"]["href"]).is_file()
     assert view["similarity"]["pairs"] == 6 and view["similarity"]["clusters"] == 4
+    document = json.loads((out / "class" / "similarity.json").read_text())
+    assert document["schema"] == 1 and len(document["pairs"]) == 6
+    assert {frozenset((p["a"], p["b"])) for p in document["pairs"]} >= {
+        frozenset(pair) for pair in generated.copies.items()}
     index = report.render_index(generated.results, generated=GENERATED, class_view=view)
     hrefs = set(re.findall(r'href="([^"]+)"', index))
     assert {f["href"] for f in view["functions"]} <= hrefs
@@ -142,7 +148,7 @@ def test_similarity_page_lists_pairs_clusters_and_matching_lines(site, generated
 
 
 def test_everything_from_student_code_is_escaped(backprop, tmp_path) -> None:
-    hostile = write_function("dense_backward", __import__("random").Random(1)).replace(
+    hostile = write_function("dense_backward", random.Random(1)).replace(
         "    x", '    # </pre><script>alert(1)</script>\n    x', 1)
     hostile += '\n    print("<img src=x onerror=alert(1)>")'
     diagnosis = "<b>not bold</b>"

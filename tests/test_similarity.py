@@ -79,6 +79,10 @@ def test_docstring_messages_and_globals() -> None:
 def test_unparsable_source_gives_no_tokens() -> None:
     assert similarity.tokens("def f(x:\n    return") == ()
     assert similarity.fingerprints("f", "not python at all (") == ()
+    for depth in (900, 5000):  # parses, or not, but nests deeper than a tree walk may go
+        assert similarity.tokens("def f(x):\n    return " + "x+" * depth + "x") == ()
+    shallow = similarity.tokens("def f(x):\n    return " + "x+" * 200 + "x")
+    assert len(shallow) == 1 + 201 + 200  # return, the x's, the +'s
 
 
 def test_fingerprints_point_at_the_lines_they_come_from() -> None:
