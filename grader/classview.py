@@ -114,7 +114,9 @@ def summary(views: Sequence[FunctionView], found: similarity.Similarity) -> dict
                       for v in views],
         "similarity": {"href": f"{FOLDER}/{SIMILARITY_PAGE}", "pairs": len(found.pairs),
                        "clusters": len(found.clusters), "compared": len(found.students),
-                       "threshold": _pct(found.threshold)},
+                       "threshold": _pct(found.threshold),
+                       "largest": [[{"student": s, "href": quote(f"{s}.html", safe="")}
+                                    for s in cluster] for cluster in found.clusters[:10]]},
     }
 
 

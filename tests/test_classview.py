@@ -119,6 +119,9 @@ def test_pages_are_written_and_linked_from_the_overview(generated, backprop, sit
     hrefs = set(re.findall(r'href="([^"]+)"', index))
     assert {f["href"] for f in view["functions"]} <= hrefs
     assert view["similarity"]["href"] in hrefs
+    clusters = re.findall(r'<li>(<a class="cluster-link".*?)</li>', index)
+    assert len(clusters) == 4 and 'href="./copier_d.html"' in clusters[0]  # largest first
+    assert index.count('class="student-link"') == len(generated.results)
 
 
 def test_function_page_shows_groups_counts_code_and_student_links(site, generated) -> None:
