@@ -33,7 +33,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-from grader import similarity
+from grader import assign, notebook, similarity
 from grader.results import SCHEMA_VERSION, SubmissionResult, TestResult, write_atomic
 from grader.rubric import Rubric
 
@@ -92,7 +92,7 @@ def write(results: Sequence[SubmissionResult], out_dir: Path, rubric: Rubric, *,
         views = functions(graded, rubric)
         for view in views:
             write_atomic(folder / function_page(view.name), render_function(view, generated))
-        sources = {r.student: dict(r.sources) for r in graded}
+        sources = {r.student: _strings(r.sources) for r in graded}
         found = similarity.compare(_own_functions(sources, rubric),
                                    template=template_sources(rubric))
         write_atomic(folder / SIMILARITY_PAGE, render_similarity(found, sources, generated))
@@ -133,8 +133,6 @@ def functions(graded: Sequence[SubmissionResult], rubric: Rubric) -> tuple[Funct
 def template_sources(rubric: Rubric) -> dict[str, str]:
     """The functions as handed out (``assignments/NAME.ipynb``, else made from the solution
     as ``grader assign`` makes it): what is in them is nobody's own work."""
-    from grader import assign, notebook
-
     path = rubric.solution.parent.parent / "assignments" / rubric.solution.name
     raw = path.read_bytes() if path.is_file() else assign.render_assignment(rubric.solution)
     document = nbformat.reads(raw.decode("utf-8"), as_version=4)
@@ -259,6 +257,13 @@ def _variants(name: str, results: list[SubmissionResult]) -> tuple[Variant, ...]
 def _source(result: SubmissionResult, name: str) -> str:
     source = result.sources.get(name) if isinstance(result.sources, dict) else None
     return source if isinstance(source, str) else ""
+
+
+def _strings(sources: Any) -> dict[str, str]:
+    """A result's sources as read back from JSON: only text is code."""
+    if not isinstance(sources, dict):
+        return {}
+    return {str(k): v for k, v in sources.items() if isinstance(v, str)}
 
 
 def _own_functions(sources: Mapping[str, Mapping[str, str]],

@@ -182,12 +182,15 @@ def test_broken_sources_and_details_do_not_stop_the_view(backprop, tmp_path) -> 
         SubmissionResult("b", "backprop", "b.ipynb", "", None, (), (odd,), "v", 0.0,
                          sources={"dense_backward": None}),  # type: ignore[dict-item]
         SubmissionResult("c", "backprop", "c.ipynb", "", "not a notebook", (), (), "v", 0.0),
+        SubmissionResult("d", "backprop", "d.ipynb", "", None, (), (odd,), "v", 0.0,
+                         sources="not a dict"),  # type: ignore[arg-type]
     ]
     view = classview.write(results, tmp_path, backprop, generated=GENERATED)
     assert view["problem"] is None
     page = (tmp_path / "class" / "function-dense_backward.html").read_text()
     assert "oops" in page and "raised ZeroDivisionError" in page
     assert '../c.html' not in page  # ungradable notebooks are in the overview, not here
+    assert "../d.html" in page
 
 
 def test_a_failure_is_reported_not_raised(generated, backprop, tmp_path, monkeypatch) -> None:
