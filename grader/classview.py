@@ -81,14 +81,17 @@ class FunctionView:
 
 
 def write(results: Sequence[SubmissionResult], out_dir: Path, rubric: Rubric, *,
-          generated: str | None = None) -> dict[str, Any]:
+          generated: str | None = None) -> dict[str, Any] | None:
     """Write the function pages and the similarity page under ``out_dir/class`` and return
-    the overview's links. Never raises for what students wrote: should a page fail anyway,
-    the overview says so instead of stopping the batch."""
+    the overview's links (None, and no pages, when nothing was graded). Never raises for what
+    students wrote: should a page fail anyway, the overview says so instead of stopping the
+    batch."""
     generated = generated or date.today().isoformat()
     folder = out_dir / FOLDER
+    graded = [r for r in results if r.error is None]
+    if not graded:
+        return None
     try:
-        graded = [r for r in results if r.error is None]
         views = functions(graded, rubric)
         for view in views:
             write_atomic(folder / function_page(view.name), render_function(view, generated))

@@ -193,6 +193,14 @@ def test_broken_sources_and_details_do_not_stop_the_view(backprop, tmp_path) -> 
     assert "../d.html" in page
 
 
+def test_nothing_graded_gives_no_class_view(backprop, tmp_path) -> None:
+    ungradable = SubmissionResult("c", "backprop", "c.ipynb", "", "not a notebook", (), (), "v",
+                                  0.0)
+    assert classview.write([ungradable], tmp_path, backprop) is None
+    assert not (tmp_path / "class").exists()
+    assert "class-view" not in report.render_index([ungradable], class_view=None)
+
+
 def test_a_failure_is_reported_not_raised(generated, backprop, tmp_path, monkeypatch) -> None:
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
