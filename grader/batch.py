@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader import canary, classroom, export, report
+from grader import canary, classroom, classview, export, report
 from grader.errors import GraderError, InfrastructureError
 from grader.grade import Job, cache_key, grade_submission, student_name
 from grader.results import SubmissionResult, load, save, write_atomic
@@ -138,7 +138,7 @@ def _only_run_on(out_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             raise GraderError(f"another grading run is writing to {out_dir}; wait for it to "
                               f"finish or choose another --out") from None
-        for folder in (out_dir, out_dir / "gradescope"):
+        for folder in (out_dir, out_dir / "gradescope", out_dir / classview.FOLDER):
             for stale in folder.glob(".*.tmp"):  # write_atomic's temporary files
                 stale.unlink(missing_ok=True)
         yield
@@ -174,7 +174,7 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
     results = sorted(done, key=lambda r: order.get(r.student, 0))
     machine = [verdict.sandbox, verdict.line()] if verdict is not None else []
     view = classroom.rebuild(out_dir, assignment=rubric.name, max_score=rubric.max_score,
-                             intake=intake, fresh=fresh, machine=machine)
+                             intake=intake, fresh=fresh, machine=machine, rubric=rubric)
     return BatchSummary(results, len(todo), len(done) - len(todo), time.perf_counter() - started,
                         verdict, view)
 

@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grader import classview, final, gradebook, ingest, report, roster
 from grader import course as course_file
-from grader import final, gradebook, ingest, report, roster
 from grader.errors import GraderError
 from grader.export import rubric_order
 from grader.results import SubmissionResult, load, write_atomic
 from grader.roster import Roster, Student
+from grader.rubric import Rubric
 
 STATE = Path("intake") / "state.json"
 STATE_VERSION = 1
@@ -81,9 +82,12 @@ def _remembered_roster(out_dir: Path | None) -> Roster | None:
 
 
 def rebuild(out_dir: Path, *, assignment: str, max_score: float, intake: Intake | None = None,
-            fresh: Sequence[str] = (), machine: Sequence[str] = ()) -> ClassView:
+            fresh: Sequence[str] = (), machine: Sequence[str] = (),
+            rubric: Rubric | None = None) -> ClassView:
     """Write the class's overview and gradebooks from every result in ``out_dir``, and the
-    pages of students whose final grade changed (``fresh``: pages just written without it)."""
+    pages of students whose final grade changed (``fresh``: pages just written without it).
+    With the ``rubric``, also the class's function and similarity pages (``grader.classview``),
+    from every result in the folder too."""
     state = _merged(_state(out_dir), intake)
     course = _course(state, out_dir)
     results = _results(out_dir, assignment)
@@ -96,8 +100,10 @@ def rebuild(out_dir: Path, *, assignment: str, max_score: float, intake: Intake 
     files = _write_gradebooks(out_dir, finals, results, course, assignment, state)
     _write_pages(out_dir, finals, results, state, set(fresh))
     view = _overview(counts, finals, state)
+    every = list(results.values())
+    class_view = classview.write(every, out_dir, rubric) if rubric is not None else None
     write_atomic(out_dir / "index.html", report.render_index(
-        list(results.values()), machine=machine, gradebook=view))
+        every, machine=machine, gradebook=view, class_view=class_view))
     write_atomic(out_dir / STATE, json.dumps(state, indent=1, sort_keys=True) + "\n")
     return ClassView(counts, finals, tuple(view["notes"]), files)
 

@@ -87,18 +87,20 @@ def render_index(
     links: dict[str, str] | None = None,
     machine: Sequence[str] = (),
     gradebook: dict[str, Any] | None = None,
+    class_view: dict[str, Any] | None = None,
 ) -> str:
     """The class overview: score histogram, pass rates, common diagnoses, one link per student,
     and the grading machine's facts (``machine``: the sandbox and the reference canary, as the
     batch summary says them; missing sandbox layers are the instructor's business, not each
     student's). ``gradebook``: the final grades' counts and rows (``grader.classroom``), which
-    then head the page. Never raises: if the overview cannot be drawn, a plain list of
+    then head the page; ``class_view`` links the function and similarity pages
+    (``grader.classview``). Never raises: if the overview cannot be drawn, a plain list of
     students."""
     generated = generated or date.today().isoformat()
     links = links or {}
     try:
         return _index_page(results, generated, links, list(machine) or _machine(results),
-                           gradebook)
+                           gradebook, class_view)
     except Exception as error:  # noqa: BLE001 - the overview must not stop the batch
         return _plain_index(results, generated, links, error)
 
@@ -134,7 +136,8 @@ def _machine(results: list[SubmissionResult]) -> list[str]:
 
 
 def _index_page(results: list[SubmissionResult], generated: str, links: dict[str, str],
-                machine: list[str], gradebook: dict[str, Any] | None = None) -> str:
+                machine: list[str], gradebook: dict[str, Any] | None = None,
+                class_view: dict[str, Any] | None = None) -> str:
     graded = [r for r in results if r.error is None]
     # with a gradebook, the scores shown are the final ones (late penalty, adjustments)
     fractions = gradebook["fractions"] if gradebook else [_fraction(r) for r in graded]
@@ -154,6 +157,7 @@ def _index_page(results: list[SubmissionResult], generated: str, links: dict[str
         rows=_submission_rows(results, links),
         stages=_stage_means(results),
         total_time=_seconds(sum(_num(r.duration_s) or 0.0 for r in results)),
+        class_view=class_view,
     )
 
 
