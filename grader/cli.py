@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--assignment", required=True)
     check.set_defaults(run=_check)
 
+    export_check = commands.add_parser(
+        "export-check", help="write a self-check for students (public tests, no solutions)"
+    )
+    export_check.add_argument("name", metavar="NAME", help="the assignment, e.g. backprop")
+    export_check.add_argument("--out", type=Path, help="default: NAME-check.pyz")
+    export_check.set_defaults(run=_export_check)
+
     gradescope = commands.add_parser("gradescope", help="build a Gradescope autograder zip")
     gradescope.add_argument("name", metavar="NAME", help="the assignment, e.g. backprop")
     gradescope.add_argument("--out", type=Path, help="default: NAME-autograder.zip")
@@ -177,6 +184,15 @@ def _summary(result) -> str:
         "strides, so test more than the examples."
     )
     return "\n".join(lines)
+
+
+def _export_check(args: argparse.Namespace) -> int:
+    from grader import selfcheck
+
+    out = args.out or Path(f"{args.name}-check.pyz")
+    written = selfcheck.export(args.name, out)
+    print(f"written {written}: students run `python {written.name} their.ipynb`")
+    return 0
 
 
 def _gradescope(args: argparse.Namespace) -> int:
