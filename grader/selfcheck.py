@@ -29,12 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from grader import checker, checks, gradient_checks, reference, rubric
+from grader import checks, gradient_checks, reference, replay, rubric
 from grader.checktypes import Context, case_inputs
 from grader.compare import compare
 from grader.errors import GraderError
 from grader.rubric import MNIST, Rubric, TestSpec
 
+BUNDLE_PACKAGE = "checker_data"  # as grader.checker reads it (not imported: it imports cli)
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)  # same input, same file
 MAIN = "import sys\nfrom grader.checker import main\nsys.exit(main())\n"
 
@@ -76,7 +77,7 @@ def _public_rubric(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 class Recorder:
-    """The reference, with every call's answer kept by ``checker.call_key``."""
+    """The reference, with every call's answer kept by ``replay.call_key``."""
 
     def __init__(self, ref: reference.Reference) -> None:
         self.ref = ref
@@ -87,14 +88,14 @@ class Recorder:
         real = self.ref[name]
 
         def recorded(*args: Any, **kwargs: Any) -> Any:
-            key = checker.call_key(name, args, kwargs)  # before the call could change them
+            key = replay.call_key(name, args, kwargs)  # before the call could change them
             answers = self.answers.setdefault(name, {})
             try:
                 value = real(*args, **kwargs)
             except Exception as exc:
                 answers[key] = {"raises": f"{type(exc).__name__}: {exc}"}
                 raise
-            answers[key] = {"returns": checker.encode(value, self.arrays)}
+            answers[key] = {"returns": replay.encode(value, self.arrays)}
             return value
 
         recorded.__signature__ = inspect.signature(real)  # type: ignore[attr-defined]
@@ -117,7 +118,7 @@ def record(exported: Rubric,
                 _record_output(spec, context)
             elif spec.kind == "gradient":
                 _record_gradient(spec, context)
-    except checker.Unrecordable as exc:
+    except replay.Unrecordable as exc:
         raise GraderError(f"export-check: the reference returned {exc}, which the exported "
                           f"checker cannot hold as plain data") from None
     functions = {
@@ -187,10 +188,10 @@ def _write_pyz(out: Path, bundle: dict[str, Any], arrays: dict[str, np.ndarray])
             _add(archive, "__main__.py", MAIN.encode())
             for path in members:
                 _add(archive, str(path.relative_to(package.parent)), path.read_bytes())
-            _add(archive, f"{checker.BUNDLE_PACKAGE}/__init__.py", b"")
-            _add(archive, f"{checker.BUNDLE_PACKAGE}/answers.json",
+            _add(archive, f"{BUNDLE_PACKAGE}/__init__.py", b"")
+            _add(archive, f"{BUNDLE_PACKAGE}/answers.json",
                  json.dumps(bundle).encode())
-            _add(archive, f"{checker.BUNDLE_PACKAGE}/arrays.npz", npz.getvalue())
+            _add(archive, f"{BUNDLE_PACKAGE}/arrays.npz", npz.getvalue())
     temporary.chmod(0o755)
     temporary.replace(out)
 

@@ -17,7 +17,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from grader import checker, diagnose, grade, reference, rubric, selfcheck
+from grader import checker, diagnose, grade, reference, replay, rubric, selfcheck
 from grader.compare import compare
 from grader.grade import Job
 from tests.conftest import ROOT, SOLUTIONS, build_notebook
@@ -172,28 +172,32 @@ def test_backprop_checker_names_the_mnist_tests_it_leaves_out(checkers: dict,
     assert "not run here: MNIST: test accuracy of your network" in done.stdout
 
 
+def test_checker_reads_the_bundle_the_export_writes() -> None:
+    assert checker.BUNDLE_PACKAGE == selfcheck.BUNDLE_PACKAGE
+
+
 def test_replay_refuses_a_call_it_has_no_recording_for() -> None:
     """Even where a bug pattern swallows exceptions (a variant that does not apply), an
     unrecorded call stops the checker instead of changing the diagnosis."""
     known = np.arange(4.0)
-    answers = {checker.call_key("f", [known], {}): {"returns": {"value": 1.0}}}
-    replay = checker.Replay("f", ("x",), answers, {})
-    assert replay(np.arange(4.0)) == 1.0
-    with pytest.raises(checker.NotRecorded, match="no recorded answer for this call of `f`"):
-        replay(np.arange(5.0))
+    answers = {replay.call_key("f", [known], {}): {"returns": {"value": 1.0}}}
+    function = replay.Replay("f", ("x",), answers, {})
+    assert function(np.arange(4.0)) == 1.0
+    with pytest.raises(replay.NotRecorded, match="no recorded answer for this call of `f`"):
+        function(np.arange(5.0))
     context = diagnose.Context(function="f", output="out", args=[known + 1], kwargs={},
                                comparison=compare("out", np.zeros(3), np.ones(3)),
-                               reference=replay)
-    with pytest.raises(checker.NotRecorded):
+                               reference=function)
+    with pytest.raises(replay.NotRecorded):
         context.rerun(context.args, {})
 
 
 def test_encoding_round_trips_what_a_reference_returns() -> None:
     arrays: dict = {}
     value = (np.ones((2, 3), np.float32), {"stride": 2, "x": np.float64(1.5)}, [None, "a", True])
-    back = checker.decode(json.loads(json.dumps(checker.encode(value, arrays))), arrays)
+    back = replay.decode(json.loads(json.dumps(replay.encode(value, arrays))), arrays)
     assert isinstance(back, tuple) and back[0].dtype == np.float32
     assert np.array_equal(back[0], value[0]) and back[1] == value[1] and back[2] == value[2]
     assert type(back[1]["x"]) is np.float64
-    with pytest.raises(checker.Unrecordable):
-        checker.encode(object(), arrays)
+    with pytest.raises(replay.Unrecordable):
+        replay.encode(object(), arrays)
