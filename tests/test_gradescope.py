@@ -175,3 +175,23 @@ def test_choose_notebook_ignores_debris(tmp_path: Path) -> None:
     assert choice.notebook == tmp_path / "a.ipynb"  # shallowest, then by path
     assert choice.others == (tmp_path / "b" / "answer.ipynb",)
     assert autograder.choose_notebook(tmp_path / "b", "answer").notebook is not None
+
+
+def test_a_grader_failure_writes_no_grade(convolution_zip: Path, tmp_path: Path) -> None:
+    """When the grader cannot grade (here a broken rubric), there is no results.json: Gradescope
+    then shows a failed autograder, not a score that would read as the student's."""
+    root = unpack(convolution_zip, tmp_path)
+    (root / "source" / "solutions" / "convolution.toml").write_text("[assignment\n")
+    shutil.copy(EXAMPLES / "erin_reference.ipynb", root / "submission" / "convolution.ipynb")
+    done = run_autograder(root)
+    assert done.returncode == 2
+    assert "grader: error: convolution.toml: not valid TOML" in done.stderr
+    assert not (root / "results" / "results.json").exists()
+
+
+def test_uid_isolation_is_an_explicit_choice(tmp_path: Path) -> None:
+    plain = gradescope.build("convolution", tmp_path / "plain.zip")
+    chosen = gradescope.build("convolution", tmp_path / "uid.zip", uid_isolation=True)
+    with zipfile.ZipFile(plain) as a, zipfile.ZipFile(chosen) as b:
+        assert "--uid-isolation" not in a.read("run_autograder").decode()
+        assert "--assignment convolution --uid-isolation" in b.read("run_autograder").decode()
