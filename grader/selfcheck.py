@@ -148,10 +148,14 @@ def _record_output(spec: TestSpec, context: Context) -> None:
 
 def _record_gradient(spec: TestSpec, context: Context) -> None:
     count = len(spec.outputs)
+    positions = spec.options.get("wrt", list(range(count)))
     for number in range(len(spec.cases)):
-        for right_shape in itertools.product((True, False), repeat=count):
+        # a gradient of the wrong shape is skipped, and the ones after it then draw other
+        # random coordinates: every combination has its own calls
+        for right_shape in itertools.product((True, False), repeat=len(positions)):
             case = gradient_checks.GradientCase.build(spec, context, number)
-            got = [e if ok else np.zeros(0) for e, ok in zip(case.expected, right_shape)]
+            got = [np.zeros(np.shape(case.args[p])) if ok else np.zeros(0)
+                   for p, ok in zip(positions, right_shape)]
             gradient_checks._numerical_errors(case, got)
         case = gradient_checks.GradientCase.build(spec, context, number)
         for index in range(count):

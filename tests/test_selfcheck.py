@@ -201,3 +201,8 @@ def test_encoding_round_trips_what_a_reference_returns() -> None:
     assert type(back[1]["x"]) is np.float64
     with pytest.raises(replay.Unrecordable):
         replay.encode(object(), arrays)
+
+
+def test_export_is_deterministic(checkers: dict, tmp_path: Path) -> None:
+    again = selfcheck.export("convolution", tmp_path / "again.pyz")
+    assert again.read_bytes() == checkers["convolution"].read_bytes()
