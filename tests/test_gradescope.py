@@ -9,9 +9,11 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from grader import autograder, gradescope, rubric
@@ -54,8 +56,9 @@ def unpack(zip_path: Path, tmp_path: Path) -> Path:
     return root
 
 
-def run_autograder(root: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable}
+def run_autograder(root: Path, **extra_env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable,
+           **extra_env}
     return subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env,
                           capture_output=True, text=True, timeout=600)
 
@@ -195,3 +198,46 @@ def test_uid_isolation_is_an_explicit_choice(tmp_path: Path) -> None:
     with zipfile.ZipFile(plain) as a, zipfile.ZipFile(chosen) as b:
         assert "--uid-isolation" not in a.read("run_autograder").decode()
         assert "--assignment convolution --uid-isolation" in b.read("run_autograder").decode()
+
+
+@pytest.fixture
+def open_tmp() -> Path:
+    """A folder other uids can traverse (pytest's own is root's alone), as /autograder is."""
+    folder = Path(tempfile.mkdtemp(prefix="gradescope-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="the uid drop needs root and setpriv")
+def test_without_namespaces_only_uid_isolation_grades_and_hides_the_solutions(
+        open_tmp: Path) -> None:
+    """Gradescope's container may lack user namespaces (here: no working bwrap). Then the
+    default refuses (exit 2, no results.json); --uid-isolation grades under the sandbox's
+    unprivileged uid, and setup.sh's modes keep the rubric from student code."""
+    built = gradescope.build("convolution", open_tmp / "uid.zip", uid_isolation=True)
+    root = unpack(built, open_tmp)
+    setup = subprocess.run(["bash", str(root / "source" / "setup.sh")], capture_output=True,
+                           text=True, timeout=120,
+                           env={**os.environ, "AUTOGRADER_ROOT": str(root),
+                                "GRADER_SETUP_DRY_RUN": "1", "GRADER_VENV": "/nonexistent"})
+    assert setup.returncode == 0, setup.stderr
+    secret = root / "source" / "solutions" / "convolution.toml"
+    notebook = nbformat.read(EXAMPLES / "erin_reference.ipynb", as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(f"print('LEAK', open({str(secret)!r}).read())"))
+    nbformat.write(notebook, root / "submission" / "convolution.ipynb")
+
+    done = run_autograder(root, GRADER_BWRAP="/bin/false")
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = (root / "results" / "results.json").read_text()
+    assert "Permission denied" in text and "LEAK" not in text.replace("print('LEAK'", "")
+    assert results_of(root)["score"] == rubric.load("convolution").max_score
+
+    (root / "results" / "results.json").unlink()
+    script = root / "source" / "run_autograder"
+    script.write_text(script.read_text().replace(" --uid-isolation", ""))
+    refused = run_autograder(root, GRADER_BWRAP="/bin/false")
+    assert refused.returncode == 2 and "grader: error:" in refused.stderr
+    assert not (root / "results" / "results.json").exists()
