@@ -77,6 +77,24 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--assignment", required=True)
     check.set_defaults(run=_check)
 
+    export_check = commands.add_parser(
+        "export-check", help="write a self-check for students (public tests, no solutions)"
+    )
+    export_check.add_argument("name", metavar="NAME", help="the assignment, e.g. backprop")
+    export_check.add_argument("--out", type=Path, help="default: NAME-check.pyz")
+    export_check.set_defaults(run=_export_check)
+
+    gradescope = commands.add_parser("gradescope", help="build a Gradescope autograder zip")
+    gradescope.add_argument("name", metavar="NAME", help="the assignment, e.g. backprop")
+    gradescope.add_argument("--out", type=Path, help="default: NAME-autograder.zip")
+    gradescope.add_argument("--mnist", type=Path, metavar="DIR",
+                            help="put MNIST's four .gz files from DIR in the zip "
+                            "(default: setup.sh downloads and verifies them)")
+    gradescope.add_argument("--uid-isolation", action="store_true",
+                            help="where Gradescope has no user namespaces, grade under the "
+                            "sandbox's unprivileged uid instead of refusing")
+    gradescope.set_defaults(run=_gradescope)
+
     assign = commands.add_parser("assign", help="make assignments/ from solutions/")
     assign.add_argument("--solutions", type=Path, default=Path("solutions"))
     assign.add_argument("--assignments", type=Path, default=Path("assignments"))
@@ -204,6 +222,25 @@ def _summary(result) -> str:
         "strides, so test more than the examples."
     )
     return "\n".join(lines)
+
+
+def _export_check(args: argparse.Namespace) -> int:
+    from grader import selfcheck
+
+    out = args.out or Path(f"{args.name}-check.pyz")
+    written = selfcheck.export(args.name, out)
+    print(f"written {written}: students run `python {written.name} their.ipynb`")
+    return 0
+
+
+def _gradescope(args: argparse.Namespace) -> int:
+    from grader import gradescope
+
+    out = args.out or Path(f"{args.name}-autograder.zip")
+    built = gradescope.build(args.name, out, mnist_dir=args.mnist,
+                             uid_isolation=args.uid_isolation)
+    print(f"written {built}: upload it as the assignment's autograder (Ubuntu 22.04+ image)")
+    return 0
 
 
 def _assign(args: argparse.Namespace) -> int:
