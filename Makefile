@@ -29,16 +29,21 @@ grade: setup
 	done
 	@echo "Open $(OUT)/<assignment>/index.html for the class overview and each student's page."
 
+# Tests run on every core (pytest-xdist; TEST_JOBS=1 for one process): most of them wait on
+# sandboxed notebooks, so two cores take the suite from about 8 minutes to about 3.
+TEST_JOBS ?= auto
+PYTEST := $(PY) -m pytest -n $(TEST_JOBS) --dist worksteal
+
 test: setup check-assignments validate
-	$(PY) -m pytest
+	$(PYTEST)
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow and not browser"
+	$(PYTEST) -m "not slow and not browser"
 
 # What must hold on every machine (reference full marks, template zero, MNIST, hostile
 # submissions, the canary): .ci/run repeats it with the bundled bwrap and as an ordinary user.
 test-core: setup
-	$(PY) -m pytest -m core -p no:cacheprovider
+	$(PYTEST) -m core -p no:cacheprovider
 
 assignments: setup
 	$(PY) -m grader assign
