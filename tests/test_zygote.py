@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import sandbox
+from grader import grade, rubric, sandbox
+from grader.errors import InfrastructureError
 from grader.execute import Session
 from grader.notebook import read
 from grader.sandbox import Limits, Sandbox, SandboxConfig
@@ -63,6 +64,8 @@ found = {
     "random": float(np.random.random()),
     "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
     "uid": os.getuid(),
+    "status": {line.split(":")[0]: line.split()[1] for line in open("/proc/self/status")
+               if line.startswith(("CapPrm", "CapEff", "CapAmb", "NoNewPrivs", "Seccomp:"))},
 }
 print("FOUND " + json.dumps(found))
 """
@@ -146,6 +149,10 @@ def test_nothing_of_a_reaches_b(config: SandboxConfig) -> None:
     assert found["add"] == 2 and found["seterr"] == "warn", found
     assert found["random"] == np.random.RandomState(0).random_sample(), found
     assert found["processes"] == [1, 2], found  # its init and itself: no A, no zygote
+    walls = found["status"]
+    assert int(walls["CapPrm"], 16) == int(walls["CapEff"], 16) == int(walls["CapAmb"], 16) == 0
+    assert walls["NoNewPrivs"] == "1", walls
+    assert walls["Seccomp"] == ("2" if "seccomp" in second.layers else "0"), walls
     if "uid" in second.layers:
         assert found["uid"] == zygote.uid != 0
 
@@ -253,3 +260,29 @@ def test_a_dead_zygote_is_replaced_and_the_submission_graded(
         assert outcome.value[0].tolist() == [0.0, 2.0]
         assert session._sandbox._zygote is not old and session._sandbox._zygote.alive
         assert not any("stop" in n or "sandbox" in n for n in session.notices), session.notices
+
+
+def test_a_child_that_cannot_start_is_the_machines_fault(tmp_path: Path, monkeypatch) -> None:
+    """The zygote's child dies before its hello (here: limits it cannot apply): no student code
+    ran, so grading stops instead of giving a zero."""
+    monkeypatch.setattr(sandbox.Sandbox, "_rlimits", lambda self: {"no such limit": 1})
+    student = build_notebook(tmp_path, "convolution", name="carol")
+    job = grade.Job(student, rubric.load("convolution"), SandboxConfig.from_env())
+    with pytest.raises(InfrastructureError, match="the sandbox could not start"):
+        grade.grade_submission(job)
+
+
+def test_where_no_zygote_starts_each_submission_gets_a_fresh_sandbox(
+        config: SandboxConfig, monkeypatch) -> None:
+    def refuse(self, timeout):
+        raise sandbox.SandboxCrashed("refused for this test")
+
+    monkeypatch.setattr(sandbox.Zygote, "_start", refuse)
+    monkeypatch.setattr(sandbox, "_IDLE", [])
+    monkeypatch.setattr(sandbox, "_ZYGOTE_BROKEN", [])
+    with Sandbox(config) as box:
+        assert box._zygote is None
+        assert exec_cell(box, "x = 1")["ok"]
+    used, missing = sandbox.plan_layers(config.mode)
+    assert "fresh sandbox per submission (the zygote failed: refused for this test)" in (
+        sandbox.describe(used, missing))

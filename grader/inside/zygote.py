@@ -200,6 +200,7 @@ def _init(request: dict, fds: list[int]) -> None:
     if server == 0:
         _become_runtime(request, fds)
     _close(fds)
+    _drop_bounding_set()
     _drop_capabilities()
     while True:
         try:
@@ -256,8 +257,7 @@ def _become_runtime(request: dict, fds: list[int]) -> None:
 def _drop_privileges(uid: int | None) -> None:
     """No capabilities (not even in the bounding set where that can be changed), the slot's uid
     where there is one, no new privileges; checked, not assumed."""
-    for cap in range(int(open("/proc/sys/kernel/cap_last_cap").read()) + 1):
-        _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # needs CAP_SETPCAP: root mode only
+    _drop_bounding_set()
     if uid is not None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
@@ -270,6 +270,15 @@ def _drop_privileges(uid: int | None) -> None:
             if line.startswith(("CapPrm", "CapEff", "CapInh", "CapAmb"))}
     if any(held.values()):
         raise OSError(0, f"capabilities still held: {held}")
+
+
+def _drop_bounding_set() -> None:
+    """Needs CAP_SETPCAP, which the zygote has where the grader is root (in a user namespace
+    of its own the bounding set stays, and no capability is held to use it)."""
+    with open("/proc/sys/kernel/cap_last_cap") as handle:
+        last = int(handle.read())
+    for cap in range(last + 1):
+        _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
 
 
 class _CapHeader(ctypes.Structure):
