@@ -20,6 +20,12 @@ request's number, so bytes student code writes to the channel break nothing but 
 
 ``GRADER_SANDBOX=strict`` refuses to grade when a layer is missing, ``auto`` (the default) uses
 what exists and says what is missing, ``off`` runs a plain child process (debugging only).
+
+Where the namespaces layer works, a sandbox is a child of its worker's ``Zygote`` (see
+``inside/zygote.py``): one bubblewrap sandbox per worker pays for Python and NumPy once and forks
+each submission into fresh PID, mount and IPC namespaces with every layer above applied to the
+child alone, so a submission costs a fork instead of an interpreter. ``GRADER_ZYGOTE=off`` (and a
+machine where no zygote starts) gives each submission a sandbox of its own, as before.
 """
 
 from __future__ import annotations
@@ -528,7 +534,7 @@ class Sandbox:
         if self._process is None:
             return "the sandboxed process is gone"
         try:
-            code = self._process.wait(timeout=2 if self._zygote is None else 10)
+            code = self._process.wait(timeout=2 if self._zygote is None else 5)
         except subprocess.TimeoutExpired:
             return "the sandboxed process closed its channel"
         if self._out_of_memory():
