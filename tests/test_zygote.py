@@ -36,6 +36,13 @@ from multiprocessing import shared_memory
 for folder in ("/scratch", "/tmp", "/dev/shm", os.environ["HOME"], os.environ["TMPDIR"]):
     open(os.path.join(folder, "from-A"), "w").write("secret of A")
 keep = shared_memory.SharedMemory(name="from-A-shm", create=True, size=1 << 20)
+try:
+    with open("/dev/shm/from-A-fill", "wb") as hog:  # until the tmpfs is full
+        while True:
+            hog.write(b"x" * (1 << 20))
+except OSError:
+    pass
+print("FILLED", os.path.getsize("/dev/shm/from-A-fill"), flush=True)
 daemon = subprocess.Popen(["/bin/sh", "-c", "sleep 600"], start_new_session=True)
 if os.fork() == 0:
     os.setsid()
@@ -54,6 +61,9 @@ random.seed(99)
 # B: what it finds, printed as one JSON line
 LOOK_AROUND = r"""
 import json, os, sys, numpy as np
+with open("/dev/shm/room", "wb") as handle:
+    handle.write(b"y" * (8 << 20))
+os.remove("/dev/shm/room")
 found = {
     "files": sorted(name for folder in ("/scratch", "/tmp", "/dev/shm")
                     for name in os.listdir(folder)),
@@ -131,6 +141,8 @@ def test_nothing_of_a_reaches_b(config: SandboxConfig) -> None:
         zygote = first._zygote
         assert zygote is not None
         assert answer.get("strays", 0) >= 2, answer  # (killed by A's runtime after the cell)
+    filled = [line for line in first.output().splitlines() if line.startswith("FILLED ")]
+    assert filled and int(filled[0].split()[1]) >= (config.limits.scratch_mb - 2) << 20, filled
     # A's namespace died with it: only bubblewrap's init and the zygote are left
     deadline = time.monotonic() + 10
     while len(descendants(zygote._process.pid)) > 2 and time.monotonic() < deadline:
