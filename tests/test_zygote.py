@@ -17,17 +17,15 @@ import numpy as np
 import pytest
 
 from grader import grade, rubric, sandbox
-from grader.errors import InfrastructureError
+from grader.errors import GraderError, InfrastructureError
 from grader.execute import Session
 from grader.notebook import read
 from grader.sandbox import Limits, Sandbox, SandboxConfig
 from tests.conftest import build_notebook
 
-pytestmark = [
-    pytest.mark.core,
-    pytest.mark.skipif(not sandbox.zygote_plan(sandbox.available_layers())[0],
-                       reason="no zygote here: each submission gets a fresh sandbox"),
-]
+pytestmark = pytest.mark.core
+needs_zygote = pytest.mark.skipif(not sandbox.zygote_plan(sandbox.available_layers())[0],
+                                  reason="no zygote here: each submission gets a fresh sandbox")
 
 # A: everything a submission could try to leave behind for the next one
 LEAVE_TRACES = r"""
@@ -134,6 +132,7 @@ def config() -> SandboxConfig:
     return SandboxConfig.from_env(limits=Limits(memory_mb=1024, scratch_mb=64))
 
 
+@needs_zygote
 def test_nothing_of_a_reaches_b(config: SandboxConfig) -> None:
     with Sandbox(config) as first:
         answer = exec_cell(first, LEAVE_TRACES)
@@ -169,6 +168,7 @@ def test_nothing_of_a_reaches_b(config: SandboxConfig) -> None:
         assert found["uid"] == zygote.uid != 0
 
 
+@needs_zygote
 def test_a_child_cannot_signal_or_trace_the_zygote(config: SandboxConfig) -> None:
     attack = r"""
 import ctypes, os, signal
@@ -207,6 +207,7 @@ print("FOUND " + __import__("json").dumps(results))
         assert exec_cell(second, "x = 1")["ok"]
 
 
+@needs_zygote
 def test_a_child_cannot_read_the_next_ones_data(config: SandboxConfig, tmp_path: Path) -> None:
     """A leaves a process that would read any descriptor it can find; it dies with A, and the
     only descriptors B's data arrives on belong to B's namespace alone."""
@@ -237,6 +238,7 @@ if os.fork() == 0:
     assert visible == ["1", "2"], visible
 
 
+@needs_zygote
 def test_a_child_killed_for_memory_or_time_does_not_break_the_next(config: SandboxConfig) -> None:
     with Sandbox(config) as first:
         zygote = first._zygote
@@ -255,6 +257,7 @@ def test_a_child_killed_for_memory_or_time_does_not_break_the_next(config: Sandb
         assert answer["ok"], answer
 
 
+@needs_zygote
 def test_a_dead_zygote_is_replaced_and_the_submission_graded(
         config: SandboxConfig, tmp_path: Path) -> None:
     """Killed between two requests of one submission: the request is answered by a fresh
@@ -274,6 +277,7 @@ def test_a_dead_zygote_is_replaced_and_the_submission_graded(
         assert not any("stop" in n or "sandbox" in n for n in session.notices), session.notices
 
 
+@needs_zygote
 def test_a_child_that_cannot_start_is_the_machines_fault(tmp_path: Path, monkeypatch) -> None:
     """The zygote's child dies before its hello (here: limits it cannot apply): no student code
     ran, so grading stops instead of giving a zero."""
@@ -284,6 +288,7 @@ def test_a_child_that_cannot_start_is_the_machines_fault(tmp_path: Path, monkeyp
         grade.grade_submission(job)
 
 
+@needs_zygote
 def test_where_no_zygote_starts_each_submission_gets_a_fresh_sandbox(
         config: SandboxConfig, monkeypatch) -> None:
     def refuse(self, timeout):
@@ -298,3 +303,18 @@ def test_where_no_zygote_starts_each_submission_gets_a_fresh_sandbox(
     used, missing = sandbox.plan_layers(config.mode)
     assert "fresh sandbox per submission (the zygote failed: refused for this test)" in (
         sandbox.describe(used, missing))
+
+
+def test_the_plan_says_where_each_submission_runs(monkeypatch) -> None:
+    """The batch summary's words: a zygote where children can have namespaces, a fresh sandbox
+    per submission in the uid-drop mode (no namespaces) or when asked, an error for a typo."""
+    monkeypatch.delenv("GRADER_ZYGOTE", raising=False)
+    assert sandbox.zygote_plan(["namespaces", "rlimits"])[0]
+    used, reason = sandbox.zygote_plan(["uid", "rlimits", "seccomp"])
+    assert not used and "no namespaces" in reason
+    monkeypatch.setenv("GRADER_ZYGOTE", "off")
+    assert sandbox.zygote_plan(["namespaces"]) == (
+        False, "a fresh sandbox per submission (GRADER_ZYGOTE=off)")
+    monkeypatch.setenv("GRADER_ZYGOTE", "sometimes")
+    with pytest.raises(GraderError, match="GRADER_ZYGOTE must be auto or off"):
+        sandbox.zygote_plan(["namespaces"])
