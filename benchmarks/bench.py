@@ -38,6 +38,7 @@ UNIT_KINDS = ("example", "output", "gradient", "rules")  # everything but the MN
 GROUPS = {"example": "example/output", "output": "example/output", "gradient": "gradient",
           "rules": "rules", "mnist": "mnist", "mnist_diagnostic": "mnist_diagnostic"}
 TARGET_COST_S = 1.0
+TARGET_NUMPY_RATIO = 2.0  # per-submission cost <= 2x `python -c 'import numpy'` (issue 14)
 TARGET_SPEEDUP = 1.7
 TARGET_MEMORY_MB = 1536.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -320,6 +321,17 @@ def run_child(args: list[str]) -> tuple[dict[str, Any], dict[str, float]]:
 # --- MNIST loading (in this process) ---------------------------------------------------------
 
 
+def numpy_import_times(runs: int = 7) -> list[float]:
+    """Wall time of ``python -c 'import numpy'`` with this interpreter: the yardstick for the
+    per-submission cost, measured in the same run on the same (busy) machine."""
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import numpy"], check=True)
+        times.append(time.perf_counter() - began)
+    return times
+
+
 def mnist_loading() -> dict[str, float] | str:
     from grader import mnist
 
@@ -435,6 +447,14 @@ def report_table(counts: dict[str, int], stages: dict[str, Any], throughput: dic
             [s[0] for s in stages["starts"]]),
         row("sandbox tear-down", [s[1] for s in stages["starts"]]),
     ]
+    imports = stages.get("numpy_import", [])
+    if imports and cost:
+        ratio = statistics.median(cost) / statistics.median(imports)
+        rows += [
+            row("python -c 'import numpy', same run", imports),
+            ["per submission / python -c 'import numpy' (medians)", "1", f"{ratio:.1f}x", "",
+             f"<= {TARGET_NUMPY_RATIO:g}x", check(ratio <= TARGET_NUMPY_RATIO)],
+        ]
     rows.append(section("MNIST data"))
     if isinstance(loading, str):
         rows.append(["MNIST load and prepare", "0", "n/a", "", loading, ""])
@@ -555,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    str(out), str(jobs)]))
         stages, stage_seen = run_child(["stages", str(folder / "submissions"),
                                         str(args.mnist_runs), str(args.sandbox_starts)])
+        stages["numpy_import"] = numpy_import_times()
         loading = mnist_loading()
         print(report_table(counts, stages, throughput, loading, stage_seen))
     print(class_view_table())

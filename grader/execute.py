@@ -17,7 +17,7 @@ from typing import Any
 
 from grader.errors import InfrastructureError
 from grader.notebook import CodeCell, Notebook
-from grader.sandbox import Sandbox, SandboxConfig, SandboxCrashed, SandboxTimedOut
+from grader.sandbox import Sandbox, SandboxConfig, SandboxCrashed, SandboxTimedOut, ZygoteLost
 
 MAX_RESTARTS = 12
 
@@ -163,14 +163,25 @@ class Session:
 
     # -- internals --
     def _request(self, message: dict[str, Any], *, timeout: float,
-                 what: str = "the grader's request") -> dict[str, Any] | str | None:
+                 what: str = "the grader's request", retry: bool = True,
+                 ) -> dict[str, Any] | str | None:
         if self._sandbox is None or not self._sandbox.alive:
-            if not self._restart("the sandbox had stopped"):
+            # (a lost zygote is the machine's business: nothing to tell the student)
+            lost = self._sandbox is not None and self._sandbox.zygote_lost
+            reason = None if lost else "the sandbox had stopped"
+            if not self._restart(reason):
                 return "the sandbox could not be restarted"
         try:
             answer = self._sandbox.request(message, timeout=timeout)
             self._note_strays(answer, what)
             return answer
+        except ZygoteLost:
+            # the machine's fault, not the student's: a fresh zygote, the cells again, and the
+            # same request once more
+            self._restart(None)
+            if not retry:
+                raise _zygote_lost_twice() from None
+            return self._request(message, timeout=timeout, what=what, retry=False)
         except SandboxTimedOut:
             self._restart(None)
             return None
@@ -220,13 +231,19 @@ class Session:
             self._note_data_cells()
 
     def _exec_cell(self, index: int, source: str, budget: float,
-                   definitions_only: bool = False) -> dict[str, Any] | str | None:
+                   definitions_only: bool = False, retry: bool = True,
+                   ) -> dict[str, Any] | str | None:
         message = {"op": "exec", "cell": index, "source": source, "timeout": budget,
                    "definitions_only": definitions_only}
         try:
             answer = self._sandbox.request(message, timeout=budget)
             self._note_strays(answer, _cell(index))
             return answer
+        except ZygoteLost:
+            if not retry:
+                raise _zygote_lost_twice() from None
+            self._restart(None)  # (replays the cells before this one; the machine's fault)
+            return self._exec_cell(index, source, budget, definitions_only, retry=False)
         except SandboxCrashed as exc:
             # the cell killed or hung its sandbox: skip it from now on and carry on without it
             self._skipped_cells.add(index)
@@ -327,6 +344,13 @@ def _cells(indices: list[int]) -> str:
 
 
 START_ATTEMPTS = 3
+
+
+def _zygote_lost_twice() -> InfrastructureError:
+    return InfrastructureError(
+        "the sandbox's zygote stopped twice under the same request. That is the machine's "
+        "fault, not a student's (nothing the student's code can do reaches the zygote), so "
+        "grading stopped")
 
 
 def _started_sandbox(config: SandboxConfig) -> Sandbox:

@@ -20,17 +20,28 @@ request's number, so bytes student code writes to the channel break nothing but 
 
 ``GRADER_SANDBOX=strict`` refuses to grade when a layer is missing, ``auto`` (the default) uses
 what exists and says what is missing, ``off`` runs a plain child process (debugging only).
+
+Where the namespaces layer works, a sandbox is a child of its worker's ``Zygote`` (see
+``inside/zygote.py``): one bubblewrap sandbox per worker pays for Python and NumPy once and forks
+each submission into fresh PID, mount and IPC namespaces with every layer above applied to the
+child alone, so a submission costs a fork instead of an interpreter. ``GRADER_ZYGOTE=off`` (and a
+machine where no zygote starts) gives each submission a sandbox of its own, as before.
 """
 
 from __future__ import annotations
 
+import atexit
+import dataclasses
 import fcntl
 import functools
 import json
+import multiprocessing.util
 import os
+import select
 import selectors
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -58,6 +69,10 @@ class SandboxCrashed(Exception):
 
 class SandboxTimedOut(SandboxCrashed):
     """The sandboxed process did not answer in time and was killed."""
+
+
+class ZygoteLost(SandboxCrashed):
+    """The worker's zygote died under a child: the machine's fault, never the student's."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +166,25 @@ def describe(layers: list[str], missing: list[str]) -> str:
         text += f"; {found.describe()}"
     if missing:
         text += f"; missing here: {', '.join(missing)}"
-    return text
+    return text + "; " + zygote_plan(layers)[1]
+
+
+def zygote_plan(layers: Iterable[str]) -> tuple[bool, str]:
+    """Whether submissions are forked from a pre-warmed zygote, and that said in words.
+
+    A zygote's child needs namespaces of its own (PID, mount, IPC) to be as isolated as a fresh
+    sandbox; without the namespaces layer there are none, so each submission gets today's
+    fresh sandbox (``GRADER_ZYGOTE=off`` asks for that anywhere)."""
+    choice = os.environ.get("GRADER_ZYGOTE", "auto").strip().lower() or "auto"
+    if choice not in ("auto", "off"):
+        raise GraderError(f"GRADER_ZYGOTE must be auto or off, not {choice!r}")
+    if choice == "off":
+        return False, "a fresh sandbox per submission (GRADER_ZYGOTE=off)"
+    if "namespaces" not in layers:
+        return False, "a fresh sandbox per submission (no namespaces here for a zygote's children)"
+    if _ZYGOTE_BROKEN:
+        return False, f"a fresh sandbox per submission (the zygote failed: {_ZYGOTE_BROKEN[0]})"
+    return True, "a pre-warmed zygote per worker forks each submission into namespaces of its own"
 
 
 def _seccomp_works() -> bool:
@@ -264,6 +297,8 @@ class Sandbox:
         self._output = bytearray()
         self._output_dropped = 0
         self._drainers: list[threading.Thread] = []
+        self._zygote: Zygote | None = None  # the zygote this sandbox is a child of, if any
+        self._oom_before = 0
 
     # -- lifecycle --
     def start(self, *, timeout: float = 60) -> None:
@@ -275,6 +310,14 @@ class Sandbox:
             raise
 
     def _start(self, timeout: float) -> None:
+        if zygote_plan(self.layers)[0]:
+            try:
+                zygote = _take_zygote(self.config)
+            except (SandboxCrashed, OSError) as exc:
+                _zygote_failed(exc)  # this process goes on with a fresh sandbox per submission
+            else:
+                self._start_child(zygote, timeout)
+                return
         number, self._slot = claim_slot()
         if "uid" in self.layers:
             self.uid = BASE_UID + number
@@ -312,17 +355,49 @@ class Sandbox:
             for fd in (req_read, resp_write, *data.values()):
                 os.close(fd)
         self._start_drain(self._process.stdout)
+        self._wait_for_hello(timeout)
+
+    def _wait_for_hello(self, timeout: float) -> None:
         hello = self._receive(deadline=time.monotonic() + timeout, number=0,
                               limit=wire.REPLY_BYTES["hello"])
         if not hello.get("ready"):
             raise SandboxCrashed(f"the sandbox did not start: {hello}")
 
+    def _start_child(self, zygote: Zygote, timeout: float) -> None:
+        """Fork this sandbox's runtime from ``zygote``: fresh namespaces, scratch and limits,
+        its own pipes and MNIST descriptors (sent over the zygote's socket, then closed here)."""
+        self._zygote, self.uid = zygote, zygote.uid
+        self._oom_before = zygote.oom_kills()
+        req_read, self._req_write = os.pipe()
+        self._resp_read, resp_write = os.pipe()
+        out_read, out_write = os.pipe()
+        data = _open_data(self.config.data_dir)
+        fds = [req_read, resp_write, out_write, *data.values()]
+        request = {
+            "op": "spawn", "uid": self.uid, "env": self._environment(),
+            "scratch_mb": self.config.limits.scratch_mb,
+            "runtime": {"limits": self._rlimits() if "rlimits" in self.layers else {},
+                        "seccomp": "seccomp" in self.layers, "reap": True},
+            "fds": {"request": 0, "response": 1, "output": 2,
+                    "data": {name: 3 + i for i, name in enumerate(data)}},
+        }
+        try:
+            self._start_drain(os.fdopen(out_read, "rb"))
+            self._process = zygote.spawn(request, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self._wait_for_hello(timeout)
+
     def close(self) -> None:
         """Kill every process of this sandbox and remove its scratch folder and cgroups; the
         slot (and so the uid) is freed last, once nothing of it runs any more."""
         process, self._process = self._process, None
-        if process is not None:
+        if isinstance(process, ZygoteChild):
+            process.kill()
+        elif process is not None:
             _kill_group(process.pid)
+        if process is not None:
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -345,6 +420,9 @@ class Sandbox:
         if self._slot is not None:
             self._slot.close()
             self._slot = None
+        zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            _return_zygote(zygote, clean=isinstance(process, ZygoteChild) and process.ended)
 
     def __enter__(self) -> Sandbox:
         self.start()
@@ -383,6 +461,11 @@ class Sandbox:
     @property
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    @property
+    def zygote_lost(self) -> bool:
+        """Whether this sandbox stopped because its zygote did (never the student's doing)."""
+        return isinstance(self._process, ZygoteChild) and self._process.lost
 
     # -- internals --
     def _receive(self, *, deadline: float, number: int, limit: int) -> dict[str, Any]:
@@ -435,17 +518,23 @@ class Sandbox:
                 if selector.select(timeout=min(remaining, 1.0)):
                     break
             if self._process is not None and self._process.poll() is not None:
-                raise SandboxCrashed(self._death_note())
+                raise self._crash()
         chunk = os.read(self._resp_read, 1 << 20)
         if not chunk:
-            raise SandboxCrashed(self._death_note())
+            raise self._crash()
         return chunk
+
+    def _crash(self) -> SandboxCrashed:
+        note = self._death_note()
+        if isinstance(self._process, ZygoteChild) and self._process.lost:
+            return ZygoteLost(f"the worker's zygote stopped ({note})")
+        return SandboxCrashed(note)
 
     def _death_note(self) -> str:
         if self._process is None:
             return "the sandboxed process is gone"
         try:
-            code = self._process.wait(timeout=2)
+            code = self._process.wait(timeout=2 if self._zygote is None else 5)
         except subprocess.TimeoutExpired:
             return "the sandboxed process closed its channel"
         if self._out_of_memory():
@@ -458,16 +547,22 @@ class Sandbox:
         return f"the sandboxed process exited with status {code}"
 
     def _out_of_memory(self) -> bool:
-        """Whether the kernel had to kill in this sandbox's memory cgroup."""
+        """Whether the kernel had to kill in this sandbox's memory cgroup (a zygote's child
+        shares its zygote's: only kills since the child started count)."""
+        if self._zygote is not None:
+            return self._zygote.oom_kills() > self._oom_before
+        return self.oom_kills() > 0
+
+    def oom_kills(self) -> int:
+        total = 0
         for folder in self._cgroups:
             try:
                 control = (folder / "memory.oom_control").read_text()
             except OSError:
                 continue
             counts = dict(line.split() for line in control.splitlines() if len(line.split()) == 2)
-            if int(counts.get("oom_kill", 0)) > 0:
-                return True
-        return False
+            total += int(counts.get("oom_kill", 0))
+        return total
 
     def _start_drain(self, stream) -> None:
         limit = self.config.limits.output_kb * 1024
@@ -509,7 +604,7 @@ class Sandbox:
     def _bwrap_args(self, mounts: list[tuple[str, str]]) -> list[str]:
         scratch_mb = self.config.limits.scratch_mb
         args = [
-            bubblewrap.find().path,
+            bubblewrap.find().path, *self._capabilities(),
             "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv",
             "--ro-bind", "/usr", "/usr",
@@ -536,6 +631,11 @@ class Sandbox:
         for key, value in self._environment().items():
             args += ["--setenv", key, value]
         return args + ["--"]
+
+    def _capabilities(self) -> list[str]:
+        """bubblewrap's options for the capabilities inside (as root it keeps them all by
+        default: the runtime's ``setpriv`` needs CAP_SETUID and CAP_SETGID)."""
+        return []
 
     def _environment(self) -> dict[str, str]:
         home = "/scratch" if "namespaces" in self.layers else str(self._scratch)
@@ -719,3 +819,225 @@ def _python_mounts() -> tuple[str, list[tuple[str, str]]]:
 def _grader_copies_in(site: Path) -> list[str]:
     """A non-editable install puts the whole grader into site-packages: mask it inside."""
     return [name for name in ("grader",) if (site / name).is_dir()]
+
+
+# --- the pre-warmed zygote ----------------------------------------------------------------
+
+
+class Zygote(Sandbox):
+    """One sandbox per worker whose process is ``inside.zygote``: it imports Python, NumPy and
+    the runtime once and forks a child per submission (``Sandbox`` in child mode talks to that
+    child). It holds the slot, the uid and the cgroups; it never runs student code.
+
+    Its capabilities are only those a child needs to build its walls before dropping them all:
+    in its user namespace where the grader is an ordinary user, CAP_SYS_ADMIN (namespaces and
+    mounts); as root, that and CAP_SETUID/SETGID/SETPCAP, so that each child can become the
+    slot's unprivileged uid, which cannot signal or trace the root zygote."""
+
+    def __init__(self, config: SandboxConfig):
+        super().__init__(config)
+        self._control: socket.socket | None = None
+        self._log: IO[bytes] | None = None
+        self.child: ZygoteChild | None = None
+
+    def _start(self, timeout: float) -> None:
+        number, self._slot = claim_slot()
+        if "uid" in self.layers:
+            self.uid = BASE_UID + number
+            self._kill_leftovers()
+        self._cgroups = self._make_cgroups(number) if "cgroup" in self.layers else []
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        python_exe, mounts = _python_mounts()
+        bootstrap = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; "
+                     "from inside.zygote import main; main(sys.argv[3:])")
+        command = [*self._bwrap_args(mounts), python_exe, "-I", "-c", bootstrap, "/sandbox",
+                   "/site", json.dumps({"control": theirs.fileno()})]
+        # Only grader code writes there: a file, not a pipe with a thread to drain it (an idle
+        # zygote's thread would keep its worker from forking the next pool)
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the zygote
+        try:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                pass_fds=(theirs.fileno(),), env=self._environment(), start_new_session=True,
+                preexec_fn=self._join_cgroups if self._cgroups else None,  # noqa: PLW1509
+            )
+        finally:
+            theirs.close()
+        self._control = ours
+        hello = self.receive(time.monotonic() + timeout)
+        if not hello or not hello.get("ready"):
+            raise SandboxCrashed(f"the zygote did not start: {hello or self.log()}")
+
+    def log(self) -> str:
+        """What the zygote printed (its own errors; never student output), the last 2 kB."""
+        if self._log is None:
+            return ""
+        self._log.seek(0, os.SEEK_END)
+        self._log.seek(max(self._log.tell() - 2048, 0))
+        return self._log.read().decode(errors="replace")
+
+    def _capabilities(self) -> list[str]:
+        wanted = ["CAP_SYS_ADMIN"]
+        if os.geteuid() == 0:
+            wanted += ["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"]
+            prefix = ["--cap-drop", "ALL"]
+        else:
+            prefix = ["--unshare-user", "--cap-drop", "ALL"]
+        return prefix + [arg for cap in wanted for arg in ("--cap-add", cap)]
+
+    def spawn(self, request: dict[str, Any], fds: list[int]) -> ZygoteChild:
+        """A new child with ``fds`` as its descriptors (the caller closes its own copies)."""
+        if self._control is None or self.child is not None:
+            raise ZygoteLost("the zygote is not ready for a child")
+        try:
+            socket.send_fds(self._control, [json.dumps(request).encode()], fds)
+        except OSError as exc:
+            raise ZygoteLost(f"the zygote is gone ({exc})") from None
+        answer = self.receive(time.monotonic() + 30)
+        if not answer or not answer.get("spawned"):
+            error = answer.get("error") if answer else "no answer"
+            raise SandboxCrashed(f"the zygote could not start a child: {error}")
+        self.child = ZygoteChild(self)
+        return self.child
+
+    def receive(self, deadline: float) -> dict[str, Any] | None:
+        """The zygote's next message, None if there is none by ``deadline``; ZygoteLost (and
+        the zygote closed) when it is gone."""
+        if self._control is None:
+            raise ZygoteLost("the zygote is not running")
+        remaining = deadline - time.monotonic()
+        ready, _, _ = select.select([self._control], [], [], max(remaining, 0))
+        if not ready:
+            return None
+        try:
+            message = self._control.recv(1 << 16)
+        except OSError:
+            message = b""
+        if not message:
+            self.close()
+            raise ZygoteLost("the zygote stopped")
+        return json.loads(message)
+
+    def kill_child(self) -> None:
+        try:
+            if self._control is not None:
+                self._control.send(b'{"op": "kill"}')
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        control, self._control = self._control, None
+        if control is not None:
+            control.close()
+        super().close()
+        log, self._log = self._log, None
+        if log is not None:
+            log.close()
+
+    def forget(self) -> None:
+        """In a forked process: let go of the parent's zygote without touching it."""
+        if self._control is not None:
+            self._control.close()
+        self._control = self._process = None
+
+
+class ZygoteChild:
+    """A zygote's child as ``Sandbox`` sees its process (Popen's poll, wait and returncode)."""
+
+    def __init__(self, zygote: Zygote):
+        self.zygote = zygote
+        self.returncode: int | None = None
+        self.lost = False  # the zygote died: nobody will say how the child ended
+
+    @property
+    def ended(self) -> bool:
+        return self.returncode is not None and not self.lost
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self._listen(time.monotonic())
+        return self.returncode
+
+    def wait(self, timeout: float) -> int:
+        self._listen(time.monotonic() + timeout)
+        if self.returncode is None:
+            raise subprocess.TimeoutExpired("zygote child", timeout)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            self.zygote.kill_child()
+
+    def _listen(self, deadline: float) -> None:
+        while self.returncode is None:
+            try:
+                message = self.zygote.receive(deadline)
+            except ZygoteLost:
+                self.lost, self.returncode = True, -signal.SIGKILL
+                return
+            if message is None:
+                return
+            if "exited" in message:
+                self.returncode = int(message["exited"])
+                self.zygote.child = None
+
+
+# Idle zygotes of this process (a worker), by the configuration they were started with; a
+# forked process must not use (or kill) its parent's.
+_IDLE: list[Zygote] = []
+_IDLE_OWNER = [os.getpid()]
+_ZYGOTE_BROKEN: list[str] = []
+MAX_IDLE = 2
+_FINALIZER_FOR: list[int] = []
+
+
+def _take_zygote(config: SandboxConfig) -> Zygote:
+    if _IDLE_OWNER[0] != os.getpid():
+        for inherited in _IDLE:
+            inherited.forget()
+        _IDLE.clear()
+        _IDLE_OWNER[0] = os.getpid()
+    key = _zygote_key(config)
+    while _IDLE:
+        zygote = _IDLE.pop()
+        if zygote.alive and _zygote_key(zygote.config) == key:
+            return zygote
+        zygote.close()
+    zygote = Zygote(_zygote_key(config))
+    zygote.start()
+    if _FINALIZER_FOR != [os.getpid()]:
+        # a pool's worker process ends without atexit: multiprocessing runs its finalizers
+        _FINALIZER_FOR[:] = [os.getpid()]
+        multiprocessing.util.Finalize(None, _close_idle_zygotes, exitpriority=10)
+    return zygote
+
+
+def _zygote_key(config: SandboxConfig) -> SandboxConfig:
+    return dataclasses.replace(config, data_dir=None)  # data reaches each child on its own
+
+
+def _return_zygote(zygote: Zygote, *, clean: bool) -> None:
+    """Keep a zygote whose child ended as it should; close one in any doubt."""
+    if clean and zygote.alive and zygote.child is None and len(_IDLE) < MAX_IDLE:
+        _IDLE.append(zygote)
+    else:
+        zygote.close()
+
+
+def _zygote_failed(exc: BaseException) -> None:
+    if not _ZYGOTE_BROKEN:
+        _ZYGOTE_BROKEN.append(str(exc)[:200])
+        print(f"grader: the sandbox's zygote could not start ({exc}); each submission gets a "
+              f"fresh sandbox instead", file=sys.stderr)
+
+
+def idle_zygote_pids() -> set[int]:
+    """The processes of this worker's idle zygotes (bubblewrap's): alive on purpose."""
+    return {z._process.pid for z in _IDLE if z._process is not None}
+
+
+@atexit.register
+def _close_idle_zygotes() -> None:
+    if _IDLE_OWNER[0] == os.getpid():
+        while _IDLE:
+            _IDLE.pop().close()

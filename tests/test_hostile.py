@@ -33,7 +33,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import cli, mnist, report, rubric
+from grader import cli, mnist, report, rubric, sandbox
 from grader.batch import grade_all
 from grader.results import SubmissionResult, load
 from grader.sandbox import BASE_UID, Limits, Sandbox, SandboxConfig, plan_layers, state_dir
@@ -162,7 +162,7 @@ def leftovers() -> list[str]:
     for pid, ppid, uid, command in _processes():
         if BASE_UID <= uid < BASE_UID + 1000 and _slot_is_free(uid - BASE_UID):
             found.append(f"{pid} (uid {uid}): {command}")
-        elif ppid == me and pid != server:
+        elif ppid == me and pid != server and pid not in sandbox.idle_zygote_pids():
             found.append(f"{pid} (child of the tests): {command}")
     return found
 

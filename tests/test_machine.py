@@ -215,6 +215,7 @@ def test_a_grader_bug_stops_the_batch_and_blames_nobody(tmp_path, monkeypatch) -
 
 
 def test_a_sandbox_that_cannot_start_is_the_machines_fault(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GRADER_ZYGOTE", "off")  # (a zygote's child: tests/test_zygote.py)
     monkeypatch.setattr(sandbox.Sandbox, "_command", lambda self, config: ["false"])
     student = build_notebook(tmp_path, "convolution", name="carol")
     job = grade.Job(student, rubric.load("convolution"), SandboxConfig.from_env())

@@ -41,18 +41,24 @@ LOCK_COMMANDS = (5, 6, 7, 36, 37, 38)
 CLONE_THREAD = 0x00010000
 
 
-def install_seccomp() -> None:
-    """Refuse internet sockets (IPv4 and IPv6, loopback included) with EACCES, and file locks,
-    kernel keyrings and threads with EPERM."""
+def load_seccomp() -> Any:
+    """The pyseccomp module (the zygote imports it once for all its children)."""
     # pyseccomp finds libseccomp through ldconfig, which has no cache to read in the sandbox;
     # point it at the library by its soname instead.
     original = ctypes.util.find_library
     sonames = {"seccomp": "libseccomp.so.2", "c": "libc.so.6"}
     ctypes.util.find_library = lambda name: sonames.get(name) or original(name)
     try:
-        import pyseccomp as seccomp
+        import pyseccomp
     finally:
         ctypes.util.find_library = original
+    return pyseccomp
+
+
+def install_seccomp() -> None:
+    """Refuse internet sockets (IPv4 and IPv6, loopback included) with EACCES, and file locks,
+    kernel keyrings and threads with EPERM."""
+    seccomp = load_seccomp()
     syscall_filter = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
     for family in (socket.AF_INET, socket.AF_INET6):
         for call in ("socket", "socketpair"):

@@ -1,0 +1,320 @@
+"""The pre-warmed sandbox: one zygote per worker forks a child per submission, and nothing of
+submission A reaches submission B, nor the zygote.
+
+Each test runs A and B as consecutive children of the same zygote (checked: B's sandbox names
+A's zygote), with the real sandbox and every layer this machine offers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grader import grade, rubric, sandbox
+from grader.errors import GraderError, InfrastructureError
+from grader.execute import Session
+from grader.notebook import read
+from grader.sandbox import Limits, Sandbox, SandboxConfig
+from tests.conftest import build_notebook
+
+pytestmark = pytest.mark.core
+needs_zygote = pytest.mark.skipif(not sandbox.zygote_plan(sandbox.available_layers())[0],
+                                  reason="no zygote here: each submission gets a fresh sandbox")
+
+# A: everything a submission could try to leave behind for the next one
+LEAVE_TRACES = r"""
+import os, sys, subprocess, numpy as np
+from multiprocessing import shared_memory
+for folder in ("/scratch", "/tmp", "/dev/shm", os.environ["HOME"], os.environ["TMPDIR"]):
+    open(os.path.join(folder, "from-A"), "w").write("secret of A")
+keep = shared_memory.SharedMemory(name="from-A-shm", create=True, size=1 << 20)
+try:
+    with open("/dev/shm/from-A-fill", "wb") as hog:  # until the tmpfs is full
+        while True:
+            hog.write(b"x" * (1 << 20))
+except OSError:
+    pass
+print("FILLED", os.path.getsize("/dev/shm/from-A-fill"), flush=True)
+daemon = subprocess.Popen(["/bin/sh", "-c", "sleep 600"], start_new_session=True)
+if os.fork() == 0:
+    os.setsid()
+    os.execv("/bin/sh", ["sh", "-c", "while true; do sleep 1; done"])
+os.environ["FROM_A"] = "1"
+os.putenv("FROM_A_PUT", "1")
+sys.modules["from_a"] = sys
+np.add = lambda *a, **k: 42
+np.seterr(all="raise")
+np.random.seed(12345)
+np.random.random(1000)
+import random
+random.seed(99)
+"""
+
+# B: what it finds, printed as one JSON line
+LOOK_AROUND = r"""
+import json, os, sys, numpy as np
+with open("/dev/shm/room", "wb") as handle:
+    handle.write(b"y" * (8 << 20))
+os.remove("/dev/shm/room")
+found = {
+    "files": sorted(name for folder in ("/scratch", "/tmp", "/dev/shm")
+                    for name in os.listdir(folder)),
+    "env": sorted(k for k in os.environ if k.startswith("FROM_A")),
+    "module": "from_a" in sys.modules,
+    "add": int(np.add(1, 1)),
+    "seterr": np.geterr()["divide"],
+    "random": float(np.random.random()),
+    "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+    "uid": os.getuid(),
+    "status": {line.split(":")[0]: line.split()[1] for line in open("/proc/self/status")
+               if line.startswith(("CapPrm", "CapEff", "CapAmb", "NoNewPrivs", "Seccomp:"))},
+}
+print("FOUND " + json.dumps(found))
+"""
+
+
+def exec_cell(box: Sandbox, source: str, timeout: float = 30) -> dict:
+    return box.request({"op": "exec", "cell": 1, "source": source, "timeout": timeout},
+                       timeout=timeout)
+
+
+def found_in(output: str) -> dict:
+    lines = [line for line in output.splitlines() if line.startswith("FOUND ")]
+    assert len(lines) == 1, output
+    return json.loads(lines[0][len("FOUND "):])
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` on the host."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def zygote_python(zygote: sandbox.Zygote) -> int:
+    """The host pid of the zygote's Python process (below bubblewrap, whose command line names
+    it too; the zygote's children share its own, so the one whose parent does not)."""
+    def is_zygote(pid: int) -> bool:
+        try:
+            return (b"inside.zygote" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                    and Path(f"/proc/{pid}/comm").read_text().strip() != "bwrap")
+        except OSError:
+            return False
+
+    def parent(pid: int) -> int:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+    found = [pid for pid in descendants(zygote._process.pid)
+             if is_zygote(pid) and not is_zygote(parent(pid))]
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.fixture
+def config() -> SandboxConfig:
+    return SandboxConfig.from_env(limits=Limits(memory_mb=1024, scratch_mb=64))
+
+
+@needs_zygote
+def test_nothing_of_a_reaches_b(config: SandboxConfig) -> None:
+    with Sandbox(config) as first:
+        answer = exec_cell(first, LEAVE_TRACES)
+        assert answer["ok"], answer
+        zygote = first._zygote
+        assert zygote is not None
+        assert answer.get("strays", 0) >= 2, answer  # (killed by A's runtime after the cell)
+    filled = [line for line in first.output().splitlines() if line.startswith("FILLED ")]
+    assert filled and int(filled[0].split()[1]) >= (config.limits.scratch_mb - 2) << 20, filled
+    # A's namespace died with it: only bubblewrap's init and the zygote are left
+    deadline = time.monotonic() + 10
+    while len(descendants(zygote._process.pid)) > 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(descendants(zygote._process.pid)) == 2, descendants(zygote._process.pid)
+    second = Sandbox(config)
+    second.start()
+    try:
+        assert second._zygote is zygote  # the same zygote: B is A's sibling
+        assert exec_cell(second, LOOK_AROUND)["ok"]
+    finally:
+        second.close()
+    found = found_in(second.output())
+    assert found["files"] == [], found
+    assert found["env"] == [] and not found["module"], found
+    assert found["add"] == 2 and found["seterr"] == "warn", found
+    assert found["random"] == np.random.RandomState(0).random_sample(), found
+    assert found["processes"] == [1, 2], found  # its init and itself: no A, no zygote
+    walls = found["status"]
+    assert int(walls["CapPrm"], 16) == int(walls["CapEff"], 16) == int(walls["CapAmb"], 16) == 0
+    assert walls["NoNewPrivs"] == "1", walls
+    assert walls["Seccomp"] == ("2" if "seccomp" in second.layers else "0"), walls
+    if "uid" in second.layers:
+        assert found["uid"] == zygote.uid != 0
+
+
+@needs_zygote
+def test_a_child_cannot_signal_or_trace_the_zygote(config: SandboxConfig) -> None:
+    attack = r"""
+import ctypes, os, signal
+libc = ctypes.CDLL("libc.so.6", use_errno=True)
+results = {}
+for pid in (1, 2, 3, 4, 5):
+    try:
+        os.kill(pid, 0)
+        results[pid] = "visible"
+    except ProcessLookupError:
+        results[pid] = "absent"
+    except PermissionError:
+        results[pid] = "denied"
+traced = libc.ptrace(16, 1, 0, 0)  # PTRACE_ATTACH to its init
+results["ptrace"] = ctypes.get_errno() if traced != 0 else "attached"
+print("FOUND " + __import__("json").dumps(results))
+"""
+    # everything it may signal (its own runtime too: that crash is the student's own)
+    bomb = ("import os, signal\nfor sig in (signal.SIGTERM, signal.SIGKILL):\n"
+            "    try:\n        os.kill(1, sig)\n    except OSError:\n        pass\n"
+            "if os.fork() == 0:\n    os.kill(-1, signal.SIGKILL)\nos.wait()")
+    with Sandbox(config) as first:
+        answer = exec_cell(first, attack)
+        zygote = first._zygote
+        running = zygote_python(zygote)
+        with pytest.raises(sandbox.SandboxCrashed) as crash:
+            exec_cell(first, bomb)
+        assert not isinstance(crash.value, sandbox.ZygoteLost)
+    found = found_in(first.output())
+    assert answer["ok"], answer
+    assert found["3"] == found["4"] == found["5"] == "absent", found
+    assert found["ptrace"] != "attached", found
+    assert Path(f"/proc/{running}").exists() and zygote.alive
+    with Sandbox(config) as second:
+        assert second._zygote is zygote
+        assert exec_cell(second, "x = 1")["ok"]
+
+
+@needs_zygote
+def test_a_child_cannot_read_the_next_ones_data(config: SandboxConfig, tmp_path: Path) -> None:
+    """A leaves a process that would read any descriptor it can find; it dies with A, and the
+    only descriptors B's data arrives on belong to B's namespace alone."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in sandbox.DATA_FILES:
+        np.save(data / f"{name}.npy", np.arange(10, dtype=np.uint8))
+    snoop = r"""
+import os
+if os.fork() == 0:
+    os.setsid()
+    while True:
+        for pid in os.listdir("/proc"):
+            try:
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                pass
+"""
+    with Sandbox(dataclasses.replace(config, data_dir=data)) as first:
+        assert exec_cell(first, snoop)["ok"]
+        zygote = first._zygote
+    with Sandbox(dataclasses.replace(config, data_dir=data)) as second:
+        assert second._zygote is zygote
+        look = "import os\nprint('FOUND', __import__('json').dumps(sorted(os.listdir('/proc'))))"
+        assert exec_cell(second, look)["ok"]
+    visible = [p for p in found_in(second.output()) if p.isdigit()]
+    assert visible == ["1", "2"], visible
+
+
+@needs_zygote
+def test_a_child_killed_for_memory_or_time_does_not_break_the_next(config: SandboxConfig) -> None:
+    with Sandbox(config) as first:
+        zygote = first._zygote
+        hog = "import numpy as np\nx = [np.ones(1 << 27) for _ in range(100)]"
+        answer = exec_cell(first, hog)
+        assert not answer["ok"] and answer["out_of_memory"], answer
+    with Sandbox(config) as second:
+        assert second._zygote is zygote
+        stubborn = ("import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+                    "while True:\n    pass")
+        with pytest.raises(sandbox.SandboxTimedOut):
+            exec_cell(second, stubborn, timeout=1)
+    with Sandbox(config) as third:
+        assert third._zygote is zygote and zygote.alive
+        answer = exec_cell(third, "import numpy as np\nx = np.ones(10).sum()")
+        assert answer["ok"], answer
+
+
+@needs_zygote
+def test_a_dead_zygote_is_replaced_and_the_submission_graded(
+        config: SandboxConfig, tmp_path: Path) -> None:
+    """Killed between two requests of one submission: the request is answered by a fresh
+    zygote's child, with the cells replayed; the student is told nothing, blamed for nothing."""
+    path = build_notebook(tmp_path, "backprop", name="reference")
+    with Session(read(path), config) as session:
+        old = session._sandbox._zygote
+        os.kill(zygote_python(old), signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while old._process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # bubblewrap ends with it, and the child's namespace with that
+        assert old._process.poll() is not None
+        outcome = session.call("relu_forward", [np.array([-1.0, 2.0])], timeout=30, reply=[0])
+        assert outcome.ok, outcome
+        assert outcome.value[0].tolist() == [0.0, 2.0]
+        assert session._sandbox._zygote is not old and session._sandbox._zygote.alive
+        assert not any("stop" in n or "sandbox" in n for n in session.notices), session.notices
+
+
+@needs_zygote
+def test_a_child_that_cannot_start_is_the_machines_fault(tmp_path: Path, monkeypatch) -> None:
+    """The zygote's child dies before its hello (here: limits it cannot apply): no student code
+    ran, so grading stops instead of giving a zero."""
+    monkeypatch.setattr(sandbox.Sandbox, "_rlimits", lambda self: {"no such limit": 1})
+    student = build_notebook(tmp_path, "convolution", name="carol")
+    job = grade.Job(student, rubric.load("convolution"), SandboxConfig.from_env())
+    with pytest.raises(InfrastructureError, match="the sandbox could not start"):
+        grade.grade_submission(job)
+
+
+@needs_zygote
+def test_where_no_zygote_starts_each_submission_gets_a_fresh_sandbox(
+        config: SandboxConfig, monkeypatch) -> None:
+    def refuse(self, timeout):
+        raise sandbox.SandboxCrashed("refused for this test")
+
+    monkeypatch.setattr(sandbox.Zygote, "_start", refuse)
+    monkeypatch.setattr(sandbox, "_IDLE", [])
+    monkeypatch.setattr(sandbox, "_ZYGOTE_BROKEN", [])
+    with Sandbox(config) as box:
+        assert box._zygote is None
+        assert exec_cell(box, "x = 1")["ok"]
+    used, missing = sandbox.plan_layers(config.mode)
+    assert "fresh sandbox per submission (the zygote failed: refused for this test)" in (
+        sandbox.describe(used, missing))
+
+
+def test_the_plan_says_where_each_submission_runs(monkeypatch) -> None:
+    """The batch summary's words: a zygote where children can have namespaces, a fresh sandbox
+    per submission in the uid-drop mode (no namespaces) or when asked, an error for a typo."""
+    monkeypatch.delenv("GRADER_ZYGOTE", raising=False)
+    assert sandbox.zygote_plan(["namespaces", "rlimits"])[0]
+    used, reason = sandbox.zygote_plan(["uid", "rlimits", "seccomp"])
+    assert not used and "no namespaces" in reason
+    monkeypatch.setenv("GRADER_ZYGOTE", "off")
+    assert sandbox.zygote_plan(["namespaces"]) == (
+        False, "a fresh sandbox per submission (GRADER_ZYGOTE=off)")
+    monkeypatch.setenv("GRADER_ZYGOTE", "sometimes")
+    with pytest.raises(GraderError, match="GRADER_ZYGOTE must be auto or off"):
+        sandbox.zygote_plan(["namespaces"])
