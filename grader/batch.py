@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader import canary, export, report
+from grader import canary, export, report, rescore
 from grader.errors import GraderError, InfrastructureError
 from grader.grade import Job, cache_key, grade_submission, student_name
 from grader.results import SubmissionResult, load, save, write_atomic
@@ -36,6 +36,7 @@ class BatchSummary:
     reused: int
     seconds: float
     canary: canary.Canary | None = None
+    rescored: int = 0  # of ``graded``: re-scored from stored observations, no student code run
 
     def line(self, out_dir: Path) -> str:
         """What the instructor reads: the counts, the sandbox that protected the run and the
@@ -45,6 +46,7 @@ class BatchSummary:
         mean = sum(r.score for r in gradable) / max(len(gradable), 1)
         top = self.results[0].max_score if self.results else 0
         lines = [f"{len(self.results)} submissions ({self.graded} graded, {self.reused} unchanged; "
+                 f"{self.rescored} re-scored without running, {self.graded - self.rescored} run; "
                  f"{ungradable} ungradable) in {self.seconds:.1f} s; mean score of the "
                  f"{len(gradable)} graded {mean:.2f}/{top:g}."]
         if self.canary is not None:
@@ -146,20 +148,22 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
                dask_address: str | None, progress: bool, started: float,
                verdict: canary.Canary | None) -> BatchSummary:
     seconds = verdict.reference_seconds if verdict is not None else None
-    todo, done = [], []
+    todo, done, rescored = [], [], []
     for path in submissions:
-        previous = _reusable(path, rubric, out_dir) if not force else None
-        if previous is not None:
-            done.append(previous)
-        else:
+        previous, fresh = _reusable(path, rubric, out_dir) if not force else (None, False)
+        if previous is None:
             todo.append(Job(path=path.resolve(), rubric=rubric, sandbox=sandbox, mnist=mnist,
                             reference_seconds=seconds))
+        elif fresh:
+            _write(previous, report.render_student(previous), out_dir)
+            rescored.append(previous)
+        else:
+            done.append(previous)
+    done += rescored
     bar = _progress(len(todo), enabled=progress)
     for data, html in _execute(todo, jobs=jobs, dask_address=dask_address):
         result = SubmissionResult.from_json(data)
-        write_atomic(out_dir / f"{result.student}.html", html)
-        export.write_gradescope(result, out_dir / "gradescope" / f"{result.student}.json")
-        save(result, out_dir / f"{result.student}.json")  # the JSON last: it marks "done"
+        _write(result, html, out_dir)
         done.append(result)
         bar.update(1)
     bar.close()
@@ -168,8 +172,15 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
     machine = [verdict.sandbox, verdict.line()] if verdict is not None else []
     write_atomic(out_dir / "index.html", report.render_index(results, machine=machine))
     export.write_grades_csv(results, out_dir / "grades.csv")
-    return BatchSummary(results, len(todo), len(done) - len(todo), time.perf_counter() - started,
-                        verdict)
+    graded = len(todo) + len(rescored)
+    return BatchSummary(results, graded, len(done) - graded, time.perf_counter() - started,
+                        verdict, rescored=len(rescored))
+
+
+def _write(result: SubmissionResult, html: str, out_dir: Path) -> None:
+    write_atomic(out_dir / f"{result.student}.html", html)
+    export.write_gradescope(result, out_dir / "gradescope" / f"{result.student}.json")
+    save(result, out_dir / f"{result.student}.json")  # the JSON last: it marks "done"
 
 
 def _refuse_name_clashes(submissions: list[Path]) -> None:
@@ -182,18 +193,26 @@ def _refuse_name_clashes(submissions: list[Path]) -> None:
         seen[name] = path
 
 
-def _reusable(path: Path, rubric: Rubric, out_dir: Path) -> SubmissionResult | None:
+def _reusable(path: Path, rubric: Rubric, out_dir: Path) -> tuple[SubmissionResult | None, bool]:
+    """The stored result as it is (same submission, rubric, reference and grader), or re-scored
+    under a rubric whose changes only touch scoring (True: to be written), or None: run it."""
     stored = out_dir / f"{student_name(path)}.json"
     if not stored.exists() or not (out_dir / f"{student_name(path)}.html").exists():
-        return None
+        return None, False
     try:
         previous = load(stored)
     except (OSError, ValueError, TypeError, KeyError):
-        return None  # unreadable or from an older schema: grade again
+        return None, False  # unreadable or from an older schema: grade again
     import hashlib
 
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return previous if previous.cache_key == cache_key(digest, rubric) else None
+    key = cache_key(digest, rubric)
+    if previous.cache_key == key:
+        return previous, False
+    if previous.sha256 != digest:
+        return None, False
+    again = rescore.rescore(previous, rubric, cache_key=key)
+    return again, again is not None
 
 
 def _execute(todo: list[Job], *, jobs: int, dask_address: str | None) -> Iterator[tuple[dict, str]]:

@@ -51,7 +51,10 @@ def result(
     status: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> TestResult:
-    """A test result worth ``fraction`` of the test's points (see ``grader.scoring``)."""
+    """A test result worth ``fraction`` of the test's points (see ``grader.scoring``). Only
+    the spec's scoring part (points, visibility, description) enters here, so ``grader.rescore``
+    can make the same result again under a changed rubric from what was stored."""
+    fraction = min(max(float(fraction), 0.0), 1.0)
     if status is None:
         status = "passed" if fraction >= 1.0 else "failed"
     return TestResult(
@@ -65,6 +68,7 @@ def result(
         visibility=spec.visibility,  # type: ignore[arg-type]
         description=spec.description,
         details=details or {},
+        fraction=fraction,
     )
 
 

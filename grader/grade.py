@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader import __version__, budgets, checks, notebook, reference, shortcuts
+from grader import __version__, budgets, checks, notebook, reference, rescore, shortcuts
 from grader.execute import Session
 from grader.results import SubmissionResult, TestResult
 from grader.rubric import Rubric
@@ -140,6 +140,9 @@ def _grade_read(job: Job, read: notebook.Notebook, rubric: Rubric, ref: referenc
         sandbox=layers,
         timings={k: round(v, 4) for k, v in timings.items()},
         sources=read.function_sources(list(job.rubric.functions)),
+        # keyed by the rubric as written, not as budgets.resolve set it for this machine
+        observations=rescore.observation_keys(read.sha256, job.rubric,
+                                              public_only=job.public_only),
         **base,
     )
 

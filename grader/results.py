@@ -36,6 +36,9 @@ class TestResult:
     visibility: Visibility = "public"
     description: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    # the share of the points the checks established, before rounding: what re-scoring under a
+    # changed rubric starts from (None in results written before re-scoring existed)
+    fraction: float | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class SubmissionResult:
     timings: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     cache_key: str = ""
+    # one key per test, naming what was observed (grader.rescore); empty: cannot be re-scored
+    observations: tuple[str, ...] = ()
 
     @property
     def score(self) -> float:
@@ -64,8 +69,11 @@ class SubmissionResult:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data["tests"] = [asdict(t) for t in self.tests]
+        data["tests"] = [_without_none(asdict(t), "fraction") for t in self.tests]
         data["notices"] = list(self.notices)
+        data["observations"] = list(self.observations)
+        if not self.observations:  # documents without re-scoring data read as they always did
+            del data["observations"]
         return {"schema": SCHEMA_VERSION, "score": self.score, "max_score": self.max_score, **data}
 
     @classmethod
@@ -73,7 +81,14 @@ class SubmissionResult:
         fields = {k: v for k, v in data.items() if k not in ("schema", "score", "max_score")}
         fields["tests"] = tuple(TestResult(**t) for t in fields["tests"])
         fields["notices"] = tuple(fields["notices"])
+        fields["observations"] = tuple(fields.get("observations", ()))
         return cls(**fields)
+
+
+def _without_none(data: dict[str, Any], key: str) -> dict[str, Any]:
+    if data.get(key) is None:
+        data.pop(key, None)
+    return data
 
 
 def write_atomic(path: Path, text: str) -> None:
