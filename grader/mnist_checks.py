@@ -172,7 +172,7 @@ REVIEW = ("An instructor will look at this result before it counts: until then i
 
 
 def _implausible(spec: TestSpec, accuracy: float, train_seconds: float,
-                 reference: float | None) -> str:
+                 reference: float | None = None) -> str:
     """Why no 784-128-10 network trained in that time reaches that accuracy, or "".
 
     Two rubric keys: ``review_above`` (default 0.99: MLPs of this size stay near 98% without

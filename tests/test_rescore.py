@@ -216,3 +216,66 @@ def test_the_diagnostic_threshold_is_observing() -> None:
     spec = loaded.tests[index]
     edited = changed(loaded, index, options={**spec.options, "threshold": 0.5})
     assert keys(edited)[index] != keys(loaded)[index]
+
+
+# --- MNIST: a threshold change re-judges the stored accuracy, without training ---------------
+
+WEAK_TRAIN = """
+    def train_mnist(X, y, seed=0):
+        rng = np.random.default_rng(seed)
+        W = np.zeros((784, 10))
+        for _ in range(30):  # 30 small steps of softmax regression on 300 images
+            idx = rng.choice(len(X), 300, replace=False)
+            xb, yb = np.asarray(X[idx], float), np.asarray(y[idx])
+            _, dlogits = softmax_cross_entropy(xb @ W, yb)
+            W -= 0.5 * xb.T @ dlogits
+        return W
+    """
+WEAK_PREDICT = """
+    def predict(model, X):
+        return np.argmax(np.asarray(X, float) @ model, axis=1)
+    """
+
+
+def mnist_rubric(threshold: float) -> rubric.Rubric:
+    """The backprop rubric as ``grade_notebook`` builds it for the MNIST test alone."""
+    loaded = rubric.load("backprop")
+    tests = tuple(dataclasses.replace(t, options={**t.options, "threshold": threshold})
+                  for t in loaded.tests if t.kind == "mnist")
+    return dataclasses.replace(loaded, tests=tests)
+
+
+def without_times(test) -> dict:
+    data = dataclasses.asdict(test)
+    data["details"] = {k: v for k, v in data["details"].items() if not k.endswith("_seconds")}
+    data["message"] = data["message"].split(" (trained in")[0]
+    return data
+
+
+@pytest.mark.slow
+def test_an_mnist_threshold_change_rescores_without_training(submission, grade_notebook,
+                                                              monkeypatch) -> None:
+    path = submission("backprop", replace={"train_mnist": WEAK_TRAIN, "predict": WEAK_PREDICT})
+    strict = grade_notebook(path, "backprop", kinds=("mnist",))
+    before = strict.tests[0]
+    assert before.status == "failed" and 0 < before.score < before.max_score
+    accuracy = before.details["accuracy"]
+    lenient = round(accuracy - 0.05, 2)
+    fresh = grade_notebook(path, "backprop", kinds=("mnist",),
+                           options={"mnist": {"threshold": lenient}})
+
+    from grader import sandbox
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a sandbox was started")
+
+    monkeypatch.setattr(sandbox.Sandbox, "start", refuse)
+    again = rescore.rescore(strict, mnist_rubric(lenient), cache_key="new")
+    assert again is not None
+    after = again.tests[0]
+    assert (after.status, after.score, after.details["threshold"]) == ("passed", 4.0, lenient)
+    assert f"reaches the {lenient:.0%} threshold" in after.message
+    assert after.details["accuracy"] == accuracy and after.fraction == 1.0
+    assert without_times(after) == without_times(fresh.tests[0])
+    back = rescore.rescore(again, mnist_rubric(0.95), cache_key="old")
+    assert without_times(back.tests[0]) == without_times(before)
