@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader import canary, export, report, rescore
+from grader import canary, expectations, export, reference, report, rescore
 from grader.errors import GraderError, InfrastructureError
 from grader.grade import Job, cache_key, grade_submission, student_name
 from grader.results import SubmissionResult, load, save, write_atomic
@@ -160,6 +160,8 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
         else:
             done.append(previous)
     done += rescored
+    if todo:  # the reference's answers, once for the batch: forked workers inherit them
+        expectations.prepare(rubric, reference.load(rubric.solution))
     bar = _progress(len(todo), enabled=progress)
     for data, html in _execute(todo, jobs=jobs, dask_address=dask_address):
         result = SubmissionResult.from_json(data)

@@ -10,19 +10,16 @@ only grader bugs raise.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from grader import diagnose, gradient_checks, mnist_checks, scoring, shortcuts
+from grader import diagnose, expectations, gradient_checks, mnist_checks, scoring, shortcuts
 from grader.checktypes import (
     Context,
     Runner,
     as_array,
     call_failure,
-    case_inputs,
-    copies,
     describe_inputs,
     describe_value,
     guard_failure,
@@ -120,8 +117,9 @@ def _output_case(
     spec: TestSpec, context: Context, number: int, case: Case
 ) -> TestResult | tuple[list[Comparison], list, dict]:
     """One case's comparisons, or the result of a call that gave nothing to compare."""
-    args, kwargs = case_inputs(spec, context, number, case)
-    positions = _positions(spec)
+    known = expectations.output_case(spec, context.rubric, context.reference, number)
+    args, kwargs, expected = known.args, known.kwargs, known.expected
+    positions = expectations.positions(spec)
     outcome = context.session.call(
         spec.function,
         args,
@@ -133,8 +131,6 @@ def _output_case(
         return call_failure(spec, spec.function, outcome)
     if guard := guard_failure(spec, outcome):
         return guard
-    reference = context.reference[spec.function]
-    expected = _expected(spec, case, reference, args, kwargs, positions)
     got = unpack(outcome.value, 1) if not spec.returns else outcome.value
     if not isinstance(got, list):
         return not_a_tuple(spec, spec.function, outcome.value)
@@ -153,23 +149,6 @@ def _output_case(
     return comparisons, args, kwargs
 
 
-def _positions(spec: TestSpec) -> list[int]:
-    """Where each compared output sits in the returned tuple."""
-    returns = list(spec.returns) or list(spec.outputs)
-    return [returns.index(name) for name in spec.outputs]
-
-
-def _expected(
-    spec: TestSpec, case: Case, reference: Callable, args: list, kwargs: dict, positions: list[int]
-) -> list[np.ndarray]:
-    if spec.kind == "example":
-        return [np.asarray(case.expected, dtype=np.float64)]
-    value = reference(*copies(args), **kwargs)
-    if spec.returns:
-        return [np.asarray(value[p], dtype=np.float64) for p in positions]
-    return [np.asarray(value, dtype=np.float64)]
-
-
 def _finish(spec: TestSpec, got: Any) -> Any:
     if spec.options.get("then") == "relu" and isinstance(got, np.ndarray):
         return np.maximum(got, 0)
@@ -179,7 +158,7 @@ def _finish(spec: TestSpec, got: Any) -> Any:
 def _explain(
     spec: TestSpec, context: Context, comparisons: list[Comparison], args: list, kwargs: dict
 ) -> str:
-    for comparison, position in zip(comparisons, _positions(spec)):
+    for comparison, position in zip(comparisons, expectations.positions(spec)):
         if comparison.passed:
             continue
         reference = context.reference[spec.function]

@@ -20,7 +20,7 @@ from grader.compare import Comparison
 from grader.execute import CallOutcome, Session
 from grader.reference import Reference
 from grader.results import TestResult
-from grader.rubric import Case, Rubric, TestSpec
+from grader.rubric import Rubric, TestSpec
 
 
 @dataclass
@@ -167,13 +167,6 @@ def plain_failure(comparison: Comparison) -> str:
 # --- inputs -------------------------------------------------------------------------------
 
 
-def case_inputs(spec: TestSpec, context: Context, number: int, case: Case) -> tuple[list, dict]:
-    rng = inputs.rng_for(context.rubric.seed, spec.name, number)
-    args = [inputs.make(a, rng) for a in case.args]
-    kwargs = {k: inputs.make(v, rng) for k, v in case.kwargs.items()}
-    return args, kwargs
-
-
 def describe_inputs(context: Context, function: str, args: list, kwargs: dict) -> str:
     """The inputs in words, named as in the function's signature (x, W, b...)."""
     try:
@@ -181,11 +174,6 @@ def describe_inputs(context: Context, function: str, args: list, kwargs: dict) -
     except (KeyError, TypeError, ValueError):
         names = None
     return inputs.describe(args, kwargs, names)
-
-
-def copies(args: list[Any]) -> list[Any]:
-    """Fresh copies of array arguments: the reference must not see, or cause, in-place edits."""
-    return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
 
 
 # --- values from the sandbox --------------------------------------------------------------
