@@ -523,6 +523,28 @@ def report_table(counts: dict[str, int], stages: dict[str, Any], throughput: dic
     return render(rows, title, notes)
 
 
+def class_view_seconds(runs: int = 3) -> list[float]:
+    """``grader.classview.write`` (every function page and the similarity page) on a generated
+    class of 300 with known bugs and copies (tests/classgen.py), from stored results only."""
+    from grader import classview, rubric
+    from tests.classgen import make_class
+
+    generated = make_class(correct=150, divide_again=60, transposed=40, unshifted=43)
+    loaded = rubric.load("backprop")
+    times = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(prefix="grader-class-view-") as out:
+            started = time.perf_counter()
+            classview.write(generated.results, Path(out), loaded)
+            times.append(time.perf_counter() - started)
+    return times
+
+
+def class_view_table() -> str:
+    label = "class view, 300 generated submissions (9 function pages + similarity)"
+    return render([row(label, class_view_seconds(), "seconds")], "Class view", [])
+
+
 # --- entry point -----------------------------------------------------------------------------
 
 
@@ -532,10 +554,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="throughput runs per worker count")
     parser.add_argument("--sandbox-starts", type=int, default=20)
     parser.add_argument("--mnist-runs", type=int, default=2)
+    parser.add_argument("--class-view", action="store_true",
+                        help="only the class view's row (no grading)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return _child(args.child)
+    if args.class_view:
+        print(class_view_table())
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="grader-bench-") as scratch:
         folder = Path(scratch)
@@ -550,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
                                         str(args.mnist_runs), str(args.sandbox_starts)])
         loading = mnist_loading()
         print(report_table(counts, stages, throughput, loading, stage_seen))
+    print(class_view_table())
     return 0
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader import canary, expectations, export, reference, report, rescore
+from grader import canary, classroom, classview, expectations, export, reference, report, rescore
 from grader.errors import GraderError, InfrastructureError
 from grader.grade import Job, cache_key, grade_submission, student_name
 from grader.results import SubmissionResult, load, save, write_atomic
@@ -36,19 +36,19 @@ class BatchSummary:
     reused: int
     seconds: float
     canary: canary.Canary | None = None
+    view: classroom.ClassView | None = None  # the whole folder's final grades
     rescored: int = 0  # of ``graded``: re-scored from stored observations, no student code run
 
     def line(self, out_dir: Path) -> str:
-        """What the instructor reads: the counts, the sandbox that protected the run and the
-        reference's verdict. Ungradable submissions are counted apart, not as zeros."""
-        gradable = [r for r in self.results if not r.error]
-        ungradable = len(self.results) - len(gradable)
-        mean = sum(r.score for r in gradable) / max(len(gradable), 1)
-        top = self.results[0].max_score if self.results else 0
-        lines = [f"{len(self.results)} submissions ({self.graded} graded, {self.reused} unchanged; "
-                 f"{self.rescored} re-scored without running, {self.graded - self.rescored} run; "
-                 f"{ungradable} ungradable) in {self.seconds:.1f} s; mean score of the "
-                 f"{len(gradable)} graded {mean:.2f}/{top:g}."]
+        """What the instructor reads: this run, then the class's counts exactly as the
+        overview and the gradebooks give them (ungradable and missing apart, not as zeros),
+        the sandbox that protected the run and the reference's verdict."""
+        lines = [f"{len(self.results)} submissions in this run ({self.graded} graded, "
+                 f"{self.reused} unchanged) in {self.seconds:.1f} s: {self.rescored} re-scored "
+                 f"without running, {self.graded - self.rescored} run."]
+        if self.view is not None:
+            lines.append(self.view.counts.line() + ".")
+            lines += [f"Note: {note}; see the overview." for note in self.view.notes]
         if self.canary is not None:
             lines += [self.canary.sandbox, self.canary.line()]
         lines.append(f"Feedback: {out_dir / 'index.html'}")
@@ -99,18 +99,21 @@ def grade_all(
     dask_address: str | None = None,
     progress: bool = True,
     check_reference: bool = True,
+    intake: classroom.Intake | None = None,
 ) -> BatchSummary:
     """Grade every notebook under ``paths`` into ``out_dir``, after the reference canary
-    (``check_reference``) proved the path on this machine."""
+    (``check_reference``) proved the path on this machine. ``intake`` (``classroom.intake``)
+    names each result by its student; the overview and gradebooks cover the whole folder."""
     started = time.perf_counter()
     submissions = collect(paths)  # before the results folder exists: a typo creates nothing
-    _refuse_name_clashes(submissions)
+    names = intake.names if intake is not None else {}
+    _refuse_name_clashes(submissions, names)
     out_dir.mkdir(parents=True, exist_ok=True)
     with _only_run_on(out_dir), _report_failures_in(out_dir):
         verdict = canary.check(rubric, config=sandbox, mnist=mnist) if check_reference else None
         return _grade_all(submissions, rubric, out_dir, sandbox=sandbox, mnist=mnist,
                           jobs=jobs, force=force, dask_address=dask_address, progress=progress,
-                          started=started, verdict=verdict)
+                          started=started, verdict=verdict, names=names, intake=intake)
 
 
 @contextmanager
@@ -137,7 +140,7 @@ def _only_run_on(out_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             raise GraderError(f"another grading run is writing to {out_dir}; wait for it to "
                               f"finish or choose another --out") from None
-        for folder in (out_dir, out_dir / "gradescope"):
+        for folder in (out_dir, out_dir / "gradescope", out_dir / classview.FOLDER):
             for stale in folder.glob(".*.tmp"):  # write_atomic's temporary files
                 stale.unlink(missing_ok=True)
         yield
@@ -146,15 +149,17 @@ def _only_run_on(out_dir: Path) -> Iterator[None]:
 def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
                sandbox: SandboxConfig, mnist: Any, jobs: int, force: bool,
                dask_address: str | None, progress: bool, started: float,
-               verdict: canary.Canary | None) -> BatchSummary:
+               verdict: canary.Canary | None, names: dict[Path, str],
+               intake: classroom.Intake | None) -> BatchSummary:
     seconds = verdict.reference_seconds if verdict is not None else None
     todo, done, rescored = [], [], []
     for path in submissions:
-        previous, fresh = _reusable(path, rubric, out_dir) if not force else (None, False)
+        name = names.get(path) or student_name(path)
+        previous, changed = _reusable(path, name, rubric, out_dir) if not force else (None, False)
         if previous is None:
             todo.append(Job(path=path.resolve(), rubric=rubric, sandbox=sandbox, mnist=mnist,
-                            reference_seconds=seconds))
-        elif fresh:
+                            reference_seconds=seconds, student=names.get(path)))
+        elif changed:
             _write(previous, report.render_student(previous), out_dir)
             rescored.append(previous)
         else:
@@ -163,20 +168,22 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
     if todo:  # the reference's answers, once for the batch: forked workers inherit them
         expectations.prepare(rubric, reference.load(rubric.solution))
     bar = _progress(len(todo), enabled=progress)
+    fresh: list[str] = [r.student for r in rescored]  # pages written without a final grade
     for data, html in _execute(todo, jobs=jobs, dask_address=dask_address):
         result = SubmissionResult.from_json(data)
         _write(result, html, out_dir)
         done.append(result)
+        fresh.append(result.student)  # its page was just written without a final grade
         bar.update(1)
     bar.close()
-    order = {student_name(p): i for i, p in enumerate(submissions)}
+    order = {names.get(p) or student_name(p): i for i, p in enumerate(submissions)}
     results = sorted(done, key=lambda r: order.get(r.student, 0))
     machine = [verdict.sandbox, verdict.line()] if verdict is not None else []
-    write_atomic(out_dir / "index.html", report.render_index(results, machine=machine))
-    export.write_grades_csv(results, out_dir / "grades.csv")
+    view = classroom.rebuild(out_dir, assignment=rubric.name, max_score=rubric.max_score,
+                             intake=intake, fresh=fresh, machine=machine, rubric=rubric)
     graded = len(todo) + len(rescored)
     return BatchSummary(results, graded, len(done) - graded, time.perf_counter() - started,
-                        verdict, rescored=len(rescored))
+                        verdict, view, rescored=len(rescored))
 
 
 def _write(result: SubmissionResult, html: str, out_dir: Path) -> None:
@@ -185,21 +192,22 @@ def _write(result: SubmissionResult, html: str, out_dir: Path) -> None:
     save(result, out_dir / f"{result.student}.json")  # the JSON last: it marks "done"
 
 
-def _refuse_name_clashes(submissions: list[Path]) -> None:
+def _refuse_name_clashes(submissions: list[Path], names: dict[Path, str]) -> None:
     seen: dict[str, Path] = {}
     for path in submissions:
-        name = student_name(path)
+        name = names.get(path) or student_name(path)
         if name in seen:
             raise GraderError(f"two submissions would share the result name {name!r}: "
                               f"{seen[name]} and {path}; rename one of them")
         seen[name] = path
 
 
-def _reusable(path: Path, rubric: Rubric, out_dir: Path) -> tuple[SubmissionResult | None, bool]:
+def _reusable(path: Path, name: str, rubric: Rubric,
+              out_dir: Path) -> tuple[SubmissionResult | None, bool]:
     """The stored result as it is (same submission, rubric, reference and grader), or re-scored
     under a rubric whose changes only touch scoring (True: to be written), or None: run it."""
-    stored = out_dir / f"{student_name(path)}.json"
-    if not stored.exists() or not (out_dir / f"{student_name(path)}.html").exists():
+    stored = out_dir / f"{name}.json"
+    if not stored.exists() or not (out_dir / f"{name}.html").exists():
         return None, False
     try:
         previous = load(stored)

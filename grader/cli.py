@@ -58,12 +58,42 @@ def _parser() -> argparse.ArgumentParser:
         help="grade even where the sandbox cannot hide the file system from student code "
         "(they could read the solutions): only for submissions you trust",
     )
+    _class_options(grade)
+    grade.add_argument("--lms", default="auto", choices=["auto", "canvas", "moodle",
+                                                         "brightspace", "none"],
+                       help="how the submissions' file names say who they are (default: auto)")
     grade.set_defaults(run=_grade)
+
+    book = commands.add_parser(
+        "gradebook", help="rebuild the overview and gradebooks of an output folder, no grading "
+        "(after editing the course file)")
+    book.add_argument("--assignment", required=True)
+    book.add_argument("--out", required=True, type=Path)
+    _class_options(book)
+    book.set_defaults(run=_gradebook)
 
     check = commands.add_parser("check", help="a student's self-check: the public tests only")
     check.add_argument("notebook", type=Path)
     check.add_argument("--assignment", required=True)
     check.set_defaults(run=_check)
+
+    export_check = commands.add_parser(
+        "export-check", help="write a self-check for students (public tests, no solutions)"
+    )
+    export_check.add_argument("name", metavar="NAME", help="the assignment, e.g. backprop")
+    export_check.add_argument("--out", type=Path, help="default: NAME-check.pyz")
+    export_check.set_defaults(run=_export_check)
+
+    gradescope = commands.add_parser("gradescope", help="build a Gradescope autograder zip")
+    gradescope.add_argument("name", metavar="NAME", help="the assignment, e.g. backprop")
+    gradescope.add_argument("--out", type=Path, help="default: NAME-autograder.zip")
+    gradescope.add_argument("--mnist", type=Path, metavar="DIR",
+                            help="put MNIST's four .gz files from DIR in the zip "
+                            "(default: setup.sh downloads and verifies them)")
+    gradescope.add_argument("--uid-isolation", action="store_true",
+                            help="where Gradescope has no user namespaces, grade under the "
+                            "sandbox's unprivileged uid instead of refusing")
+    gradescope.set_defaults(run=_gradescope)
 
     assign = commands.add_parser("assign", help="make assignments/ from solutions/")
     assign.add_argument("--solutions", type=Path, default=Path("solutions"))
@@ -90,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _class_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--roster", type=Path, help="the class list (CSV); remembered by --out")
+    command.add_argument("--course", type=Path, help="deadlines, extensions, late rule and "
+                         "adjustments (TOML); remembered by --out")
+
+
 def _setup(assignment: str, *, trusted: bool):
     from grader import rubric
     from grader.sandbox import SandboxConfig, plan_layers
@@ -107,25 +143,45 @@ def _setup(assignment: str, *, trusted: bool):
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from grader import validate
+    from grader import classroom, validate
     from grader.batch import grade_all
 
     if args.jobs < 1:
         raise GraderError("--jobs must be at least 1")
     loaded, files, config = _setup(args.assignment, trusted=args.trusted)
     validate.assignment(loaded, config=config, mnist=files)  # before any student
-    summary = grade_all(
-        args.paths,
-        loaded,
-        args.out,
-        sandbox=config,
-        mnist=files,
-        jobs=args.jobs,
-        force=args.force,
-        dask_address=args.dask,
-        progress=not args.quiet,
-    )
+    with classroom.intake(args.paths, out_dir=args.out, roster_path=args.roster,
+                          course_path=args.course, lms=args.lms) as intake:
+        summary = grade_all(
+            intake.paths,
+            loaded,
+            args.out,
+            sandbox=config,
+            mnist=files,
+            jobs=args.jobs,
+            force=args.force,
+            dask_address=args.dask,
+            progress=not args.quiet,
+            intake=intake,
+        )
     print(summary.line(args.out))
+    return 0
+
+
+def _gradebook(args: argparse.Namespace) -> int:
+    from grader import classroom, rubric
+
+    if not (args.out / classroom.STATE).exists() and not list(args.out.glob("*.json")):
+        raise GraderError(f"no results in {args.out}; grade into it first")
+    from grader.batch import _only_run_on
+
+    loaded = rubric.load(args.assignment)
+    with (classroom.intake([], roster_path=args.roster, course_path=args.course) as intake,
+          _only_run_on(args.out)):
+        view = classroom.rebuild(args.out, assignment=loaded.name, max_score=loaded.max_score,
+                                 intake=intake)
+    print(view.counts.line() + ".")
+    print(f"Written: {', '.join(view.files)} and index.html in {args.out}")
     return 0
 
 
@@ -166,6 +222,25 @@ def _summary(result) -> str:
         "strides, so test more than the examples."
     )
     return "\n".join(lines)
+
+
+def _export_check(args: argparse.Namespace) -> int:
+    from grader import selfcheck
+
+    out = args.out or Path(f"{args.name}-check.pyz")
+    written = selfcheck.export(args.name, out)
+    print(f"written {written}: students run `python {written.name} their.ipynb`")
+    return 0
+
+
+def _gradescope(args: argparse.Namespace) -> int:
+    from grader import gradescope
+
+    out = args.out or Path(f"{args.name}-autograder.zip")
+    built = gradescope.build(args.name, out, mnist_dir=args.mnist,
+                             uid_isolation=args.uid_isolation)
+    print(f"written {built}: upload it as the assignment's autograder (Ubuntu 22.04+ image)")
+    return 0
 
 
 def _assign(args: argparse.Namespace) -> int:

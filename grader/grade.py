@@ -38,6 +38,9 @@ class Job:
     # what the reference's calls took on this machine (the canary's measure), which relative
     # budgets follow; None: every relative budget at its cap
     reference_seconds: dict[str, float] | None = None
+    # the result's name where the class's intake chose it (a roster id, an LMS user); None:
+    # from the file name
+    student: str | None = None
 
 
 def student_name(path: Path) -> str:
@@ -64,7 +67,7 @@ def grade_submission(job: Job) -> SubmissionResult:
     read = notebook.read(job.path)
     timings["read_notebook"] = time.perf_counter() - started
     base = dict(
-        student=student_name(job.path),
+        student=job.student or student_name(job.path),
         assignment=job.rubric.name,
         submission=notebook.display_name(job.path),
         sha256=read.sha256,

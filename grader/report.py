@@ -68,12 +68,15 @@ _SHORT_REPR.maxstring = _SHORT_REPR.maxother = 200
 # --------------------------------------------------------------------------- public API
 
 
-def render_student(result: SubmissionResult, *, generated: str | None = None) -> str:
-    """The feedback page for one submission, as a complete HTML document. Never raises: a
-    result the detailed page cannot draw gets the plain page, which says so."""
+def render_student(result: SubmissionResult, *, generated: str | None = None,
+                   final: dict[str, Any] | None = None) -> str:
+    """The feedback page for one submission, as a complete HTML document. ``final`` is the
+    final grade where the course file changes it (``grader.final.FinalGrade.view``: late
+    penalty, adjustments with comment and author). Never raises: a result the detailed page
+    cannot draw gets the plain page, which says so."""
     generated = generated or date.today().isoformat()
     try:
-        return _student_page(result, generated)
+        return _student_page(result, generated, final)
     except Exception as error:  # noqa: BLE001 - one page must not stop the batch
         return _plain_student(result, generated, error)
 
@@ -84,22 +87,30 @@ def render_index(
     generated: str | None = None,
     links: dict[str, str] | None = None,
     machine: Sequence[str] = (),
+    gradebook: dict[str, Any] | None = None,
+    class_view: dict[str, Any] | None = None,
 ) -> str:
     """The class overview: score histogram, pass rates, common diagnoses, one link per student,
     and the grading machine's facts (``machine``: the sandbox and the reference canary, as the
     batch summary says them; missing sandbox layers are the instructor's business, not each
-    student's). Never raises: if the overview cannot be drawn, a plain list of students."""
+    student's). ``gradebook``: the final grades' counts and rows (``grader.classroom``), which
+    then head the page; ``class_view`` links the function and similarity pages
+    (``grader.classview``). Never raises: if the overview cannot be drawn, a plain list of
+    students."""
     generated = generated or date.today().isoformat()
     links = links or {}
     try:
-        return _index_page(results, generated, links, list(machine) or _machine(results))
+        return _index_page(results, generated, links, list(machine) or _machine(results),
+                           gradebook, class_view)
     except Exception as error:  # noqa: BLE001 - the overview must not stop the batch
         return _plain_index(results, generated, links, error)
 
 
-def _student_page(result: SubmissionResult, generated: str) -> str:
+def _student_page(result: SubmissionResult, generated: str,
+                  final: dict[str, Any] | None = None) -> str:
     return _template("student.html.j2").render(
         r=result,
+        final=final,
         generated=generated,
         score=_score_view(result),
         fix_first=_fix_first(result),
@@ -126,16 +137,20 @@ def _machine(results: list[SubmissionResult]) -> list[str]:
 
 
 def _index_page(results: list[SubmissionResult], generated: str, links: dict[str, str],
-                machine: list[str]) -> str:
+                machine: list[str], gradebook: dict[str, Any] | None = None,
+                class_view: dict[str, Any] | None = None) -> str:
     graded = [r for r in results if r.error is None]
+    # with a gradebook, the scores shown are the final ones (late penalty, adjustments)
+    fractions = gradebook["fractions"] if gradebook else [_fraction(r) for r in graded]
     return _template("index.html.j2").render(
+        gradebook=gradebook,
         generated=generated,
         machine=machine,
         assignments=sorted({r.assignment for r in results}),
         count=len(results),
-        graded_count=len(graded),
-        stats=_score_stats(graded),
-        histogram=_histogram_uri(graded),
+        graded_count=len(fractions),
+        stats=_score_stats(fractions),
+        histogram=_histogram_uri(fractions),
         pass_rates=_pass_rates(graded),
         diagnoses=_top_diagnoses(graded),
         ungradable=[r for r in results if r.error is not None],
@@ -143,6 +158,7 @@ def _index_page(results: list[SubmissionResult], generated: str, links: dict[str
         rows=_submission_rows(results, links),
         stages=_stage_means(results),
         total_time=_seconds(sum(_num(r.duration_s) or 0.0 for r in results)),
+        class_view=class_view,
     )
 
 
@@ -763,22 +779,22 @@ def _fraction(result: SubmissionResult) -> float:
     return result.score / result.max_score if result.max_score else 0.0
 
 
-def _score_stats(graded: list[SubmissionResult]) -> dict[str, str] | None:
-    if not graded:
+def _score_stats(scores: list[float]) -> dict[str, str] | None:
+    """Mean, median and full marks of the scores (fractions of the maximum)."""
+    if not scores:
         return None
-    fractions = np.array([_fraction(r) for r in graded])
-    full = sum(1 for r in graded if r.max_score and r.score >= r.max_score)
+    fractions = np.array(scores, dtype=float)
     return {
         "mean": _pct(float(fractions.mean())),
         "median": _pct(float(np.median(fractions))),
-        "full": str(full),
+        "full": str(int((fractions >= 1.0 - 1e-9).sum())),
     }
 
 
-def _histogram_uri(graded: list[SubmissionResult]) -> str | None:
-    if not graded:
+def _histogram_uri(scores: list[float]) -> str | None:
+    if not scores:
         return None
-    percents = np.clip(np.nan_to_num([_fraction(r) * 100 for r in graded]), 0, 100)
+    percents = np.clip(np.nan_to_num(np.array(scores, dtype=float) * 100), 0, 100)
     try:
         return _draw_histogram(percents)
     except Exception:  # noqa: BLE001 - a picture must never cost the overview

@@ -36,7 +36,7 @@ ARGS = [
     "--disable-sync",
 ]
 PAGES = ["failures", "full_marks", "index", "hostile", "real_failures", "real_full_marks",
-         "real_index"]
+         "real_index", "real_function", "real_similarity"]
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1000, "height": 900}
 
@@ -48,7 +48,8 @@ def _unavailable(reason: str) -> None:
 
 
 REAL = {"real_failures": "frank_flipped_kernel", "real_full_marks": "erin_reference",
-        "real_index": "index"}
+        "real_index": "index", "real_function": "class/function-conv2d_forward",
+        "real_similarity": "class/similarity"}
 
 
 @pytest.fixture(scope="module")
@@ -269,3 +270,20 @@ def test_really_graded_pages(visit):
     for i in range(links.count()):
         href = links.nth(i).get_attribute("href")
         assert (index.url and href and href.endswith(".html"))
+
+
+def test_class_view_pages_are_linked_from_the_real_overview(visit, site):
+    """The overview links a page per function and the similarity page; every link resolves."""
+    index = visit("real_index").page
+    links = index.locator("a.function-link")
+    assert links.count() >= 8  # every function of the convolution practical
+    hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
+    hrefs.append(index.locator("a.similarity-link").get_attribute("href"))
+    for href in hrefs:
+        assert (site["real_index"].parent / href).resolve().is_file(), href
+    function = visit("real_function").page
+    assert function.get_by_test_id("group").count() >= 2  # the graded class differs in conv2d
+    students = function.locator("a.student-link")
+    for i in range(students.count()):
+        href = students.nth(i).get_attribute("href")
+        assert (site["real_function"].parent / href).resolve().is_file(), href

@@ -16,6 +16,8 @@ FORBIDDEN = {
     "export": {"sandbox", "execute", "reference", "checks", "inside"},
     "results": {"sandbox", "execute", "reference", "checks", "report"},
     "notebook": {"sandbox", "execute", "reference", "checks", "report"},
+    "classview": {"sandbox", "execute", "reference", "checks", "inside", "grade"},
+    "similarity": {"sandbox", "execute", "reference", "checks", "inside", "grade", "report"},
 }
 INSIDE_ALLOWED = {"numpy", "pyseccomp"}
 

@@ -101,7 +101,7 @@ def test_a_scoring_change_rescores_without_running(graded, sandbox_config, monke
     no_running(monkeypatch)
     summary = grade(students, solutions, out, sandbox_config)
     assert (summary.graded, summary.rescored, summary.reused) == (2, 2, 0)
-    assert "2 re-scored without running, 0 run" in summary.line(out)
+    assert "2 re-scored without running, 0 run." in summary.line(out)
     before = {r.student: {t.name: t for t in r.tests} for r in first.results}
     for result in summary.results:
         old = before[result.student]
@@ -147,7 +147,7 @@ def test_changing_a_tolerance_runs_again(graded, sandbox_config, tmp_path) -> No
          'name = "conv2d: lecture example"\nfunction = "conv2d"\ntolerance = 1e-3\n')
     summary = grade(students, tmp_path / "solutions", out, sandbox_config)
     assert (summary.graded, summary.rescored) == (2, 0)
-    assert "0 re-scored without running, 2 run" in summary.line(out)
+    assert "0 re-scored without running, 2 run." in summary.line(out)
 
 
 def test_unchanged_rubric_reuses_and_runs_nothing(graded, sandbox_config, monkeypatch,

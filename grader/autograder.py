@@ -1,0 +1,148 @@
+"""Gradescope's side of the autograder zip (``python -m grader gradescope`` builds it): what
+``run_autograder`` runs for each submission.
+
+It grades exactly one notebook of ``/autograder/submission``, the assignment's own file name
+first, never a Jupyter checkpoint or a macOS resource copy, and turns the grader's Gradescope
+JSON into ``/autograder/results/results.json``. A submission without a notebook gets a
+``results.json`` that says so. When the grader itself cannot grade (its exit status 2), no
+``results.json`` is written: Gradescope then reports a failed autograder rather than a score,
+which is what it is, and the reason is in the autograder's stdout for the instructor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+IGNORED_FOLDERS = frozenset({".ipynb_checkpoints", "__MACOSX"})
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The notebook to grade (None: there is none) and the other candidates, for the message."""
+
+    notebook: Path | None
+    others: tuple[Path, ...] = ()
+
+
+def choose_notebook(submission: Path, assignment: str) -> Choice:
+    """The one notebook to grade: ``<assignment>.ipynb`` when present (any case, any folder),
+    else the only one, else the first by path. Checkpoints, ``__MACOSX`` and hidden files are
+    copies or debris, never the student's work."""
+    found = sorted(p for p in submission.rglob("*.ipynb") if _is_candidate(p, submission))
+    if not found:
+        return Choice(None)
+    wanted = f"{assignment}.ipynb".lower()
+    named = [p for p in found if p.name.lower() == wanted]
+    chosen = min(named or found, key=lambda p: (len(p.relative_to(submission).parts), str(p)))
+    return Choice(chosen, tuple(p for p in found if p != chosen))
+
+
+def _is_candidate(path: Path, submission: Path) -> bool:
+    parts = path.relative_to(submission).parts
+    hidden = any(part.startswith(".") or part in IGNORED_FOLDERS for part in parts)
+    return path.is_file() and not hidden
+
+
+def no_notebook_result(assignment: str, submission: Path) -> dict[str, Any]:
+    """Gradescope's results.json for a submission holding no notebook."""
+    listed = sorted(str(p.relative_to(submission)) for p in submission.rglob("*") if p.is_file())
+    seen = ", ".join(listed[:10]) + (" …" if len(listed) > 10 else "") if listed else "no files"
+    return {
+        "score": 0.0,
+        "output": (
+            f"No notebook to grade: your submission holds {seen}. Submit your "
+            f"{assignment}.ipynb (the .ipynb file itself, not a checkpoint copy or an export), "
+            f"then this autograder runs again."
+        ),
+        "output_format": "text",
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": [],
+    }
+
+
+def run(root: Path, assignment: str, *, uid_isolation: bool = False) -> int:
+    """Grade the submission under ``root`` (normally ``/autograder``); the exit status of
+    ``run_autograder``."""
+    submission, results = root / "submission", root / "results" / "results.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    choice = choose_notebook(submission, assignment)
+    if choice.notebook is None:
+        _write_json(results, no_notebook_result(assignment, submission))
+        print(f"no notebook in {submission}; results.json says so")
+        return 0
+    trusted = _uid_isolation_ready() if uid_isolation else False
+    graded = _grade(choice.notebook, assignment, trusted=trusted)
+    if graded is None:
+        return 2  # the grader's one-line reason is already on stdout/stderr
+    if choice.others:
+        graded["output"] = _which_one(choice, submission) + "\n\n" + graded.get("output", "")
+    _write_json(results, graded)
+    return 0
+
+
+def _uid_isolation_ready() -> bool:
+    """Grading without namespaces is safe only under the sandbox's uid drop (root here) with
+    the solutions out of the unprivileged uid's reach (setup.sh made them 0700)."""
+    from grader import sandbox
+
+    if "namespaces" in sandbox.available_layers():
+        return False  # the full sandbox works: no need to trust anything
+    if "uid" not in sandbox.available_layers():
+        print("grader: error: no user namespaces and no uid drop (needs root and setpriv): "
+              "student code could read the solutions, so nothing is graded", file=sys.stderr)
+        raise SystemExit(2)
+    return True
+
+
+def _grade(notebook: Path, assignment: str, *, trusted: bool) -> dict[str, Any] | None:
+    from grader import cli
+
+    with tempfile.TemporaryDirectory(prefix="grader-gradescope-") as out:
+        argv = ["grade", "--assignment", assignment, "--out", out, str(notebook),
+                "--jobs", "1", "--quiet", "--force"]
+        if trusted:
+            argv.append("--trust-submissions-without-isolation")
+        if cli.main(argv) != 0:
+            return None
+        written = sorted((Path(out) / "gradescope").glob("*.json"))
+        if len(written) != 1:
+            print(f"grader: error: expected one Gradescope result, found {len(written)}",
+                  file=sys.stderr)
+            return None
+        return json.loads(written[0].read_text(encoding="utf-8"))
+
+
+def _which_one(choice: Choice, submission: Path) -> str:
+    graded = choice.notebook.relative_to(submission)  # type: ignore[union-attr]
+    others = ", ".join(str(p.relative_to(submission)) for p in choice.others)
+    return (f"Your submission holds several notebooks; this grade is for {graded} "
+            f"(not {others}). Submit only the notebook you want graded.")
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
+    temporary.write_text(text + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grader.autograder", description=__doc__)
+    parser.add_argument("--root", type=Path, default=Path("/autograder"))
+    parser.add_argument("--assignment", required=True)
+    parser.add_argument("--uid-isolation", action="store_true",
+                        help="without user namespaces, grade under the sandbox's uid drop")
+    args = parser.parse_args(argv)
+    return run(args.root, args.assignment, uid_isolation=args.uid_isolation)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

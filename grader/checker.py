@@ -1,0 +1,131 @@
+"""The students' self-check, as exported by ``python -m grader export-check NAME``: the
+grader's own check engine on the public tests, with the reference replaced by its recorded
+answers (``grader.replay``), and the same summary as ``python -m grader check``.
+
+The student's notebook runs in a plain subprocess (``GRADER_SANDBOX=off``): it is their own
+code, on their own machine, and the checker holds no secret it could read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import io
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grader.replay import NotRecorded, stand_in
+
+BUNDLE_PACKAGE = "checker_data"  # the recorded answers' folder at the root of the .pyz
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_BROKEN = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """What the exported checker carries: the public rubric and the recorded answers."""
+
+    rubric: Any  # grader.rubric.Rubric, public tests only
+    reference: Any  # grader.reference.Reference of Replay functions
+    skipped: tuple[str, ...]  # public tests the checker cannot run (MNIST), for the summary
+
+
+def load_bundle() -> Bundle:
+    """The bundle inside the .pyz this module was loaded from."""
+    folder = importlib.resources.files(BUNDLE_PACKAGE)
+    data = json.loads(folder.joinpath("answers.json").read_text(encoding="utf-8"))
+    raw_arrays = folder.joinpath("arrays.npz").read_bytes()
+    arrays = dict(np.load(io.BytesIO(raw_arrays), allow_pickle=False))
+    return Bundle(_rubric(data), stand_in(data, arrays), tuple(data["skipped"]))
+
+
+def _rubric(data: dict[str, Any]) -> Any:
+    from grader import rubric
+
+    here = Path(__file__).resolve().parent.parent / BUNDLE_PACKAGE
+    return rubric._parse(data["rubric"], path=here / f"{data['assignment']}.toml",
+                         solution=here / "no-reference.ipynb", digest=data["rubric_sha256"])
+
+
+def check(notebook_path: str | Path, *, bundle: Bundle | None = None,
+          quiet: bool = False) -> Any:
+    """Run the public tests on a notebook; print the same report as ``python -m grader
+    check`` and return the ``SubmissionResult``. From a notebook cell (save it first):
+    ``import sys; sys.path.insert(0, "backprop-check.pyz"); import grader.checker as c;
+    c.check("my_backprop.ipynb")``."""
+    from grader import grade, notebook
+    from grader.grade import Job
+    from grader.sandbox import SandboxConfig
+
+    bundle = bundle or load_bundle()
+    path = Path(notebook_path)
+    config = SandboxConfig(mode="off", allow_unisolated=True)  # the student's own code
+    job = Job(path, bundle.rubric, config, None, public_only=True)
+    started, read = time.perf_counter(), notebook.read(path)
+    base = dict(student=grade.student_name(path), assignment=bundle.rubric.name,
+                submission=notebook.display_name(path), sha256=read.sha256,
+                grader_version=_version(), cache_key="")
+    if isinstance(read, notebook.UnreadableNotebook):
+        from grader.results import SubmissionResult
+
+        tests = grade._ungraded(job, read.error)
+        result = SubmissionResult(error=read.error, notices=(), tests=tests, duration_s=0.0,
+                                  timings={}, **base)
+    else:
+        from grader import budgets
+
+        rubric = budgets.resolve(bundle.rubric, None)
+        result = grade._grade_read(job, read, rubric, bundle.reference, config, None, base,
+                                   started, {})
+    if not quiet:
+        print(report(result, bundle))
+    return result
+
+
+def report(result: Any, bundle: Bundle) -> str:
+    """The grader's self-check summary, plus the public tests this checker leaves out."""
+    from grader import cli
+
+    lines = [cli._summary(result)]
+    for name in bundle.skipped:
+        lines.append(f"  (not run here: {name}. It needs MNIST and the full training; it runs "
+                     f"when your notebook is graded.)")
+    return "\n".join(lines)
+
+
+def passed(result: Any) -> bool:
+    return not result.error and all(t.status == "passed" for t in result.tests)
+
+
+def _version() -> str:
+    from grader import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog=Path(sys.argv[0]).name,
+        description="Check your notebook with the public tests, as the grader runs them.",
+    )
+    parser.add_argument("notebook", type=Path, help="your .ipynb file (save it first)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as the grader's JSON instead of the summary")
+    args = parser.parse_args(argv)  # a usage error exits 2
+    if not args.notebook.is_file():
+        print(f"{parser.prog}: error: no such notebook: {args.notebook}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = check(args.notebook, quiet=args.json)
+        if args.json:
+            print(json.dumps(result.to_json(), indent=1, ensure_ascii=False))
+    except NotRecorded as exc:
+        print(f"{parser.prog}: this checker is incomplete ({exc}). This is not about your "
+              f"notebook: tell your instructor.", file=sys.stderr)
+        return EXIT_BROKEN
+    return EXIT_PASSED if passed(result) else EXIT_FAILED

@@ -1,0 +1,259 @@
+"""A class's output folder: who handed in what, and everything rebuilt from all of it.
+
+``intake`` turns what the instructor gives ``grade`` (LMS zips, folders, files, a roster, a
+course file) into the notebooks to grade and the result name of each. ``rebuild`` runs after
+every grading run: it reads *every* result in the folder (not only this run's), lays the
+course file over them (``grader.final``) and writes the overview, ``grades.csv``, the Canvas
+and Moodle upload files and the pages of students whose final grade changed. So grading one
+late file into the class's folder adds that student and keeps everyone else.
+
+What the folder remembers lives in ``intake/state.json``: the roster (as data), the course
+file's path (read again on every run, so an edited file counts without a regrade), each
+student's submission (file, LMS, time, earlier attempts) and the files that matched nobody.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grader import classview, final, gradebook, ingest, report, roster
+from grader import course as course_file
+from grader.errors import GraderError
+from grader.export import rubric_order
+from grader.results import SubmissionResult, load, write_atomic
+from grader.roster import Roster, Student
+from grader.rubric import Rubric
+
+STATE = Path("intake") / "state.json"
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Intake:
+    """This run's submissions: what to grade, under which name, and what was left out."""
+
+    matched: ingest.Matched
+    roster: Roster | None = None
+    roster_path: Path | None = None
+    course_path: Path | None = None
+
+    @property
+    def paths(self) -> list[Path]:
+        return [s.path for s in self.matched.latest.values()]
+
+    @property
+    def names(self) -> dict[Path, str]:
+        return {s.path: roster.result_name(student) for student, s in self.matched.latest.items()}
+
+
+@dataclass(frozen=True)
+class ClassView:
+    counts: gradebook.Counts
+    finals: tuple[final.FinalGrade, ...]
+    notes: tuple[str, ...] = ()
+    files: tuple[str, ...] = field(default_factory=tuple)
+
+
+@contextlib.contextmanager
+def intake(paths: list[Path], *, out_dir: Path | None = None, roster_path: Path | None = None,
+           course_path: Path | None = None, lms: str = "auto") -> Iterator[Intake]:
+    """Read the roster and course file (refusing a bad one before any grading), find and match
+    the submissions; archives stay extracted while the context lasts. Without ``roster_path``
+    the roster ``out_dir`` remembers is used, so a late file joins its student."""
+    loaded = roster.load(roster_path) if roster_path else _remembered_roster(out_dir)
+    if course_path:
+        course_file.load(course_path)
+    with ingest.collect(paths, lms=lms) as (found, refused):
+        matched = ingest.match(found, loaded, refused)
+        yield Intake(matched, loaded, _absolute(roster_path), _absolute(course_path))
+
+
+def _remembered_roster(out_dir: Path | None) -> Roster | None:
+    if out_dir is None or not (out_dir / STATE).exists():
+        return None
+    rows = _state(out_dir)["roster"]
+    return roster.from_rows(rows) if rows else None
+
+
+def rebuild(out_dir: Path, *, assignment: str, max_score: float, intake: Intake | None = None,
+            fresh: Sequence[str] = (), machine: Sequence[str] = (),
+            rubric: Rubric | None = None) -> ClassView:
+    """Write the class's overview and gradebooks from every result in ``out_dir``, and the
+    pages of students whose final grade changed (``fresh``: pages just written without it).
+    With the ``rubric``, also the class's function and similarity pages (``grader.classview``),
+    from every result in the folder too."""
+    state = _merged(_state(out_dir), intake)
+    course = _course(state, out_dir)
+    results = _results(out_dir, assignment)
+    people = _people(state, results)
+    finals = tuple(final.compute(results.get(roster.result_name(s.id)), s, course,
+                                 assignment=assignment,
+                                 max_score=max_score, intake=state["submissions"].get(s.id))
+                   for s in people)
+    counts = gradebook.Counts.of(finals)
+    files = _write_gradebooks(out_dir, finals, results, course, assignment, state)
+    _write_pages(out_dir, finals, results, state, set(fresh))
+    view = _overview(counts, finals, state)
+    every = list(results.values())
+    class_view = classview.write(every, out_dir, rubric) if rubric is not None else None
+    write_atomic(out_dir / "index.html", report.render_index(
+        every, machine=machine, gradebook=view, class_view=class_view))
+    write_atomic(out_dir / STATE, json.dumps(state, indent=1, sort_keys=True) + "\n")
+    return ClassView(counts, finals, tuple(view["notes"]), files)
+
+
+# --------------------------------------------------------------------------- state
+
+
+def _state(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / STATE
+    empty = {"version": STATE_VERSION, "roster": None, "roster_file": None, "course": None,
+             "submissions": {}, "unmatched": [], "refused": [], "pages": {}}
+    if not path.exists():
+        return empty
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise GraderError(f"cannot read {path} ({exc}); move it away to start the class's "
+                          f"record afresh (results are kept)") from None
+    return {**empty, **data} if isinstance(data, dict) else empty
+
+
+def _merged(state: dict[str, Any], intake: Intake | None) -> dict[str, Any]:
+    """This run's intake laid over what the folder knew: a roster or course file given now
+    replaces the remembered one, the students graded now replace their own entries only."""
+    if intake is None:
+        return state
+    state = dict(state, submissions=dict(state["submissions"]))
+    if intake.roster is not None and intake.roster_path is not None:
+        state["roster"] = roster.to_rows(intake.roster)
+        state["roster_file"] = str(intake.roster_path)
+    if intake.course_path is not None:
+        state["course"] = str(intake.course_path)
+    matched = intake.matched
+    for student, submission in matched.latest.items():
+        state["submissions"][student] = {
+            "file": submission.original, "lms": submission.lms, "name": submission.name,
+            "submitted": submission.submitted, "late": submission.late,
+            "mtime": submission.mtime,
+            "earlier": [s.original for s in matched.earlier.get(student, ())]}
+    if matched.latest or matched.unmatched or matched.refused:  # (not a rebuild alone)
+        state["unmatched"] = [s.original for s in matched.unmatched]
+        state["refused"] = [f"{r.original}: {r.why}" for r in matched.refused]
+    return state
+
+
+def _course(state: dict[str, Any], out_dir: Path) -> course_file.Course:
+    """The course file given now or remembered; one that has gone is said so, not skipped
+    (its penalties and adjustments would silently vanish from the grades)."""
+    if not state.get("course"):
+        return course_file.NO_COURSE
+    path = Path(state["course"])
+    if not path.is_file():
+        raise GraderError(f"the course file {path} that {out_dir} remembers is gone; give "
+                          f"--course again (results are kept)")
+    return course_file.load(path)
+
+
+def _results(out_dir: Path, assignment: str) -> dict[str, SubmissionResult]:
+    """Every result of ``assignment`` in the folder, by student (a file that is no result is
+    skipped: the folder is the instructor's)."""
+    found = {}
+    for path in sorted(out_dir.glob("*.json")):
+        try:
+            result = load(path)
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+        if result.assignment == assignment:
+            found[result.student] = result
+    return found
+
+
+def _people(state: dict[str, Any], results: dict[str, SubmissionResult]) -> list[Student]:
+    """The roster's students (in its order), then anyone with a result who is not on it."""
+    people = list(roster.from_rows(state["roster"]).students) if state["roster"] else []
+    known = {roster.result_name(s.id) for s in people}
+    for student in sorted(results, key=lambda s: (s.casefold(), s)):
+        if student not in known:
+            name = state["submissions"].get(student, {}).get("name", "")
+            people.append(Student(id=student, name=name))
+    return people
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _write_gradebooks(out_dir: Path, finals: Sequence[final.FinalGrade],
+                      results: dict[str, SubmissionResult], course: course_file.Course,
+                      assignment: str, state: dict[str, Any]) -> tuple[str, ...]:
+    tests = rubric_order(results.values())
+    write_atomic(out_dir / "grades.csv", gradebook.grades_csv(finals, tests))
+    written = ["grades.csv"]
+    if state["roster"]:
+        column = course.rules(assignment).canvas_column or assignment
+        write_atomic(out_dir / "canvas.csv", gradebook.canvas_csv(finals, column))
+        write_atomic(out_dir / "moodle.csv", gradebook.moodle_csv(finals))
+        written += ["canvas.csv", "moodle.csv"]
+    return tuple(written)
+
+
+def _write_pages(out_dir: Path, finals: Sequence[final.FinalGrade],
+                 results: dict[str, SubmissionResult], state: dict[str, Any],
+                 fresh: set[str]) -> None:
+    """Render again the pages whose final grade changed since they were written, so the
+    student sees the late penalty and adjustments (with comment and author) on their page."""
+    pages = dict(state.get("pages") or {})  # student -> what their page shows, if not plain
+    for grade in finals:
+        result = results.get(roster.result_name(grade.student.id))
+        if result is None:
+            continue
+        student = result.student
+        shown = None if student in fresh else pages.get(student)
+        view = grade.view() if grade.changed else None
+        wanted = None if view is None else hashlib.sha256(json.dumps(
+            [result.cache_key, view], sort_keys=True).encode()).hexdigest()[:16]
+        if shown != wanted:
+            write_atomic(out_dir / f"{student}.html", report.render_student(result, final=view))
+        if wanted is None:
+            pages.pop(student, None)
+        else:
+            pages[student] = wanted
+    state["pages"] = pages
+
+
+def _overview(counts: gradebook.Counts, finals: Sequence[final.FinalGrade],
+              state: dict[str, Any]) -> dict[str, Any]:
+    """What the overview's gradebook section shows, as plain data."""
+    rows = [{"id": f.student.id, "name": f.student.name, "status": f.status,
+             "score": gradebook.number(f.score), "max": gradebook.number(f.max_score),
+             "late_days": f.late_days, "penalty": gradebook.number(f.penalty * 100),
+             "adjustments": [a.text() for a in f.adjustments], "notes": list(f.notes)}
+            for f in finals if f.status != "graded" or f.adjustments or f.notes]
+    earlier = [(student, entry["earlier"]) for student, entry in
+               sorted(state["submissions"].items()) if entry.get("earlier")]
+    notes = []
+    if state["unmatched"]:
+        notes.append(f"{len(state['unmatched'])} file(s) matched nobody on the roster and were "
+                     f"not graded")
+    if state["refused"]:
+        notes.append(f"{len(state['refused'])} archive member(s) refused")
+    mean = counts.mean
+    return {"line": counts.line(), "counts": counts,
+            "mean": "—" if mean is None else f"{mean:.2f} / {counts.max_score:g}",
+            "mean_percent": "—" if mean is None or not counts.max_score
+            else f"{100 * mean / counts.max_score:.1f} %",
+            "fractions": [f.score / f.max_score for f in finals
+                          if f.score is not None and f.max_score],
+            "rows": rows, "earlier": earlier, "unmatched": list(state["unmatched"]),
+            "refused": list(state["refused"]), "notes": notes,
+            "files": ["grades.csv", *(["canvas.csv", "moodle.csv"] if state["roster"] else [])]}
+
+
+def _absolute(path: Path | None) -> Path | None:
+    return Path(path).resolve() if path is not None else None

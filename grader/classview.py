@@ -1,0 +1,343 @@
+"""The class seen one function at a time, and who shares whose code: pages for the tutors.
+
+After a batch, ``write(results, out_dir, rubric)`` adds ``class/function-NAME.html`` per graded
+function (every implementation in the class, grouped by what it does on the tests, then by
+identical code) and ``class/similarity.html`` (suspicious pairs and clusters, side by side;
+``grader.similarity`` computes them), and returns what the overview links to.
+
+Both are pure functions of the stored results and the template: no student code runs. A
+behaviour is read from what the checks stored (each test's status, diagnosis, which outputs
+and checks failed, relative errors to two digits): the same wrong numbers on the same hidden
+inputs mean the same bug. Student code is shown through Pygments, which escapes every
+character; everything else goes through Jinja's autoescape.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import nbformat
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
+
+from grader import assign, notebook, similarity
+from grader.results import SCHEMA_VERSION, SubmissionResult, TestResult, write_atomic
+from grader.rubric import Rubric
+
+FOLDER = "class"
+SIMILARITY_PAGE = "similarity.html"
+MAX_SOURCE_CHARS = 30_000
+MAX_SIDE_BY_SIDE = 100  # pairs drawn in full; the table lists every one
+STATUS_WORDS = {"passed": "passed", "failed": "failed", "error": "crashed",
+                "timeout": "timed out", "review": "needs review"}
+_RAISED = re.compile(r"raised (\w+)")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Implementations identical once names, layout and comments are set aside."""
+
+    students: tuple[str, ...]
+    source: str  # the first student's, as written
+
+
+@dataclass(frozen=True)
+class Group:
+    """Students whose function behaved the same on every test of it."""
+
+    correct: bool
+    verdict: str
+    diagnoses: tuple[str, ...]
+    findings: tuple[str, ...]  # per test that did not pass, what went wrong, in words
+    students: tuple[str, ...]
+    variants: tuple[Variant, ...]  # most common first
+
+
+@dataclass(frozen=True)
+class FunctionView:
+    name: str
+    tests: tuple[str, ...]
+    groups: tuple[Group, ...]  # largest first
+
+    @property
+    def students(self) -> int:
+        return sum(len(g.students) for g in self.groups)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def write(results: Sequence[SubmissionResult], out_dir: Path, rubric: Rubric, *,
+          generated: str | None = None) -> dict[str, Any] | None:
+    """Write the function pages and the similarity page under ``out_dir/class`` and return
+    the overview's links (None, and no pages, when nothing was graded). Never raises for what
+    students wrote: should a page fail anyway, the overview says so instead of stopping the
+    batch."""
+    generated = generated or date.today().isoformat()
+    folder = out_dir / FOLDER
+    graded = [r for r in results if r.error is None]
+    if not graded:
+        return None
+    try:
+        views = functions(graded, rubric)
+        for view in views:
+            write_atomic(folder / function_page(view.name), render_function(view, generated))
+        sources = {r.student: _strings(r.sources) for r in graded}
+        found = similarity.compare(_own_functions(sources, rubric),
+                                   template=template_sources(rubric))
+        write_atomic(folder / SIMILARITY_PAGE, render_similarity(found, sources, generated))
+        document = {"schema": SCHEMA_VERSION, **asdict(found)}
+        write_atomic(folder / "similarity.json", json.dumps(document, indent=1) + "\n")
+    except Exception as error:  # noqa: BLE001 - the class view must not stop the batch
+        return {"problem": f"The class view could not be built ({type(error).__name__}: "
+                           f"{str(error)[:300]}); the grades are not affected."}
+    return summary(views, found)
+
+
+def summary(views: Sequence[FunctionView], found: similarity.Similarity) -> dict[str, Any]:
+    """What the class overview shows and links to (paths relative to ``index.html``)."""
+    return {
+        "problem": None,
+        "functions": [{"name": v.name, "href": f"{FOLDER}/{quote(function_page(v.name))}",
+                       "students": v.students, "groups": len(v.groups),
+                       "correct": sum(len(g.students) for g in v.groups if g.correct)}
+                      for v in views],
+        "similarity": {"href": f"{FOLDER}/{SIMILARITY_PAGE}", "pairs": len(found.pairs),
+                       "clusters": len(found.clusters), "compared": len(found.students),
+                       "threshold": _pct(found.threshold),
+                       "largest": [[{"student": s, "href": quote(f"{s}.html", safe="")}
+                                    for s in cluster] for cluster in found.clusters[:10]]},
+    }
+
+
+def function_page(name: str) -> str:
+    return f"function-{name}.html"
+
+
+def functions(graded: Sequence[SubmissionResult], rubric: Rubric) -> tuple[FunctionView, ...]:
+    """One view per function the students write (those handed out complete are left out)."""
+    names = [f for f in rubric.functions if f not in rubric.given and f.isidentifier()]
+    return tuple(group_function(graded, name) for name in names)
+
+
+def template_sources(rubric: Rubric) -> dict[str, str]:
+    """The functions as handed out (``assignments/NAME.ipynb``, else made from the solution
+    as ``grader assign`` makes it): what is in them is nobody's own work."""
+    path = rubric.solution.parent.parent / "assignments" / rubric.solution.name
+    raw = path.read_bytes() if path.is_file() else assign.render_assignment(rubric.solution)
+    document = nbformat.reads(raw.decode("utf-8"), as_version=4)
+    cells = [c.source for c in document.cells if c.cell_type == "code"]
+    read = notebook.Notebook(path, "", tuple(notebook.CodeCell(i, source, ())
+                                             for i, source in enumerate(cells, 1)), ())
+    return read.function_sources(list(rubric.functions))
+
+
+# --------------------------------------------------------------------------- grouping
+
+
+def group_function(graded: Sequence[SubmissionResult], name: str) -> FunctionView:
+    """Students grouped by behaviour, and within a behaviour by identical normalised code."""
+    members: dict[tuple, list[SubmissionResult]] = defaultdict(list)
+    for result in sorted(graded, key=lambda r: (r.student.casefold(), r.student)):
+        members[behaviour(result, name)].append(result)
+    groups = [_group(name, signature, found) for signature, found in members.items()]
+    groups.sort(key=lambda g: (-len(g.students), not g.correct, g.verdict, g.students))
+    tests = sorted({t.name for r in graded for t in r.tests if t.function == name})
+    return FunctionView(name, tuple(tests), tuple(groups))
+
+
+def behaviour(result: SubmissionResult, function: str) -> tuple:
+    """What a submission's ``function`` did, as comparable data. Two students share it when
+    every test of the function ended the same way for the same reason with the same numbers."""
+    tests = sorted((t for t in result.tests if t.function == function), key=lambda t: t.name)
+    return tuple(_test_signature(t) for t in tests)
+
+
+def _test_signature(test: TestResult) -> tuple:
+    if test.status == "passed":
+        return (test.name, "passed")
+    details = test.details if isinstance(test.details, dict) else {}
+    raised = _RAISED.search(test.message or "") if test.status == "error" else None
+    return (test.name, test.status, test.diagnosis or "", _failed_outputs(details),
+            _failed_checks(details), raised.group(1) if raised else "")
+
+
+def _failed_outputs(details: Mapping[str, Any]) -> tuple:
+    outputs = details.get("outputs")
+    if not isinstance(outputs, list):
+        return ()
+    return tuple((str(o.get("name")), _rounded(o.get("relative_error")),
+                  str(o.get("got_shape")) if o.get("got_shape") != o.get("expected_shape")
+                  else "")
+                 for o in outputs if isinstance(o, dict) and not o.get("passed"))
+
+
+def _failed_checks(details: Mapping[str, Any]) -> tuple:
+    checks = details.get("checks")
+    if not isinstance(checks, list):
+        return ()
+    return tuple((str(c.get("name")), c.get("passed"), c.get("cases"))
+                 for c in checks if isinstance(c, dict) and c.get("passed") != c.get("cases"))
+
+
+def _rounded(value: Any) -> str:
+    """Two significant digits: the same bug gives the same figure, noise in the last bits
+    does not split a group."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return ""
+    return f"{value:.1e}" if math.isfinite(value) else str(value)
+
+
+def _group(name: str, signature: tuple, results: list[SubmissionResult]) -> Group:
+    failing = [s for s in signature if s[1] != "passed"]
+    first = results[0]
+    tests = {t.name: t for t in first.tests if t.function == name}
+    diagnoses = tuple(dict.fromkeys(s[2] for s in failing if s[2]))
+    return Group(
+        correct=bool(signature) and not failing,
+        verdict=_verdict(signature),
+        diagnoses=diagnoses,
+        findings=tuple(_finding(tests[s[0]], s) for s in failing if s[0] in tests),
+        students=tuple(r.student for r in results),
+        variants=_variants(name, results),
+    )
+
+
+def _verdict(signature: tuple) -> str:
+    if not signature:
+        return "no test checks this function on its own"
+    failing = sum(1 for s in signature if s[1] != "passed")
+    if not failing:
+        return f"passes all {len(signature)} test{'s' * (len(signature) > 1)}"
+    return f"fails {failing} of {len(signature)} test{'s' * (len(signature) > 1)}"
+
+
+def _finding(test: TestResult, signature: tuple) -> str:
+    """One failing test in a line: its outcome, the outputs and checks that failed."""
+    _, status, _, outputs, checks, raised = signature
+    parts = [f"{test.name}: {STATUS_WORDS.get(status, status)}"]
+    if raised:
+        parts.append(f"raised {raised}")
+    if outputs:
+        parts.append("wrong " + ", ".join(
+            f"{o}" + (f" (relative error {e})" if e else "") + (f" (shape {s})" if s else "")
+            for o, e, s in outputs))
+    if checks:
+        parts.append("; ".join(f"{c}: passed {p} of {n} cases" for c, p, n in checks))
+    if status in ("error", "timeout") and test.message:
+        parts.append(f"for example: {_clip(test.message, 300)}")
+    return "; ".join(parts)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _variants(name: str, results: list[SubmissionResult]) -> tuple[Variant, ...]:
+    by_code: dict[str, list[SubmissionResult]] = defaultdict(list)
+    for result in results:
+        source = result.sources.get(name) if isinstance(result.sources, dict) else None
+        key = similarity.normalised(source) if isinstance(source, str) else "\x00missing"
+        by_code[key or f"\x00raw:{source}"].append(result)
+    variants = [Variant(tuple(r.student for r in found), _source(found[0], name))
+                for found in by_code.values()]
+    return tuple(sorted(variants, key=lambda v: (-len(v.students), v.students)))
+
+
+def _source(result: SubmissionResult, name: str) -> str:
+    source = result.sources.get(name) if isinstance(result.sources, dict) else None
+    return source if isinstance(source, str) else ""
+
+
+def _strings(sources: Any) -> dict[str, str]:
+    """A result's sources as read back from JSON: only text is code."""
+    if not isinstance(sources, dict):
+        return {}
+    return {str(k): v for k, v in sources.items() if isinstance(v, str)}
+
+
+def _own_functions(sources: Mapping[str, Mapping[str, str]],
+                   rubric: Rubric) -> dict[str, dict[str, str]]:
+    given = set(rubric.given)
+    return {s: {f: code for f, code in functions.items() if f not in given}
+            for s, functions in sources.items()}
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Environment:
+    env = Environment(loader=PackageLoader("grader", "templates"), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                      keep_trailing_newline=True)
+    env.filters["pct"] = _pct
+    env.filters["student_href"] = student_href
+    return env
+
+
+def student_href(student: str) -> str:
+    """A student's page, seen from ``class/``: a relative link that stays one."""
+    return "../" + quote(f"{student}.html", safe="")
+
+
+def _pct(value: float) -> str:
+    return f"{value:.0%}"
+
+
+def _code(source: str, lines: Sequence[int] = ()) -> Markup | None:
+    """Pygments escapes every character of the source; its markup is safe to embed."""
+    if not source.strip():
+        return None
+    text = source if len(source) <= MAX_SOURCE_CHARS else source[:MAX_SOURCE_CHARS] + "\n…"
+    formatter = (HtmlFormatter(cssclass="code", wrapcode=True, hl_lines=list(lines),
+                               linenos="inline") if lines else _plain_formatter())
+    return Markup(highlight(text, PythonLexer(), formatter))
+
+
+@lru_cache(maxsize=1)
+def _plain_formatter() -> HtmlFormatter:
+    """Made once: a formatter builds its whole style sheet when it is created."""
+    return HtmlFormatter(cssclass="code", wrapcode=True)
+
+
+def _code_css() -> Markup:
+    return Markup(HtmlFormatter(cssclass="code").get_style_defs(".code"))
+
+
+def render_function(view: FunctionView, generated: str) -> str:
+    groups = [{"group": g, "code": _code(g.variants[0].source),
+               "others": [(v, _code(v.source)) for v in g.variants[1:]]} for g in view.groups]
+    return _environment().get_template("function.html.j2").render(
+        view=view, groups=groups, generated=generated, code_css=_code_css())
+
+
+def render_similarity(found: similarity.Similarity, sources: Mapping[str, Mapping[str, str]],
+                      generated: str) -> str:
+    shown = [{"pair": p, "regions": [_side_by_side(p, r, sources) for r in p.regions]}
+             for p in found.pairs[:MAX_SIDE_BY_SIDE]]
+    return _environment().get_template("similarity.html.j2").render(
+        found=found, shown=shown, generated=generated, code_css=_code_css(),
+        params={"k": similarity.K, "window": similarity.WINDOW,
+                "common": _pct(similarity.COMMON_FRACTION), "min_shared": similarity.MIN_SHARED})
+
+
+def _side_by_side(pair: similarity.Pair, region: similarity.Region,
+                  sources: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
+    left = sources.get(pair.a, {}).get(region.function_a, "")
+    right = sources.get(pair.b, {}).get(region.function_b, "")
+    return {"region": region, "left": _code(left, region.lines_a),
+            "right": _code(right, region.lines_b)}

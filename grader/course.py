@@ -1,0 +1,251 @@
+"""The instructor's course file: deadlines, extensions, the late rule and manual adjustments.
+
+One TOML file (``--course course.toml``, remembered by the output folder) that lives beside
+the results and survives every regrade: nothing in it touches a stored result; the final
+grades are computed from results and this file each time (``grader.final``). Read strictly:
+an unknown key or a value of the wrong type stops with the key named. The format is in the
+README ("The course file").
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from grader.errors import GraderError
+
+TOP_KEYS = {"timezone", "file_times", "late", "assignments", "adjustments"}
+LATE_KEYS = {"per_day", "zero_after_days", "grace_minutes"}
+ASSIGNMENT_KEYS = {"deadline", "late", "extensions", "submitted", "canvas_column"}
+ADJUSTMENT_KEYS = {"student", "assignment", "test", "points", "comment", "by"}
+
+
+@dataclass(frozen=True)
+class LateRule:
+    """``per_day`` of the score is taken for each day or started day late, all of it after
+    ``zero_after_days``; a submission within ``grace_minutes`` of the deadline is on time."""
+
+    per_day: float = 0.0
+    zero_after_days: int | None = None
+    grace_minutes: float = 0.0
+
+    def days_late(self, submitted: datetime, deadline: datetime) -> int:
+        over = submitted - deadline - timedelta(minutes=self.grace_minutes)
+        return max(0, math.ceil(over / timedelta(days=1)))
+
+    def penalty(self, days: int) -> float:
+        """The fraction of the score taken for ``days`` days late."""
+        if days <= 0:
+            return 0.0
+        if self.zero_after_days is not None and days > self.zero_after_days:
+            return 1.0
+        return min(1.0, round(self.per_day * days, 6))
+
+
+@dataclass(frozen=True)
+class Adjustment:
+    """A manual change by an instructor: ``points`` added to one test (or to the total when
+    ``test`` is None), with why and who."""
+
+    student: str
+    assignment: str | None
+    test: str | None
+    points: float
+    comment: str
+    by: str
+
+    def text(self) -> str:
+        where = f"on {self.test}" if self.test else "on the total"
+        return f"{self.points:+g} {where} by {self.by}: {self.comment}"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What applies to one assignment."""
+
+    deadline: datetime | None = None
+    late: LateRule = LateRule()
+    extensions: dict[str, datetime] = field(default_factory=dict)
+    submitted: dict[str, datetime] = field(default_factory=dict)
+    canvas_column: str = ""
+
+    def deadline_for(self, student: str) -> datetime | None:
+        return self.extensions.get(student, self.deadline)
+
+
+@dataclass(frozen=True)
+class Course:
+    timezone: str = "UTC"
+    file_times: bool = False
+    assignments: dict[str, Rules] = field(default_factory=dict)
+    adjustments: tuple[Adjustment, ...] = ()
+    source: str = ""
+
+    def rules(self, assignment: str) -> Rules:
+        return self.assignments.get(assignment, Rules())
+
+    def adjustments_for(self, student: str, assignment: str) -> tuple[Adjustment, ...]:
+        return tuple(a for a in self.adjustments
+                     if a.student == student and a.assignment in (None, assignment))
+
+    def when(self, text: str) -> datetime:
+        """An ISO time from an LMS name: without an offset, in the course's time zone."""
+        return _aware(datetime.fromisoformat(text), ZoneInfo(self.timezone))
+
+
+NO_COURSE = Course()
+
+
+def load(path: Path) -> Course:
+    """Read and check a course file; raises ``GraderError`` naming the file and the key."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise GraderError(f"cannot read the course file {path}: {exc}") from None
+    try:
+        return _course(data, str(path))
+    except GraderError as exc:
+        raise GraderError(f"{path}: {exc}") from None
+
+
+def _course(data: dict[str, Any], source: str) -> Course:
+    _known(data, TOP_KEYS, "")
+    zone = _text(data.get("timezone", "UTC"), "timezone")
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise GraderError(f"timezone: unknown time zone {zone!r} (e.g. 'Europe/Berlin', "
+                          f"'America/New_York', 'UTC')") from None
+    default = _late(data.get("late", {}), "late")
+    assignments = _table(data.get("assignments", {}), "assignments")
+    adjustments = data.get("adjustments", [])
+    if not isinstance(adjustments, list):
+        raise GraderError("adjustments: must be a list of tables ([[adjustments]])")
+    return Course(
+        timezone=zone,
+        file_times=_flag(data.get("file_times", False), "file_times"),
+        assignments={name: _rules(rules, f"assignments.{name}", default, tz)
+                     for name, rules in assignments.items()},
+        adjustments=tuple(_adjustment(a, f"adjustments[{i}]") for i, a in enumerate(adjustments)),
+        source=source,
+    )
+
+
+def _rules(data: Any, where: str, default: LateRule, tz: ZoneInfo) -> Rules:
+    data = _table(data, where)
+    _known(data, ASSIGNMENT_KEYS, where)
+    deadline = data.get("deadline")
+    return Rules(
+        deadline=_time(deadline, f"{where}.deadline", tz) if deadline is not None else None,
+        late=_late(data["late"], f"{where}.late") if "late" in data else default,
+        extensions={str(s): _extension(v, f"{where}.extensions.{s}", deadline, tz)
+                    for s, v in _table(data.get("extensions", {}), f"{where}.extensions").items()},
+        submitted={str(s): _time(v, f"{where}.submitted.{s}", tz)
+                   for s, v in _table(data.get("submitted", {}), f"{where}.submitted").items()},
+        canvas_column=_text(data.get("canvas_column", ""), f"{where}.canvas_column"),
+    )
+
+
+def _extension(value: Any, where: str, deadline: Any, tz: ZoneInfo) -> datetime:
+    """An extension is a number of days after the deadline, or a new deadline."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if deadline is None:
+            raise GraderError(f"{where}: days of extension need the assignment's deadline")
+        return _time(deadline, where, tz) + timedelta(days=float(value))
+    return _time(value, where, tz)
+
+
+def _late(data: Any, where: str) -> LateRule:
+    data = _table(data, where)
+    _known(data, LATE_KEYS, where)
+    per_day = _number(data.get("per_day", 0.0), f"{where}.per_day")
+    if not 0 <= per_day <= 1:
+        raise GraderError(f"{where}.per_day: a fraction of the score between 0 and 1 "
+                          f"(0.1 is 10% per day), not {per_day}")
+    zero = data.get("zero_after_days")
+    if zero is not None and (not isinstance(zero, int) or isinstance(zero, bool) or zero < 0):
+        raise GraderError(f"{where}.zero_after_days: a whole number of days, not {zero!r}")
+    grace = _number(data.get("grace_minutes", 0.0), f"{where}.grace_minutes")
+    return LateRule(per_day=per_day, zero_after_days=zero, grace_minutes=grace)
+
+
+def _adjustment(data: Any, where: str) -> Adjustment:
+    data = _table(data, where)
+    _known(data, ADJUSTMENT_KEYS, where)
+    for key in ("student", "points", "comment", "by"):
+        if key not in data:
+            raise GraderError(f"{where}.{key}: missing (every adjustment says who, how many "
+                              f"points, why and by whom)")
+    comment = _text(data["comment"], f"{where}.comment")
+    by = _text(data["by"], f"{where}.by")
+    if not comment.strip() or not by.strip():
+        raise GraderError(f"{where}: comment and by must not be empty")
+    test = data.get("test")
+    assignment = data.get("assignment")
+    return Adjustment(
+        student=_text(data["student"], f"{where}.student"),
+        assignment=_text(assignment, f"{where}.assignment") if assignment is not None else None,
+        test=_text(test, f"{where}.test") if test is not None else None,
+        points=_number(data["points"], f"{where}.points"),
+        comment=comment,
+        by=by,
+    )
+
+
+# --------------------------------------------------------------------------- value checks
+
+
+def _known(data: dict[str, Any], keys: set[str], where: str) -> None:
+    for key in data:
+        if key not in keys:
+            prefix = f"{where}." if where else ""
+            raise GraderError(f"{prefix}{key}: unknown key; known: {', '.join(sorted(keys))}")
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise GraderError(f"{where}: must be a table, not {type(value).__name__}")
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise GraderError(f"{where}: must be text, not {type(value).__name__}")
+    return value
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise GraderError(f"{where}: must be true or false")
+    return value
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise GraderError(f"{where}: must be a number, not {value!r}")
+    return float(value)
+
+
+def _time(value: Any, where: str, tz: ZoneInfo) -> datetime:
+    """A TOML date-time (with or without offset), a date (its end: 23:59:59) or ISO text."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise GraderError(f"{where}: not a date-time: {value!r} (e.g. "
+                              f"2026-11-20T23:59:00)") from None
+    if isinstance(value, datetime):
+        return _aware(value, tz)
+    if isinstance(value, date):
+        return datetime.combine(value, time(23, 59, 59), tz)
+    raise GraderError(f"{where}: must be a date-time (e.g. 2026-11-20T23:59:00), "
+                      f"not {value!r}")
+
+
+def _aware(moment: datetime, tz: ZoneInfo) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)

@@ -1,0 +1,180 @@
+"""The class list: who the students are, and the ids each LMS knows them by.
+
+A roster is optional. With one, every submission is matched to a student on it, results are
+named by the student's id, and a student without a submission shows as missing; without one,
+students are named from their files as before.
+
+The CSV is read leniently where that is safe (headers in any case, order or common spelling:
+``ID``, ``Student ID``, ``Full name``, ``SIS Login ID``, a Canvas gradebook export as it is)
+and strictly where it matters: an empty or repeated id stops with the row and column named.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from grader.errors import GraderError
+
+
+@dataclass(frozen=True)
+class Student:
+    """One student. ``id`` names their results; the rest are optional, for gradebooks and for
+    matching LMS downloads (``canvas_id``: Canvas's numeric user id, the gradebook's ``ID``;
+    ``moodle_id``: Moodle's participant number, as in ``Participant 123456``)."""
+
+    id: str
+    name: str = ""
+    email: str = ""
+    section: str = ""
+    sis_id: str = ""
+    login: str = ""
+    canvas_id: str = ""
+    moodle_id: str = ""
+
+
+# field -> header spellings (compared lower-case, punctuation and spacing folded)
+HEADERS: dict[str, tuple[str, ...]] = {
+    "id": ("id", "student id", "student number", "matriculation number"),
+    "name": ("name", "full name", "student name", "display name", "student"),
+    "email": ("email", "email address", "e mail", "mail"),
+    "section": ("section", "group", "class"),
+    "sis_id": ("sis user id", "sis id", "sis_id", "org defined id", "orgdefinedid"),
+    "login": ("sis login id", "login", "login id", "username", "user name"),
+    "canvas_id": ("canvas id", "canvas user id", "canvas_id"),
+    "moodle_id": ("moodle id", "participant", "participant id", "moodle participant id"),
+}
+FIRST_LAST = (("first name", "given name"), ("last name", "surname", "family name"))
+MAX_ROWS = 100_000
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+
+
+@dataclass(frozen=True)
+class Roster:
+    students: tuple[Student, ...]
+
+    def __post_init__(self) -> None:
+        _refuse_repeats(self.students)
+
+    def get(self, student_id: str) -> Student | None:
+        return next((s for s in self.students if s.id == student_id), None)
+
+
+def result_name(student_id: str) -> str:
+    """The name of a student's result files: the id itself where it is safe as a file name
+    (``s0042``), else a slug of it with a short hash (``ada_uni.edu-1a2b3c``), so no id can
+    reach outside the output folder and two ids never share files."""
+    if SAFE_NAME.fullmatch(student_id):
+        return student_id
+    plain = unicodedata.normalize("NFKD", student_id).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", plain).strip("._-")[:60] or "student"
+    return f"{slug}-{hashlib.sha256(student_id.encode('utf-8', 'surrogatepass')).hexdigest()[:6]}"
+
+
+def load(path: Path) -> Roster:
+    """Read a roster CSV (UTF-8, a BOM allowed, comma or semicolon separated)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GraderError(f"cannot read the roster {path}: {exc}") from None
+    rows = list(csv.reader(text.splitlines(), delimiter=";" if _semicolons(text) else ","))
+    if not rows:
+        raise GraderError(f"{path}: the roster is empty; it needs a header row with an id column")
+    if len(rows) > MAX_ROWS:
+        raise GraderError(f"{path}: {len(rows)} rows; a roster holds at most {MAX_ROWS}")
+    columns = _columns(rows[0], path)
+    students = [_student(row, columns, path, number) for number, row in
+                enumerate(rows[1:], start=2) if any(cell.strip() for cell in row)]
+    students = [s for s in students if s is not None]
+    try:
+        return Roster(tuple(students))
+    except GraderError as exc:
+        raise GraderError(f"{path}: {exc}") from None
+
+
+def _semicolons(text: str) -> bool:
+    header = text.splitlines()[0] if text else ""
+    return header.count(";") > header.count(",")
+
+
+def _fold(header: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", header.casefold()).strip()
+
+
+def _columns(header: list[str], path: Path) -> dict[str, int]:
+    """Field -> column index, from the header row."""
+    folded = [_fold(h) for h in header]
+    columns: dict[str, int] = {}
+    for name, spellings in HEADERS.items():
+        for spelling in spellings:
+            if _fold(spelling) in folded:
+                columns[name] = folded.index(_fold(spelling))
+                break
+    if "canvas_id" not in columns and "sis_id" in columns and "id" in folded:
+        columns["canvas_id"] = folded.index("id")  # a Canvas gradebook export: ID is Canvas's
+    if "name" not in columns:  # "First name" + "Last name", as Moodle exports them
+        first = [folded.index(s) for s in FIRST_LAST[0] if s in folded]
+        last = [folded.index(s) for s in FIRST_LAST[1] if s in folded]
+        if first and last:
+            columns["first"], columns["last"] = first[0], last[0]
+    if "id" not in columns:
+        for fallback in ("sis_id", "login", "email", "canvas_id", "moodle_id"):
+            if fallback in columns:
+                columns["id"] = columns[fallback]
+                break
+        else:
+            raise GraderError(f"{path}: no id column in the header {header!r}; name one "
+                              f"'id' (or 'Student ID', 'SIS User ID', 'email')")
+    return columns
+
+
+def _student(row: list[str], columns: dict[str, int], path: Path, number: int) -> Student | None:
+    def cell(name: str) -> str:
+        index = columns.get(name)
+        return row[index].strip() if index is not None and index < len(row) else ""
+
+    if any(c.strip().casefold() == "points possible" for c in row):
+        return None  # the second row of a Canvas gradebook export
+    student_id = cell("id")
+    if not student_id:
+        raise GraderError(f"{path}: row {number}, column {_header_of('id')}: the id is empty")
+    values = {f.name: cell(f.name) for f in fields(Student) if f.name != "id"}
+    if not values["name"] and "first" in columns:
+        values["name"] = f"{cell('first')} {cell('last')}".strip()
+    if values["moodle_id"].casefold().startswith("participant"):
+        values["moodle_id"] = values["moodle_id"].split()[-1]
+    return Student(id=student_id, **values)
+
+
+def _header_of(name: str) -> str:
+    return repr(HEADERS[name][0])
+
+
+def _refuse_repeats(students: tuple[Student, ...]) -> None:
+    """Two rows for one id (or one LMS id) would grade one file for two students."""
+    for name in ("id", "canvas_id", "moodle_id", "sis_id"):
+        seen: dict[str, int] = {}
+        for row, student in enumerate(students, start=2):
+            value = getattr(student, name)
+            if not value:
+                continue
+            if value in seen:
+                raise GraderError(f"column {_header_of(name)}: {value!r} appears twice "
+                                  f"(rows {seen[value]} and {row}); each student needs "
+                                  f"their own")
+            seen[value] = row
+
+
+def to_rows(roster: Roster) -> list[dict[str, str]]:
+    """The roster as plain data, to keep with the results (``classroom`` stores it)."""
+    return [{f.name: getattr(s, f.name) for f in fields(Student)} for s in roster.students]
+
+
+def from_rows(rows: list[dict[str, str]]) -> Roster:
+    names = {f.name for f in fields(Student)}
+    return Roster(tuple(Student(**{k: str(v) for k, v in row.items() if k in names})
+                        for row in rows))

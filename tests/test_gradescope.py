@@ -1,0 +1,243 @@
+"""The Gradescope autograder zip: its layout, setup.sh's safe parts, and run_autograder run for
+real (the project's .venv, the real sandbox) against a simulated ``/autograder`` tree."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader import autograder, gradescope, rubric
+from grader.errors import GraderError
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "submissions" / "convolution"
+
+# Gradescope's documented results.json keys (autograder specifications, "Output format").
+TOP_KEYS = {"score", "execution_time", "output", "output_format", "test_output_format",
+            "test_name_format", "visibility", "stdout_visibility", "extra_data", "tests",
+            "leaderboard"}
+TEST_KEYS = {"score", "max_score", "status", "name", "name_format", "number", "output",
+             "output_format", "tags", "visibility", "extra_data"}
+VISIBILITIES = {"hidden", "after_due_date", "after_published", "visible"}
+
+
+def assert_gradescope_results(data: dict) -> None:
+    assert set(data) <= TOP_KEYS, set(data) - TOP_KEYS
+    assert isinstance(data["score"], (int, float))
+    assert data.get("visibility", "visible") in VISIBILITIES
+    for test in data.get("tests", []):
+        assert set(test) <= TEST_KEYS, set(test) - TEST_KEYS
+        assert test["status"] in ("passed", "failed")
+        assert isinstance(test["score"], (int, float)) and isinstance(test["max_score"], float)
+        assert test.get("visibility", "visible") in VISIBILITIES
+
+
+@pytest.fixture(scope="module")
+def convolution_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return gradescope.build("convolution", tmp_path_factory.mktemp("zip") / "autograder.zip")
+
+
+def unpack(zip_path: Path, tmp_path: Path) -> Path:
+    """A fresh /autograder tree with the zip in source/, as Gradescope makes it."""
+    root = tmp_path / "autograder"
+    (root / "submission").mkdir(parents=True)
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(root / "source")
+    return root
+
+
+def run_autograder(root: Path, **extra_env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "AUTOGRADER_PYTHON": sys.executable,
+           **extra_env}
+    return subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def results_of(root: Path) -> dict:
+    data = json.loads((root / "results" / "results.json").read_text())
+    assert_gradescope_results(data)
+    return data
+
+
+def test_zip_layout(convolution_zip: Path) -> None:
+    with zipfile.ZipFile(convolution_zip) as archive:
+        infos = {i.filename: i for i in archive.infolist()}
+    for script in ("setup.sh", "run_autograder"):  # at the root, executable
+        assert (infos[script].external_attr >> 16) & stat.S_IXUSR
+    assert {"solutions/convolution.toml", "solutions/convolution.ipynb", "pyproject.toml",
+            "grader/autograder.py", "grader/inside/runtime.py"} <= set(infos)
+    assert not any("backprop" in name for name in infos if name.startswith("solutions/"))
+    assert not any("__pycache__" in name or name.startswith("mnist/") for name in infos)
+
+
+def test_zip_is_deterministic(convolution_zip: Path, tmp_path: Path) -> None:
+    again = gradescope.build("convolution", tmp_path / "again.zip")
+    assert again.read_bytes() == convolution_zip.read_bytes()
+
+
+def test_bad_mnist_folder_and_name_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "mnist").mkdir()
+    with pytest.raises(GraderError, match="train-images-idx3-ubyte.gz is missing"):
+        gradescope.build("backprop", tmp_path / "a.zip", mnist_dir=tmp_path / "mnist")
+    with pytest.raises(GraderError, match="letters, digits"):
+        gradescope.build("../backprop", tmp_path / "a.zip")
+    assert not (tmp_path / "a.zip").exists()
+
+
+def test_mnist_goes_into_the_zip_when_given(tmp_path: Path) -> None:
+    folder = Path(os.environ.get("MNIST_DIR", ""))
+    if not (folder / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("MNIST_DIR with the four .gz files is needed")
+    built = gradescope.build("backprop", tmp_path / "b.zip", mnist_dir=folder)
+    with zipfile.ZipFile(built) as archive:
+        names = set(archive.namelist())
+        setup = archive.read("setup.sh").decode()
+    wanted = ("train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+    assert {f"mnist/{n}" for n in wanted} <= names
+    assert "mnist.prepare" not in setup  # no download when the zip carries it
+
+
+def test_setup_sh_syntax_and_dry_run(tmp_path: Path) -> None:
+    """bash -n on the script, then its safe part for real: with GRADER_SETUP_DRY_RUN it only
+    says what it would install and download, and it does hide the solutions."""
+    root = unpack(gradescope.build("backprop", tmp_path / "b.zip"), tmp_path)
+    setup = root / "source" / "setup.sh"
+    assert subprocess.run(["bash", "-n", str(setup)]).returncode == 0
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "GRADER_SETUP_DRY_RUN": "1",
+           "GRADER_VENV": str(tmp_path / "venv")}
+    done = subprocess.run(["bash", str(setup)], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"-m pip install --quiet {root / 'source'}" in done.stdout
+    assert "mnist.prepare(cache_dir=" in done.stdout  # backprop needs MNIST: verified download
+    assert not (tmp_path / "venv").exists()
+    assert stat.S_IMODE((root / "source" / "solutions").stat().st_mode) == 0o700
+
+
+@pytest.mark.slow
+def test_reference_notebook_gets_full_marks(convolution_zip: Path, tmp_path: Path) -> None:
+    root = unpack(convolution_zip, tmp_path)
+    shutil.copy(EXAMPLES / "erin_reference.ipynb", root / "submission" / "convolution.ipynb")
+    done = run_autograder(root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = results_of(root)
+    maximum = rubric.load("convolution").max_score
+    assert data["score"] == maximum and data["tests"]
+    assert all(t["status"] == "passed" for t in data["tests"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["empty", "checkpoint only"])
+def test_no_notebook_says_so(convolution_zip: Path, tmp_path: Path, layout: str) -> None:
+    root = unpack(convolution_zip, tmp_path)
+    (root / "submission" / "notes.txt").write_text("I ran out of time")
+    if layout == "checkpoint only":
+        checkpoints = root / "submission" / ".ipynb_checkpoints"
+        checkpoints.mkdir()
+        shutil.copy(EXAMPLES / "erin_reference.ipynb", checkpoints / "convolution-checkpoint.ipynb")
+    done = run_autograder(root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = results_of(root)
+    assert data["score"] == 0 and data["visibility"] == "visible" and data["tests"] == []
+    assert data["output"].startswith("No notebook to grade") and "notes.txt" in data["output"]
+
+
+@pytest.mark.slow
+def test_two_notebooks_grades_the_assignments_one_and_says_so(convolution_zip: Path,
+                                                              tmp_path: Path) -> None:
+    root = unpack(convolution_zip, tmp_path)
+    folder = root / "submission" / "work"
+    folder.mkdir()
+    shutil.copy(EXAMPLES / "erin_reference.ipynb", root / "submission" / "scratch.ipynb")
+    shutil.copy(EXAMPLES / "frank_flipped_kernel.ipynb", folder / "Convolution.ipynb")
+    done = run_autograder(root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = results_of(root)
+    assert data["output"].startswith("Your submission holds several notebooks; this grade is "
+                                     "for work/Convolution.ipynb (not scratch.ipynb)")
+    assert 0 < data["score"] < rubric.load("convolution").max_score  # frank's, not the reference
+    assert any("flipped" in t["output"] for t in data["tests"])
+
+
+def test_choose_notebook_ignores_debris(tmp_path: Path) -> None:
+    for name in ("__MACOSX/backprop.ipynb", "._backprop.ipynb", ".ipynb_checkpoints/b.ipynb",
+                 "b/answer.ipynb", "a.ipynb"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    choice = autograder.choose_notebook(tmp_path, "backprop")
+    assert choice.notebook == tmp_path / "a.ipynb"  # shallowest, then by path
+    assert choice.others == (tmp_path / "b" / "answer.ipynb",)
+    assert autograder.choose_notebook(tmp_path / "b", "answer").notebook is not None
+
+
+def test_a_grader_failure_writes_no_grade(convolution_zip: Path, tmp_path: Path) -> None:
+    """When the grader cannot grade (here a broken rubric), there is no results.json: Gradescope
+    then shows a failed autograder, not a score that would read as the student's."""
+    root = unpack(convolution_zip, tmp_path)
+    (root / "source" / "solutions" / "convolution.toml").write_text("[assignment\n")
+    shutil.copy(EXAMPLES / "erin_reference.ipynb", root / "submission" / "convolution.ipynb")
+    done = run_autograder(root)
+    assert done.returncode == 2
+    assert "grader: error: convolution.toml: not valid TOML" in done.stderr
+    assert not (root / "results" / "results.json").exists()
+
+
+def test_uid_isolation_is_an_explicit_choice(tmp_path: Path) -> None:
+    plain = gradescope.build("convolution", tmp_path / "plain.zip")
+    chosen = gradescope.build("convolution", tmp_path / "uid.zip", uid_isolation=True)
+    with zipfile.ZipFile(plain) as a, zipfile.ZipFile(chosen) as b:
+        assert "--uid-isolation" not in a.read("run_autograder").decode()
+        assert "--assignment convolution --uid-isolation" in b.read("run_autograder").decode()
+
+
+@pytest.fixture
+def open_tmp() -> Path:
+    """A folder other uids can traverse (pytest's own is root's alone), as /autograder is."""
+    folder = Path(tempfile.mkdtemp(prefix="gradescope-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
+                    reason="the uid drop needs root and setpriv")
+def test_without_namespaces_only_uid_isolation_grades_and_hides_the_solutions(
+        open_tmp: Path) -> None:
+    """Gradescope's container may lack user namespaces (here: no working bwrap). Then the
+    default refuses (exit 2, no results.json); --uid-isolation grades under the sandbox's
+    unprivileged uid, and setup.sh's modes keep the rubric from student code."""
+    built = gradescope.build("convolution", open_tmp / "uid.zip", uid_isolation=True)
+    root = unpack(built, open_tmp)
+    setup = subprocess.run(["bash", str(root / "source" / "setup.sh")], capture_output=True,
+                           text=True, timeout=120,
+                           env={**os.environ, "AUTOGRADER_ROOT": str(root),
+                                "GRADER_SETUP_DRY_RUN": "1", "GRADER_VENV": "/nonexistent"})
+    assert setup.returncode == 0, setup.stderr
+    secret = root / "source" / "solutions" / "convolution.toml"
+    notebook = nbformat.read(EXAMPLES / "erin_reference.ipynb", as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(f"print('LEAK', open({str(secret)!r}).read())"))
+    nbformat.write(notebook, root / "submission" / "convolution.ipynb")
+
+    done = run_autograder(root, GRADER_BWRAP="/bin/false")
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = (root / "results" / "results.json").read_text()
+    assert "Permission denied" in text and "LEAK" not in text.replace("print('LEAK'", "")
+    assert results_of(root)["score"] == rubric.load("convolution").max_score
+
+    (root / "results" / "results.json").unlink()
+    script = root / "source" / "run_autograder"
+    script.write_text(script.read_text().replace(" --uid-isolation", ""))
+    refused = run_autograder(root, GRADER_BWRAP="/bin/false")
+    assert refused.returncode == 2 and "grader: error:" in refused.stderr
+    assert not (root / "results" / "results.json").exists()

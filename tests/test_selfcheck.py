@@ -1,0 +1,208 @@
+"""The students' exported checker (``python -m grader export-check NAME``): it carries no
+reference code and nothing of the hidden tests, runs with nothing but NumPy and nbformat and
+no access to the project, and says exactly what the grader's public tests say."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from grader import checker, diagnose, grade, reference, replay, rubric, selfcheck
+from grader.compare import compare
+from grader.grade import Job
+from tests.conftest import ROOT, SOLUTIONS, build_notebook
+from tests.test_bug_patterns import BUGS
+
+# Run the .pyz isolated (-I: no PYTHONPATH, no user site, not the project folder), refusing
+# the packages only the grader needs and any open() of a solutions folder.
+ISOLATED = """
+import runpy, sys
+sys.modules.update(dict.fromkeys(["jinja2", "tqdm", "dask", "distributed", "pygments",
+                                  "matplotlib", "nbconvert", "pyseccomp"]))
+def refuse(event, args):
+    if event == "open" and "solutions" in str(args[0]):
+        raise PermissionError(f"the checker opened {args[0]}")
+sys.addaudithook(refuse)
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    import grader
+    assert grader.__file__.startswith(sys.argv[0]), grader.__file__
+"""
+
+
+@pytest.fixture(scope="module")
+def checkers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("checkers")
+    return {name: selfcheck.export(name, folder / f"{name}-check.pyz")
+            for name in ("convolution", "backprop")}
+
+
+def run_checker(pyz: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-I", "-c", ISOLATED, str(pyz), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def artefact_text(pyz: Path) -> str:
+    """Every member of the .pyz, and every array file inside its .npz, as text."""
+    parts = []
+    with zipfile.ZipFile(pyz) as archive:
+        for name in archive.namelist():
+            data = archive.read(name)
+            parts.append(data.decode("utf-8", "replace"))
+            if name.endswith(".npz"):
+                with zipfile.ZipFile(io.BytesIO(data)) as inner:
+                    parts += [inner.read(n).decode("latin-1") for n in inner.namelist()]
+    return "\n".join(parts)
+
+
+def reference_bodies(assignment: str) -> list[str]:
+    """Each reference function's body, as written in the notebook and as the grader
+    unparses it (``Reference.sources``)."""
+    solution = SOLUTIONS / f"{assignment}.ipynb"
+    bodies = []
+    for source in reference.load(solution).sources.values():
+        for node in ast.parse(source).body:
+            if isinstance(node, ast.FunctionDef):
+                bodies.append("\n".join(ast.unparse(s) for s in node.body))
+    for cell in nbformat.read(solution, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        for node in ast.parse(cell.source).body:
+            if isinstance(node, ast.FunctionDef):
+                lines = cell.source.splitlines()[node.body[0].lineno - 1: node.end_lineno]
+                bodies.append("\n".join(line for line in lines if "### " not in line))
+    return bodies
+
+
+@pytest.mark.parametrize("assignment", ["convolution", "backprop"])
+def test_no_reference_source_and_no_hidden_test(checkers: dict, assignment: str) -> None:
+    text = artefact_text(checkers[assignment])
+    bodies = reference_bodies(assignment)
+    assert len(bodies) >= 2 * len(rubric.load(assignment).functions)
+    for body in bodies:  # as written, and as a JSON string would hold it
+        assert body.strip() and body.strip() not in text
+        assert json.dumps(body.strip())[1:-1] not in text
+    # line by line too: only lines of the code every sandbox already shows students
+    # (grader/inside, e.g. the MNIST diagnostic's fixed network) may coincide
+    inside = "\n".join(p.read_text() for p in (ROOT / "grader" / "inside").glob("*.py"))
+    lines = {line.strip() for body in bodies for line in body.splitlines()
+             if len(line.strip()) >= 30}
+    assert lines and all(line not in text or line in inside for line in lines)
+    hidden = [t.name for t in rubric.load(assignment).tests if t.visibility == "hidden"]
+    assert hidden and all(name not in text for name in hidden)
+    public = [t.name for t in rubric.load(assignment).tests if t.visibility == "public"]
+    assert all(name in text for name in public)  # (the search itself can find things)
+
+
+def grader_public_results(path: Path, assignment: str, sandbox_config) -> list[dict]:
+    """The grader's public-only grading, less the MNIST tests (which the checker leaves out)."""
+    loaded = rubric.load(assignment)
+    loaded = dataclasses.replace(
+        loaded, tests=tuple(t for t in loaded.tests if t.kind not in rubric.MNIST))
+    result = grade.grade_submission(Job(path, loaded, sandbox_config, None, public_only=True))
+    tests = json.loads(json.dumps(result.to_json()))["tests"]  # as the checker's JSON has them
+    return [_comparable(t) for t in tests]
+
+
+def checker_results(pyz: Path, path: Path, tmp_path: Path) -> tuple[int, list[dict]]:
+    done = run_checker(pyz, str(path), "--json", cwd=tmp_path)
+    assert done.returncode in (0, 1), done.stderr
+    return done.returncode, [_comparable(t) for t in json.loads(done.stdout)["tests"]]
+
+
+def _comparable(test: dict) -> dict:
+    keys = ("name", "status", "score", "max_score", "message", "diagnosis", "details")
+    return {k: test[k] for k in keys}
+
+
+EXAMPLES = sorted((ROOT / "submissions" / "convolution").glob("*.ipynb"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_agrees_with_the_grader_on_the_examples(checkers: dict, path: Path, tmp_path: Path,
+                                                sandbox_config) -> None:
+    code, exported = checker_results(checkers["convolution"], path, tmp_path)
+    expected = grader_public_results(path, "convolution", sandbox_config)
+    assert exported == expected
+    assert code == (0 if all(t["status"] == "passed" for t in expected) else 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bug", BUGS, ids=[b.name for b in BUGS])
+def test_agrees_with_the_grader_on_every_diagnosed_bug(checkers: dict, bug, tmp_path: Path,
+                                                       sandbox_config) -> None:
+    path = build_notebook(tmp_path, bug.assignment, replace={bug.function: bug.code})
+    code, exported = checker_results(checkers[bug.assignment], path, tmp_path)
+    expected = grader_public_results(path, bug.assignment, sandbox_config)
+    assert exported == expected
+    assert code == 1 or all(t["status"] == "passed" for t in expected)
+
+
+def test_exit_codes_and_summary(checkers: dict, tmp_path: Path) -> None:
+    pyz = checkers["convolution"]
+    reference_nb = ROOT / "submissions" / "convolution" / "erin_reference.ipynb"
+    done = run_checker(pyz, str(reference_nb), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "15.00 / 15 on the public tests" in done.stdout
+    flipped = ROOT / "submissions" / "convolution" / "frank_flipped_kernel.ipynb"
+    done = run_checker(pyz, str(flipped), cwd=tmp_path)
+    assert done.returncode == 1 and "kernel flipped" in done.stdout
+    assert run_checker(pyz, cwd=tmp_path).returncode == 2
+    assert run_checker(pyz, str(tmp_path / "missing.ipynb"), cwd=tmp_path).returncode == 2
+
+
+def test_backprop_checker_names_the_mnist_tests_it_leaves_out(checkers: dict,
+                                                               tmp_path: Path) -> None:
+    reference_nb = ROOT / "submissions" / "backprop" / "alice_reference.ipynb"
+    done = run_checker(checkers["backprop"], str(reference_nb), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "not run here: MNIST: test accuracy of your network" in done.stdout
+
+
+def test_checker_reads_the_bundle_the_export_writes() -> None:
+    assert checker.BUNDLE_PACKAGE == selfcheck.BUNDLE_PACKAGE
+
+
+def test_replay_refuses_a_call_it_has_no_recording_for() -> None:
+    """Even where a bug pattern swallows exceptions (a variant that does not apply), an
+    unrecorded call stops the checker instead of changing the diagnosis."""
+    known = np.arange(4.0)
+    answers = {replay.call_key("f", [known], {}): {"returns": {"value": 1.0}}}
+    function = replay.Replay("f", ("x",), answers, {})
+    assert function(np.arange(4.0)) == 1.0
+    with pytest.raises(replay.NotRecorded, match="no recorded answer for this call of `f`"):
+        function(np.arange(5.0))
+    context = diagnose.Context(function="f", output="out", args=[known + 1], kwargs={},
+                               comparison=compare("out", np.zeros(3), np.ones(3)),
+                               reference=function)
+    with pytest.raises(replay.NotRecorded):
+        context.rerun(context.args, {})
+
+
+def test_encoding_round_trips_what_a_reference_returns() -> None:
+    arrays: dict = {}
+    value = (np.ones((2, 3), np.float32), {"stride": 2, "x": np.float64(1.5)}, [None, "a", True])
+    back = replay.decode(json.loads(json.dumps(replay.encode(value, arrays))), arrays)
+    assert isinstance(back, tuple) and back[0].dtype == np.float32
+    assert np.array_equal(back[0], value[0]) and back[1] == value[1] and back[2] == value[2]
+    assert type(back[1]["x"]) is np.float64
+    with pytest.raises(replay.Unrecordable):
+        replay.encode(object(), arrays)
+
+
+def test_export_is_deterministic(checkers: dict, tmp_path: Path) -> None:
+    again = selfcheck.export("convolution", tmp_path / "again.pyz")
+    assert again.read_bytes() == checkers["convolution"].read_bytes()
