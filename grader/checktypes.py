@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from grader import budgets, inputs, scoring, shortcuts
+from grader import budgets, expectations, inputs, scoring, shortcuts
 from grader.compare import Comparison
 from grader.execute import CallOutcome, Session
 from grader.reference import Reference
 from grader.results import TestResult
-from grader.rubric import Rubric, TestSpec
+from grader.rubric import Case, Rubric, TestSpec
 
 
 @dataclass
@@ -165,6 +165,11 @@ def plain_failure(comparison: Comparison) -> str:
 
 
 # --- inputs -------------------------------------------------------------------------------
+
+
+def case_inputs(spec: TestSpec, context: Context, number: int, case: Case) -> tuple[list, dict]:
+    """A case's seeded inputs (``grader.expectations`` keeps them once per batch)."""
+    return expectations.case_inputs(spec, context.rubric, number)
 
 
 def describe_inputs(context: Context, function: str, args: list, kwargs: dict) -> str:

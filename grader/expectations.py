@@ -2,8 +2,9 @@
 each case's inputs, the reference's outputs and gradients, and central differences of the
 reference forward (the costliest part of a gradient test: hundreds of forward calls per case).
 
-They are remembered per process, keyed by the reference, the rubric's seed and everything of
-the test that shapes them. A batch fills the memory in its own process before its workers fork
+They are remembered per process, keyed by the reference (the object: a stand-in that records
+or replays its calls gets its own), the rubric's seed and everything of the test that shapes
+them. A batch fills the memory in its own process before its workers fork
 (``prepare``), so every worker starts with them; where nothing was prepared (a fork server, a
 Dask worker, one grading) the first submission computes them and the next ones reuse them.
 Per submission there remain only the student's calls and the comparisons.
@@ -25,10 +26,10 @@ import numpy as np
 from grader import inputs
 from grader.compare import directional_slopes, numerical_gradient, relative_error, slope_error
 from grader.reference import Reference
-from grader.rubric import Rubric, TestSpec
+from grader.rubric import Case, Rubric, TestSpec
 
 OUTPUT_KINDS = ("example", "output")
-_MEMORY: dict[tuple[str, ...], Any] = {}
+_MEMORY: dict[tuple[Any, ...], tuple[Reference, Any]] = {}
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,13 @@ class GradientCase:
 
 
 def output_case(spec: TestSpec, rubric: Rubric, reference: Reference, number: int) -> OutputCase:
-    return _remembered(spec, rubric, number, lambda: _output_case(spec, rubric, reference, number))
+    return _remembered(spec, rubric, reference, number,
+                       lambda: _output_case(spec, rubric, reference, number))
 
 
 def gradient_case(spec: TestSpec, rubric: Rubric, reference: Reference,
                   number: int) -> GradientCase:
-    return _remembered(spec, rubric, number,
+    return _remembered(spec, rubric, reference, number,
                        lambda: _gradient_case(spec, rubric, reference, number))
 
 
@@ -83,11 +85,15 @@ def prepare(rubric: Rubric, reference: Reference) -> None:
                 gradient_case(spec, rubric, reference, number)
 
 
-def _remembered(spec: TestSpec, rubric: Rubric, number: int, compute: Callable[[], Any]) -> Any:
-    key = (str(rubric.solution), str(rubric.seed), spec.name, str(number), _shape_of(spec))
-    if key not in _MEMORY:
-        _MEMORY[key] = compute()
-    return _MEMORY[key]
+def _remembered(spec: TestSpec, rubric: Rubric, reference: Reference, number: int,
+                compute: Callable[[], Any]) -> Any:
+    """Per reference object too: a recording or replaying stand-in for the reference
+    (``grader.selfcheck``, ``grader.checker``) must see, or answer, every call itself. The
+    entry holds its reference, so that the id cannot be reused while it is remembered."""
+    key = (id(reference), str(rubric.seed), spec.name, str(number), _shape_of(spec))
+    if key not in _MEMORY or _MEMORY[key][0] is not reference:
+        _MEMORY[key] = (reference, compute())
+    return _MEMORY[key][1]
 
 
 def _shape_of(spec: TestSpec) -> str:
@@ -116,16 +122,20 @@ def positions(spec: TestSpec) -> list[int]:
     return [returns.index(name) for name in spec.outputs]
 
 
+def expected_outputs(spec: TestSpec, case: Case, function: Callable[..., Any], args: list,
+                     kwargs: dict) -> list[np.ndarray]:
+    """The values a case's compared outputs must have: the rubric's, or the reference's."""
+    if spec.kind == "example":
+        return [np.asarray(case.expected, dtype=np.float64)]
+    value = function(*_copies(args), **kwargs)
+    if spec.returns:
+        return [np.asarray(value[p], dtype=np.float64) for p in positions(spec)]
+    return [np.asarray(value, dtype=np.float64)]
+
+
 def _output_case(spec: TestSpec, rubric: Rubric, reference: Reference, number: int) -> OutputCase:
     args, kwargs = case_inputs(spec, rubric, number)
-    if spec.kind == "example":
-        expected = [np.asarray(spec.cases[number].expected, dtype=np.float64)]
-    else:
-        value = reference[spec.function](*_copies(args), **kwargs)
-        if spec.returns:
-            expected = [np.asarray(value[p], dtype=np.float64) for p in positions(spec)]
-        else:
-            expected = [np.asarray(value, dtype=np.float64)]
+    expected = expected_outputs(spec, spec.cases[number], reference[spec.function], args, kwargs)
     return OutputCase(_frozen(args), _frozen(kwargs), _frozen(expected))
 
 

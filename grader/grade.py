@@ -84,6 +84,9 @@ def grade_submission(job: Job) -> SubmissionResult:
             timings=timings,
             **base,
         )
+    # what it observes, keyed by the rubric as written (not as budgets.resolve sets it here)
+    base["observations"] = rescore.observation_keys(read.sha256, job.rubric,
+                                                    public_only=job.public_only)
     ref = reference.load(job.rubric.solution)
     rubric = budgets.resolve(job.rubric, job.reference_seconds)
     with _secret_test_order(job.mnist) as files:
@@ -143,9 +146,6 @@ def _grade_read(job: Job, read: notebook.Notebook, rubric: Rubric, ref: referenc
         sandbox=layers,
         timings={k: round(v, 4) for k, v in timings.items()},
         sources=read.function_sources(list(job.rubric.functions)),
-        # keyed by the rubric as written, not as budgets.resolve set it for this machine
-        observations=rescore.observation_keys(read.sha256, job.rubric,
-                                              public_only=job.public_only),
         **base,
     )
 
