@@ -279,3 +279,57 @@ def test_an_mnist_threshold_change_rescores_without_training(submission, grade_n
     assert without_times(after) == without_times(fresh.tests[0])
     back = rescore.rescore(again, mnist_rubric(0.95), cache_key="old")
     assert without_times(back.tests[0]) == without_times(before)
+
+
+# --- the reference canary re-scores its stored result too ------------------------------------
+
+
+def refuse_sandboxes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from grader import sandbox
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a sandbox was started")
+
+    monkeypatch.setattr(sandbox.Sandbox, "start", refuse)
+
+
+def with_options(loaded: rubric.Rubric, kind: str, **options) -> rubric.Rubric:
+    tests = tuple(dataclasses.replace(t, options={**t.options, **options}) if t.kind == kind
+                  else t for t in loaded.tests)
+    return dataclasses.replace(loaded, tests=tests, sha256=f"{loaded.sha256}{options}")
+
+
+def test_the_canary_rescores_the_reference_after_a_scoring_change(sandbox_config, tmp_path,
+                                                                  monkeypatch) -> None:
+    from grader import canary
+
+    loaded = rubric.load("convolution")
+    first = canary.check(loaded, config=sandbox_config, cache_dir=tmp_path)
+    more_points = dataclasses.replace(
+        loaded, sha256="changed", tests=tuple(dataclasses.replace(t, points=t.points * 2)
+                                             for t in loaded.tests))
+    with monkeypatch.context() as patched:
+        refuse_sandboxes(patched)
+        again = canary.check(more_points, config=sandbox_config, cache_dir=tmp_path)
+    assert not first.cached and again.cached
+    assert again.reference_seconds == first.reference_seconds
+    tighter = with_options(loaded, "output", tolerance=1e-9)
+    assert not canary.check(tighter, config=sandbox_config, cache_dir=tmp_path).cached
+
+
+@pytest.mark.slow
+def test_a_threshold_the_reference_misses_stops_the_batch_without_training(
+        sandbox_config, mnist_files, tmp_path, monkeypatch) -> None:
+    from grader import canary
+
+    full = rubric.load("backprop")
+    loaded = dataclasses.replace(full, tests=tuple(t for t in full.tests if t.kind == "mnist"))
+    config = dataclasses.replace(sandbox_config, data_dir=mnist_files.sandbox_dir)
+    first = canary.check(loaded, config=config, mnist=mnist_files, cache_dir=tmp_path)
+    refuse_sandboxes(monkeypatch)
+    lenient = canary.check(with_options(loaded, "mnist", threshold=0.9), config=config,
+                           mnist=mnist_files, cache_dir=tmp_path)
+    assert not first.cached and lenient.cached
+    with pytest.raises(InfrastructureError, match="does not get full marks"):
+        canary.check(with_options(loaded, "mnist", threshold=0.9999), config=config,
+                     mnist=mnist_files, cache_dir=tmp_path)
