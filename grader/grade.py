@@ -152,20 +152,7 @@ def _grade_read(job: Job, read: notebook.Notebook, rubric: Rubric, ref: referenc
 
 def _ungraded(job: Job, why: str) -> tuple[TestResult, ...]:
     """Zero on every test, so a gradebook still gets one column per test."""
-    return tuple(
-        TestResult(
-            name=t.name,
-            function=t.function,
-            score=0.0,
-            max_score=t.points,
-            status="error",
-            message=f"Not graded: {why}",
-            visibility=t.visibility,  # type: ignore[arg-type]
-            description=t.description,
-        )
-        for t in job.rubric.tests
-        if not job.public_only or t.visibility == "public"
-    )
+    return rescore.ungraded(job.rubric, why, public_only=job.public_only)
 
 
 def _truncate(text: str) -> str:

@@ -71,7 +71,12 @@ def rescore(previous: SubmissionResult, rubric: Rubric, *,
             cache_key: str) -> SubmissionResult | None:
     """``previous`` scored under ``rubric``, or None when it observed something else (another
     submission, reference, grader or observing part of any test): then it must run again."""
-    if previous.error is not None or not previous.observations:
+    if previous.error is not None:  # nothing observed: the notebook could not be read
+        if previous.grader_version != __version__:
+            return None
+        tests = ungraded(rubric, previous.error)
+        return dataclasses.replace(previous, tests=tests, cache_key=cache_key)
+    if not previous.observations:
         return None
     if previous.observations != observation_keys(previous.sha256, rubric):
         return None
@@ -92,3 +97,22 @@ def score(spec: TestSpec, observed: TestResult) -> TestResult:
     assert observed.fraction is not None  # rescore checked it
     return result(spec, observed.fraction, observed.message, diagnosis=observed.diagnosis,
                   status=observed.status, details=details)
+
+
+def ungraded(rubric: Rubric, why: str, *, public_only: bool = False) -> tuple[TestResult, ...]:
+    """Zero on every test of a notebook that could not be graded, so a gradebook still gets one
+    column per test; it depends on the rubric's scoring part alone."""
+    return tuple(
+        TestResult(
+            name=t.name,
+            function=t.function,
+            score=0.0,
+            max_score=t.points,
+            status="error",
+            message=f"Not graded: {why}",
+            visibility=t.visibility,  # type: ignore[arg-type]
+            description=t.description,
+        )
+        for t in rubric.tests
+        if not public_only or t.visibility == "public"
+    )

@@ -62,19 +62,21 @@ def no_running(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, sandbox_config):
-    """Two convolution submissions, graded once under the real rubric: one with half the
-    credit of the conv2d_forward test (padding ignored: right without padding, wrong with it)
-    and the untouched template (zero)."""
+    """Three convolution submissions, graded once under the real rubric: one with half the
+    credit of the conv2d_forward test (padding ignored: right without padding, wrong with it),
+    the untouched template (zero) and a file that is no notebook (ungradable)."""
     root = tmp_path_factory.mktemp("rescore")
     bug = next(b for b in BUGS if b.function == "conv2d_forward")
     students = [
         build_notebook(root, "convolution", name="no_padding", replace={bug.function: bug.code}),
         build_notebook(root, "convolution", name="template", template=True),
+        root / "broken.ipynb",
     ]
+    students[-1].write_text("{ not a notebook")
     solutions = root / "solutions"
     copy_rubric(solutions, "convolution")
     summary = grade(students, solutions, root / "first", sandbox_config)
-    assert (summary.graded, summary.rescored) == (2, 0)
+    assert (summary.graded, summary.rescored) == (3, 0)
     return root, students, summary
 
 
@@ -100,15 +102,16 @@ def test_a_scoring_change_rescores_without_running(graded, sandbox_config, monke
     solutions = scoring_change(root, tmp_path / "solutions")
     no_running(monkeypatch)
     summary = grade(students, solutions, out, sandbox_config)
-    assert (summary.graded, summary.rescored, summary.reused) == (2, 2, 0)
-    assert "2 re-scored without running, 0 run." in summary.line(out)
+    assert (summary.graded, summary.rescored, summary.reused) == (3, 3, 0)
+    assert "3 re-scored without running, 0 run." in summary.line(out)
     before = {r.student: {t.name: t for t in r.tests} for r in first.results}
     for result in summary.results:
         old = before[result.student]
         for test in result.tests:
             was = old[test.name]
             if test.name == CONV2D_FORWARD:
-                assert (test.max_score, test.score) == (3.0, round(3 * was.fraction, 2))
+                earned = 0.0 if result.error else round(3 * was.fraction, 2)
+                assert (test.max_score, test.score) == (3.0, earned)
             elif test.name == RANDOM_CONV1D:
                 assert (test.visibility, was.visibility) == ("public", "hidden")
                 assert (test.score, test.max_score) == (was.score, was.max_score)
@@ -133,7 +136,7 @@ def test_rescoring_equals_a_full_regrade(graded, sandbox_config, tmp_path) -> No
     solutions = scoring_change(root, tmp_path / "solutions")
     rescored = grade(students, solutions, out, sandbox_config)
     regraded = grade(students, solutions, tmp_path / "forced", sandbox_config, force=True)
-    assert (rescored.rescored, regraded.rescored, regraded.graded) == (2, 0, 2)
+    assert (rescored.rescored, regraded.rescored, regraded.graded) == (3, 0, 3)
     assert [stable(r) for r in rescored.results] == [stable(r) for r in regraded.results]
 
 
@@ -146,8 +149,8 @@ def test_changing_a_tolerance_runs_again(graded, sandbox_config, tmp_path) -> No
     edit(toml, 'name = "conv2d: lecture example"\nfunction = "conv2d"\n',
          'name = "conv2d: lecture example"\nfunction = "conv2d"\ntolerance = 1e-3\n')
     summary = grade(students, tmp_path / "solutions", out, sandbox_config)
-    assert (summary.graded, summary.rescored) == (2, 0)
-    assert "0 re-scored without running, 2 run." in summary.line(out)
+    assert (summary.graded, summary.rescored) == (3, 1)  # the broken file has nothing to run
+    assert "1 re-scored without running, 2 run." in summary.line(out)
 
 
 def test_unchanged_rubric_reuses_and_runs_nothing(graded, sandbox_config, monkeypatch,
@@ -157,7 +160,7 @@ def test_unchanged_rubric_reuses_and_runs_nothing(graded, sandbox_config, monkey
     shutil.copytree(root / "first", out)
     no_running(monkeypatch)
     summary = grade(students, root / "solutions", out, sandbox_config)
-    assert (summary.graded, summary.rescored, summary.reused) == (0, 0, 2)
+    assert (summary.graded, summary.rescored, summary.reused) == (0, 0, 3)
 
 
 def test_the_no_running_seam_would_catch_a_run(graded, sandbox_config, monkeypatch,
@@ -169,7 +172,7 @@ def test_the_no_running_seam_would_catch_a_run(graded, sandbox_config, monkeypat
     changed = build_notebook(tmp_path, "convolution", name="no_padding", extra_cells=["x = 1"])
     no_running(monkeypatch)
     with pytest.raises(InfrastructureError, match="was run"):
-        grade([changed, students[1]], root / "solutions", out, sandbox_config)
+        grade([changed, *students[1:]], root / "solutions", out, sandbox_config)
 
 
 # --- the keys, without any sandbox -------------------------------------------------------------
