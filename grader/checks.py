@@ -2,8 +2,11 @@
 specs. The output, example and rules runners live here, the gradient and MNIST runners in their
 own modules; ``RUNNERS`` names them all, and ``grader.scoring`` turns verdicts into points.
 
-Inputs are generated here, the student's functions are called in the sandbox through the
-session, and every comparison happens here, in the grader's process, against the reference.
+The inputs and the reference's answers come from ``grader.expectations`` (computed once per
+batch, not per student); the student's functions are called in the sandbox through the
+session, and every comparison happens here, in the grader's process. Each result keeps the
+fraction of its points that the checks established, which ``grader.rescore`` starts from when
+only the rubric's scoring changes.
 A failing, crashing or hanging student function becomes a ``TestResult`` with a message;
 only grader bugs raise.
 """
