@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader import canary, classroom, classview, export, report
+from grader import canary, classroom, classview, expectations, export, reference, report, rescore
 from grader.errors import GraderError, InfrastructureError
 from grader.grade import Job, cache_key, grade_submission, student_name
 from grader.results import SubmissionResult, load, save, write_atomic
@@ -37,13 +37,15 @@ class BatchSummary:
     seconds: float
     canary: canary.Canary | None = None
     view: classroom.ClassView | None = None  # the whole folder's final grades
+    rescored: int = 0  # of ``graded``: re-scored from stored observations, no student code run
 
     def line(self, out_dir: Path) -> str:
         """What the instructor reads: this run, then the class's counts exactly as the
         overview and the gradebooks give them (ungradable and missing apart, not as zeros),
         the sandbox that protected the run and the reference's verdict."""
         lines = [f"{len(self.results)} submissions in this run ({self.graded} graded, "
-                 f"{self.reused} unchanged) in {self.seconds:.1f} s."]
+                 f"{self.reused} unchanged) in {self.seconds:.1f} s: {self.rescored} re-scored "
+                 f"without running, {self.graded - self.rescored} run."]
         if self.view is not None:
             lines.append(self.view.counts.line() + ".")
             lines += [f"Note: {note}; see the overview." for note in self.view.notes]
@@ -150,22 +152,26 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
                verdict: canary.Canary | None, names: dict[Path, str],
                intake: classroom.Intake | None) -> BatchSummary:
     seconds = verdict.reference_seconds if verdict is not None else None
-    todo, done = [], []
+    todo, done, rescored = [], [], []
     for path in submissions:
         name = names.get(path) or student_name(path)
-        previous = _reusable(path, name, rubric, out_dir) if not force else None
-        if previous is not None:
-            done.append(previous)
-        else:
+        previous, changed = _reusable(path, name, rubric, out_dir) if not force else (None, False)
+        if previous is None:
             todo.append(Job(path=path.resolve(), rubric=rubric, sandbox=sandbox, mnist=mnist,
                             reference_seconds=seconds, student=names.get(path)))
+        elif changed:
+            _write(previous, report.render_student(previous), out_dir)
+            rescored.append(previous)
+        else:
+            done.append(previous)
+    done += rescored
+    if todo:  # the reference's answers, once for the batch: forked workers inherit them
+        expectations.prepare(rubric, reference.load(rubric.solution))
     bar = _progress(len(todo), enabled=progress)
-    fresh: list[str] = []
+    fresh: list[str] = [r.student for r in rescored]  # pages written without a final grade
     for data, html in _execute(todo, jobs=jobs, dask_address=dask_address):
         result = SubmissionResult.from_json(data)
-        write_atomic(out_dir / f"{result.student}.html", html)
-        export.write_gradescope(result, out_dir / "gradescope" / f"{result.student}.json")
-        save(result, out_dir / f"{result.student}.json")  # the JSON last: it marks "done"
+        _write(result, html, out_dir)
         done.append(result)
         fresh.append(result.student)  # its page was just written without a final grade
         bar.update(1)
@@ -175,8 +181,15 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
     machine = [verdict.sandbox, verdict.line()] if verdict is not None else []
     view = classroom.rebuild(out_dir, assignment=rubric.name, max_score=rubric.max_score,
                              intake=intake, fresh=fresh, machine=machine, rubric=rubric)
-    return BatchSummary(results, len(todo), len(done) - len(todo), time.perf_counter() - started,
-                        verdict, view)
+    graded = len(todo) + len(rescored)
+    return BatchSummary(results, graded, len(done) - graded, time.perf_counter() - started,
+                        verdict, view, rescored=len(rescored))
+
+
+def _write(result: SubmissionResult, html: str, out_dir: Path) -> None:
+    write_atomic(out_dir / f"{result.student}.html", html)
+    export.write_gradescope(result, out_dir / "gradescope" / f"{result.student}.json")
+    save(result, out_dir / f"{result.student}.json")  # the JSON last: it marks "done"
 
 
 def _refuse_name_clashes(submissions: list[Path], names: dict[Path, str]) -> None:
@@ -189,18 +202,27 @@ def _refuse_name_clashes(submissions: list[Path], names: dict[Path, str]) -> Non
         seen[name] = path
 
 
-def _reusable(path: Path, name: str, rubric: Rubric, out_dir: Path) -> SubmissionResult | None:
+def _reusable(path: Path, name: str, rubric: Rubric,
+              out_dir: Path) -> tuple[SubmissionResult | None, bool]:
+    """The stored result as it is (same submission, rubric, reference and grader), or re-scored
+    under a rubric whose changes only touch scoring (True: to be written), or None: run it."""
     stored = out_dir / f"{name}.json"
     if not stored.exists() or not (out_dir / f"{name}.html").exists():
-        return None
+        return None, False
     try:
         previous = load(stored)
     except (OSError, ValueError, TypeError, KeyError):
-        return None  # unreadable or from an older schema: grade again
+        return None, False  # unreadable or from an older schema: grade again
     import hashlib
 
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return previous if previous.cache_key == cache_key(digest, rubric) else None
+    key = cache_key(digest, rubric)
+    if previous.cache_key == key:
+        return previous, False
+    if previous.sha256 != digest:
+        return None, False
+    again = rescore.rescore(previous, rubric, cache_key=key)
+    return again, again is not None
 
 
 def _execute(todo: list[Job], *, jobs: int, dask_address: str | None) -> Iterator[tuple[dict, str]]:

@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from grader import __version__, budgets, paths, sandbox
+from grader import __version__, budgets, paths, rescore, sandbox
 from grader.errors import InfrastructureError
-from grader.results import write_atomic
+from grader.results import SubmissionResult, write_atomic
 
 CALL_PREFIX = "call:"
 
@@ -50,7 +50,7 @@ def check(rubric: Any, *, config: sandbox.SandboxConfig, mnist: Any = None,
     layers, missing = sandbox.plan_layers(config.mode, allow_unisolated=config.allow_unisolated)
     described = sandbox.describe(layers, missing)
     path = (cache_dir or default_cache_dir()) / f"{_key(rubric, config, mnist, described)}.json"
-    cached = _load(path)
+    cached = _load(path, rubric)
     if cached is not None:
         return cached
     began = time.perf_counter()
@@ -65,7 +65,8 @@ def check(rubric: Any, *, config: sandbox.SandboxConfig, mnist: Any = None,
         sandbox=described,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(asdict(canary), indent=1))
+    # the reference's result too: a rubric change for scoring alone re-scores it (_load)
+    write_atomic(path, json.dumps({**asdict(canary), "result": result.to_json()}, indent=1))
     return canary
 
 
@@ -97,15 +98,26 @@ def _key(rubric: Any, config: sandbox.SandboxConfig, mnist: Any, described: str)
         folder = Path(mnist.sandbox_dir)
         data = str(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
                           for p in folder.glob("*.npy")))
-    parts = [__version__, rubric.sha256, solution, repr(rubric), described, config.mode,
+    # what the reference is asked (grader.rescore's keys), not the points: a change of points,
+    # visibility or threshold re-scores the reference's stored result instead of grading it
+    observed = rescore.observation_keys(solution, rubric)
+    parts = [__version__, *observed, solution, described, config.mode,
              repr(config.limits), data, platform.node(), sys.executable, sys.version,
              str(os.geteuid())]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
-def _load(path: Path) -> Canary | None:
+def _load(path: Path, rubric: Any) -> Canary | None:
+    """The cached verdict, with the reference's result re-scored under ``rubric``: full marks
+    still, or InfrastructureError as for a fresh grading. None: grade the reference again."""
     try:
         data = json.loads(path.read_text())
-        return Canary(**{**data, "cached": True})
-    except (OSError, ValueError, TypeError):
+        stored = SubmissionResult.from_json(data.pop("result"))
+        canary = Canary(**{**data, "cached": True})
+    except (OSError, ValueError, TypeError, KeyError):
+        return None  # unreadable, or written before the result was kept
+    again = rescore.rescore(stored, rubric, cache_key=stored.cache_key)
+    if again is None:
         return None
+    _refuse_unless_full_marks(rubric, again)
+    return canary

@@ -2,8 +2,11 @@
 specs. The output, example and rules runners live here, the gradient and MNIST runners in their
 own modules; ``RUNNERS`` names them all, and ``grader.scoring`` turns verdicts into points.
 
-Inputs are generated here, the student's functions are called in the sandbox through the
-session, and every comparison happens here, in the grader's process, against the reference.
+The inputs and the reference's answers come from ``grader.expectations`` (computed once per
+batch, not per student); the student's functions are called in the sandbox through the
+session, and every comparison happens here, in the grader's process. Each result keeps the
+fraction of its points that the checks established, which ``grader.rescore`` starts from when
+only the rubric's scoring changes.
 A failing, crashing or hanging student function becomes a ``TestResult`` with a message;
 only grader bugs raise.
 """
@@ -15,14 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from grader import diagnose, gradient_checks, mnist_checks, scoring, shortcuts
+from grader import diagnose, expectations, gradient_checks, mnist_checks, scoring, shortcuts
 from grader.checktypes import (
     Context,
     Runner,
     as_array,
     call_failure,
-    case_inputs,
-    copies,
     describe_inputs,
     describe_value,
     guard_failure,
@@ -120,8 +121,9 @@ def _output_case(
     spec: TestSpec, context: Context, number: int, case: Case
 ) -> TestResult | tuple[list[Comparison], list, dict]:
     """One case's comparisons, or the result of a call that gave nothing to compare."""
-    args, kwargs = case_inputs(spec, context, number, case)
-    positions = _positions(spec)
+    known = expectations.output_case(spec, context.rubric, context.reference, number)
+    args, kwargs, expected = known.args, known.kwargs, known.expected
+    positions = expectations.positions(spec)
     outcome = context.session.call(
         spec.function,
         args,
@@ -133,8 +135,6 @@ def _output_case(
         return call_failure(spec, spec.function, outcome)
     if guard := guard_failure(spec, outcome):
         return guard
-    reference = context.reference[spec.function]
-    expected = _expected(spec, case, reference, args, kwargs, positions)
     got = unpack(outcome.value, 1) if not spec.returns else outcome.value
     if not isinstance(got, list):
         return not_a_tuple(spec, spec.function, outcome.value)
@@ -153,21 +153,13 @@ def _output_case(
     return comparisons, args, kwargs
 
 
-def _positions(spec: TestSpec) -> list[int]:
-    """Where each compared output sits in the returned tuple."""
-    returns = list(spec.returns) or list(spec.outputs)
-    return [returns.index(name) for name in spec.outputs]
+# (grader.selfcheck records the reference's answers through these two)
+_positions = expectations.positions
 
 
-def _expected(
-    spec: TestSpec, case: Case, reference: Callable, args: list, kwargs: dict, positions: list[int]
-) -> list[np.ndarray]:
-    if spec.kind == "example":
-        return [np.asarray(case.expected, dtype=np.float64)]
-    value = reference(*copies(args), **kwargs)
-    if spec.returns:
-        return [np.asarray(value[p], dtype=np.float64) for p in positions]
-    return [np.asarray(value, dtype=np.float64)]
+def _expected(spec: TestSpec, case: Case, reference: Callable, args: list, kwargs: dict,
+              positions: list[int]) -> list[np.ndarray]:
+    return expectations.expected_outputs(spec, case, reference, args, kwargs)
 
 
 def _finish(spec: TestSpec, got: Any) -> Any:
@@ -179,7 +171,7 @@ def _finish(spec: TestSpec, got: Any) -> Any:
 def _explain(
     spec: TestSpec, context: Context, comparisons: list[Comparison], args: list, kwargs: dict
 ) -> str:
-    for comparison, position in zip(comparisons, _positions(spec)):
+    for comparison, position in zip(comparisons, expectations.positions(spec)):
         if comparison.passed:
             continue
         reference = context.reference[spec.function]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from grader import budgets, inputs, scoring, shortcuts
+from grader import budgets, expectations, inputs, scoring, shortcuts
 from grader.compare import Comparison
 from grader.execute import CallOutcome, Session
 from grader.reference import Reference
@@ -51,7 +51,10 @@ def result(
     status: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> TestResult:
-    """A test result worth ``fraction`` of the test's points (see ``grader.scoring``)."""
+    """A test result worth ``fraction`` of the test's points (see ``grader.scoring``). Only
+    the spec's scoring part (points, visibility, description) enters here, so ``grader.rescore``
+    can make the same result again under a changed rubric from what was stored."""
+    fraction = min(max(float(fraction), 0.0), 1.0)
     if status is None:
         status = "passed" if fraction >= 1.0 else "failed"
     return TestResult(
@@ -65,6 +68,7 @@ def result(
         visibility=spec.visibility,  # type: ignore[arg-type]
         description=spec.description,
         details=details or {},
+        fraction=fraction,
     )
 
 
@@ -164,10 +168,8 @@ def plain_failure(comparison: Comparison) -> str:
 
 
 def case_inputs(spec: TestSpec, context: Context, number: int, case: Case) -> tuple[list, dict]:
-    rng = inputs.rng_for(context.rubric.seed, spec.name, number)
-    args = [inputs.make(a, rng) for a in case.args]
-    kwargs = {k: inputs.make(v, rng) for k, v in case.kwargs.items()}
-    return args, kwargs
+    """A case's seeded inputs (``grader.expectations`` keeps them once per batch)."""
+    return expectations.case_inputs(spec, context.rubric, number)
 
 
 def describe_inputs(context: Context, function: str, args: list, kwargs: dict) -> str:
@@ -177,11 +179,6 @@ def describe_inputs(context: Context, function: str, args: list, kwargs: dict) -
     except (KeyError, TypeError, ValueError):
         names = None
     return inputs.describe(args, kwargs, names)
-
-
-def copies(args: list[Any]) -> list[Any]:
-    """Fresh copies of array arguments: the reference must not see, or cause, in-place edits."""
-    return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
 
 
 # --- values from the sandbox --------------------------------------------------------------

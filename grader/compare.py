@@ -4,7 +4,7 @@ the tolerance and where the worst element sits. Also central-difference gradient
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,7 +149,22 @@ def directional_error(
 ) -> float:
     """Compare ⟨gradient, v⟩ with the central difference of ``loss`` along random directions v:
     a whole-tensor check that costs two evaluations per direction, whatever the size."""
-    worst = 0.0
+    vectors, slopes = directional_slopes(loss, array, rng=rng, directions=directions, step=step)
+    return slope_error(gradient, vectors, slopes)
+
+
+def directional_slopes(
+    loss: Callable[[], float],
+    array: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    directions: int = 3,
+    step: float = 1e-5,
+) -> tuple[tuple[np.ndarray, ...], tuple[float, ...]]:
+    """Random directions v and the central differences of ``loss`` along each (``array`` is
+    perturbed in place and restored). They depend on the loss alone, not on any gradient, so
+    they can be measured once and held against many gradients (``slope_error``)."""
+    vectors, slopes = [], []
     original = array.copy()
     for _ in range(directions):
         direction = rng.standard_normal(array.shape)
@@ -158,7 +173,16 @@ def directional_error(
         array[...] = original - step * direction
         minus = loss()
         array[...] = original
-        numeric = (plus - minus) / (2 * step)
+        vectors.append(direction)
+        slopes.append((plus - minus) / (2 * step))
+    return tuple(vectors), tuple(slopes)
+
+
+def slope_error(gradient: np.ndarray, directions: Sequence[np.ndarray],
+                slopes: Sequence[float]) -> float:
+    """The worst relative disagreement of ⟨gradient, v⟩ with the measured slope along v."""
+    worst = 0.0
+    for direction, numeric in zip(directions, slopes):
         analytic = float(np.sum(gradient.astype(np.float64) * direction))
         scale = max(abs(numeric), abs(analytic), 1e-12)
         worst = max(worst, abs(numeric - analytic) / scale)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader import __version__, budgets, checks, notebook, reference, shortcuts
+from grader import __version__, budgets, checks, notebook, reference, rescore, shortcuts
 from grader.execute import Session
 from grader.results import SubmissionResult, TestResult
 from grader.rubric import Rubric
@@ -84,6 +84,9 @@ def grade_submission(job: Job) -> SubmissionResult:
             timings=timings,
             **base,
         )
+    # what it observes, keyed by the rubric as written (not as budgets.resolve sets it here)
+    base["observations"] = rescore.observation_keys(read.sha256, job.rubric,
+                                                    public_only=job.public_only)
     ref = reference.load(job.rubric.solution)
     rubric = budgets.resolve(job.rubric, job.reference_seconds)
     with _secret_test_order(job.mnist) as files:
@@ -149,20 +152,7 @@ def _grade_read(job: Job, read: notebook.Notebook, rubric: Rubric, ref: referenc
 
 def _ungraded(job: Job, why: str) -> tuple[TestResult, ...]:
     """Zero on every test, so a gradebook still gets one column per test."""
-    return tuple(
-        TestResult(
-            name=t.name,
-            function=t.function,
-            score=0.0,
-            max_score=t.points,
-            status="error",
-            message=f"Not graded: {why}",
-            visibility=t.visibility,  # type: ignore[arg-type]
-            description=t.description,
-        )
-        for t in job.rubric.tests
-        if not job.public_only or t.visibility == "public"
-    )
+    return rescore.ungraded(job.rubric, why, public_only=job.public_only)
 
 
 def _truncate(text: str) -> str:

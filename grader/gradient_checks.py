@@ -12,13 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from grader import diagnose, inputs, scoring
+from grader import diagnose, expectations, scoring
 from grader.checktypes import (
     Context,
     as_array,
     call_failure,
-    case_inputs,
-    copies,
     describe_inputs,
     describe_value,
     guard_failure,
@@ -31,9 +29,6 @@ from grader.checktypes import (
 from grader.compare import (
     Comparison,
     compare,
-    directional_error,
-    numerical_gradient,
-    relative_error,
 )
 from grader.diagnose import pool_params
 from grader.execute import CallOutcome, Session
@@ -55,22 +50,16 @@ class GradientCase:
     forward: Callable[..., Any]  # the reference forward
     backward: Callable[..., Any]  # the reference backward
     expected: list[np.ndarray]
-    rng: np.random.Generator
+    numeric: list[expectations.Numeric | None]  # central differences, per compared gradient
 
     @classmethod
     def build(cls, spec: TestSpec, context: Context, number: int) -> GradientCase:
-        args, kwargs = case_inputs(spec, context, number, spec.cases[number])
+        """The case with what the reference answers, computed once for every submission."""
+        known = expectations.gradient_case(spec, context.rubric, context.reference, number)
         forward = context.reference[spec.forward or ""]
         backward = context.reference[spec.function]
-        out, cache = forward(*copies(args), **kwargs)
-        rng = inputs.rng_for(context.rubric.seed, spec.name, number, "upstream")
-        dout = inputs.make(spec.cases[number].upstream or {"shape": list(np.shape(out))}, rng)
-        expected = _as_list(backward(dout.copy(), cache), len(spec.outputs))
-        return cls(spec, args, kwargs, dout, forward, backward, expected, rng)
-
-    def loss(self, args: list[Any]) -> float:
-        """sum(forward(args) · dout): its gradient is what the backward must return."""
-        return float(np.sum(np.asarray(self.forward(*args, **self.kwargs)[0]) * self.dout))
+        return cls(spec, known.args, known.kwargs, known.dout, forward, backward, known.expected,
+                   known.numeric)
 
     def reference_gradient(self, index: int) -> Callable[..., np.ndarray]:
         """The reference's gradient number ``index`` as a function of the forward's inputs, so
@@ -78,7 +67,8 @@ class GradientCase:
 
         def gradient(*args: Any, **kwargs: Any) -> np.ndarray:
             _, cache = self.forward(*args, **kwargs)
-            return _as_list(self.backward(self.dout.copy(), cache), len(self.spec.outputs))[index]
+            dout = self.dout.copy()
+            return expectations.as_list(self.backward(dout, cache), len(self.spec.outputs))[index]
 
         return gradient
 
@@ -178,26 +168,17 @@ def _compare_gradients(case: GradientCase, got: list[Any]) -> tuple[list[Compari
 
 def _numerical_errors(case: GradientCase, got: list[Any]) -> list[float | None]:
     """Relative error of each student gradient against central differences (float64, step
-    1e-5) of the reference forward: sampled coordinates for large inputs, plus random
-    directions that cover the whole tensor."""
-    spec = case.spec
-    if spec.options.get("numeric") is False:  # kinks probed on purpose: no derivative there
-        return [None] * len(got)
-    positions = spec.options.get("wrt", list(range(len(spec.outputs))))
-    work = [a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in case.args]
+    1e-5) of the reference forward (``grader.expectations``): sampled coordinates for large
+    inputs, plus random directions that cover the whole tensor."""
     errors: list[float | None] = []
-    for position, value in zip(positions, got):
-        target = work[position]
-        if not isinstance(value, np.ndarray) or value.shape != np.shape(target):
+    for numeric, value in zip(case.numeric, got):
+        if numeric is None or not isinstance(value, np.ndarray) or (
+                value.shape != numeric.gradient.shape):
             errors.append(None)
-            continue
-
-        def loss() -> float:
-            return case.loss(work)
-
-        numeric, measured = numerical_gradient(loss, target, rng=case.rng)
-        sampled = relative_error(value[measured], numeric[measured])
-        errors.append(max(sampled, directional_error(loss, target, value, rng=case.rng)))
+        else:
+            errors.append(numeric.error(value))
+    if len(errors) < len(got):
+        errors += [None] * (len(got) - len(errors))
     return errors
 
 
@@ -342,9 +323,3 @@ def _same(a: Any, b: Any) -> bool:
         and a.shape == b.shape
         and np.array_equal(a.astype(np.float64), np.asarray(b, dtype=np.float64), equal_nan=True)
     )
-
-
-def _as_list(value: Any, count: int) -> list[np.ndarray]:
-    if count == 1:
-        return [np.asarray(value, dtype=np.float64)]
-    return [np.asarray(v, dtype=np.float64) for v in value]

@@ -141,15 +141,27 @@ def run_mnist(spec: TestSpec, context: Context) -> TestResult:
         return result(spec, 0.0, note, status="failed", details={**base, **timing})
     predicted = context.mnist.unshuffle(predicted)  # the images went in a secret order
     accuracy = float(np.mean(predicted == labels))
-    details = {**base, **timing, "accuracy": accuracy, **_feedback(context, predicted, labels)}
+    reference = (spec.options.get("reference_seconds") or {}).get("train_mnist")
+    measured = {"accuracy": accuracy, "predict_note": note, "reference_train_seconds": reference}
+    return judge(spec, {**base, **timing, **measured, **_feedback(context, predicted, labels)})
+
+
+def judge(spec: TestSpec, details: dict[str, Any]) -> TestResult:
+    """The verdict on a measured accuracy under the rubric's threshold, floor and review rules.
+    It reads only ``details`` (what training and predicting measured) and the spec's scoring
+    keys, so ``grader.rescore`` re-judges a stored measurement after a threshold change
+    without training again, and gets the result a fresh grading would."""
+    threshold = float(spec.options.get("threshold", 0.95))
+    details = {**details, "threshold": threshold}
+    accuracy, seconds = details["accuracy"], details["train_seconds"]
     verdict = "reaches" if accuracy >= threshold else "falls short of"
     message = (
         f"Test accuracy {accuracy:.2%} {verdict} the {percent(threshold)} threshold "
-        f"(trained in {train.seconds:.1f} s of the {budget:g} s budget)."
+        f"(trained in {seconds:.1f} s of the {details['budget_seconds']:g} s budget)."
     )
-    if note:
-        message += " " + note
-    if why := _implausible(spec, accuracy, train.seconds):
+    if details.get("predict_note"):
+        message += " " + details["predict_note"]
+    if why := _implausible(spec, accuracy, seconds, details.get("reference_train_seconds")):
         return result(spec, 0.0, message + " " + REVIEW, diagnosis=why, status="review",
                       details=details)
     return result(spec, _partial(accuracy, spec), message, details=details)
@@ -159,7 +171,8 @@ REVIEW = ("An instructor will look at this result before it counts: until then i
           "Nothing needs doing on your side if your notebook trains the network honestly.")
 
 
-def _implausible(spec: TestSpec, accuracy: float, train_seconds: float) -> str:
+def _implausible(spec: TestSpec, accuracy: float, train_seconds: float,
+                 reference: float | None = None) -> str:
     """Why no 784-128-10 network trained in that time reaches that accuracy, or "".
 
     Two rubric keys: ``review_above`` (default 0.99: MLPs of this size stay near 98% without
@@ -169,7 +182,6 @@ def _implausible(spec: TestSpec, accuracy: float, train_seconds: float) -> str:
     if accuracy > above:
         return (f"Needs review: {accuracy:.2%} is above the {percent(above)} that a 784-128-10 "
                 f"network trained here can reach.")
-    reference = (spec.options.get("reference_seconds") or {}).get("train_mnist")
     faster = float(spec.options.get("review_faster_than", 0.01))
     floor = float(spec.options.get("floor", 0.5))
     if reference and accuracy > floor and train_seconds < faster * reference:

@@ -34,6 +34,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
+from grader import figures
 from grader.results import SubmissionResult, TestResult
 
 if TYPE_CHECKING:
@@ -585,7 +586,8 @@ def _heatmap_uri(error_map: Any) -> dict[str, Any] | None:
     label = "absolute error" if scale == 1.0 else f"absolute error (× {_sci(scale)})"
     notes = ["Light blue cells are NaN or infinite."] if masked.count() < data.size else []
     try:
-        uri = _draw_heatmap(masked / scale, label)
+        uri = figures.remembered((masked / scale, label),
+                                 lambda: _draw_heatmap(masked / scale, label))
     except Exception as error:  # noqa: BLE001 - a picture must never cost the page
         uri = None
         notes.append(f"The picture could not be drawn ({type(error).__name__}).")

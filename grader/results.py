@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,6 +36,9 @@ class TestResult:
     visibility: Visibility = "public"
     description: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    # the share of the points the checks established, before rounding: what re-scoring under a
+    # changed rubric starts from (None in results written before re-scoring existed)
+    fraction: float | None = None
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class SubmissionResult:
     timings: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     cache_key: str = ""
+    # one key per test, naming what was observed (grader.rescore); empty: cannot be re-scored
+    observations: tuple[str, ...] = ()
 
     @property
     def score(self) -> float:
@@ -63,9 +68,14 @@ class SubmissionResult:
         return round(sum(t.max_score for t in self.tests), 6)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["tests"] = [asdict(t) for t in self.tests]
+        # fields by hand, not asdict: its deep copy of every test's details (error maps, MNIST
+        # pixels) was a third of what writing a re-scored result cost; JSON copies them anyway
+        data = _fields(self)
+        data["tests"] = [_without_none(_fields(t), "fraction") for t in self.tests]
         data["notices"] = list(self.notices)
+        data["observations"] = list(self.observations)
+        if not self.observations:  # documents without re-scoring data read as they always did
+            del data["observations"]
         return {"schema": SCHEMA_VERSION, "score": self.score, "max_score": self.max_score, **data}
 
     @classmethod
@@ -73,7 +83,18 @@ class SubmissionResult:
         fields = {k: v for k, v in data.items() if k not in ("schema", "score", "max_score")}
         fields["tests"] = tuple(TestResult(**t) for t in fields["tests"])
         fields["notices"] = tuple(fields["notices"])
+        fields["observations"] = tuple(fields.get("observations", ()))
         return cls(**fields)
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    return {f.name: getattr(value, f.name) for f in fields(value)}
+
+
+def _without_none(data: dict[str, Any], key: str) -> dict[str, Any]:
+    if data.get(key) is None:
+        data.pop(key, None)
+    return data
 
 
 def write_atomic(path: Path, text: str) -> None:

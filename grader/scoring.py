@@ -17,6 +17,10 @@ Credit comes only from correct values.
 - **Nothing to compare, no credit:** a function that is missing, raises, times out, returns the
   wrong kind of value, or uses a forbidden shortcut scores 0 on the test.
 
+Everything here is a pure function of what the checks observed and the rubric's numbers, so a
+change of points, visibility or MNIST threshold re-scores stored results without running any
+notebook (``grader.rescore``); a layer on top (late penalties) composes the same way.
+
 Scores are rounded to two decimals, as gradebooks want them. The checks behind a score are
 named in the message, passed or failed, so a student can see where every point went.
 """
