@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,7 +40,7 @@ GROUPS = {"example": "example/output", "output": "example/output", "gradient": "
           "rules": "rules", "mnist": "mnist", "mnist_diagnostic": "mnist_diagnostic"}
 TARGET_COST_S = 1.0
 TARGET_NUMPY_RATIO = 2.0  # per-submission cost <= 2x `python -c 'import numpy'` (issue 14)
-TARGET_SPEEDUP = 1.7
+TARGET_SPEEDUP = 1.8  # issue 14
 TARGET_MEMORY_MB = 1536.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
@@ -47,6 +48,18 @@ RESULT_PREFIX = "BENCH-RESULT "
 
 
 # --- the submissions -----------------------------------------------------------------------
+
+
+def class_copies(source: Path, folder: Path, copies: int) -> None:
+    """The built submissions ``copies`` times over, each under its own file name: a batch the
+    size of a class, where a batch's fixed costs (the pool and its warm sandboxes, the
+    overview and class pages at the end) weigh on throughput as much as in a real course, not
+    as much as in a batch of 23."""
+    for notebook in sorted(source.rglob("*.ipynb")):
+        target = folder / notebook.parent.relative_to(source)
+        target.mkdir(parents=True, exist_ok=True)
+        for copy in range(copies):
+            shutil.copyfile(notebook, target / f"{notebook.stem}-{copy}.ipynb")
 
 
 def build_submissions(folder: Path) -> dict[str, int]:
@@ -479,8 +492,8 @@ def report_table(counts: dict[str, int], stages: dict[str, Any], throughput: dic
             row("MNIST prepare, cached", [loading["prepare_cached"]]),
         ]
     total = throughput[1][0][0]["count"] if throughput.get(1) else 0
-    rows.append(section(f"throughput: {total} submissions, both assignments, MNIST kinds "
-                        f"excluded, fresh process per run"))
+    rows.append(section(f"throughput: a class of {total} submissions (the built ones, several "
+                        f"times), both assignments, MNIST kinds excluded, fresh process per run"))
     rate = {jobs: [r["count"] / r["wall"] for r, _ in runs] for jobs, runs in throughput.items()}
     for jobs in throughput:
         rows.append(row(f"{jobs} worker{'s' * (jobs > 1)}: submissions per second", rate[jobs],
@@ -572,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="throughput runs per worker count")
+    parser.add_argument("--copies", type=int, default=4,
+                        help="throughput batch: the built submissions this many times over")
     parser.add_argument("--sandbox-starts", type=int, default=20)
     parser.add_argument("--mnist-runs", type=int, default=2)
     parser.add_argument("--class-view", action="store_true",
@@ -587,11 +602,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="grader-bench-") as scratch:
         folder = Path(scratch)
         counts = build_submissions(folder / "submissions")
+        class_copies(folder / "submissions", folder / "class", args.copies)
         throughput: dict[int, list] = {1: [], 2: []}
         for number in range(args.repeats):
             for jobs in ((1, 2) if number % 2 == 0 else (2, 1)):
                 out = folder / f"out-{jobs}-{number}"
-                throughput[jobs].append(run_child(["throughput", str(folder / "submissions"),
+                throughput[jobs].append(run_child(["throughput", str(folder / "class"),
                                                    str(out), str(jobs)]))
         stages, stage_seen = run_child(["stages", str(folder / "submissions"),
                                         str(args.mnist_runs), str(args.sandbox_starts)])
