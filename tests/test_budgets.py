@@ -28,6 +28,7 @@ def relu_forward(x):
 """
 
 
+@pytest.mark.slow
 def test_the_total_budget_stops_a_submission_that_crawls(submission, grade_notebook,
                                                          monkeypatch) -> None:
     monkeypatch.setattr(budgets, "TOTAL", budgets.Relative(times_reference=5, at_least=6,

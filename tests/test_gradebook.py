@@ -138,6 +138,7 @@ def test_a_class_from_moodle_to_the_gradebooks(tmp_path, course_files, sandbox_c
     assert not (out / "999.json").exists() and len(list(out.glob("*.json"))) == 2
 
 
+@pytest.mark.slow
 def test_results_accumulate_and_one_count_everywhere(tmp_path, course_files,
                                                      sandbox_config) -> None:
     ada = build_notebook(tmp_path, "convolution", name="ada")
@@ -189,6 +190,7 @@ def test_an_edited_course_file_counts_without_regrading(tmp_path, course_files,
     assert [f.adjustments[0].by for f in view.finals if f.student.id == "s2"] == ["TA Kim"]
 
 
+@pytest.mark.slow
 def test_cli_summary_overview_and_gradebook_command_agree(tmp_path, course_files) -> None:
     """A Canvas zip through the command line: the summary's count line is the overview's,
     and ``gradebook`` (a rebuild, no grading) prints it again."""

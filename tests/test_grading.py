@@ -50,7 +50,8 @@ def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.core
-@pytest.mark.parametrize("assignment", ["backprop", "convolution"])
+@pytest.mark.parametrize("assignment", [pytest.param("backprop", marks=pytest.mark.slow),
+                                        "convolution"])
 def test_reference_scores_full_marks(assignment, grade_notebook) -> None:
     result = grade_notebook(ROOT / "solutions" / f"{assignment}.ipynb", assignment)
     failing = [(t.name, t.message) for t in result.tests if t.score != t.max_score]
@@ -152,6 +153,7 @@ def test_self_check_runs_public_tests_only(tmp_path: Path, submission) -> None:
     assert "FAIL" in done.stdout and "cross-correlation" in done.stdout
 
 
+@pytest.mark.slow
 def test_top_level_experiments_become_notices(submission, grade_notebook) -> None:
     path = submission(
         "convolution",

@@ -39,7 +39,8 @@ from grader.results import SubmissionResult, load
 from grader.sandbox import BASE_UID, Limits, Sandbox, SandboxConfig, plan_layers, state_dir
 from tests.conftest import ROOT, UNIT_KINDS, build_notebook
 
-pytestmark = pytest.mark.core
+# sandboxed end to end: what must hold everywhere (core), seconds each (slow, not in test-fast)
+pytestmark = [pytest.mark.core, pytest.mark.slow]
 
 TIMEOUTS = {"output": {"timeout": 2}, "gradient": {"timeout": 2}, "example": {"timeout": 2}}
 TARGET = "softmax_cross_entropy"  # the function the function-level cases replace
@@ -148,21 +149,24 @@ def _slot_is_free(number: int) -> bool:
     return True
 
 
-def _forkserver_pid() -> int | None:
-    from multiprocessing import forkserver
+def _multiprocessing_helpers() -> set[int | None]:
+    """multiprocessing's fork server and resource tracker: long-lived by design, they serve
+    the next batch (a test process with threads, such as a pytest-xdist worker, uses them)."""
+    from multiprocessing import forkserver, resource_tracker
 
-    return getattr(forkserver._forkserver, "_forkserver_pid", None)
+    return {getattr(forkserver._forkserver, "_forkserver_pid", None),
+            getattr(resource_tracker._resource_tracker, "_pid", None)}
 
 
 def leftovers() -> list[str]:
     """Processes of sandbox uids whose slot nobody holds, and children of this test process
-    (other than multiprocessing's fork server, which serves the next batch)."""
-    me, server = os.getpid(), _forkserver_pid()
+    (other than multiprocessing's fork server and resource tracker and the idle zygotes)."""
+    me, helpers = os.getpid(), _multiprocessing_helpers() - {None}
     found = []
     for pid, ppid, uid, command in _processes():
         if BASE_UID <= uid < BASE_UID + 1000 and _slot_is_free(uid - BASE_UID):
             found.append(f"{pid} (uid {uid}): {command}")
-        elif ppid == me and pid != server and pid not in sandbox.idle_zygote_pids():
+        elif ppid == me and pid not in helpers and pid not in sandbox.idle_zygote_pids():
             found.append(f"{pid} (child of the tests): {command}")
     return found
 

@@ -22,7 +22,8 @@ from grader.errors import GraderError, InfrastructureError
 from grader.sandbox import SandboxConfig
 from tests.conftest import ROOT, build_notebook
 
-pytestmark = pytest.mark.core
+# sandboxed end to end: what must hold everywhere (core), seconds each (slow, not in test-fast)
+pytestmark = [pytest.mark.core, pytest.mark.slow]
 
 
 def run_grader(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

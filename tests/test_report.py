@@ -550,6 +550,7 @@ def assert_drawn_in_full(html: str, where: str) -> None:
     assert_inert(html)
 
 
+@pytest.mark.slow  # a real matplotlib page per value: seconds each
 @pytest.mark.parametrize("value", EXTREMES, ids=repr)
 def test_extreme_values_render_the_detailed_page(value):
     # the fixture's own error map is dropped, so that only the variants that change it pay

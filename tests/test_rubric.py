@@ -348,6 +348,7 @@ def test_a_reference_without_full_marks(tmp_path: Path) -> None:
     assert "'leaky: lecture example' gave it 0/1" in error
 
 
+@pytest.mark.slow
 def test_a_tolerance_set_per_test_reaches_the_comparison(tmp_path: Path) -> None:
     slightly_off = COURSE_RUBRIC.replace("expected = [-1, 0, 3]", "expected = [-1, 0, 3.0001]")
     assert "does not get full marks" in refused(tmp_path, slightly_off)

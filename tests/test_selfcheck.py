@@ -151,6 +151,7 @@ def test_agrees_with_the_grader_on_every_diagnosed_bug(checkers: dict, bug, tmp_
     assert code == 1 or all(t["status"] == "passed" for t in expected)
 
 
+@pytest.mark.slow
 def test_exit_codes_and_summary(checkers: dict, tmp_path: Path) -> None:
     pyz = checkers["convolution"]
     reference_nb = ROOT / "submissions" / "convolution" / "erin_reference.ipynb"

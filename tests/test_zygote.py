@@ -23,7 +23,8 @@ from grader.notebook import read
 from grader.sandbox import Limits, Sandbox, SandboxConfig
 from tests.conftest import build_notebook
 
-pytestmark = pytest.mark.core
+# sandboxed end to end: what must hold everywhere (core), seconds each (slow, not in test-fast)
+pytestmark = [pytest.mark.core, pytest.mark.slow]
 needs_zygote = pytest.mark.skipif(not sandbox.zygote_plan(sandbox.available_layers())[0],
                                   reason="no zygote here: each submission gets a fresh sandbox")
 
