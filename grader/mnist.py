@@ -23,8 +23,13 @@ different dataset can never be served from a stale cache. Its layout::
     <cache>/npy-<key>/sandbox/test_images.npy    float32 (10000, 784) in [0, 1]
     <cache>/npy-<key>/uint8/{train,test}_{images,labels}.npy   what ``load`` returns
 
-``sandbox/`` is what the grader maps read-only into the students' sandbox; the test labels,
-which students must never see, live only in ``uint8/``.
+``sandbox/`` is what the grader copies into sealed memory for the students' sandbox
+(``grader.sealed``); the test labels, which students must never see, live only in ``uint8/``.
+
+Each ``.npy`` gets the SHA-256 of its bytes in ``<cache>/npy-<key>/sha256/`` when it is
+written, and each process checks it once before trusting the file: a cache file changed in
+place, even to one of the same size (shuffled labels), is rebuilt from the verified IDX files
+instead of being served.
 
 To measure a cold load (parse + verify from gzip) against a cached one, call ``prepare`` or
 ``load`` with a fresh, empty ``cache_dir``, then again with the same one.
@@ -574,8 +579,13 @@ def _as_float(images: np.ndarray) -> np.ndarray:
 
 
 def _npy_ok(path: Path, shape: tuple[int, ...], dtype: type) -> bool:
-    """Whether ``path`` is an ``.npy`` of this shape and dtype whose size matches its header:
-    the cheap check that catches a missing, foreign or cut-short cache file."""
+    """Whether ``path`` is an ``.npy`` of this shape and dtype whose size matches its header
+    (the cheap check that catches a missing, foreign or cut-short cache file) and whose bytes
+    are those recorded when it was written (once per process: what catches a changed one)."""
+    return _header_ok(path, shape, dtype) and _digest_ok(path)
+
+
+def _header_ok(path: Path, shape: tuple[int, ...], dtype: type) -> bool:
     readers = {
         (1, 0): np.lib.format.read_array_header_1_0,
         (2, 0): np.lib.format.read_array_header_2_0,
@@ -599,8 +609,48 @@ def _npy_ok(path: Path, shape: tuple[int, ...], dtype: type) -> bool:
     )
 
 
+# The cache files this process has hashed, by identity: each is read in full once, not per call.
+_VERIFIED: set[tuple[str, int, int, int, int, int]] = set()
+
+
+def _digest_path(path: Path) -> Path:
+    """Where the SHA-256 of a fast-form file is kept: ``<fast>/sha256/<folder>/<name>``, so
+    that ``sandbox/`` holds only the three arrays."""
+    return path.parent.parent / "sha256" / path.parent.name / f"{path.name}.sha256"
+
+
+def _file_sha256(path: Path) -> tuple[str, os.stat_result]:
+    with open(path, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        return hashlib.file_digest(handle, "sha256").hexdigest(), info
+
+
+def _digest_ok(path: Path) -> bool:
+    """Whether ``path`` still holds the bytes whose SHA-256 was recorded when it was written;
+    no record (a cache from before the records) counts as a mismatch, so it is rebuilt."""
+    try:
+        recorded = _digest_path(path).read_text().strip()
+        info = path.stat()
+    except OSError:
+        return False
+    key = (str(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns,
+           info.st_ctime_ns)
+    if key in _VERIFIED:
+        return True
+    try:
+        digest, info = _file_sha256(path)
+    except OSError:
+        return False
+    if digest != recorded:
+        return False
+    _VERIFIED.add((str(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns,
+                   info.st_ctime_ns))
+    return True
+
+
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` so readers see no file or the whole file, never a partial one."""
+    """Write ``array`` so readers see no file or the whole file, never a partial one, and
+    record the SHA-256 of its bytes for ``_digest_ok``."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -613,11 +663,26 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
             os.fsync(handle.fileno())
         # mkstemp makes 0600 files; the sandbox may read them as another user.
         os.chmod(tmp, 0o644)
+        digest, _ = _file_sha256(Path(tmp))
+        _write_text_atomically(_digest_path(path), digest + "\n")
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise _cache_error(path.parent, exc) from exc
+        raise
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 

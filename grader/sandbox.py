@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from grader import bubblewrap, paths
+from grader import bubblewrap, paths, sealed
 from grader.errors import GraderError
 from grader.inside import wire
 
@@ -720,15 +720,16 @@ DATA_FILES = ("train_images", "train_labels", "test_images")
 
 
 def _open_data(folder: Path | None) -> dict[str, int]:
-    """The MNIST files the student may read, opened here and inherited as file descriptors:
-    they reach the sandbox in every mode, whatever uid it runs as and however private the
-    instructor's cache folder is. (The test labels are not among them.)"""
+    """The MNIST files the student may read, as read-only descriptors of sealed in-memory
+    copies (``grader.sealed``): they reach the sandbox in every mode, whatever uid it runs as
+    and however private the instructor's cache folder is, and none of them leads to a file on
+    disk the student could write. (The test labels are not among them.)"""
     if folder is None:
         return {}
     opened: dict[str, int] = {}
     try:
         for name in DATA_FILES:
-            opened[name] = os.open(folder / f"{name}.npy", os.O_RDONLY | os.O_CLOEXEC)
+            opened[name] = sealed.open_readonly(folder / f"{name}.npy")
     except OSError as exc:
         for fd in opened.values():
             os.close(fd)

@@ -1,0 +1,116 @@
+"""Sealed in-memory copies of the files a sandbox may read (the MNIST arrays).
+
+A descriptor of a file on disk lets whoever holds it reach that file: a sandbox running as the
+grader's own uid (an ordinary user's user namespace) can ``fchmod`` it and reopen
+``/proc/self/fd/N`` for writing, and so rewrite the instructor's cache for every later
+submission. So the sandbox never gets one. Each file is copied once per process into a memfd
+sealed against any change (``F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL``): no
+``write``, ``ftruncate`` or writable shared ``mmap`` can succeed on it, whoever holds it, and the
+seals cannot be removed. Each sandbox gets its own read-only descriptor of that memfd (its own
+file offset); a pool worker forked after the copy shares its pages.
+
+The copies are kept per process, keyed by the source file's identity (device, inode, size,
+times): a rebuilt cache file gets a fresh copy, and copies of files that are gone (a
+submission's secretly ordered test images) are dropped at the next call.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["SEALS", "open_readonly", "forget_all"]
+
+SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+_CHUNK = 1 << 24
+
+
+@dataclass(frozen=True)
+class _Copy:
+    path: str  # the resolved source path, to notice when it is gone or replaced
+    identity: tuple[int, ...]
+    fd: int  # the sealed memfd, kept open by this process
+
+
+_COPIES: dict[tuple[int, ...], _Copy] = {}
+_LOCK = threading.Lock()
+
+
+def open_readonly(path: Path) -> int:
+    """A new read-only descriptor of a sealed in-memory copy of ``path`` (the caller closes
+    it). Raises ``OSError`` when ``path`` cannot be read."""
+    source = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        info = os.fstat(source)
+        identity = _identity(info)
+        with _LOCK:
+            _drop_stale()
+            copy = _COPIES.get(identity)
+            if copy is None:
+                fd = _sealed_copy(source, info.st_size, Path(path))
+                copy = _COPIES[identity] = _Copy(os.path.realpath(path), identity, fd)
+    finally:
+        os.close(source)
+    return _reopen(copy.fd)
+
+
+def forget_all() -> None:
+    """Close every kept copy (tests; a process that is done with the data)."""
+    with _LOCK:
+        for copy in _COPIES.values():
+            os.close(copy.fd)
+        _COPIES.clear()
+
+
+def _identity(info: os.stat_result) -> tuple[int, ...]:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def _drop_stale() -> None:
+    """Close the copies whose source file is gone or was replaced since."""
+    for identity, copy in list(_COPIES.items()):
+        try:
+            current = _identity(os.stat(copy.path))
+        except OSError:
+            current = None
+        if current != identity:
+            os.close(copy.fd)
+            del _COPIES[identity]
+
+
+def _sealed_copy(source: int, size: int, path: Path) -> int:
+    """The bytes of ``source`` in a new memfd, sealed: its size must match what fstat said,
+    or the file changed while it was read and the copy is refused."""
+    fd = os.memfd_create(f"grader-{path.name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        copied = 0
+        while True:
+            chunk = os.pread(source, _CHUNK, copied)
+            if not chunk:
+                break
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view):]
+            copied += len(chunk)
+        if copied != size:
+            raise OSError(errno.EAGAIN, "the file changed while it was copied", str(path))
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, SEALS)
+        os.fchmod(fd, 0o444)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _reopen(fd: int) -> int:
+    """A read-only descriptor of the memfd with a file offset of its own. The mode is set
+    again first: a sandbox of the grader's own uid may have changed it."""
+    os.fchmod(fd, 0o444)
+    try:
+        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:  # no /proc: a duplicate, sealed all the same, sharing the offset
+        return os.dup(fd)
