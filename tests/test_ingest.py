@@ -245,6 +245,21 @@ def test_member_count_is_checked_before_the_directory_is_read(tmp_path, monkeypa
             pass
 
 
+def test_member_count_of_a_zip64_archive_is_read_from_its_own_record(tmp_path,
+                                                                      monkeypatch) -> None:
+    """Past 65,535 members the classic end record says 0xFFFF; the zip64 one has the count."""
+    archive = tmp_path / "huge.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        for number in range(0x10000):
+            zf.writestr(str(number), b"")
+    with open(archive, "rb") as raw:
+        assert ingest.zipdir.directory(raw).members == 0x10000
+    monkeypatch.setattr(ingest.zipdir, "open_zip", None)  # never reached
+    with pytest.raises(GraderError, match="65536 files in the archive"):
+        with ingest.collect([archive]):
+            pass
+
+
 def test_linked_notebooks_in_a_folder_are_refused_not_graded(tmp_path) -> None:
     secret = tmp_path / "solutions"
     secret.mkdir()
