@@ -86,7 +86,7 @@ def _step(directory: int, name: str, flags: int) -> int:
     try:
         return os.open(name, flags, dir_fd=directory)
     except OSError as exc:
-        why = LINK if _is_link(name, directory) else f"cannot be read ({exc.strerror})"
+        why = LINK if _is_link(name, directory) else f"unreadable ({exc.strerror})"
         raise Refused(why) from None
     finally:
         os.close(directory)
