@@ -2,7 +2,9 @@
 ``run_autograder`` runs for each submission.
 
 It grades exactly one notebook of ``/autograder/submission``, the assignment's own file name
-first, never a Jupyter checkpoint or a macOS resource copy, and turns the grader's Gradescope
+first, never a Jupyter checkpoint or a macOS resource copy, never a symbolic link (which could
+point at the solutions this process can read): the notebook is copied without following links
+(``grader.nofollow``) and the private copy is graded. It turns the grader's Gradescope
 JSON into ``/autograder/results/results.json``. A submission without a notebook gets a
 ``results.json`` that says so. When the grader itself cannot grade (its exit status 2), no
 ``results.json`` is written: Gradescope then reports a failed autograder rather than a score,
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grader import nofollow
+
 IGNORED_FOLDERS = frozenset({".ipynb_checkpoints", "__MACOSX"})
 
 
@@ -29,25 +33,43 @@ class Choice:
 
     notebook: Path | None
     others: tuple[Path, ...] = ()
+    refused: tuple[tuple[Path, str], ...] = ()  # notebooks not graded, with why
 
 
 def choose_notebook(submission: Path, assignment: str) -> Choice:
     """The one notebook to grade: ``<assignment>.ipynb`` when present (any case, any folder),
     else the only one, else the first by path. Checkpoints, ``__MACOSX`` and hidden files are
-    copies or debris, never the student's work."""
-    found = sorted(p for p in submission.rglob("*.ipynb") if _is_candidate(p, submission))
+    copies or debris, never the student's work. A link (or a notebook in a linked folder) is
+    never chosen: it is listed in ``refused``."""
+    found: list[Path] = []
+    refused: list[tuple[Path, str]] = []
+    for path in sorted(submission.rglob("*.ipynb")):
+        if _is_debris(path, submission):
+            continue
+        why = _refusal(path, submission)
+        if why:
+            refused.append((path, why))
+        elif path.is_file():
+            found.append(path)
     if not found:
-        return Choice(None)
+        return Choice(None, refused=tuple(refused))
     wanted = f"{assignment}.ipynb".lower()
     named = [p for p in found if p.name.lower() == wanted]
     chosen = min(named or found, key=lambda p: (len(p.relative_to(submission).parts), str(p)))
-    return Choice(chosen, tuple(p for p in found if p != chosen))
+    return Choice(chosen, tuple(p for p in found if p != chosen), tuple(refused))
 
 
-def _is_candidate(path: Path, submission: Path) -> bool:
+def _is_debris(path: Path, submission: Path) -> bool:
     parts = path.relative_to(submission).parts
-    hidden = any(part.startswith(".") or part in IGNORED_FOLDERS for part in parts)
-    return path.is_file() and not hidden
+    return any(part.startswith(".") or part in IGNORED_FOLDERS for part in parts)
+
+
+def _refusal(path: Path, submission: Path) -> str | None:
+    if nofollow.link_below(path, submission):
+        return nofollow.LINK
+    if not path.resolve().is_relative_to(submission.resolve()):
+        return "outside your submission"
+    return None
 
 
 def no_notebook_result(assignment: str, submission: Path) -> dict[str, Any]:
@@ -74,18 +96,35 @@ def run(root: Path, assignment: str, *, uid_isolation: bool = False) -> int:
     submission, results = root / "submission", root / "results" / "results.json"
     results.parent.mkdir(parents=True, exist_ok=True)
     choice = choose_notebook(submission, assignment)
-    if choice.notebook is None:
-        _write_json(results, no_notebook_result(assignment, submission))
-        print(f"no notebook in {submission}; results.json says so")
-        return 0
-    trusted = _uid_isolation_ready() if uid_isolation else False
-    graded = _grade(choice.notebook, assignment, trusted=trusted)
+    with tempfile.TemporaryDirectory(prefix="grader-submission-") as private:
+        try:
+            copy = choice.notebook and nofollow.private_copy(choice.notebook, submission,
+                                                             Path(private))
+        except nofollow.Refused as exc:  # swapped for a link since, or a hard link
+            choice = Choice(None, refused=(*choice.refused, (choice.notebook, str(exc))))
+            copy = None
+        if copy is None:
+            _write_json(results, _with_refused(no_notebook_result(assignment, submission),
+                                               choice, submission))
+            print(f"no notebook to grade in {submission}; results.json says so")
+            return 0
+        trusted = _uid_isolation_ready() if uid_isolation else False
+        graded = _grade(copy, assignment, trusted=trusted)
     if graded is None:
         return 2  # the grader's one-line reason is already on stdout/stderr
     if choice.others:
         graded["output"] = _which_one(choice, submission) + "\n\n" + graded.get("output", "")
-    _write_json(results, graded)
+    _write_json(results, _with_refused(graded, choice, submission))
     return 0
+
+
+def _with_refused(result: dict[str, Any], choice: Choice, submission: Path) -> dict[str, Any]:
+    """The result with a line first for each notebook that was not graded, and why."""
+    if not choice.refused:
+        return result
+    lines = [f"Not graded: {path.relative_to(submission)} is {why}."
+             for path, why in choice.refused]
+    return {**result, "output": "\n".join(lines) + "\n\n" + result.get("output", "")}
 
 
 def _uid_isolation_ready() -> bool:

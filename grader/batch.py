@@ -24,6 +24,7 @@ from typing import Any
 from grader import canary, classroom, classview, expectations, export, reference, report, rescore
 from grader.errors import GraderError, InfrastructureError
 from grader.grade import Job, cache_key, grade_submission, student_name
+from grader.nofollow import LINK, search
 from grader.results import SubmissionResult, load, save, write_atomic
 from grader.rubric import Rubric
 from grader.sandbox import SandboxConfig
@@ -56,12 +57,15 @@ class BatchSummary:
 
 
 def collect(paths: Iterable[Path]) -> list[Path]:
-    """The notebooks to grade: files as given, folders searched for ``*.ipynb``."""
+    """The notebooks to grade: files as given, folders searched for ``*.ipynb``; a link found
+    in a folder is listed as refused on stderr, never graded (``grader.nofollow``)."""
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*.ipynb") if p.is_file()
-                            and ".ipynb_checkpoints" not in p.parts)
+            files, links = search(path)
+            found += [p for p in files if ".ipynb_checkpoints" not in p.parts]
+            for link in links:
+                print(f"grader: not graded: {link} is {LINK}", file=sys.stderr)
         elif path.is_file():
             found.append(path)
         else:

@@ -242,7 +242,8 @@ def _overview(counts: gradebook.Counts, finals: Sequence[final.FinalGrade],
         notes.append(f"{len(state['unmatched'])} file(s) matched nobody on the roster and were "
                      f"not graded")
     if state["refused"]:
-        notes.append(f"{len(state['refused'])} archive member(s) refused")
+        notes.append(f"{len(state['refused'])} file(s) refused and not graded (links, unsafe or "
+                     f"damaged archive members)")
     mean = counts.mean
     return {"line": counts.line(), "counts": counts,
             "mean": "—" if mean is None else f"{mean:.2f} / {counts.max_score:g}",

@@ -17,7 +17,11 @@ Each LMS's "download all submissions" names files its own way; these are the sha
 Anything else is a plain file, named from its file name as before. Archives are read only
 through :func:`safe_extract`: no absolute paths, no ``..``, no links, a cap on members, on
 each member's size and compression ratio and on the total, always into a private temporary
-folder. ``.ipynb_checkpoints`` and ``__MACOSX`` are ignored.
+folder. A member that cannot be extracted (encrypted, damaged, a name too long, not the UTF-8
+it claims, twice in the archive, a file where another member needs a folder) is refused alone,
+with why; only an archive that cannot be read at all stops the run. A notebook that is a
+symbolic link, or in a linked folder, is refused too (``grader.nofollow``): a link is not a
+student's work. ``.ipynb_checkpoints`` and ``__MACOSX`` are ignored.
 """
 
 from __future__ import annotations
@@ -30,11 +34,14 @@ import stat
 import tempfile
 import unicodedata
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
+from typing import Any
 
+from grader import nofollow, zipdir
 from grader.errors import GraderError
 from grader.roster import Roster, Student
 
@@ -45,6 +52,10 @@ MAX_TOTAL_BYTES = 4 << 30
 MAX_RATIO = 200  # uncompressed / compressed, for members above RATIO_FLOOR
 RATIO_FLOOR = 1 << 20
 CHUNK = 1 << 16
+MAX_NAME_BYTES = 255  # one file or folder name, as Linux file systems allow
+# what extracting one member can raise: that member is refused, the archive goes on
+MEMBER_ERRORS = (OSError, RuntimeError, ValueError, EOFError, NotImplementedError,
+                 zipfile.BadZipFile, zlib.error)
 IGNORED_PARTS = (".ipynb_checkpoints", "__MACOSX")
 
 CANVAS = re.compile(r"^(?P<login>[^_]+)_(?:(?P<late>LATE)_)?(?P<user>\d+)_(?P<sub>\d+)_"
@@ -118,9 +129,9 @@ def collect(paths: list[Path], *, lms: str = "auto") -> Iterator[tuple[list[Subm
             if path.is_file() and zipfile.is_zipfile(path):
                 target = Path(scratch) / str(number)
                 refused += safe_extract(path, target)
-                found += _walk(target, lms, prefix=path.name, archived=True)
+                found += _walk(target, lms, prefix=path.name, archived=True, refused=refused)
             elif path.is_dir():
-                found += _walk(path, lms, prefix=path.name, archived=False)
+                found += _walk(path, lms, prefix=path.name, archived=False, refused=refused)
             elif path.is_file():
                 found.append(_with_original(recognise(path, PurePosixPath(path.name), lms),
                                             path.name, archived=False))
@@ -166,47 +177,86 @@ def recognise(path: Path, relative: PurePosixPath, lms: str = "auto") -> Submiss
 
 def safe_extract(archive: Path, target: Path) -> list[Refused]:
     """Extract the notebooks of ``archive`` under ``target`` (created private), refusing
-    members that would land outside it or are links, and stopping at a zip bomb. Returns the
-    members refused with why; raises for an archive that cannot be read or is too big."""
+    members that would land outside it, are links or cannot be extracted, and stopping at a
+    zip bomb. Returns the members refused with why; raises for an archive that cannot be read
+    or is too big."""
     target.mkdir(mode=0o700, parents=True)
-    refused: list[Refused] = []
-    total = 0
     try:
-        with zipfile.ZipFile(archive) as zf:
-            members = zf.infolist()
-            if len(members) > MAX_MEMBERS:
-                raise GraderError(f"{archive}: {len(members)} files in the archive, more than "
-                                  f"the {MAX_MEMBERS} allowed; is it the right download?")
-            for info in members:
-                why = _unsafe(info)
-                if why:
-                    refused.append(Refused(info.filename, why))
-                    continue
-                if not _wanted(info.filename):
-                    continue
-                written = _copy_member(zf, info, target / _safe_relative(info.filename),
-                                       MAX_TOTAL_BYTES - total)
-                if isinstance(written, str):
-                    refused.append(Refused(info.filename, written))
-                else:
-                    total += written
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
-        raise GraderError(f"cannot read the archive {archive}: {exc}") from None
-    return refused
+        with open(archive, "rb") as raw:
+            members = zipdir.directory(raw).members  # before zipfile reads every entry
+        if members > MAX_MEMBERS:
+            raise GraderError(f"{archive}: {members} files in the archive, more than "
+                              f"the {MAX_MEMBERS} allowed; is it the right download?")
+        zf, bad_names = zipdir.open_zip(archive)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        raise GraderError(f"cannot read the archive {archive}: {exc}; is it a complete zip "
+                          f"download? (nothing was graded)") from None
+    with zf:
+        return _extract(zf, target, bad_names)
 
 
 # --------------------------------------------------------------------------- extraction
 
 
-def _unsafe(info: zipfile.ZipInfo) -> str | None:
+def _extract(zf: zipfile.ZipFile, target: Path, bad_names: frozenset[str]) -> list[Refused]:
+    """Each wanted member of ``zf`` under ``target``, or refused with why; one member's problem
+    never stops the others."""
+    refused: list[Refused] = []
+    seen: set[Path] = set()
+    total = 0
+    members = zf.infolist()
+    if len(members) > MAX_MEMBERS:  # the end record undercounted
+        raise GraderError(f"{zf.filename}: {len(members)} files in the archive, more than "
+                          f"the {MAX_MEMBERS} allowed; is it the right download?")
+    for info in members:
+        why = _unsafe(info, bad_names)
+        if why:
+            refused.append(Refused(info.filename, why))
+            continue
+        if not _wanted(info.filename):
+            continue
+        relative = _safe_relative(info.filename)
+        if relative in seen:
+            refused.append(Refused(info.filename, "in the archive twice; the first is kept"))
+            continue
+        seen.add(relative)
+        try:
+            written = _copy_member(zf, info, target / relative, MAX_TOTAL_BYTES - total)
+        except MEMBER_ERRORS as exc:
+            written = _unextractable(exc)
+        if isinstance(written, str):
+            refused.append(Refused(info.filename, written))
+        else:
+            total += written
+    return refused
+
+
+def _unextractable(exc: BaseException) -> str:
+    """Why one member could not be extracted, in words."""
+    if isinstance(exc, (FileExistsError, NotADirectoryError, IsADirectoryError)):
+        return "its path clashes with another member's (a file where a folder is needed)"
+    if isinstance(exc, OSError):
+        return f"cannot be extracted ({exc.strerror or exc})"
+    if isinstance(exc, NotImplementedError):
+        return f"compressed in a way this grader cannot read ({exc})"
+    return f"damaged in the archive ({exc})"
+
+
+def _unsafe(info: zipfile.ZipInfo, bad_names: frozenset[str] = frozenset()) -> str | None:
     """Why a member must not be extracted, or None."""
     name = info.filename
     if stat.S_ISLNK(info.external_attr >> 16):
         return "a symbolic link"
+    if name in bad_names:
+        return "a name that is not the UTF-8 the archive says it is"
+    if info.flag_bits & 0x1:
+        return "encrypted (password-protected)"
     if "\\" in name or name.startswith("/") or re.match(r"^[A-Za-z]:", name):
         return "an absolute or Windows path"
     if ".." in PurePosixPath(name).parts or "\x00" in name:
         return "a path leading outside the archive"
+    if any(len(os.fsencode(part)) > MAX_NAME_BYTES for part in PurePosixPath(name).parts):
+        return f"a file or folder name longer than {MAX_NAME_BYTES} bytes"
     return None
 
 
@@ -228,28 +278,49 @@ def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path,
     if info.file_size > MAX_MEMBER_BYTES:
         return f"larger than {MAX_MEMBER_BYTES >> 20} MB"
     dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with zf.open(info) as source:
+        sink = open(dest, "xb")  # noqa: SIM115 (removed below whatever goes wrong)
+        try:
+            with sink:
+                written = _stream(zf, info, source, sink, budget)
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+    if written is None:
+        dest.unlink()
+        return (f"expands more than {MAX_RATIO}-fold or past {MAX_MEMBER_BYTES >> 20} MB "
+                f"(zip bomb)")
+    return written
+
+
+def _stream(zf: zipfile.ZipFile, info: zipfile.ZipInfo, source: Any, sink: Any,
+            budget: int) -> int | None:
+    """The bytes copied, or None when the member expands too far."""
     written = 0
-    with zf.open(info) as source, open(dest, "xb") as sink:
-        while chunk := source.read(CHUNK):
-            written += len(chunk)
-            if written > budget:
-                raise GraderError(f"{zf.filename}: more than {MAX_TOTAL_BYTES >> 30} GB once "
-                                  f"extracted; refused as a zip bomb")
-            if written > MAX_MEMBER_BYTES or (written > RATIO_FLOOR and written >
-                                              MAX_RATIO * max(info.compress_size, 1)):
-                break
-            sink.write(chunk)
-        else:
-            return written
-    dest.unlink()
-    return f"expands more than {MAX_RATIO}-fold or past {MAX_MEMBER_BYTES >> 20} MB (zip bomb)"
+    while chunk := source.read(CHUNK):
+        written += len(chunk)
+        if written > budget:
+            raise GraderError(f"{zf.filename}: more than {MAX_TOTAL_BYTES >> 30} GB once "
+                              f"extracted; refused as a zip bomb")
+        if written > MAX_MEMBER_BYTES or (written > RATIO_FLOOR and written >
+                                          MAX_RATIO * max(info.compress_size, 1)):
+            return None
+        sink.write(chunk)
+    return written
 
 
-def _walk(folder: Path, lms: str, *, prefix: str, archived: bool) -> list[Submission]:
+def _walk(folder: Path, lms: str, *, prefix: str, archived: bool,
+          refused: list[Refused]) -> list[Submission]:
+    """The notebooks under ``folder``; links (to files or folders) go to ``refused``."""
+    files, links = nofollow.search(folder)
+    for link in links:
+        relative = link.relative_to(folder).as_posix()
+        if _wanted(relative):
+            refused.append(Refused(_printable(f"{prefix}/{relative}"), nofollow.LINK))
     found = []
-    for path in sorted(folder.rglob("*.ipynb")):
+    for path in files:
         relative = PurePosixPath(path.relative_to(folder).as_posix())
-        if path.is_symlink() or not path.is_file() or not _wanted(str(relative)):
+        if not _wanted(str(relative)):
             continue
         submission = recognise(path, relative, lms)
         found.append(_with_original(submission, f"{prefix}/{relative}", archived=archived))

@@ -44,10 +44,11 @@ def export(name: str, out: Path, *, solutions_dir: Path = rubric.SOLUTIONS_DIR) 
     """Write the checker of assignment ``name`` to ``out`` and return its path."""
     full = rubric.load(name, solutions_dir=solutions_dir)
     raw = tomllib.loads(full.path.read_text(encoding="utf-8"))
-    public = _public_rubric(raw)
+    public = _public_rubric(raw, full)
     text = json.dumps(public)  # key order kept: it is the order kwargs are described in
     exported = rubric._parse(json.loads(text), path=full.path, solution=full.solution,
                              digest=hashlib.sha256(text.encode()).hexdigest())
+    _only_public(exported, full)
     ref = reference.load(full.solution)
     functions, arrays = record(exported, ref)
     bundle = {
@@ -55,22 +56,36 @@ def export(name: str, out: Path, *, solutions_dir: Path = rubric.SOLUTIONS_DIR) 
         "rubric": public,
         "rubric_sha256": exported.sha256,
         "functions": functions,
-        "skipped": [t["name"] for t in raw["tests"] if _is_public(t) and t.get("kind") in MNIST],
+        "skipped": [t.name for t in full.tests if t.visibility == "public" and t.kind in MNIST],
     }
     _write_pyz(out, bundle, arrays)
     return out
 
 
-def _is_public(test: dict[str, Any]) -> bool:
-    return test.get("visibility", "public") == "public"
+def _exportable(full: Rubric) -> list[str]:
+    """The names of the tests a student may see and the checker can run, as the grader parsed
+    them: visibility can come from ``[defaults]``, so a raw test's own keys do not tell."""
+    return [t.name for t in full.tests if t.visibility == "public" and t.kind not in MNIST]
 
 
-def _public_rubric(raw: dict[str, Any]) -> dict[str, Any]:
-    """The rubric as data, with only the public tests the checker can run."""
-    tests = [t for t in raw.get("tests", []) if _is_public(t) and t.get("kind") not in MNIST]
-    if not tests:
+def _public_rubric(raw: dict[str, Any], full: Rubric) -> dict[str, Any]:
+    """The rubric as data, with only the public tests the checker can run, each marked public
+    itself (so no ``[defaults]`` can hide or reveal it differently in the checker)."""
+    names = set(_exportable(full))
+    if not names:
         raise GraderError("this rubric has no public tests to export (only hidden or MNIST)")
+    tests = [{**t, "visibility": "public"} for t in raw.get("tests", []) if t.get("name") in names]
     return {**raw, "tests": tests}
+
+
+def _only_public(exported: Rubric, full: Rubric) -> None:
+    """Fail closed: the exported rubric, as the checker will parse it, holds exactly the public
+    tests of the grader's own rubric, or nothing is written."""
+    names = [t.name for t in exported.tests]
+    if any(t.visibility != "public" for t in exported.tests) or names != _exportable(full):
+        raise GraderError(f"export-check: the exported rubric would hold {names}, not exactly "
+                          f"the public tests {_exportable(full)}; nothing was written (a grader "
+                          f"bug, please report it)")
 
 
 # --- recording ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import autograder, gradescope, rubric
+from grader import autograder, gradescope, nofollow, rubric
 from grader.errors import GraderError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,6 +178,84 @@ def test_choose_notebook_ignores_debris(tmp_path: Path) -> None:
     assert choice.notebook == tmp_path / "a.ipynb"  # shallowest, then by path
     assert choice.others == (tmp_path / "b" / "answer.ipynb",)
     assert autograder.choose_notebook(tmp_path / "b", "answer").notebook is not None
+
+
+@pytest.mark.slow
+def test_a_linked_notebook_is_refused_not_graded(convolution_zip: Path, tmp_path: Path) -> None:
+    """A submission holding ``convolution.ipynb -> /autograder/source/solutions/...`` (the
+    grader can read the solutions) scores nothing and says why: a link is not the student's
+    work. Linked folders and links to files elsewhere in the submission are refused too."""
+    root = unpack(convolution_zip, tmp_path)
+    submission = root / "submission"
+    solution = root / "source" / "solutions" / "convolution.ipynb"
+    (submission / "convolution.ipynb").symlink_to(solution)
+    (submission / "work").symlink_to(solution.parent, target_is_directory=True)
+    done = run_autograder(root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = results_of(root)
+    assert data["score"] == 0 and data["tests"] == []
+    assert data["output"].startswith("Not graded: convolution.ipynb is a symbolic link")
+    assert "No notebook to grade" in data["output"]
+
+
+@pytest.mark.slow
+def test_beside_a_linked_notebook_the_real_one_is_graded(convolution_zip: Path,
+                                                         tmp_path: Path) -> None:
+    root = unpack(convolution_zip, tmp_path)
+    submission = root / "submission"
+    shutil.copy(EXAMPLES / "frank_flipped_kernel.ipynb", submission / "mine.ipynb")
+    (submission / "convolution.ipynb").symlink_to(root / "source" / "solutions" /
+                                                  "convolution.ipynb")
+    done = run_autograder(root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = results_of(root)
+    assert data["output"].startswith("Not graded: convolution.ipynb is a symbolic link")
+    assert 0 < data["score"] < rubric.load("convolution").max_score  # frank's, not the solution
+    assert any("flipped" in t["output"] for t in data["tests"])
+
+
+def test_choose_notebook_refuses_links_and_linked_folders(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "backprop.ipynb").write_text("{}")
+    submission = tmp_path / "submission"
+    (submission / "real").mkdir(parents=True)
+    (submission / "real" / "answer.ipynb").write_text("{}")
+    (submission / "backprop.ipynb").symlink_to(outside / "backprop.ipynb")
+    (submission / "inside.ipynb").symlink_to(submission / "real" / "answer.ipynb")
+    (submission / "folder.ipynb").symlink_to(outside, target_is_directory=True)
+    (submission / "linked").symlink_to(outside, target_is_directory=True)
+    choice = autograder.choose_notebook(submission, "backprop")
+    assert choice.notebook == submission / "real" / "answer.ipynb" and choice.others == ()
+    assert {p.name: why for p, why in choice.refused} == {
+        "backprop.ipynb": nofollow.LINK, "inside.ipynb": nofollow.LINK,
+        "folder.ipynb": nofollow.LINK}
+    # a notebook reached through a linked folder is never chosen, however it was found
+    assert nofollow.link_below(submission / "linked" / "backprop.ipynb", submission)
+    assert not nofollow.link_below(submission / "real" / "answer.ipynb", submission)
+
+
+def test_private_copy_follows_no_link(tmp_path: Path) -> None:
+    submission = tmp_path / "submission"
+    (submission / "real").mkdir(parents=True)
+    (submission / "real" / "a.ipynb").write_text('{"mine": 1}')
+    secret = tmp_path / "secret.ipynb"
+    secret.write_text('{"solution": 1}')
+    (submission / "link.ipynb").symlink_to(secret)
+    (submission / "via").symlink_to(submission / "real", target_is_directory=True)
+    (submission / "hard.ipynb").hardlink_to(secret)
+    os.mkfifo(submission / "pipe.ipynb")
+    into = tmp_path / "private"
+    into.mkdir()
+    copy = nofollow.private_copy(submission / "real" / "a.ipynb", submission, into)
+    assert copy == into / "a.ipynb" and copy.read_text() == '{"mine": 1}'
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600 and not copy.is_symlink()
+    for name, why in (("link.ipynb", nofollow.LINK), ("via/a.ipynb", nofollow.LINK),
+                      ("hard.ipynb", nofollow.HARD_LINK), ("pipe.ipynb", nofollow.NOT_A_FILE)):
+        with pytest.raises(nofollow.Refused) as refused:
+            nofollow.private_copy(submission / name, submission, into)
+        assert str(refused.value) == why, name
+    assert sorted(p.name for p in into.iterdir()) == ["a.ipynb"]
 
 
 def test_a_grader_failure_writes_no_grade(convolution_zip: Path, tmp_path: Path) -> None:

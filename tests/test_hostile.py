@@ -33,7 +33,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import cli, mnist, report, rubric, sandbox
+from grader import batch, cli, mnist, nofollow, report, rubric, sandbox
 from grader.batch import grade_all
 from grader.results import SubmissionResult, load
 from grader.sandbox import BASE_UID, Limits, Sandbox, SandboxConfig, plan_layers, state_dir
@@ -738,6 +738,30 @@ def test_batch_with_hostile_and_odd_names(tmp_path: Path, monkeypatch, world: Wo
     assert (tmp_path / "x").exists()
     assert not list(tmp_path.rglob("pwned")) and not Path("pwned").exists()
     assert "<script>alert" not in (out / "index.html").read_text()
+    assert_nothing_left()
+
+
+def test_batch_grades_no_linked_notebook(tmp_path: Path, capsys) -> None:
+    """A notebook found in a folder that is a link (here to the solution, which the grader can
+    read) is listed as not graded and never graded; one the instructor names is followed."""
+    folder, out = tmp_path / "in", tmp_path / "results"
+    folder.mkdir()
+    honest = build_notebook(folder, "backprop", name="honest")
+    solution = ROOT / "solutions" / "backprop.ipynb"
+    (folder / "cheat.ipynb").symlink_to(solution)
+    (folder / "linked").symlink_to(solution.parent, target_is_directory=True)
+    (folder / "twice.ipynb").symlink_to(honest)
+
+    assert batch.collect([folder]) == [honest]
+    said = capsys.readouterr().err
+    for name in ("cheat.ipynb", "twice.ipynb"):
+        assert f"grader: not graded: {folder / name} is {nofollow.LINK}" in said
+    assert batch.collect([folder / "cheat.ipynb"]) == [folder / "cheat.ipynb"]
+
+    summary = grade_all([folder], _small_rubric(), out, sandbox=SandboxConfig.from_env(),
+                        jobs=1, progress=False)
+    assert [r.submission for r in summary.results] == ["honest.ipynb"]
+    assert sorted(p.name for p in out.glob("*.json")) == ["honest.json"]
     assert_nothing_left()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grader import ingest, roster
+from grader import ingest, nofollow, roster
 from grader.errors import GraderError
 
 NOTEBOOK = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
@@ -154,6 +154,132 @@ def test_archive_over_the_total_size_is_refused_as_a_bomb(tmp_path, monkeypatch)
     with pytest.raises(GraderError, match="zip bomb"):
         with ingest.collect([archive]):
             pass
+
+
+def set_flag(archive: Path, bit: int, *, only: bytes = b"") -> None:
+    """Set a general-purpose flag bit in every member's central and local header (or only in
+    those whose name contains ``only``), as a hand-made or damaged archive has it."""
+    data = bytearray(archive.read_bytes())
+    for signature, flags, name_length, name_at in ((b"PK\x01\x02", 8, 28, 46),
+                                                   (b"PK\x03\x04", 6, 26, 30)):
+        at = data.find(signature)
+        while at >= 0:
+            length = int.from_bytes(data[at + name_length:at + name_length + 2], "little")
+            if only in data[at + name_at:at + name_at + length]:
+                value = int.from_bytes(data[at + flags:at + flags + 2], "little") | bit
+                data[at + flags:at + flags + 2] = value.to_bytes(2, "little")
+            at = data.find(signature, at + 1)
+    archive.write_bytes(bytes(data))
+
+
+def test_odd_members_are_refused_alone_and_the_rest_extracted(tmp_path) -> None:
+    """One odd member never stops the class's archive: each is listed with why, like the other
+    refused files, and every other notebook is found."""
+    archive = tmp_path / "odd.zip"
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("ada_1001_1_x.ipynb", NOTEBOOK)
+            zf.writestr("ada_1001_1_x.ipynb", b"{}")  # the same name again
+            zf.writestr("bob_1002_2_" + "x" * 300 + ".ipynb", NOTEBOOK)  # name too long
+            zf.writestr("m/x.ipynb", NOTEBOOK)
+            zf.writestr("m/x.ipynb/y.ipynb", NOTEBOOK)  # needs m/x.ipynb to be a folder
+            zf.writestr("n/y.ipynb/z.ipynb", NOTEBOOK)
+            zf.writestr("n/y.ipynb", NOTEBOOK)  # a file where a folder already is
+            zf.writestr("BADNAME.ipynb", NOTEBOOK)
+            zf.writestr("secret.ipynb", NOTEBOOK)
+            zf.writestr("cy_1003_3_x.ipynb", NOTEBOOK)
+    data = archive.read_bytes().replace(b"BADNAME", b"BAD\xff\xfeME")
+    archive.write_bytes(data)
+    set_flag(archive, 0x800, only=b"BAD\xff")  # says UTF-8, is not
+    set_flag(archive, 0x1, only=b"secret")  # encrypted
+    with ingest.collect([archive]) as (found, refused):
+        assert [s.original for s in found] == [
+            "odd.zip/ada_1001_1_x.ipynb", "odd.zip/cy_1003_3_x.ipynb", "odd.zip/m/x.ipynb",
+            "odd.zip/n/y.ipynb/z.ipynb"]
+        assert found[0].path.read_bytes() == NOTEBOOK  # the first of the two is kept
+        why = [(r.original[:12], r.why) for r in refused]
+    assert why == [
+        ("ada_1001_1_x", "in the archive twice; the first is kept"),
+        ("bob_1002_2_x", "a file or folder name longer than 255 bytes"),
+        ("m/x.ipynb/y.", "its path clashes with another member's (a file where a folder is "
+                         "needed)"),
+        ("n/y.ipynb", "its path clashes with another member's (a file where a folder is "
+                      "needed)"),
+        ("BAD\xa0■ME.ipyn", "a name that is not the UTF-8 the archive says it is"),
+        ("secret.ipynb", "encrypted (password-protected)")]
+
+
+def test_a_damaged_member_is_refused_alone(tmp_path) -> None:
+    archive = make_zip(tmp_path / "damaged.zip", {"a_1_1_x.ipynb": NOTEBOOK * 50,
+                                                  "b_2_2_x.ipynb": NOTEBOOK})
+    data = bytearray(archive.read_bytes())
+    data[data.find(b"a_1_1_x.ipynb") + 20] ^= 0xFF  # a byte of its compressed data
+    archive.write_bytes(bytes(data))
+    with ingest.collect([archive]) as (found, refused):
+        assert [s.original for s in found] == ["damaged.zip/b_2_2_x.ipynb"]
+        assert [r.original for r in refused] == ["a_1_1_x.ipynb"]
+        assert refused[0].why.startswith("damaged in the archive")
+        assert not list(found[0].path.parent.glob("a_*"))  # no half-written file is left
+
+
+def test_an_unreadable_archive_is_a_clear_error_naming_it(tmp_path) -> None:
+    archive = make_zip(tmp_path / "cut.zip", {f"s{i}.ipynb": NOTEBOOK for i in range(3)})
+    data = archive.read_bytes()
+    end = data.rfind(b"PK\x05\x06")
+    archive.write_bytes(data[:end + 12] + b"\xff\xff\xff\x7f" + data[end + 16:])  # bad size
+    with pytest.raises(GraderError, match=r"cannot read the archive .*cut\.zip"):
+        with ingest.collect([archive]):
+            pass
+
+
+def test_member_count_is_checked_before_the_directory_is_read(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(ingest, "MAX_MEMBERS", 3)
+    archive = make_zip(tmp_path / "many.zip", {f"n{i}.ipynb": NOTEBOOK for i in range(4)})
+
+    def never(*args, **kwargs):
+        raise AssertionError("the whole central directory was read before the cap")
+
+    monkeypatch.setattr(ingest.zipdir, "open_zip", never)
+    with pytest.raises(GraderError, match="4 files in the archive"):
+        with ingest.collect([archive]):
+            pass
+
+
+def test_member_count_of_a_zip64_archive_is_read_from_its_own_record(tmp_path,
+                                                                      monkeypatch) -> None:
+    """Past 65,535 members the classic end record says 0xFFFF; the zip64 one has the count."""
+    archive = tmp_path / "huge.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        for number in range(0x10000):
+            zf.writestr(str(number), b"")
+    with open(archive, "rb") as raw:
+        assert ingest.zipdir.directory(raw).members == 0x10000
+    monkeypatch.setattr(ingest.zipdir, "open_zip", None)  # never reached
+    with pytest.raises(GraderError, match="65536 files in the archive"):
+        with ingest.collect([archive]):
+            pass
+
+
+def test_linked_notebooks_in_a_folder_are_refused_not_graded(tmp_path) -> None:
+    secret = tmp_path / "solutions"
+    secret.mkdir()
+    (secret / "backprop.ipynb").write_bytes(NOTEBOOK)
+    folder = tmp_path / "download"
+    folder.mkdir()
+    (folder / "ada_1001_1_x.ipynb").write_bytes(NOTEBOOK)
+    (folder / "bob_1002_2_x.ipynb").symlink_to(secret / "backprop.ipynb")
+    (folder / "cy_1003_3_x.ipynb").symlink_to(folder / "ada_1001_1_x.ipynb")
+    (folder / "linked").symlink_to(secret, target_is_directory=True)
+    (folder / "dir.ipynb").symlink_to(secret, target_is_directory=True)
+    with ingest.collect([folder]) as (found, refused):
+        assert [s.original for s in found] == ["download/ada_1001_1_x.ipynb"]
+        assert {r.original: r.why for r in refused} == {
+            "download/bob_1002_2_x.ipynb": nofollow.LINK,
+            "download/cy_1003_3_x.ipynb": nofollow.LINK,
+            "download/dir.ipynb": nofollow.LINK}
+    # a file the instructor names on the command line is theirs to point anywhere
+    with ingest.collect([folder / "bob_1002_2_x.ipynb"]) as (found, refused):
+        assert [s.original for s in found] == ["bob_1002_2_x.ipynb"] and not refused
 
 
 # --------------------------------------------------------------------------- roster

@@ -207,3 +207,39 @@ def test_encoding_round_trips_what_a_reference_returns() -> None:
 def test_export_is_deterministic(checkers: dict, tmp_path: Path) -> None:
     again = selfcheck.export("convolution", tmp_path / "again.pyz")
     assert again.read_bytes() == checkers["convolution"].read_bytes()
+
+
+def hidden_by_default(text: str) -> str:
+    """The rubric with its tests' own visibility removed and ``[defaults]`` hiding them all."""
+    text = text.replace('visibility = "hidden"\n', "")
+    return text.replace("\n[[tests]]", '\n[defaults]\nvisibility = "hidden"\n\n[[tests]]', 1)
+
+
+def test_hidden_by_default_stays_out_of_the_export(tmp_path: Path) -> None:
+    """``[defaults] visibility = "hidden"`` (as docs/rubric.md shows it) hides every test that
+    does not say otherwise: the export holds the one test marked public, nothing else."""
+    text = hidden_by_default((SOLUTIONS / "convolution.toml").read_text(encoding="utf-8"))
+    public_name = "conv2d: lecture example"
+    text = text.replace(f'name = "{public_name}"\n',
+                        f'name = "{public_name}"\nvisibility = "public"\n')
+    (tmp_path / "convolution.toml").write_text(text, encoding="utf-8")
+    (tmp_path / "convolution.ipynb").write_bytes((SOLUTIONS / "convolution.ipynb").read_bytes())
+    parsed = rubric.load("convolution", solutions_dir=tmp_path)
+    assert [t.name for t in parsed.tests if t.visibility == "public"] == [public_name]
+    pyz = selfcheck.export("convolution", tmp_path / "check.pyz", solutions_dir=tmp_path)
+    with zipfile.ZipFile(pyz) as archive:
+        bundle = json.loads(archive.read(f"{selfcheck.BUNDLE_PACKAGE}/answers.json"))
+    assert [t["name"] for t in bundle["rubric"]["tests"]] == [public_name]
+    assert set(bundle["functions"]) <= {"conv2d"}
+    text = artefact_text(pyz)
+    hidden = [t.name for t in parsed.tests if t.visibility == "hidden"]
+    assert len(hidden) == len(parsed.tests) - 1 and all(name not in text for name in hidden)
+
+
+def test_export_refuses_a_rubric_with_nothing_public(tmp_path: Path) -> None:
+    text = hidden_by_default((SOLUTIONS / "convolution.toml").read_text(encoding="utf-8"))
+    (tmp_path / "convolution.toml").write_text(text, encoding="utf-8")
+    (tmp_path / "convolution.ipynb").write_bytes((SOLUTIONS / "convolution.ipynb").read_bytes())
+    with pytest.raises(selfcheck.GraderError, match="no public tests"):
+        selfcheck.export("convolution", tmp_path / "check.pyz", solutions_dir=tmp_path)
+    assert not (tmp_path / "check.pyz").exists()
