@@ -882,7 +882,8 @@ class Zygote(Sandbox):
         self._control = ours
         hello = self.receive(time.monotonic() + timeout)
         if not hello or not hello.get("ready"):
-            raise SandboxCrashed(f"the zygote did not start: {hello or self.log()}")
+            why = (hello or {}).get("error") or hello or self.log()
+            raise SandboxCrashed(f"the zygote did not start: {why}")
 
     def log(self) -> str:
         """What the zygote printed (its own errors; never student output), the last 2 kB."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -335,6 +336,38 @@ print("FOUND " + json.dumps({"runtime": lower(), "forked": json.loads(os.read(re
 
 
 @needs_zygote
+@pytest.mark.skipif("cgroup" not in sandbox.available_layers(), reason="no memory cgroup here")
+def test_memory_spread_over_a_childs_processes_is_the_students(config: SandboxConfig) -> None:
+    """The real thing where a memory cgroup holds the zygote and its child: the child tries to
+    lower its score, then fills the cgroup from two processes. The kernel kills in the child,
+    the student is told they ran out of memory, and the zygote serves the next child."""
+    spread = r"""
+import os, time
+for value in ("-1000", "0"):
+    try:
+        open("/proc/self/oom_score_adj", "w").write(value)
+    except OSError:
+        pass
+if os.fork() == 0:
+    mine = b"c" * (150 << 20)
+    time.sleep(1000)
+time.sleep(1)
+mine = b"p" * (450 << 20)  # each process under its own limit, the two together are not
+"""
+    small = dataclasses.replace(config, limits=Limits(memory_mb=600, scratch_mb=64))
+    with Sandbox(small) as first:
+        zygote = first._zygote
+        running = zygote_python(zygote)
+        with pytest.raises(sandbox.SandboxCrashed, match="ran out of memory") as crash:
+            exec_cell(first, spread, timeout=20)
+        assert not isinstance(crash.value, sandbox.ZygoteLost)
+    assert zygote.alive and zygote_python(zygote) == running
+    with Sandbox(small) as second:
+        assert second._zygote is zygote
+        assert exec_cell(second, "x = 1")["ok"]
+
+
+@needs_zygote
 @pytest.mark.parametrize("counted_by", ["cgroup", "machine"])
 def test_a_zygote_killed_for_memory_is_the_students_out_of_memory(
         config: SandboxConfig, tmp_path: Path, monkeypatch, counted_by: str) -> None:
@@ -427,6 +460,29 @@ def test_where_no_zygote_starts_each_submission_gets_a_fresh_sandbox(
     used, missing = sandbox.plan_layers(config.mode)
     assert "fresh sandbox per submission (the zygote failed: refused for this test)" in (
         sandbox.describe(used, missing))
+
+
+@needs_zygote
+def test_where_a_childs_mounts_cannot_be_sealed_no_zygote_starts(
+        config: SandboxConfig, tmp_path: Path, monkeypatch) -> None:
+    """The zygote's own check at start fails (here: made to): rather than children that could
+    leave files for the next, each submission gets a fresh sandbox, and the summary says why."""
+    inside = tmp_path / "inside"
+    shutil.copytree(sandbox.INSIDE_PACKAGE, inside)
+    source = (inside / "zygote.py").read_text()
+    probe = "def _probe_sealing() -> str:\n"
+    assert probe in source
+    (inside / "zygote.py").write_text(source.replace(
+        probe, probe + "    return 'sealing refused for this test'\n", 1))
+    monkeypatch.setattr(sandbox, "INSIDE_PACKAGE", inside)
+    monkeypatch.setattr(sandbox, "_IDLE", [])
+    monkeypatch.setattr(sandbox, "_ZYGOTE_BROKEN", [])
+    with Sandbox(config) as box:
+        assert box._zygote is None
+        assert exec_cell(box, "x = 1")["ok"]
+    used, missing = sandbox.plan_layers(config.mode)
+    assert "fresh sandbox per submission (the zygote failed: the zygote did not start: sealing " \
+           "refused for this test)" in sandbox.describe(used, missing)
 
 
 def test_the_plan_says_where_each_submission_runs(monkeypatch) -> None:
