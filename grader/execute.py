@@ -164,7 +164,8 @@ class Session:
     # -- internals --
     def _request(self, message: dict[str, Any], *, timeout: float,
                  what: str = "the grader's request", retry: bool = True,
-                 ) -> dict[str, Any] | str | None:
+                 first_loss: ZygoteLost | None = None) -> dict[str, Any] | str | None:
+        """The answer, a crash description (the student's), or None on a timeout."""
         if self._sandbox is None or not self._sandbox.alive:
             # (a lost zygote is the machine's business: nothing to tell the student)
             lost = self._sandbox is not None and self._sandbox.zygote_lost
@@ -175,19 +176,26 @@ class Session:
             answer = self._sandbox.request(message, timeout=timeout)
             self._note_strays(answer, what)
             return answer
-        except ZygoteLost:
+        except ZygoteLost as lost:
             # the machine's fault, not the student's: a fresh zygote, the cells again, and the
             # same request once more
             self._restart(None)
-            if not retry:
-                raise _zygote_lost_twice() from None
-            return self._request(message, timeout=timeout, what=what, retry=False)
+            if retry:
+                return self._request(message, timeout=timeout, what=what, retry=False,
+                                     first_loss=lost)
+            if _lost_to_memory(first_loss, lost):
+                return self._out_of_memory_note()
+            raise _zygote_lost_twice() from None
         except SandboxTimedOut:
             self._restart(None)
             return None
         except SandboxCrashed as exc:
             self._restart(None)
             return str(exc)
+
+    def _out_of_memory_note(self) -> str:
+        return (f"the sandboxed process ran out of memory (the limit is "
+                f"{self.config.limits.memory_mb} MB) and was killed")
 
     def _restart(self, reason: str | None) -> bool:
         """A fresh sandbox with the cells that had worked, so later tests still run."""
@@ -232,18 +240,23 @@ class Session:
 
     def _exec_cell(self, index: int, source: str, budget: float,
                    definitions_only: bool = False, retry: bool = True,
-                   ) -> dict[str, Any] | str | None:
+                   first_loss: ZygoteLost | None = None) -> dict[str, Any] | str | None:
         message = {"op": "exec", "cell": index, "source": source, "timeout": budget,
                    "definitions_only": definitions_only}
         try:
             answer = self._sandbox.request(message, timeout=budget)
             self._note_strays(answer, _cell(index))
             return answer
-        except ZygoteLost:
-            if not retry:
+        except ZygoteLost as lost:
+            if retry:
+                self._restart(None)  # (replays the cells before this one; the machine's fault)
+                return self._exec_cell(index, source, budget, definitions_only, retry=False,
+                                       first_loss=lost)
+            if not _lost_to_memory(first_loss, lost):
                 raise _zygote_lost_twice() from None
-            self._restart(None)  # (replays the cells before this one; the machine's fault)
-            return self._exec_cell(index, source, budget, definitions_only, retry=False)
+            self._skipped_cells.add(index)  # as for any cell that killed its sandbox
+            self._restart(None)
+            return self._out_of_memory_note()
         except SandboxCrashed as exc:
             # the cell killed or hung its sandbox: skip it from now on and carry on without it
             self._skipped_cells.add(index)
@@ -344,6 +357,13 @@ def _cells(indices: list[int]) -> str:
 
 
 START_ATTEMPTS = 3
+
+
+def _lost_to_memory(first: ZygoteLost | None, second: ZygoteLost) -> bool:
+    """Whether the kernel's memory killer struck while the same code ran, both times its zygote
+    was lost: then the student's memory took the machine's (their out-of-memory, and the batch
+    goes on); once alone proves nothing."""
+    return first is not None and first.machine_out_of_memory and second.machine_out_of_memory
 
 
 def _zygote_lost_twice() -> InfrastructureError:

@@ -72,7 +72,16 @@ class SandboxTimedOut(SandboxCrashed):
 
 
 class ZygoteLost(SandboxCrashed):
-    """The worker's zygote died under a child: the machine's fault, never the student's."""
+    """The worker's zygote died under a child: the machine's fault, never the student's.
+
+    Unless its memory cgroup counted a kill (then it is the student's out-of-memory, and no
+    ZygoteLost). Where there is no such cgroup, ``machine_out_of_memory`` says whether the
+    kernel's memory killer struck anywhere on the machine while the child ran: once proves
+    nothing, the same request losing its zygote that way twice is the student's."""
+
+    def __init__(self, message: str, *, machine_out_of_memory: bool = False):
+        super().__init__(message)
+        self.machine_out_of_memory = machine_out_of_memory
 
 
 @dataclass(frozen=True)
@@ -299,6 +308,7 @@ class Sandbox:
         self._drainers: list[threading.Thread] = []
         self._zygote: Zygote | None = None  # the zygote this sandbox is a child of, if any
         self._oom_before = 0
+        self._machine_oom_before = 0
 
     # -- lifecycle --
     def start(self, *, timeout: float = 60) -> None:
@@ -368,6 +378,7 @@ class Sandbox:
         its own pipes and MNIST descriptors (sent over the zygote's socket, then closed here)."""
         self._zygote, self.uid = zygote, zygote.uid
         self._oom_before = zygote.oom_kills()
+        self._machine_oom_before = machine_oom_kills()
         req_read, self._req_write = os.pipe()
         self._resp_read, resp_write = os.pipe()
         out_read, out_write = os.pipe()
@@ -527,7 +538,10 @@ class Sandbox:
     def _crash(self) -> SandboxCrashed:
         note = self._death_note()
         if isinstance(self._process, ZygoteChild) and self._process.lost:
-            return ZygoteLost(f"the worker's zygote stopped ({note})")
+            if self._out_of_memory():  # the kill in its cgroup was the student's memory's
+                return SandboxCrashed(note)
+            return ZygoteLost(f"the worker's zygote stopped ({note})", machine_out_of_memory=(
+                machine_oom_kills() > self._machine_oom_before))
         return SandboxCrashed(note)
 
     def _death_note(self) -> str:
@@ -833,13 +847,15 @@ class Zygote(Sandbox):
     Its capabilities are only those a child needs to build its walls before dropping them all:
     in its user namespace where the grader is an ordinary user, CAP_SYS_ADMIN (namespaces and
     mounts); as root, that and CAP_SETUID/SETGID/SETPCAP, so that each child can become the
-    slot's unprivileged uid, which cannot signal or trace the root zygote."""
+    slot's unprivileged uid, which cannot signal or trace the root zygote, and CAP_SYS_RESOURCE,
+    so that its memory killer score cannot be lowered."""
 
     def __init__(self, config: SandboxConfig):
         super().__init__(config)
         self._control: socket.socket | None = None
         self._log: IO[bytes] | None = None
         self.child: ZygoteChild | None = None
+        self._oom_seen = 0
 
     def _start(self, timeout: float) -> None:
         number, self._slot = claim_slot()
@@ -867,7 +883,8 @@ class Zygote(Sandbox):
         self._control = ours
         hello = self.receive(time.monotonic() + timeout)
         if not hello or not hello.get("ready"):
-            raise SandboxCrashed(f"the zygote did not start: {hello or self.log()}")
+            why = (hello or {}).get("error") or hello or self.log()
+            raise SandboxCrashed(f"the zygote did not start: {why}")
 
     def log(self) -> str:
         """What the zygote printed (its own errors; never student output), the last 2 kB."""
@@ -880,7 +897,8 @@ class Zygote(Sandbox):
     def _capabilities(self) -> list[str]:
         wanted = ["CAP_SYS_ADMIN"]
         if os.geteuid() == 0:
-            wanted += ["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"]
+            # (CAP_SYS_RESOURCE: a child's memory killer score of 1000 becomes its floor)
+            wanted += ["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_SYS_RESOURCE"]
             prefix = ["--cap-drop", "ALL"]
         else:
             prefix = ["--unshare-user", "--cap-drop", "ALL"]
@@ -926,10 +944,18 @@ class Zygote(Sandbox):
         except OSError:
             pass
 
+    def oom_kills(self) -> int:
+        """Kills in the zygote's memory cgroup; once it is closed (its cgroups gone with it),
+        the last count, so that a child can still tell whether its zygote died of memory."""
+        if self._cgroups:
+            self._oom_seen = super().oom_kills()
+        return self._oom_seen
+
     def close(self) -> None:
         control, self._control = self._control, None
         if control is not None:
             control.close()
+        self.oom_kills()  # (the last look, before the cgroups go)
         super().close()
         log, self._log = self._log, None
         if log is not None:
@@ -1011,6 +1037,19 @@ def _take_zygote(config: SandboxConfig) -> Zygote:
         _FINALIZER_FOR[:] = [os.getpid()]
         multiprocessing.util.Finalize(None, _close_idle_zygotes, exitpriority=10)
     return zygote
+
+
+def machine_oom_kills() -> int:
+    """How many processes the kernel's memory killer has killed on this machine (0 where the
+    kernel does not say: before 4.13)."""
+    try:
+        with open("/proc/vmstat") as handle:
+            for line in handle:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def _zygote_key(config: SandboxConfig) -> SandboxConfig:

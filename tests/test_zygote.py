@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -28,12 +30,31 @@ pytestmark = [pytest.mark.core, pytest.mark.slow]
 needs_zygote = pytest.mark.skipif(not sandbox.zygote_plan(sandbox.available_layers())[0],
                                   reason="no zygote here: each submission gets a fresh sandbox")
 
+# folders every child of a zygote sees, made by bubblewrap (owned by the child's uid where the
+# grader is an ordinary user): nothing written there may outlive the child
+SHARED = ("/", "/dev", "/dev/pts", "/etc", "/sandbox", "/sandbox/inside", "/site", "/usr")
+
 # A: everything a submission could try to leave behind for the next one
 LEAVE_TRACES = r"""
 import os, sys, subprocess, numpy as np
 from multiprocessing import shared_memory
 for folder in ("/scratch", "/tmp", "/dev/shm", os.environ["HOME"], os.environ["TMPDIR"]):
     open(os.path.join(folder, "from-A"), "w").write("secret of A")
+planted = []
+for folder in SHARED:  # code the next student would import (/sandbox is first on sys.path)
+    for name in ("from_a.py", "gzip.py"):
+        try:
+            with open(os.path.join(folder, name), "w") as handle:
+                handle.write("print('CODE OF A RUNS IN B', flush=True)\n")
+            planted.append(os.path.join(folder, name))
+        except OSError:
+            pass
+    try:
+        os.mkdir(os.path.join(folder, "from-A-dir"))
+        planted.append(os.path.join(folder, "from-A-dir"))
+    except OSError:
+        pass
+print("PLANTED " + " ".join(planted), flush=True)
 keep = shared_memory.SharedMemory(name="from-A-shm", create=True, size=1 << 20)
 try:
     with open("/dev/shm/from-A-fill", "wb") as hog:  # until the tmpfs is full
@@ -63,9 +84,22 @@ import json, os, sys, numpy as np
 with open("/dev/shm/room", "wb") as handle:
     handle.write(b"y" * (8 << 20))
 os.remove("/dev/shm/room")
+try:
+    import from_a  # noqa: F401
+    imported = True
+except ImportError:
+    imported = False
+import gzip
+with open("/dev/null", "w") as sink:  # a read-only /dev still takes what is thrown away
+    sink.write("nothing")
 found = {
-    "files": sorted(name for folder in ("/scratch", "/tmp", "/dev/shm")
+    "files": sorted(name for folder in ("/scratch", "/tmp", "/dev/shm", os.environ["HOME"])
                     for name in os.listdir(folder)),
+    "shared": sorted(path for folder in SHARED for path in (
+        os.path.join(folder, name) for name in ("from_a.py", "gzip.py", "from-A-dir"))
+        if os.path.lexists(path)),
+    "imported": imported,
+    "gzip": gzip.__file__,
     "env": sorted(k for k in os.environ if k.startswith("FROM_A")),
     "module": "from_a" in sys.modules,
     "add": int(np.add(1, 1)),
@@ -78,6 +112,10 @@ found = {
 }
 print("FOUND " + json.dumps(found))
 """
+
+
+LEAVE_TRACES = f"SHARED = {SHARED!r}\n" + LEAVE_TRACES
+LOOK_AROUND = f"SHARED = {SHARED!r}\n" + LOOK_AROUND
 
 
 def exec_cell(box: Sandbox, source: str, timeout: float = 30) -> dict:
@@ -141,6 +179,7 @@ def test_nothing_of_a_reaches_b(config: SandboxConfig) -> None:
         zygote = first._zygote
         assert zygote is not None
         assert answer.get("strays", 0) >= 2, answer  # (killed by A's runtime after the cell)
+    assert "PLANTED \n" in first.output(), first.output()  # nothing shared was writable
     filled = [line for line in first.output().splitlines() if line.startswith("FILLED ")]
     assert filled and int(filled[0].split()[1]) >= (config.limits.scratch_mb - 2) << 20, filled
     # A's namespace died with it: only bubblewrap's init and the zygote are left
@@ -152,11 +191,15 @@ def test_nothing_of_a_reaches_b(config: SandboxConfig) -> None:
     second.start()
     try:
         assert second._zygote is zygote  # the same zygote: B is A's sibling
-        assert exec_cell(second, LOOK_AROUND)["ok"]
+        looked = exec_cell(second, LOOK_AROUND)
+        assert looked["ok"], looked
     finally:
         second.close()
+    assert "CODE OF A" not in second.output(), second.output()
     found = found_in(second.output())
     assert found["files"] == [], found
+    assert found["shared"] == [] and not found["imported"], found
+    assert Path(found["gzip"]).parent.name.startswith("python3"), found  # the standard library's
     assert found["env"] == [] and not found["module"], found
     assert found["add"] == 2 and found["seterr"] == "warn", found
     assert found["random"] == np.random.RandomState(0).random_sample(), found
@@ -259,6 +302,119 @@ def test_a_child_killed_for_memory_or_time_does_not_break_the_next(config: Sandb
 
 
 @needs_zygote
+def test_a_child_cannot_lower_its_memory_killer_score(config: SandboxConfig) -> None:
+    """Score 1000 (the child is the kernel's first choice, never the zygote), in the child and
+    in what it forks; lowering it fails, whoever tries."""
+    attempt = r"""
+import json, os
+def lower():
+    tried = {}
+    for value in ("0", "-1000", "999"):
+        try:
+            with open("/proc/self/oom_score_adj", "w") as handle:
+                handle.write(value)
+            tried[value] = "written"
+        except OSError as exc:
+            tried[value] = exc.errno
+    tried["now"] = int(open("/proc/self/oom_score_adj").read())
+    return tried
+reader, writer = os.pipe()
+if os.fork() == 0:
+    os.write(writer, json.dumps(lower()).encode())
+    os._exit(0)
+os.close(writer)
+os.wait()
+print("FOUND " + json.dumps({"runtime": lower(), "forked": json.loads(os.read(reader, 4096))}))
+"""
+    with Sandbox(config) as box:
+        assert box._zygote is not None
+        assert exec_cell(box, attempt)["ok"]
+    found = found_in(box.output())
+    for tried in found.values():
+        assert tried["now"] == 1000, found
+        assert all(tried[value] != "written" for value in ("0", "-1000", "999")), found
+
+
+@needs_zygote
+@pytest.mark.skipif("cgroup" not in sandbox.available_layers(), reason="no memory cgroup here")
+def test_memory_spread_over_a_childs_processes_is_the_students(config: SandboxConfig) -> None:
+    """The real thing where a memory cgroup holds the zygote and its child: the child tries to
+    lower its score, then fills the cgroup from two processes. The kernel kills in the child,
+    the student is told they ran out of memory, and the zygote serves the next child."""
+    spread = r"""
+import os, time
+for value in ("-1000", "0"):
+    try:
+        open("/proc/self/oom_score_adj", "w").write(value)
+    except OSError:
+        pass
+if os.fork() == 0:
+    mine = b"c" * (150 << 20)
+    time.sleep(1000)
+time.sleep(1)
+mine = b"p" * (450 << 20)  # each process under its own limit, the two together are not
+"""
+    small = dataclasses.replace(config, limits=Limits(memory_mb=600, scratch_mb=64))
+    with Sandbox(small) as first:
+        zygote = first._zygote
+        running = zygote_python(zygote)
+        with pytest.raises(sandbox.SandboxCrashed, match="ran out of memory") as crash:
+            exec_cell(first, spread, timeout=20)
+        assert not isinstance(crash.value, sandbox.ZygoteLost)
+    assert zygote.alive and zygote_python(zygote) == running
+    with Sandbox(small) as second:
+        assert second._zygote is zygote
+        assert exec_cell(second, "x = 1")["ok"]
+
+
+@needs_zygote
+@pytest.mark.parametrize("counted_by", ["cgroup", "machine"])
+def test_a_zygote_killed_for_memory_is_the_students_out_of_memory(
+        config: SandboxConfig, tmp_path: Path, monkeypatch, counted_by: str) -> None:
+    """The zygote dies under a child while the kernel's memory killer counts a kill: in the
+    zygote's own memory cgroup that is the student's out-of-memory at once; counted only
+    machine-wide, it is once the machine's benefit of the doubt (a fresh zygote, the request
+    again) and twice the student's. Either way the student's result says so and the
+    submission's grading goes on (it never stops the batch)."""
+    if counted_by == "cgroup" and "cgroup" not in sandbox.available_layers():
+        pytest.skip("no memory cgroup here")
+    kills = iter(range(1, 10_000))  # (each look finds one kill more: the kernel struck)
+    if counted_by == "cgroup":
+        monkeypatch.setattr(sandbox.Sandbox, "oom_kills", lambda self: next(kills))
+    else:
+        monkeypatch.setattr(sandbox, "machine_oom_kills", lambda: next(kills))
+    hog = ("def hog(x):\n    import time\n    print('HOGGING', flush=True)\n"
+           "    time.sleep(60)\n    return x\n")
+    path = build_notebook(tmp_path, "backprop", name="hog", extra_cells=[hog])
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_zygotes_under_hog() -> None:  # as the kernel would, each time the hog runs
+        while not stop.wait(0.05):
+            box = session._sandbox
+            if box is None or box._zygote is None or "HOGGING" not in box.output():
+                continue
+            running = zygote_python(box._zygote)
+            if running not in killed:
+                killed.append(running)
+                os.kill(running, signal.SIGKILL)
+
+    with Session(read(path), config) as session:
+        killer = threading.Thread(target=kill_zygotes_under_hog, daemon=True)
+        killer.start()
+        try:
+            outcome = session.call("hog", [1], timeout=30)
+        finally:
+            stop.set()
+            killer.join()
+        assert not outcome.ok and outcome.kind == "crash", outcome
+        assert "ran out of memory" in outcome.error, outcome
+        assert len(killed) == (1 if counted_by == "cgroup" else 2), killed
+        after = session.call("relu_forward", [np.array([-1.0, 2.0])], timeout=30, reply=[0])
+        assert after.ok and after.value[0].tolist() == [0.0, 2.0], after
+
+
+@needs_zygote
 def test_a_dead_zygote_is_replaced_and_the_submission_graded(
         config: SandboxConfig, tmp_path: Path) -> None:
     """Killed between two requests of one submission: the request is answered by a fresh
@@ -304,6 +460,29 @@ def test_where_no_zygote_starts_each_submission_gets_a_fresh_sandbox(
     used, missing = sandbox.plan_layers(config.mode)
     assert "fresh sandbox per submission (the zygote failed: refused for this test)" in (
         sandbox.describe(used, missing))
+
+
+@needs_zygote
+def test_where_a_childs_mounts_cannot_be_sealed_no_zygote_starts(
+        config: SandboxConfig, tmp_path: Path, monkeypatch) -> None:
+    """The zygote's own check at start fails (here: made to): rather than children that could
+    leave files for the next, each submission gets a fresh sandbox, and the summary says why."""
+    inside = tmp_path / "inside"
+    shutil.copytree(sandbox.INSIDE_PACKAGE, inside)
+    source = (inside / "zygote.py").read_text()
+    probe = "def _probe_sealing() -> str:\n"
+    assert probe in source
+    (inside / "zygote.py").write_text(source.replace(
+        probe, probe + "    return 'sealing refused for this test'\n", 1))
+    monkeypatch.setattr(sandbox, "INSIDE_PACKAGE", inside)
+    monkeypatch.setattr(sandbox, "_IDLE", [])
+    monkeypatch.setattr(sandbox, "_ZYGOTE_BROKEN", [])
+    with Sandbox(config) as box:
+        assert box._zygote is None
+        assert exec_cell(box, "x = 1")["ok"]
+    used, missing = sandbox.plan_layers(config.mode)
+    assert "fresh sandbox per submission (the zygote failed: the zygote did not start: sealing " \
+           "refused for this test)" in sandbox.describe(used, missing)
 
 
 def test_the_plan_says_where_each_submission_runs(monkeypatch) -> None:

@@ -3,10 +3,21 @@ then forks a fresh child per submission. It never runs student code itself.
 
 Each child, before any student code, gets walls of its own on top of the sandbox's: new PID, mount
 and IPC namespaces (all of its processes die with it, and it cannot see or signal the zygote), a
-fresh size-capped tmpfs for /scratch, /tmp and /dev/shm, a /proc of its own namespace, no
-capabilities, no new privileges, the slot's uid where the grader runs as root, then the usual
+fresh size-capped tmpfs for /scratch, /tmp and /dev/shm, a read-only /proc of its own namespace,
+no capabilities, no new privileges, the slot's uid where the grader runs as root, then the usual
 rlimits and seccomp filter (``runtime.main`` applies them). Python state is fresh because the fork
 comes from the pristine zygote, which has run nothing but this file.
+
+Everything else the children share (the sandbox's root, /dev, /etc, /sandbox: folders bubblewrap
+made, owned by the child's uid where the grader is an ordinary user) is remounted read-only in
+each child's own mount namespace before its fresh folders are mounted, and checked: whatever one
+submission could write there would be found, or imported, by the next. The zygote checks once, at
+start, that this works here; where it does not, it does not start, and each submission gets a
+fresh sandbox of its own instead.
+
+The child's memory killer score is 1000 (first to go), written while the child still holds its
+capabilities (as root that raises the floor too) on a /proc then mounted read-only, so student code
+cannot lower it and leave the zygote to be killed in its place.
 
 Three processes per child: a launcher (unshares, forks, exits at once; the zygote is the
 subreaper, so the next one becomes its child), an init that mounts and then only reaps, and the
@@ -23,6 +34,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import select
 import signal
 import socket
@@ -39,6 +51,10 @@ MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 0x20, 0x1000, 0x4000, 0x40000
 PR_SET_DUMPABLE, PR_CAPBSET_DROP = 4, 24
 PR_SET_NO_NEW_PRIVS, PR_SET_CHILD_SUBREAPER, PR_CAP_AMBIENT = 38, 36, 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
+MS_NOSYMFOLLOW = 0x100
+KEPT_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC,
+              "nosymfollow": MS_NOSYMFOLLOW}  # may be locked: a remount must keep them (or EPERM)
+FRESH = ("/tmp", "/dev/shm", "/scratch")  # each child's own tmpfs: its only writable folders
 SETUP_FAILED = 71  # exit status of a child whose walls could not be built (never the student's)
 
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -71,6 +87,10 @@ def main(argv: list[str]) -> None:
     _prctl(PR_SET_DUMPABLE, 0)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     load_seccomp()  # the library's import, paid here too
+    problem = _probe_sealing()
+    if problem:  # no zygote, rather than children that could leave files for the next
+        control.send(json.dumps({"ready": False, "error": problem}).encode())
+        os._exit(SETUP_FAILED)
     control.send(json.dumps({"ready": True}).encode())
     while True:
         message, fds, _, _ = socket.recv_fds(control, 1 << 16, 64)
@@ -200,6 +220,7 @@ def _reap_all() -> None:
 def _init(request: dict, fds: list[int]) -> None:
     """Build the child's private file system, fork the runtime, then only reap until it ends."""
     try:
+        _first_to_kill()
         _private_mounts(int(request["scratch_mb"]))
         for number in range(1, signal.NSIG):  # init ignores what it has no handler for
             if number not in (signal.SIGKILL, signal.SIGSTOP):
@@ -226,19 +247,96 @@ def _init(request: dict, fds: list[int]) -> None:
             os._exit(128 - code if code < 0 else code)
 
 
+def _first_to_kill() -> None:
+    """Memory killer score 1000, written while this process still holds its capabilities: as
+    root that is CAP_SYS_RESOURCE, which makes 1000 the floor too. (In a user namespace the
+    floor stays; the read-only /proc is what keeps student code from lowering the score.)
+    Dumpable for that moment, or the file is not ours to write in a user namespace; no student
+    process exists yet."""
+    _prctl(PR_SET_DUMPABLE, 1)
+    try:
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("1000")
+    finally:
+        _prctl(PR_SET_DUMPABLE, 0)
+
+
 def _private_mounts(scratch_mb: int) -> None:
-    """Fresh, empty, size-capped writable folders and a /proc that shows this namespace only."""
+    """Everything shared with the zygote read-only; fresh, empty, size-capped writable folders;
+    a read-only /proc that shows this namespace only."""
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
-    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _seal_shared_mounts()
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
     for hidden in ("/proc/sys", "/proc/sysrq-trigger"):  # as bubblewrap covers them
         if not os.path.exists(hidden):
             continue
         _mount(hidden, hidden, None, MS_BIND | MS_REC)
         _mount(hidden, hidden, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     size = f"size={scratch_mb << 20},mode=1777"
-    for folder in ("/tmp", "/dev/shm", "/scratch"):
+    for folder in FRESH:
         _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, size)
+    _check_sealed()
     os.chdir("/scratch")
+
+
+def _mounts() -> list[tuple[str, set[str]]]:
+    """This namespace's mounts, in order: where each is, and its per-mount options."""
+    found = []
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            fields = line.split()
+            where = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), fields[4])  # \040
+            found.append((where, set(fields[5].split(","))))
+    return found
+
+
+def _seal_shared_mounts() -> None:
+    """Remount every mount of this (new, private) namespace read-only, keeping the flags
+    bubblewrap set, which may be locked. Done before anything of the child's own is mounted, so
+    what lies below its fresh folders is read-only too."""
+    for where, options in _mounts():
+        if "ro" in options:
+            continue
+        kept = sum(flag for name, flag in KEPT_FLAGS.items() if name in options)
+        _mount("none", where, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept)
+
+
+def _check_sealed() -> None:
+    """Checked, not assumed: only the child's own fresh folders are writable."""
+    mounts = _mounts()
+    own = {where: index for index, (where, _) in enumerate(mounts) if where in FRESH}
+    writable = [where for index, (where, options) in enumerate(mounts)
+                if "ro" not in options and own.get(where) != index]
+    if writable or sorted(own) != sorted(FRESH):
+        raise OSError(0, f"writable where all children share it: {', '.join(writable)}")
+
+
+def _probe_sealing() -> str:
+    """Whether a child's mounts can be sealed here (the zygote's own check at start): empty if
+    so, else why not."""
+    report_read, report_write = os.pipe()
+    probe = os.fork()
+    if probe == 0:  # pragma: no cover - runs in the child
+        try:
+            os.close(report_read)
+            _check(_libc.unshare(CLONE_NEWNS), "unshare")
+            _mount("none", "/", None, MS_REC | MS_PRIVATE)
+            _seal_shared_mounts()
+            for folder in FRESH:
+                _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "size=65536")
+            _check_sealed()
+            problem = b""
+        except BaseException as exc:  # noqa: BLE001 - said to the zygote, which says it on
+            problem = f"a child's mounts cannot be made read-only here ({exc})".encode()
+        os.write(report_write, problem[:400] or b"ok")
+        os._exit(0)
+    os.close(report_write)
+    try:
+        answer = os.read(report_read, 512).decode(errors="replace")
+    finally:
+        os.close(report_read)
+        os.waitpid(probe, 0)
+    return "" if answer == "ok" else (answer or "the check of a child's mounts did not finish")
 
 
 def _become_runtime(request: dict, fds: list[int]) -> None:
@@ -253,8 +351,6 @@ def _become_runtime(request: dict, fds: list[int]) -> None:
         os.close(null)
         os.close(output)
         _drop_privileges(request.get("uid"))
-        with open("/proc/self/oom_score_adj", "w") as handle:  # (dumpable again: ours to write)
-            handle.write("1000")  # the kernel's memory killer takes this child, not the zygote
         os.environ.clear()
         os.environ.update(request["env"])
         config = dict(request["runtime"])
