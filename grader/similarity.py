@@ -27,6 +27,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import combinations
 
 K = 10  # tokens per fingerprinted k-gram: shorter runs are too common to mean anything
@@ -35,6 +36,8 @@ COMMON_FRACTION = 0.2  # fingerprints held by more of the class than this weigh 
 THRESHOLD = 0.5  # weighted Jaccard at or above which a pair is listed as suspicious
 MIN_SHARED = 3  # rare fingerprints a pair must share: one short match is no case
 LOCAL = "V"
+MEMORY = 8192  # sources whose tokens and fingerprints a process remembers (a class's worth)
+MEMORY_CHARS = 30_000  # longer sources are worked out each time, never kept
 
 # unparse prints canonical Python, so a small pattern tokenises it: strings (with prefixes),
 # numbers, names, two- and three-character operators, then any other single character.
@@ -98,6 +101,15 @@ def tokens(source: str, *, numbered: bool = False) -> tuple[Token, ...]:
     replaced (parameters by position ``P0, P1...``; other locals by ``V``, or, ``numbered``,
     by order of first use ``V0, V1...``), layout and comments gone. Source that does not parse
     gives none (it is shown, not compared)."""
+    if len(source) > MEMORY_CHARS:  # (a hostile giant is not kept)
+        return _tokens.__wrapped__(source, numbered)
+    return _tokens(source, numbered)
+
+
+@lru_cache(maxsize=MEMORY)
+def _tokens(source: str, numbered: bool) -> tuple[Token, ...]:
+    """Remembered per source: the class view and the similarity page both ask for every
+    function, and handed-out code and copied code recur across a class (immutable tokens)."""
     function = _parse_function(source)
     if function is None:
         return ()
@@ -252,6 +264,13 @@ def _token_class(word: str) -> str:
 def fingerprints(function: str, source: str, *, k: int = K,
                  window: int = WINDOW) -> tuple[Fingerprint, ...]:
     """The winnowed fingerprints of one function's body (Schleimer, Wilkerson and Aiken)."""
+    if len(source) > MEMORY_CHARS:
+        return _fingerprints.__wrapped__(function, source, k, window)
+    return _fingerprints(function, source, k, window)
+
+
+@lru_cache(maxsize=MEMORY)
+def _fingerprints(function: str, source: str, k: int, window: int) -> tuple[Fingerprint, ...]:
     found = tokens(source)
     grams = [_kgram(found[i:i + k], function) for i in range(len(found) - k + 1)]
     if len(grams) <= window:
