@@ -193,6 +193,7 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
         expectations.prepare(rubric, reference.load(rubric.solution))
     bar = _progress(len(todo), enabled=progress)
     fresh: list[str] = [r.student for r in rescored]  # pages written without a final grade
+    written = list(rescored)  # what this run wrote, exactly as it is in the folder
     for number, encoded in enumerate(_execute(todo, jobs=jobs, dask_address=dask_address)):
         result = encoded.result()
         _write_encoded(result, encoded, out_dir)
@@ -200,6 +201,7 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
             classroom.warm_up()
         classview.prepare(result, rubric)
         done.append(result)
+        written.append(result)
         fresh.append(result.student)  # its page was just written without a final grade
         bar.update(1)
     bar.close()
@@ -208,7 +210,7 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
     machine = [verdict.sandbox, verdict.line()] if verdict is not None else []
     view = classroom.rebuild(out_dir, assignment=rubric.name, max_score=rubric.max_score,
                              intake=intake, fresh=fresh, machine=machine, rubric=rubric,
-                             known=results)
+                             known=written)
     graded = len(todo) + len(rescored)
     return BatchSummary(results, graded, len(done) - graded, time.perf_counter() - started,
                         verdict, view, rescored=len(rescored))

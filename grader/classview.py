@@ -327,12 +327,12 @@ def _pct(value: float) -> str:
 
 def _code(source: str, lines: Sequence[int] = ()) -> Markup | None:
     """Pygments escapes every character of the source; its markup is safe to embed."""
-    if len(source) > MAX_SOURCE_CHARS:
+    if len(source) > similarity.MEMORY_CHARS:  # (a hostile giant is not kept)
         return _highlighted.__wrapped__(source, tuple(lines))
     return _highlighted(source, tuple(lines))
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=similarity.MEMORY)
 def _highlighted(source: str, lines: tuple[int, ...]) -> Markup | None:
     """Remembered per source and marked lines: the same code recurs on the function pages and
     the similarity page, and across a class (Markup is an immutable string)."""

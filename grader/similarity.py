@@ -36,8 +36,8 @@ COMMON_FRACTION = 0.2  # fingerprints held by more of the class than this weigh 
 THRESHOLD = 0.5  # weighted Jaccard at or above which a pair is listed as suspicious
 MIN_SHARED = 3  # rare fingerprints a pair must share: one short match is no case
 LOCAL = "V"
-MEMORY = 8192  # sources whose tokens and fingerprints a process remembers (a class's worth)
-MEMORY_CHARS = 30_000  # longer sources are worked out each time, never kept
+MEMORY = 2048  # sources whose normalised text and fingerprints a process remembers
+MEMORY_CHARS = 4_000  # longer sources (a function is rarely 1,000) are worked out, not kept
 
 # unparse prints canonical Python, so a small pattern tokenises it: strings (with prefixes),
 # numbers, names, two- and three-character operators, then any other single character.
@@ -101,15 +101,6 @@ def tokens(source: str, *, numbered: bool = False) -> tuple[Token, ...]:
     replaced (parameters by position ``P0, P1...``; other locals by ``V``, or, ``numbered``,
     by order of first use ``V0, V1...``), layout and comments gone. Source that does not parse
     gives none (it is shown, not compared)."""
-    if len(source) > MEMORY_CHARS:  # (a hostile giant is not kept)
-        return _tokens.__wrapped__(source, numbered)
-    return _tokens(source, numbered)
-
-
-@lru_cache(maxsize=MEMORY)
-def _tokens(source: str, numbered: bool) -> tuple[Token, ...]:
-    """Remembered per source: the class view and the similarity page both ask for every
-    function, and handed-out code and copied code recur across a class (immutable tokens)."""
     function = _parse_function(source)
     if function is None:
         return ()
@@ -131,6 +122,15 @@ def _tokens(source: str, numbered: bool) -> tuple[Token, ...]:
 def normalised(source: str) -> str:
     """One line that two implementations share exactly when they differ only in names,
     layout and comments (locals are numbered, so ``x.T @ dout`` and ``dout.T @ x`` differ)."""
+    if len(source) > MEMORY_CHARS:  # (a hostile giant is not kept)
+        return _normalised.__wrapped__(source)
+    return _normalised(source)
+
+
+@lru_cache(maxsize=MEMORY)
+def _normalised(source: str) -> str:
+    """Remembered per source, as the fingerprints are: the class view and the similarity
+    page ask for every function, and handed-out and copied code recur across a class."""
     return " ".join(t.text for t in tokens(source, numbered=True))
 
 

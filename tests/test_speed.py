@@ -37,7 +37,7 @@ def backprop() -> rubric.Rubric:
 
 
 def _forget() -> None:
-    similarity._tokens.cache_clear()
+    similarity._normalised.cache_clear()
     similarity._fingerprints.cache_clear()
     classview._highlighted.cache_clear()
 
@@ -117,11 +117,12 @@ def test_highlighting_follows_the_source_and_its_marked_lines() -> None:
 
 def test_a_giant_source_is_worked_out_but_not_kept() -> None:
     _forget()
-    giant = "def f(x):\n" + "    y = x + 1\n" * 5000
+    giant = "def f(x):\n" + "    y = x + 1\n" * 500
     assert len(giant) > similarity.MEMORY_CHARS
     assert similarity.tokens(giant) and similarity.fingerprints("f", giant)
     assert classview._code(giant) is not None
-    assert similarity._tokens.cache_info().currsize == 0
+    assert similarity.normalised(giant)
+    assert similarity._normalised.cache_info().currsize == 0
     assert similarity._fingerprints.cache_info().currsize == 0
     assert classview._highlighted.cache_info().currsize == 0
 
