@@ -599,6 +599,7 @@ def class_view_seconds(runs: int = 3) -> list[float]:
     loaded = rubric.load("backprop")
     times = []
     for _ in range(runs):
+        classview.forget()  # each run cold: no sources remembered from the run before
         with tempfile.TemporaryDirectory(prefix="grader-class-view-") as out:
             started = time.perf_counter()
             classview.write(generated.results, Path(out), loaded)

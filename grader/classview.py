@@ -325,6 +325,13 @@ def _pct(value: float) -> str:
     return f"{value:.0%}"
 
 
+def forget() -> None:
+    """Drop the highlighted code and the similarity memory this process keeps (see
+    ``prepare``): for a benchmark's cold start or a test."""
+    _highlighted.cache_clear()
+    similarity.forget()
+
+
 def _code(source: str, lines: Sequence[int] = ()) -> Markup | None:
     """Pygments escapes every character of the source; its markup is safe to embed."""
     if len(source) > similarity.MEMORY_CHARS:  # (a hostile giant is not kept)

@@ -119,6 +119,12 @@ def tokens(source: str, *, numbered: bool = False) -> tuple[Token, ...]:
     return tuple(found)
 
 
+def forget() -> None:
+    """Drop what this process remembers of sources (a benchmark's cold start, a test)."""
+    _normalised.cache_clear()
+    _fingerprints.cache_clear()
+
+
 def normalised(source: str) -> str:
     """One line that two implementations share exactly when they differ only in names,
     layout and comments (locals are numbered, so ``x.T @ dout`` and ``dout.T @ x`` differ)."""

@@ -37,9 +37,7 @@ def backprop() -> rubric.Rubric:
 
 
 def _forget() -> None:
-    similarity._normalised.cache_clear()
-    similarity._fingerprints.cache_clear()
-    classview._highlighted.cache_clear()
+    classview.forget()
 
 
 def _files(folder: Path) -> dict[str, bytes]:
