@@ -1,7 +1,7 @@
 """Grade a whole class: parallel workers or a Dask cluster, incremental, loses nothing.
 
-Workers grade and render; only this process writes files, each one atomically, as soon as its
-submission is done. A result already on disk with the same cache key (submission, rubric,
+Workers grade, render and encode; only this process writes files, each one atomically, as soon
+as its submission is done. A result already on disk with the same cache key (submission, rubric,
 reference and grader version) is reused, so an interrupted run resumes where it stopped and a
 rerun after a few late submissions grades only those.
 """
