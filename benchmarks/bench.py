@@ -184,12 +184,14 @@ def child_stages(folder: Path, *, mnist_runs: int, starts: int) -> dict[str, Any
 def child_throughput(folder: Path, out_dir: Path, *, jobs: int) -> dict[str, Any]:
     """What ``python -m grader grade --jobs N --force`` does for each assignment, minus the
     MNIST kinds; the clock starts after the imports, so the pool's start-up counts."""
+    from grader import batch
     from grader.batch import grade_all
     from grader.sandbox import SandboxConfig, plan_layers
 
     config = SandboxConfig.from_env()
     plan_layers(config.mode)  # as the command line does before grading
     rubrics = {name: _unit_rubric(name) for name in ASSIGNMENTS}
+    grading = _time_grading(batch)
     began = time.perf_counter()
     scores = {}
     for name in ASSIGNMENTS:
@@ -197,13 +199,30 @@ def child_throughput(folder: Path, out_dir: Path, *, jobs: int) -> dict[str, Any
                             jobs=jobs, force=True, progress=False)
         scores.update({f"{name}/{r.student}": r.score for r in summary.results})
     wall = time.perf_counter() - began
+    grading_wall = sum(grading)
     began, rescored = time.perf_counter(), 0  # then a points-only rubric change (issue 14)
     for name in ASSIGNMENTS:
         summary = grade_all([folder / name], _points_changed(rubrics[name]), out_dir / name,
                             sandbox=config, jobs=jobs, progress=False, check_reference=False)
         rescored += summary.rescored
-    return {"wall": wall, "count": len(scores), "scores": scores,
+    return {"wall": wall, "count": len(scores), "scores": scores, "grading_wall": grading_wall,
             "rescore_wall": time.perf_counter() - began, "rescored": rescored}
+
+
+def _time_grading(batch) -> list[float]:
+    """The grading phase of each batch (first job out to last result written): what more
+    workers can shorten. The rest of a run (canary, reference answers, the class's pages at
+    the end) is serial, and bounds the speed-up (Amdahl)."""
+    spent: list[float] = []
+    execute = batch._execute
+
+    def timed(*args, **kwargs):
+        began = time.perf_counter()
+        yield from execute(*args, **kwargs)
+        spent.append(time.perf_counter() - began)
+
+    batch._execute = timed
+    return spent
 
 
 def _points_changed(loaded):
@@ -511,6 +530,20 @@ def report_table(counts: dict[str, int], stages: dict[str, Any], throughput: dic
         rows.append([f"2 workers vs 1, least disturbed pair (others {load[quiet]:.2f} cores)",
                      "1", f"{speedups[quiet]:.2f}x", "", f">= {TARGET_SPEEDUP:g}x",
                      check(speedups[quiet] >= TARGET_SPEEDUP)])
+    phase = {jobs: [r["grading_wall"] for r, _ in runs if "grading_wall" in r]
+             for jobs, runs in throughput.items()}
+    serial = {jobs: [r["wall"] - r["grading_wall"] for r, _ in runs if "grading_wall" in r]
+              for jobs, runs in throughput.items()}
+    for jobs in throughput:
+        rows.append(row(f"{jobs} worker{'s' * (jobs > 1)}: grading phases (first job to last "
+                        f"result)", phase[jobs]))
+        rows.append(row(f"{jobs} worker{'s' * (jobs > 1)}: the rest of the run (serial: "
+                        f"canary, reference, pages)", serial[jobs]))
+    phase_speedups = [a / b for a, b in zip(phase.get(1, []), phase.get(2, []))]
+    if phase_speedups:
+        rows.append(["2 workers vs 1, grading phases only (paired)", str(len(phase_speedups)),
+                     f"{statistics.median(phase_speedups):.2f}x",
+                     f"{min(phase_speedups):.2f}x" if len(phase_speedups) > 1 else "", "", ""])
     rescoring = [r["rescore_wall"] / r["count"] for runs in throughput.values() for r, _ in runs
                  if "rescore_wall" in r]
     if rescoring:
@@ -566,6 +599,7 @@ def class_view_seconds(runs: int = 3) -> list[float]:
     loaded = rubric.load("backprop")
     times = []
     for _ in range(runs):
+        classview.forget()  # each run cold: no sources remembered from the run before
         with tempfile.TemporaryDirectory(prefix="grader-class-view-") as out:
             started = time.perf_counter()
             classview.write(generated.results, Path(out), loaded)

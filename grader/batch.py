@@ -1,7 +1,7 @@
 """Grade a whole class: parallel workers or a Dask cluster, incremental, loses nothing.
 
-Workers grade and render; only this process writes files, each one atomically, as soon as its
-submission is done. A result already on disk with the same cache key (submission, rubric,
+Workers grade, render and encode; only this process writes files, each one atomically, as soon
+as its submission is done. A result already on disk with the same cache key (submission, rubric,
 reference and grader version) is reused, so an interrupted run resumes where it stopped and a
 rerun after a few late submissions grades only those.
 """
@@ -25,7 +25,7 @@ from grader import canary, classroom, classview, expectations, export, reference
 from grader.errors import GraderError, InfrastructureError
 from grader.grade import Job, cache_key, grade_submission, student_name
 from grader.nofollow import LINK, search
-from grader.results import SubmissionResult, load, save, write_atomic
+from grader.results import SubmissionResult, encode, load, write_atomic
 from grader.rubric import Rubric
 from grader.sandbox import SandboxConfig
 
@@ -76,19 +76,43 @@ def collect(paths: Iterable[Path]) -> list[Path]:
 def grade_one(job: Job) -> tuple[dict[str, Any], str]:
     """Grade and render one submission (runs in a worker). Returns plain data only, so the
     same function serves local worker processes and Dask workers. (Each sandbox claims its own
-    slot, and so its own uid, however many workers share a machine.)
+    slot, and so its own uid, however many workers share a machine.)"""
+    result = _graded(job)
+    return result.to_json(), report.render_student(result)
 
-    A bug in the grader is not the student's fault: it stops the batch with the traceback for
-    the instructor, instead of a zero and a traceback on the student's page."""
+
+@dataclass(frozen=True)
+class Encoded:
+    """One submission as a worker finished it: the texts of its three files, exactly as
+    ``_write`` would make them. Encoding in the worker (the indented JSON takes the
+    pure-Python encoder) keeps that CPU off the parent, which shares the cores with the
+    workers; the parent reads the result back with the C decoder."""
+
+    result_json: str  # results.encode
+    gradescope_json: str  # export.gradescope_text
+    html: str  # report.render_student
+
+    def result(self) -> SubmissionResult:
+        return SubmissionResult.from_json(json.loads(self.result_json))
+
+
+def grade_encoded(job: Job) -> Encoded:
+    """``grade_one`` with every file's text made in the worker (what a batch runs)."""
+    result = _graded(job)
+    return Encoded(encode(result), export.gradescope_text(result), report.render_student(result))
+
+
+def _graded(job: Job) -> SubmissionResult:
+    """A bug in the grader is not the student's fault: it stops the batch with the traceback
+    for the instructor, instead of a zero and a traceback on the student's page."""
     try:
-        result = grade_submission(job)
+        return grade_submission(job)
     except GraderError:
         raise
     except Exception as exc:  # noqa: BLE001
         raise InfrastructureError(
             f"the grader failed on {job.path.name} ({type(exc).__name__}: {exc}); this is a "
             f"grader bug, please report it", traceback.format_exc()) from None
-    return result.to_json(), report.render_student(result)
 
 
 def grade_all(
@@ -173,10 +197,15 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
         expectations.prepare(rubric, reference.load(rubric.solution))
     bar = _progress(len(todo), enabled=progress)
     fresh: list[str] = [r.student for r in rescored]  # pages written without a final grade
-    for data, html in _execute(todo, jobs=jobs, dask_address=dask_address):
-        result = SubmissionResult.from_json(data)
-        _write(result, html, out_dir)
+    written = list(rescored)  # what this run wrote, exactly as it is in the folder
+    for number, encoded in enumerate(_execute(todo, jobs=jobs, dask_address=dask_address)):
+        result = encoded.result()
+        _write_encoded(result, encoded, out_dir)
+        if number == 0:  # (with a pool, its workers are busy now and this process is idle)
+            classroom.warm_up()
+        classview.prepare(result, rubric)
         done.append(result)
+        written.append(result)
         fresh.append(result.student)  # its page was just written without a final grade
         bar.update(1)
     bar.close()
@@ -184,16 +213,23 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
     results = sorted(done, key=lambda r: order.get(r.student, 0))
     machine = [verdict.sandbox, verdict.line()] if verdict is not None else []
     view = classroom.rebuild(out_dir, assignment=rubric.name, max_score=rubric.max_score,
-                             intake=intake, fresh=fresh, machine=machine, rubric=rubric)
+                             intake=intake, fresh=fresh, machine=machine, rubric=rubric,
+                             known=written)
     graded = len(todo) + len(rescored)
     return BatchSummary(results, graded, len(done) - graded, time.perf_counter() - started,
                         verdict, view, rescored=len(rescored))
 
 
 def _write(result: SubmissionResult, html: str, out_dir: Path) -> None:
-    write_atomic(out_dir / f"{result.student}.html", html)
-    export.write_gradescope(result, out_dir / "gradescope" / f"{result.student}.json")
-    save(result, out_dir / f"{result.student}.json")  # the JSON last: it marks "done"
+    _write_encoded(result, Encoded(encode(result), export.gradescope_text(result), html),
+                   out_dir)
+
+
+def _write_encoded(result: SubmissionResult, encoded: Encoded, out_dir: Path) -> None:
+    write_atomic(out_dir / f"{result.student}.html", encoded.html)
+    write_atomic(out_dir / "gradescope" / f"{result.student}.json", encoded.gradescope_json)
+    # the JSON last: it marks "done"
+    write_atomic(out_dir / f"{result.student}.json", encoded.result_json)
 
 
 def _refuse_name_clashes(submissions: list[Path], names: dict[Path, str]) -> None:
@@ -229,14 +265,14 @@ def _reusable(path: Path, name: str, rubric: Rubric,
     return again, again is not None
 
 
-def _execute(todo: list[Job], *, jobs: int, dask_address: str | None) -> Iterator[tuple[dict, str]]:
+def _execute(todo: list[Job], *, jobs: int, dask_address: str | None) -> Iterator[Encoded]:
     if not todo:
         return
     if dask_address:
         yield from _execute_dask(todo, dask_address)
     elif jobs <= 1 or len(todo) == 1:
         for job in todo:
-            yield grade_one(job)
+            yield grade_encoded(job)
     else:
         yield from _execute_pool(todo, jobs)
 
@@ -249,12 +285,12 @@ WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THRE
 WORKER_PRELOAD = ["grader.batch", "grader.checks", "grader.mnist_checks"]
 
 
-def _execute_pool(todo: list[Job], jobs: int) -> Iterator[tuple[dict, str]]:
+def _execute_pool(todo: list[Job], jobs: int) -> Iterator[Encoded]:
     context = _pool_context()
     parent = os.getpid() if context.get_start_method() == "fork" else None
     with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context,
                              initializer=_init_worker, initargs=(parent,)) as pool:
-        pending: set[Future] = {pool.submit(grade_one, job) for job in todo}
+        pending: set[Future] = {pool.submit(grade_encoded, job) for job in todo}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -314,7 +350,7 @@ def _init_worker(parent: int | None) -> None:
             os._exit(1)  # the parent died before prctl
 
 
-def _execute_dask(todo: list[Job], address: str) -> Iterator[tuple[dict, str]]:
+def _execute_dask(todo: list[Job], address: str) -> Iterator[Encoded]:
     try:
         from distributed import Client, as_completed
     except ImportError as exc:
@@ -326,7 +362,7 @@ def _execute_dask(todo: list[Job], address: str) -> Iterator[tuple[dict, str]]:
     except (OSError, ValueError) as exc:
         raise GraderError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
     with client:
-        futures = client.map(grade_one, todo, pure=False)
+        futures = client.map(grade_encoded, todo, pure=False)
         for future in as_completed(futures):
             yield future.result()
 
@@ -365,4 +401,5 @@ def read_results(out_dir: Path) -> list[SubmissionResult]:
     return [load(p) for p in sorted(out_dir.glob("*.json"))]
 
 
-__all__ = ["grade_all", "grade_one", "collect", "BatchSummary", "read_results", "json", "os"]
+__all__ = ["grade_all", "grade_one", "grade_encoded", "collect", "BatchSummary", "read_results",
+           "json", "os"]

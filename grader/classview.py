@@ -107,6 +107,33 @@ def write(results: Sequence[SubmissionResult], out_dir: Path, rubric: Rubric, *,
     return summary(views, found)
 
 
+def prepare(result: SubmissionResult, rubric: Rubric) -> None:
+    """Work out now what ``write`` will need of one result's code (normalised tokens and
+    fingerprints, remembered per source), while a batch's workers still grade: the parent
+    is mostly idle then, and ``write`` at the end, which nothing overlaps, gets shorter.
+    Never raises: whatever fails here fails again in ``write``, which says so."""
+    if result.error is not None:
+        return
+    given = set(rubric.given)
+    try:
+        for name, source in _strings(result.sources).items():
+            if name not in given:
+                similarity.normalised(source)
+                similarity.fingerprints(name, source)
+    except Exception:  # noqa: BLE001,S110 - only a head start; ``write`` reports problems
+        pass
+
+
+def warm_up() -> None:
+    """Compile the class pages' templates and load the highlighter before they are needed
+    (see ``prepare``)."""
+    env = _environment()
+    for name in ("function.html.j2", "similarity.html.j2"):
+        env.get_template(name)
+    _code("x = 1\n")
+    _code_css()
+
+
 def summary(views: Sequence[FunctionView], found: similarity.Similarity) -> dict[str, Any]:
     """What the class overview shows and links to (paths relative to ``index.html``)."""
     return {
@@ -298,8 +325,24 @@ def _pct(value: float) -> str:
     return f"{value:.0%}"
 
 
+def forget() -> None:
+    """Drop the highlighted code and the similarity memory this process keeps (see
+    ``prepare``): for a benchmark's cold start or a test."""
+    _highlighted.cache_clear()
+    similarity.forget()
+
+
 def _code(source: str, lines: Sequence[int] = ()) -> Markup | None:
     """Pygments escapes every character of the source; its markup is safe to embed."""
+    if len(source) > similarity.MEMORY_CHARS:  # (a hostile giant is not kept)
+        return _highlighted.__wrapped__(source, tuple(lines))
+    return _highlighted(source, tuple(lines))
+
+
+@lru_cache(maxsize=similarity.MEMORY)
+def _highlighted(source: str, lines: tuple[int, ...]) -> Markup | None:
+    """Remembered per source and marked lines: the same code recurs on the function pages and
+    the similarity page, and across a class (Markup is an immutable string)."""
     if not source.strip():
         return None
     text = source if len(source) <= MAX_SOURCE_CHARS else source[:MAX_SOURCE_CHARS] + "\n…"

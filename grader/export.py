@@ -153,7 +153,12 @@ def gradescope_json(result: SubmissionResult) -> dict[str, Any]:
     }
 
 
+def gradescope_text(result: SubmissionResult) -> str:
+    """:func:`gradescope_json` as the text of ``results.json``."""
+    text = json.dumps(gradescope_json(result), indent=2, ensure_ascii=False, allow_nan=False)
+    return text + "\n"
+
+
 def write_gradescope(result: SubmissionResult, path: Path) -> None:
     """Write :func:`gradescope_json` to ``path`` (usually ``/autograder/results/results.json``)."""
-    text = json.dumps(gradescope_json(result), indent=2, ensure_ascii=False, allow_nan=False)
-    write_atomic(Path(path), text + "\n")
+    write_atomic(Path(path), gradescope_text(result))

@@ -113,9 +113,21 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def encode(result: SubmissionResult) -> str:
+    """The result file's text. A batch's workers encode it (the indented form takes the
+    pure-Python encoder, milliseconds per result), so that the parent, which writes every
+    file, does not spend them on one core while both workers want it."""
+    return json.dumps(result.to_json(), indent=2, sort_keys=False) + "\n"
+
+
 def save(result: SubmissionResult, path: Path) -> None:
-    write_atomic(path, json.dumps(result.to_json(), indent=2, sort_keys=False) + "\n")
+    write_atomic(path, encode(result))
 
 
 def load(path: Path) -> SubmissionResult:
-    return SubmissionResult.from_json(json.loads(path.read_text(encoding="utf-8")))
+    """A stored result; ValueError where the file holds JSON that is no result object (the
+    folder is the instructor's: callers skip or regrade what they cannot read)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds no result (a JSON {type(data).__name__})")
+    return SubmissionResult.from_json(data)

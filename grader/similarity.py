@@ -27,6 +27,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import combinations
 
 K = 10  # tokens per fingerprinted k-gram: shorter runs are too common to mean anything
@@ -35,6 +36,8 @@ COMMON_FRACTION = 0.2  # fingerprints held by more of the class than this weigh 
 THRESHOLD = 0.5  # weighted Jaccard at or above which a pair is listed as suspicious
 MIN_SHARED = 3  # rare fingerprints a pair must share: one short match is no case
 LOCAL = "V"
+MEMORY = 2048  # sources whose normalised text and fingerprints a process remembers
+MEMORY_CHARS = 4_000  # longer sources (a function is rarely 1,000) are worked out, not kept
 
 # unparse prints canonical Python, so a small pattern tokenises it: strings (with prefixes),
 # numbers, names, two- and three-character operators, then any other single character.
@@ -116,9 +119,24 @@ def tokens(source: str, *, numbered: bool = False) -> tuple[Token, ...]:
     return tuple(found)
 
 
+def forget() -> None:
+    """Drop what this process remembers of sources (a benchmark's cold start, a test)."""
+    _normalised.cache_clear()
+    _fingerprints.cache_clear()
+
+
 def normalised(source: str) -> str:
     """One line that two implementations share exactly when they differ only in names,
     layout and comments (locals are numbered, so ``x.T @ dout`` and ``dout.T @ x`` differ)."""
+    if len(source) > MEMORY_CHARS:  # (a hostile giant is not kept)
+        return _normalised.__wrapped__(source)
+    return _normalised(source)
+
+
+@lru_cache(maxsize=MEMORY)
+def _normalised(source: str) -> str:
+    """Remembered per source, as the fingerprints are: the class view and the similarity
+    page ask for every function, and handed-out and copied code recur across a class."""
     return " ".join(t.text for t in tokens(source, numbered=True))
 
 
@@ -252,6 +270,13 @@ def _token_class(word: str) -> str:
 def fingerprints(function: str, source: str, *, k: int = K,
                  window: int = WINDOW) -> tuple[Fingerprint, ...]:
     """The winnowed fingerprints of one function's body (Schleimer, Wilkerson and Aiken)."""
+    if len(source) > MEMORY_CHARS:
+        return _fingerprints.__wrapped__(function, source, k, window)
+    return _fingerprints(function, source, k, window)
+
+
+@lru_cache(maxsize=MEMORY)
+def _fingerprints(function: str, source: str, k: int, window: int) -> tuple[Fingerprint, ...]:
     found = tokens(source)
     grams = [_kgram(found[i:i + k], function) for i in range(len(found) - k + 1)]
     if len(grams) <= window:
