@@ -36,7 +36,8 @@ ARGS = [
     "--disable-sync",
 ]
 PAGES = ["failures", "full_marks", "index", "hostile", "real_failures", "real_full_marks",
-         "real_index", "real_function", "real_similarity"]
+         "real_index", "real_function", "real_similarity", "course_index", "course_adjusted",
+         "course_late"]
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1000, "height": 900}
 
@@ -59,7 +60,29 @@ def site(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("graded")
     _grade_examples(out)
     paths.update({name: out / f"{stem}.html" for name, stem in REAL.items()})
+    course = tmp_path_factory.mktemp("course")
+    _grade_a_course(course)
+    paths.update({"course_index": course / "out" / "index.html",
+                  "course_adjusted": course / "out" / "s1.html",
+                  "course_late": course / "out" / "s2.html"})
     return paths
+
+
+def _grade_a_course(folder: Path) -> None:
+    """A Moodle download graded with a roster and a course file: an adjustment with a comment
+    (s1), a late submission (s2), a student with no submission (s3)."""
+    from grader.sandbox import SandboxConfig
+    from tests.conftest import build_notebook
+    from tests.test_gradebook import COURSE, ROSTER, WRONG_CONV1D, grade, moodle_zip
+
+    (folder / "roster.csv").write_text(ROSTER)
+    (folder / "course.toml").write_text(COURSE)
+    ada = build_notebook(folder, "convolution", name="ada")
+    alan = build_notebook(folder, "convolution", name="alan", replace={"conv1d": WRONG_CONV1D})
+    archive = moodle_zip(folder / "moodle.zip", {"Ada Lovelace_501": ada,
+                                                 "Alan Turing_502": alan})
+    grade([archive], folder / "out", SandboxConfig.from_env(),
+          roster_path=folder / "roster.csv", course_path=folder / "course.toml")
 
 
 def _grade_examples(out: Path) -> None:
@@ -287,3 +310,18 @@ def test_class_view_pages_are_linked_from_the_real_overview(visit, site):
     for i in range(students.count()):
         href = students.nth(i).get_attribute("href")
         assert (site["real_function"].parent / href).resolve().is_file(), href
+
+
+def test_course_pages_show_late_work_adjustments_and_the_missing(visit):
+    """The overview and the students' pages of a class graded with a roster and a course file:
+    the adjustment's comment and author, the late penalty, the missing student, one count."""
+    adjusted = visit("course_adjusted").page
+    assert adjusted.get_by_text("Dr. Lee").first.is_visible()
+    assert adjusted.get_by_text("Bonus for the <b>tidy</b> notebook").first.is_visible()
+    late = visit("course_late").page.get_by_test_id("final-grade")
+    assert late.is_visible()
+    assert late.get_by_text("1 day: 25% of the score taken").is_visible()
+    assert late.get_by_text("Tests alone").is_visible()
+    index = visit("course_index").page
+    assert index.get_by_test_id("missing").is_visible()
+    assert index.get_by_text("Grace Hopper").first.is_visible()
