@@ -270,6 +270,9 @@ def _overview(counts: gradebook.Counts, finals: Sequence[final.FinalGrade],
             "fractions": [f.score / f.max_score for f in finals
                           if f.score is not None and f.max_score],
             "rows": rows, "earlier": earlier, "unmatched": list(state["unmatched"]),
+            # tests an instructor adjusted: looked at, so no longer "needs your review"
+            "reviewed": sorted({(roster.result_name(f.student.id), a.test) for f in finals
+                                for a in f.adjustments if a.test}),
             "refused": list(state["refused"]), "notes": notes,
             "files": ["grades.csv", *(["canvas.csv", "moodle.csv"] if state["roster"] else [])]}
 

@@ -154,7 +154,7 @@ def _index_page(results: list[SubmissionResult], generated: str, links: dict[str
         pass_rates=_pass_rates(graded),
         diagnoses=_top_diagnoses(graded),
         ungradable=[r for r in results if r.error is not None],
-        review=[(r, t) for r in results for t in r.tests if t.status == "review"],
+        review=_awaiting_review(results, gradebook),
         rows=_submission_rows(results, links),
         stages=_stage_means(results),
         total_time=_seconds(sum(_num(r.duration_s) or 0.0 for r in results)),
@@ -166,6 +166,14 @@ def _index_page(results: list[SubmissionResult], generated: str, links: dict[str
 
 # The plain pages are the last resort: every value is turned into text by ``_text``, which
 # cannot fail, and the templates only print those strings (escaped) in tables.
+
+
+def _awaiting_review(results: list[SubmissionResult], gradebook: dict[str, Any] | None
+                     ) -> list[tuple[SubmissionResult, TestResult]]:
+    """Tests held for review that no instructor adjustment has settled yet."""
+    settled = {tuple(pair) for pair in (gradebook or {}).get("reviewed", ())}
+    return [(r, t) for r in results for t in r.tests
+            if t.status == "review" and (r.student, t.name) not in settled]
 
 
 def _text(value: Any, limit: int = MAX_MESSAGE_CHARS) -> str:

@@ -105,6 +105,23 @@ def test_file_times_only_when_the_course_file_says_so(loaded) -> None:
     assert graded.late_days == 5 and "modification time" in graded.notes[0]
 
 
+def test_the_overview_lists_for_review_only_what_no_adjustment_settled(tmp_path) -> None:
+    from grader import classroom
+    from grader.results import save
+
+    out = tmp_path / "out"
+    for student in ("s1", "s2"):
+        save(result(student, review=True), out / f"{student}.json")
+    (tmp_path / "course.toml").write_text(
+        '[[adjustments]]\nstudent = "s1"\ntest = "b"\npoints = 1\n'
+        'comment = "trained for real, checked by hand"\nby = "Dr. Lee"\n')
+    with classroom.intake([], course_path=tmp_path / "course.toml") as intake:
+        classroom.rebuild(out, assignment="convolution", max_score=5.0, intake=intake)
+    html = (out / "index.html").read_text()
+    assert "Needs your review (1)" in html and "<td>s2</td><td>b</td>" in html
+    assert "<td>s1</td><td>b</td>" not in html
+
+
 def test_review_stays_until_an_adjustment_on_that_test(loaded) -> None:
     assert grade(loaded, "s2", result("s2", review=True)).status == "needs review"
     assert grade(loaded, "s1", result("s1", review=True)).status == "late"  # s1's test b: looked
