@@ -1,10 +1,11 @@
 import os
 
-# One BLAS thread per process, set before NumPy loads: the grader runs one worker per core,
-# and OpenBLAS's default of a thread per core per process makes them spin against each other
-# (the culprit search's reference training took 2.4x as long on a busy 2-core machine).
-for _key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_key, "1")
+from grader import ONE_BLAS_THREAD
+
+# before NumPy loads (the culprit search's reference training took 2.4x as long on a busy
+# 2-core machine with OpenBLAS's thread per core)
+for _key, _value in ONE_BLAS_THREAD.items():
+    os.environ.setdefault(_key, _value)
 
 from grader.cli import main
 

@@ -21,7 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader import canary, classroom, classview, expectations, export, reference, report, rescore
+from grader import (
+    ONE_BLAS_THREAD,
+    canary,
+    classroom,
+    classview,
+    expectations,
+    export,
+    reference,
+    report,
+    rescore,
+)
 from grader.errors import GraderError, InfrastructureError
 from grader.grade import Job, cache_key, grade_submission, student_name
 from grader.nofollow import LINK, search
@@ -279,7 +289,7 @@ def _execute(todo: list[Job], *, jobs: int, dask_address: str | None) -> Iterato
 
 # One BLAS/OpenMP thread per worker: N workers on N cores, not N × N threads fighting. (Forked
 # workers keep the parent's NumPy: the grader's own arrays are small, it measured no difference.)
-WORKER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+WORKER_ENV = ONE_BLAS_THREAD
 # What a fork server imports once, so that its workers fork ready instead of each spending
 # ~0.4 s of CPU importing NumPy, matplotlib, Jinja and nbformat.
 WORKER_PRELOAD = ["grader.batch", "grader.checks", "grader.mnist_checks"]

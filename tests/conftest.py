@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 
+from grader import ONE_BLAS_THREAD
+
 # One BLAS thread, set before NumPy loads, as the grader's CLI and workers have: beside other
 # busy processes OpenBLAS's thread per core spins against them (2-10x slower tests under load).
-for _key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_key, "1")
+for _key, _value in ONE_BLAS_THREAD.items():
+    os.environ.setdefault(_key, _value)
 
 import ast
 import dataclasses

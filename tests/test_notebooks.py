@@ -18,6 +18,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from grader import ONE_BLAS_THREAD
+
 nbclient = pytest.importorskip("nbclient", reason="nbclient is a dev dependency")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,11 +33,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 def needs_mnist(nb: nbformat.NotebookNode) -> bool:
     return any("load_mnist(" in cell.source for cell in nb.cells if cell.cell_type == "code")
 
-
-# One BLAS thread in the kernel, as the grader's workers have: with OpenBLAS's default of a
-# thread per core, a kernel beside other busy processes spins its threads against them (the
-# backprop notebook's training took 147 s instead of about 10 on a loaded 2-core machine).
-ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def execute(path: Path, *, allow_errors: bool) -> nbformat.NotebookNode:
@@ -52,6 +49,9 @@ def execute(path: Path, *, allow_errors: bool) -> nbformat.NotebookNode:
         allow_errors=allow_errors,
         resources={"metadata": {"path": str(path.parent)}},
     )
+    # One BLAS thread in the kernel, as the grader's workers have: with OpenBLAS's thread per
+    # core, a kernel beside other busy processes spins against them (the backprop notebook's
+    # training took 147 s instead of about 10 on a loaded 2-core machine).
     with pytest.MonkeyPatch.context() as patch:
         for key, value in ONE_BLAS_THREAD.items():
             patch.setenv(key, value)  # the kernel inherits the environment it starts in
