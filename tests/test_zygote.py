@@ -452,14 +452,7 @@ def test_where_no_zygote_starts_each_submission_gets_a_fresh_sandbox(
         raise sandbox.SandboxCrashed("refused for this test")
 
     monkeypatch.setattr(sandbox.Zygote, "_start", refuse)
-    monkeypatch.setattr(sandbox, "_IDLE", [])
-    monkeypatch.setattr(sandbox, "_ZYGOTE_BROKEN", [])
-    with Sandbox(config) as box:
-        assert box._zygote is None
-        assert exec_cell(box, "x = 1")["ok"]
-    used, missing = sandbox.plan_layers(config.mode)
-    assert "fresh sandbox per submission (the zygote failed: refused for this test)" in (
-        sandbox.describe(used, missing))
+    assert_a_fresh_sandbox_instead(config, monkeypatch, "refused for this test")
 
 
 @needs_zygote
@@ -475,14 +468,21 @@ def test_where_a_childs_mounts_cannot_be_sealed_no_zygote_starts(
     (inside / "zygote.py").write_text(source.replace(
         probe, probe + "    return 'sealing refused for this test'\n", 1))
     monkeypatch.setattr(sandbox, "INSIDE_PACKAGE", inside)
+    assert_a_fresh_sandbox_instead(
+        config, monkeypatch, "the zygote did not start: sealing refused for this test")
+
+
+def assert_a_fresh_sandbox_instead(config: SandboxConfig, monkeypatch, why: str) -> None:
+    """With no zygote to be had (made so by the caller), a submission still runs, in a sandbox
+    of its own, and the batch summary says why."""
     monkeypatch.setattr(sandbox, "_IDLE", [])
     monkeypatch.setattr(sandbox, "_ZYGOTE_BROKEN", [])
     with Sandbox(config) as box:
         assert box._zygote is None
         assert exec_cell(box, "x = 1")["ok"]
     used, missing = sandbox.plan_layers(config.mode)
-    assert "fresh sandbox per submission (the zygote failed: the zygote did not start: sealing " \
-           "refused for this test)" in sandbox.describe(used, missing)
+    assert f"fresh sandbox per submission (the zygote failed: {why})" in (
+        sandbox.describe(used, missing))
 
 
 def test_the_plan_says_where_each_submission_runs(monkeypatch) -> None:

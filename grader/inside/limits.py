@@ -93,7 +93,7 @@ def reap_strays() -> int:
     process it may signal is the student's, and ``kill(-1)`` reaches all of them at once (the
     kernel spares the caller and init). Forks racing the kill are caught by the next round.
     """
-    _collect_zombies()
+    reap_exited_children()
     found = _others()
     for _ in range(200):
         if not _others():
@@ -102,7 +102,7 @@ def reap_strays() -> int:
             os.kill(-1, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        _collect_zombies()
+        reap_exited_children()
         time.sleep(0.005)
     return len(found)
 
@@ -131,7 +131,7 @@ def _others() -> set[int]:
     return found
 
 
-def _collect_zombies() -> None:
+def reap_exited_children() -> None:
     """Reap our own children that have exited, so they do not count as running."""
     while True:
         try:

@@ -43,7 +43,7 @@ import sys
 import numpy  # noqa: F401 - imported once here, shared by every child (copy on write)
 
 from . import runtime
-from .limits import load_seccomp
+from .limits import load_seccomp, reap_exited_children
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID = 0x00020000, 0x08000000, 0x20000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_RDONLY = 0x2, 0x4, 0x8, 0x1
@@ -114,7 +114,7 @@ def _serve_child(control: socket.socket, request: dict, fds: list[int]) -> None:
         _close(fds)
     control.send(json.dumps({"spawned": True}).encode())
     status = _wait_for(control, child)
-    _reap_all()
+    reap_exited_children()  # launchers and anything else that ended (a subreaper)
     control.send(json.dumps({"exited": os.waitstatus_to_exitcode(status)}).encode())
 
 
@@ -201,17 +201,6 @@ def _close(fds: list[int]) -> None:
             os.close(fd)
         except OSError:
             pass
-
-
-def _reap_all() -> None:
-    """Collect launchers and anything else that ended (the zygote is a subreaper)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
 
 
 # --- the child's init (pid 1 of its namespace) ---------------------------------------------
