@@ -17,6 +17,7 @@ from grader.errors import InfrastructureError
 from grader.results import SubmissionResult
 from tests.conftest import SOLUTIONS, build_notebook
 from tests.test_bug_patterns import BUGS
+from tests.test_mnist_grading import WEAK_PREDICT, WEAK_TRAIN
 
 VOLATILE = ("duration_s", "timings")
 RANDOM_CONV1D = "conv1d: random sizes and strides"
@@ -223,21 +224,6 @@ def test_the_diagnostic_threshold_is_observing() -> None:
 
 # --- MNIST: a threshold change re-judges the stored accuracy, without training ---------------
 
-WEAK_TRAIN = """
-    def train_mnist(X, y, seed=0):
-        rng = np.random.default_rng(seed)
-        W = np.zeros((784, 10))
-        for _ in range(30):  # 30 small steps of softmax regression on 300 images
-            idx = rng.choice(len(X), 300, replace=False)
-            xb, yb = np.asarray(X[idx], float), np.asarray(y[idx])
-            _, dlogits = softmax_cross_entropy(xb @ W, yb)
-            W -= 0.5 * xb.T @ dlogits
-        return W
-    """
-WEAK_PREDICT = """
-    def predict(model, X):
-        return np.argmax(np.asarray(X, float) @ model, axis=1)
-    """
 
 
 def mnist_rubric(threshold: float) -> rubric.Rubric:
