@@ -1,19 +1,16 @@
-"""Grades for other systems: a gradebook CSV for LMS import and Gradescope's ``results.json``."""
+"""Grades for Gradescope (``results.json``) and the test order the gradebooks use; the
+gradebooks themselves are ``grader.gradebook``'s."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from grader.gradebook import number
 from grader.results import SubmissionResult, TestResult, write_atomic
-
-# Spreadsheets run cells that start with these as formulas ("CSV injection").
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _finite(value: float) -> float | None:
@@ -23,73 +20,15 @@ def _finite(value: float) -> float | None:
     return float(value)
 
 
-def _number(value: float) -> str:
-    """1.0 -> '1', 0.5 -> '0.5', 2/3 -> '0.6667': what gradebooks import without surprises.
-    A NaN or infinite score (never expected) is an empty cell, not 'nan' in a gradebook."""
-    number = _finite(value)
-    return "" if number is None else f"{number:.4f}".rstrip("0").rstrip(".")
-
-
 def _points(value: float) -> float:
     """Scores for Gradescope, which needs a finite number: a NaN or infinite one counts 0."""
     number = _finite(value)
     return 0.0 if number is None else number
 
 
-def _text_cell(value: str) -> str:
-    return "'" + value if value.startswith(_FORMULA_STARTS) else value
-
-
 def rubric_order(results: Iterable[SubmissionResult]) -> list[str]:
     """Test names in the order the rubric runs them (first appearance across the results)."""
     return list(dict.fromkeys(t.name for r in results for t in r.tests))
-
-
-def grades_csv(results: list[SubmissionResult]) -> str:
-    """The gradebook as CSV text: student, submission, score, max_score, status, then one
-    column per test.
-
-    One row per submission, in the order given. ``status`` is ``graded``, ``ungradable`` or
-    ``needs review`` (a test waits for the instructor, and scores 0 until then). An ungradable
-    submission has no score (an empty cell, never a 0 that reads like a real one) out of the
-    rubric's maximum, and empty test cells. Student and file names that a spreadsheet would run
-    as a formula get a leading apostrophe.
-    """
-    names = rubric_order(results)
-    maxima = {t.name: t.max_score for r in results for t in r.tests}
-    rubric_max = sum(maxima.values())
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["student", "submission", "score", "max_score", "status", *names])
-    for result in results:
-        scores = {t.name: t.score for t in result.tests}
-        cells = [_number(scores[n]) if n in scores else "" for n in names]
-        total = result.max_score if result.tests else rubric_max
-        writer.writerow(
-            [
-                _text_cell(result.student),
-                _text_cell(result.submission),
-                "" if result.error else _number(result.score),
-                _number(total),
-                status(result),
-                *cells,
-            ]
-        )
-    return buffer.getvalue()
-
-
-def status(result: SubmissionResult) -> str:
-    """What a gradebook row means: graded, ungradable, or needs review."""
-    if result.error:
-        return "ungradable"
-    if any(t.status == "review" for t in result.tests):
-        return "needs review"
-    return "graded"
-
-
-def write_grades_csv(results: list[SubmissionResult], path: Path) -> None:
-    """Write :func:`grades_csv` to ``path`` atomically (UTF-8, comma separated, LF line ends)."""
-    write_atomic(Path(path), grades_csv(results))
 
 
 # --------------------------------------------------------------------------- Gradescope
@@ -130,7 +69,7 @@ def gradescope_json(result: SubmissionResult) -> dict[str, Any]:
 
     An ungradable submission gets score 0, no tests and the reason as the top-level output.
     """
-    output = [f"Score {_number(result.score)} / {_number(result.max_score)}."]
+    output = [f"Score {number(result.score)} / {number(result.max_score)}."]
     if result.error is not None:
         output = [f"Your submission could not be graded: {result.error}"]
     output += [f"Notice: {n}" for n in result.notices[:10]]

@@ -14,6 +14,7 @@ the course file gives its time.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -108,9 +109,8 @@ def compute(result: SubmissionResult | None, student: Student, course: Course, *
                 adjustments=adjustments, notes=notes)
     if result.error and not adjustments:
         return FinalGrade(status="ungradable", score=None, **base)
-    total = max(0.0, sum(t.score for t in tests) + sum(a.points for a in adjustments
-                                                       if a.test is None))
-    score = round(total * (1 - penalty), 6)
+    total = sum(t.score for t in tests) + sum(a.points for a in adjustments if a.test is None)
+    score = round(max(0.0, total) * (1 - penalty), 6) if math.isfinite(total) else None
     return FinalGrade(status=_status(result, adjustments, days, flagged_late), score=score,
                       raw_score=None if result.error else result.score, **base)
 
@@ -126,7 +126,9 @@ def _adjusted_tests(result: SubmissionResult, adjustments: tuple[Adjustment, ...
     grades = []
     for test in result.tests:
         extra = sum(a.points for a in adjustments if a.test == test.name)
-        score = min(test.max_score, max(0.0, test.score + extra))
+        # a NaN or infinite score (never expected) stays no grade: clamping would make it a 0
+        score = (min(test.max_score, max(0.0, test.score + extra)) if math.isfinite(test.score)
+                 else math.nan)
         grades.append(TestGrade(test.name, round(score, 6), test.max_score, extra != 0))
     return tuple(grades)
 

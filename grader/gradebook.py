@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -69,8 +70,9 @@ class Counts:
 
 
 def number(value: float | None) -> str:
-    """1.0 -> '1', 2/3 -> '0.6667', None -> '' (no grade, never a 0 that reads like one)."""
-    if value is None:
+    """1.0 -> '1', 2/3 -> '0.6667', None -> '' (no grade, never a 0 that reads like one); a NaN
+    or infinite score (never expected) is no grade either, not 'nan' in a gradebook."""
+    if value is None or not math.isfinite(value):
         return ""
     return f"{value:.4f}".rstrip("0").rstrip(".")
 

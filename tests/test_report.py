@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader.export import grades_csv, gradescope_json, write_grades_csv, write_gradescope
+from grader import course, final, gradebook
+from grader.export import gradescope_json, rubric_order, write_gradescope
 from grader.report import render_index, render_student
 from grader.results import SubmissionResult, TestResult, load
+from grader.roster import Student
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "student_full_marks.html"
@@ -391,22 +393,28 @@ def test_most_common_diagnosis_is_counted_first():
 # --------------------------------------------------------------------------- exports
 
 
-def test_grades_csv_columns_and_rows(results, tmp_path):
+def grades_csv(results: list[SubmissionResult]) -> str:
+    """The grades.csv the pipeline writes (``grader.gradebook``) for these results, with no
+    roster and no course file: one row per result, named by its student."""
+    top = sum({t.name: t.max_score for r in results for t in r.tests}.values())
+    finals = [final.compute(r, Student(id=r.student), course.NO_COURSE, assignment=r.assignment,
+                            max_score=top) for r in results]
+    return gradebook.grades_csv(finals, rubric_order(results))
+
+
+def test_grades_csv_columns_and_rows(results):
     everyone = [results[n] for n in ("failures", "full_marks", "ungradable", "hostile")]
-    path = tmp_path / "grades.csv"
-    write_grades_csv(everyone, path)
-    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
+    rows = list(csv.reader(io.StringIO(grades_csv(everyone))))
     names = list(dict.fromkeys(t.name for r in everyone for t in r.tests))
-    assert rows[0] == ["student", "submission", "score", "max_score", "status", *names]
+    assert rows[0] == [*gradebook.GRADES_HEADER, *names]
     assert [r[0] for r in rows[1:]] == [r.student for r in everyone]
-    assert rows[1][2:5] == ["5", "15", "graded"] and rows[2][2:5] == ["15", "15", "graded"]
+    assert rows[1][4:7] == ["5", "15", "graded"] and rows[2][4:7] == ["15", "15", "graded"]
     # ungradable: no score at all (not a 0 that reads like a real one), said in the status
-    assert rows[3][2] == "" and rows[3][4] == "ungradable" and rows[3][5:] == [""] * len(names)
+    assert rows[3][4] == "" and rows[3][6] == "ungradable"
+    assert rows[3][len(gradebook.GRADES_HEADER):] == [""] * len(names)
     by_name = dict(zip(rows[0], rows[1], strict=True))
     assert by_name["dense_backward/gradients"] == "0"
     assert by_name["train_mnist/accuracy"] == "1"
-    assert path.read_text(encoding="utf-8") == grades_csv(everyone)
-    assert not list(tmp_path.glob(".*.tmp"))  # written atomically, nothing left behind
 
 
 def test_grades_csv_defuses_spreadsheet_formulas():
@@ -639,7 +647,8 @@ def test_non_finite_scores_export_as_no_grade_not_nan():
     result = dataclasses.replace(result, duration_s=float("inf"))
     rows = list(csv.reader(io.StringIO(grades_csv([result]))))
     assert "nan" not in grades_csv([result]).lower()
-    assert rows[1][2] == "" and rows[1][5] == ""  # total and that test: empty, not 'nan'
+    first = len(gradebook.GRADES_HEADER)  # total and that test: empty, not 'nan'
+    assert rows[1][4] == "" and rows[1][first] == ""
     data = gradescope_json(result)
     json.dumps(data, allow_nan=False)
     assert data["score"] == 0 and data["tests"][0]["score"] == 0 and data["execution_time"] == 0
@@ -672,4 +681,4 @@ def test_grades_csv_says_which_results_wait_for_review():
     tests = tuple(dataclasses.replace(t, status="review", score=0.0)
                   if t.name == "train_mnist/accuracy" else t for t in result.tests)
     rows = list(csv.reader(io.StringIO(grades_csv([dataclasses.replace(result, tests=tests)]))))
-    assert rows[1][4] == "needs review"
+    assert rows[1][6] == "needs review"
