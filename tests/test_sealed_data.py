@@ -155,7 +155,7 @@ def test_sandbox_cannot_write_through_mnist_descriptors(
     with Sandbox(config) as box:
         reply = box.request({"op": "exec", "cell": 1, "source": SANDBOX_ATTACK, "timeout": 60},
                             timeout=120)
-        output = box.output()
+    output = box.output()  # after close, which waits for the output to be drained
     assert reply["ok"], (reply, output)
     line = next(x for x in output.splitlines() if x.startswith("REPORT "))
     report = json.loads(line.removeprefix("REPORT "))
