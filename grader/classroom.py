@@ -111,13 +111,11 @@ def rebuild(out_dir: Path, *, assignment: str, max_score: float, intake: Intake 
 
 
 def warm_up() -> None:
-    """Load in this process, ahead of ``rebuild``, what its first call would load then:
-    Matplotlib (the overview's histogram), the templates, the highlighter. A batch calls it
-    once its workers are busy, so that the half second of imports overlaps their grading
-    instead of adding to the serial end of the run. Never raises (``rebuild`` would again)."""
+    """Load in this process, ahead of ``rebuild``, what its first call would load then: the
+    templates and the highlighter. A batch calls it once its workers are busy, so that this
+    overlaps their grading instead of adding to the serial end of the run. Never raises
+    (``rebuild`` would again)."""
     try:
-        import matplotlib.figure  # noqa: F401
-
         report._template("index.html.j2")
         classview.warm_up()
     except Exception:  # noqa: BLE001,S110 - only a head start

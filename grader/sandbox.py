@@ -856,8 +856,16 @@ class Zygote(Sandbox):
         self._log: IO[bytes] | None = None
         self.child: ZygoteChild | None = None
         self._oom_seen = 0
+        # lent by the batch's process to this pool worker (``borrow_zygote``): its process is
+        # the lender's child, so the lender alone waits for it and decides when it ends
+        self.borrowed = False
 
     def _start(self, timeout: float) -> None:
+        self._launch()
+        self._await_ready(time.monotonic() + timeout)
+
+    def _launch(self) -> None:
+        """Start the zygote's process without waiting for it (``_await_ready`` does)."""
         number, self._slot = claim_slot()
         if "uid" in self.layers:
             self.uid = BASE_UID + number
@@ -881,10 +889,21 @@ class Zygote(Sandbox):
         finally:
             theirs.close()
         self._control = ours
-        hello = self.receive(time.monotonic() + timeout)
+
+    def _await_ready(self, deadline: float) -> None:
+        hello = self.receive(deadline)
         if not hello or not hello.get("ready"):
             why = (hello or {}).get("error") or hello or self.log()
             raise SandboxCrashed(f"the zygote did not start: {why}")
+
+    @property
+    def alive(self) -> bool:
+        """Running and idle: nothing waits on its channel (an answer nobody asked for, or the
+        end a dead zygote leaves). A borrowed zygote is not this process's child, so only its
+        channel can tell."""
+        if self._control is None or (not self.borrowed and not super().alive):
+            return False
+        return not select.select([self._control], [], [], 0)[0]
 
     def log(self) -> str:
         """What the zygote printed (its own errors; never student output), the last 2 kB."""
@@ -1018,12 +1037,12 @@ MAX_IDLE = 2
 _FINALIZER_FOR: list[int] = []
 
 
+_BOOTING: list[Zygote] = []  # started by ``warm_zygotes``, their hello not read yet
+
+
 def _take_zygote(config: SandboxConfig) -> Zygote:
-    if _IDLE_OWNER[0] != os.getpid():
-        for inherited in _IDLE:
-            inherited.forget()
-        _IDLE.clear()
-        _IDLE_OWNER[0] = os.getpid()
+    _own_idle()
+    _finish_booting()
     key = _zygote_key(config)
     while _IDLE:
         zygote = _IDLE.pop()
@@ -1032,11 +1051,119 @@ def _take_zygote(config: SandboxConfig) -> Zygote:
         zygote.close()
     zygote = Zygote(_zygote_key(config))
     zygote.start()
+    _close_at_exit()
+    return zygote
+
+
+def _own_idle() -> None:
+    """In a process forked from the one that started them: let go of its zygotes."""
+    if _IDLE_OWNER[0] != os.getpid():
+        for inherited in _IDLE + _BOOTING:
+            inherited.forget()
+        _IDLE.clear()
+        _BOOTING.clear()
+        _IDLE_OWNER[0] = os.getpid()
+
+
+def _close_at_exit() -> None:
     if _FINALIZER_FOR != [os.getpid()]:
         # a pool's worker process ends without atexit: multiprocessing runs its finalizers
         _FINALIZER_FOR[:] = [os.getpid()]
         multiprocessing.util.Finalize(None, _close_idle_zygotes, exitpriority=10)
-    return zygote
+
+
+def warm_zygotes(config: SandboxConfig, count: int) -> None:
+    """Start, without waiting, the zygotes that give this process ``count`` idle ones for
+    ``config``. A batch calls it first, so that Python and NumPy load inside them while it
+    prepares the reference's answers; the first sandbox, or ``lend_zygotes``, waits for them.
+    Does nothing where submissions get a fresh sandbox each."""
+    layers, _ = plan_layers(config.mode, allow_unisolated=config.allow_unisolated)
+    if not zygote_plan(layers)[0]:
+        return
+    _own_idle()
+    key = _zygote_key(config)
+    have = sum(1 for z in _IDLE + _BOOTING if _zygote_key(z.config) == key)
+    for _ in range(count - have):
+        zygote = Zygote(key)
+        try:
+            zygote._launch()
+        except (SandboxCrashed, OSError, GraderError) as exc:
+            zygote.close()
+            if not isinstance(exc, GraderError):
+                _zygote_failed(exc)
+            return  # the first sandbox says what is wrong, or starts without a zygote
+        _BOOTING.append(zygote)
+    _close_at_exit()
+
+
+def _finish_booting(timeout: float = 60) -> None:
+    """Wait for the zygotes ``warm_zygotes`` started; each ready one becomes idle."""
+    deadline = time.monotonic() + timeout
+    while _BOOTING:
+        zygote = _BOOTING.pop(0)
+        try:
+            zygote._await_ready(deadline)
+        except (SandboxCrashed, OSError) as exc:
+            zygote.close()
+            _zygote_failed(exc)
+            continue
+        _IDLE.append(zygote)
+
+
+@dataclass
+class ZygoteLoan:
+    """Idle zygotes of the batch's process, lent to the pool workers it forks: one each.
+
+    Each worker then grades from the first submission on with Python and NumPy already loaded,
+    and the zygotes outlive the pool: the lender keeps them for its next batch. The lender
+    alone is their parent, so a borrower never waits for one; one it closes (a zygote that
+    failed it) is found dead when the loan is settled."""
+
+    zygotes: list[Zygote]
+    taken: Any  # multiprocessing.Value: how many workers took theirs
+
+    def take(self) -> Zygote | None:
+        with self.taken.get_lock():
+            index = self.taken.value
+            self.taken.value += 1
+        return self.zygotes[index] if index < len(self.zygotes) else None
+
+    def settle(self, *, clean: bool) -> None:
+        """In the lender, once the pool is gone: zygotes that are alive and idle are kept
+        (``clean``: every worker ended its last child), the others closed."""
+        for zygote in self.zygotes:
+            if clean and zygote.alive:
+                _IDLE.append(zygote)
+            else:
+                zygote.close()
+        self.zygotes = []
+
+
+def lend_zygotes(config: SandboxConfig, count: int, context: Any) -> ZygoteLoan | None:
+    """Up to ``count`` ready zygotes for ``config`` for a pool forked with ``context`` (a
+    ``fork`` context), taken out of this process's idle ones; None when there are none."""
+    _own_idle()
+    _finish_booting()
+    key = _zygote_key(config)
+    lent = [z for z in _IDLE if _zygote_key(z.config) == key and z.alive][:count]
+    if not lent:
+        return None
+    _IDLE[:] = [z for z in _IDLE if z not in lent]
+    return ZygoteLoan(lent, context.Value("i", 0))
+
+
+def borrow_zygote(loan: ZygoteLoan) -> None:
+    """First thing in a pool worker forked after ``lend_zygotes``: one zygote of the loan
+    becomes this worker's idle one; the others, and the lender's own, are let go of."""
+    mine = loan.take()
+    for zygote in _IDLE + _BOOTING + loan.zygotes:
+        if zygote is not mine:
+            zygote.forget()
+    _IDLE[:] = [mine] if mine is not None else []
+    _BOOTING.clear()
+    _IDLE_OWNER[0] = os.getpid()
+    if mine is not None:
+        mine.borrowed = True
 
 
 def machine_oom_kills() -> int:
@@ -1058,7 +1185,8 @@ def _zygote_key(config: SandboxConfig) -> SandboxConfig:
 
 def _return_zygote(zygote: Zygote, *, clean: bool) -> None:
     """Keep a zygote whose child ended as it should; close one in any doubt."""
-    if clean and zygote.alive and zygote.child is None and len(_IDLE) < MAX_IDLE:
+    if clean and zygote.alive and zygote.child is None and (
+            zygote.borrowed or len(_IDLE) < MAX_IDLE):
         _IDLE.append(zygote)
     else:
         zygote.close()
@@ -1079,5 +1207,11 @@ def idle_zygote_pids() -> set[int]:
 @atexit.register
 def _close_idle_zygotes() -> None:
     if _IDLE_OWNER[0] == os.getpid():
+        while _BOOTING:
+            _BOOTING.pop().close()
         while _IDLE:
-            _IDLE.pop().close()
+            zygote = _IDLE.pop()
+            if zygote.borrowed:
+                zygote.forget()  # the lender's to close
+            else:
+                zygote.close()

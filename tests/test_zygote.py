@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import grade, rubric, sandbox
+from grader import batch, grade, rubric, sandbox
 from grader.errors import GraderError, InfrastructureError
 from grader.execute import Session
 from grader.notebook import read
 from grader.sandbox import Limits, Sandbox, SandboxConfig
-from tests.conftest import build_notebook
+from tests.conftest import UNIT_KINDS, build_notebook
 
 # sandboxed end to end: what must hold everywhere (core), seconds each (slow, not in test-fast)
 pytestmark = [pytest.mark.core, pytest.mark.slow]
@@ -498,3 +498,88 @@ def test_the_plan_says_where_each_submission_runs(monkeypatch) -> None:
     monkeypatch.setenv("GRADER_ZYGOTE", "sometimes")
     with pytest.raises(GraderError, match="GRADER_ZYGOTE must be auto or off"):
         sandbox.zygote_plan(["namespaces"])
+
+
+# --------------------------------------------------------------------------- a pool's zygotes
+
+
+@pytest.fixture
+def own_zygotes(monkeypatch, tmp_path: Path):
+    """This test's own idle zygotes (closed after it), and a file naming the process that
+    started each zygote."""
+    monkeypatch.setattr(sandbox, "_IDLE", [])
+    monkeypatch.setattr(sandbox, "_BOOTING", [])
+    launches = tmp_path / "launches"
+    launch = sandbox.Zygote._launch
+
+    def counted(self) -> None:
+        launch(self)
+        with open(launches, "a") as record:  # who started it, and its process
+            record.write(f"{os.getpid()} {self._process.pid}\n")
+
+    monkeypatch.setattr(sandbox.Zygote, "_launch", counted)
+    yield launches
+    for zygote in sandbox._IDLE + sandbox._BOOTING:
+        zygote.close()
+
+
+def unit_class(folder: Path) -> rubric.Rubric:
+    folder.mkdir()
+    build_notebook(folder, "backprop", name="reference")
+    build_notebook(folder, "backprop", name="untouched", template=True)
+    build_notebook(folder, "backprop", name="again")
+    loaded = rubric.load("backprop")
+    return dataclasses.replace(loaded, tests=tuple(t for t in loaded.tests
+                                                   if t.kind in UNIT_KINDS))
+
+
+@needs_zygote
+def test_pool_workers_borrow_the_batchs_zygotes(config: SandboxConfig, tmp_path: Path,
+                                                own_zygotes: Path) -> None:
+    """A two-worker batch starts two zygotes in its own process while it prepares, lends one
+    to each worker, and keeps them: the next batch of the process starts none."""
+    loaded = unit_class(tmp_path / "class")
+    kept = []
+    for run in range(2):
+        summary = batch.grade_all([tmp_path / "class"], loaded, tmp_path / f"out{run}",
+                                  sandbox=config, jobs=2, progress=False,
+                                  check_reference=False)
+        scores = {r.student: r.score for r in summary.results}
+        assert scores == {"reference": loaded.max_score, "untouched": 0,
+                          "again": loaded.max_score}
+        assert len(sandbox._IDLE) == 2 and all(z.alive for z in sandbox._IDLE)
+        assert not any(z.borrowed for z in sandbox._IDLE)
+        kept.append({z._process.pid for z in sandbox._IDLE})
+    started = [line.split() for line in own_zygotes.read_text().splitlines()]
+    assert [int(starter) for starter, _ in started] == [os.getpid()] * 2
+    assert kept[0] == kept[1] == {int(zygote) for _, zygote in started}
+
+
+GRADE_ENCODED = batch.grade_encoded
+
+
+def dies_on_untouched(job: grade.Job):
+    """``batch.grade_encoded``, but the worker exits on the submission named untouched."""
+    if job.path.stem == "untouched":
+        os._exit(9)
+    return GRADE_ENCODED(job)
+
+
+@needs_zygote
+def test_a_worker_that_dies_stops_the_batch_and_its_zygotes(config: SandboxConfig,
+                                                            tmp_path: Path, own_zygotes: Path,
+                                                            monkeypatch) -> None:
+    """A worker killed mid-batch (here: it exits on one submission) is the machine's fault:
+    the batch stops with the reason, keeps what was written, and closes the zygotes it lent,
+    whose state nobody can vouch for."""
+    loaded = unit_class(tmp_path / "class")
+    monkeypatch.setattr(batch, "grade_encoded", dies_on_untouched)
+    with pytest.raises(InfrastructureError, match="a grading worker died"):
+        batch.grade_all([tmp_path / "class"], loaded, tmp_path / "out", sandbox=config,
+                        jobs=2, progress=False, check_reference=False)
+    assert sandbox._IDLE == []
+    started = [line.split() for line in own_zygotes.read_text().splitlines()]
+    assert len(started) == 2
+    assert not [pid for _, pid in started if Path(f"/proc/{pid}").exists()]  # closed, reaped
+    assert not (tmp_path / "out" / "untouched.json").exists()
+    assert (tmp_path / "out" / "grader-error.txt").exists()
