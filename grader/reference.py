@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
+from grader import notebook
 from grader.errors import GraderError
 
 
@@ -30,17 +29,21 @@ class Reference:
 
 @functools.cache
 def load(solution: Path) -> Reference:
-    notebook = nbformat.read(solution, as_version=4)
+    """The reference's functions, read the way submissions are read (``grader.notebook``:
+    plain JSON, no schema validation on each batch's critical path; ``grader validate``
+    checks the solution notebooks)."""
+    read = notebook.read(solution)
+    if isinstance(read, notebook.UnreadableNotebook):
+        raise GraderError(f"{solution.name}: {read.error}")
     namespace: dict[str, Any] = {"__name__": "__reference__"}
     definitions: dict[str, ast.stmt] = {}
     imports: list[str] = []
-    for number, cell in enumerate(notebook.cells, start=1):
-        if cell.cell_type != "code":
-            continue
+    for cell in read.cells:
         try:
             tree = ast.parse(cell.source)
         except SyntaxError as exc:
-            raise GraderError(f"{solution.name}: cell {number} has a syntax error: {exc}") from None
+            raise GraderError(f"{solution.name}: code cell {cell.index} has a syntax error: "
+                              f"{exc}") from None
         for node in tree.body:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 imports.append(ast.unparse(node))

@@ -387,6 +387,9 @@ class Sandbox:
         request = {
             "op": "spawn", "uid": self.uid, "env": self._environment(),
             "scratch_mb": self.config.limits.scratch_mb,
+            # the cores this worker may run on (its own one in a pool: ``batch``), as a fresh
+            # sandbox inherits them: the worker and the code it waits on share a cache
+            "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [],
             "runtime": {"limits": self._rlimits() if "rlimits" in self.layers else {},
                         "seccomp": "seccomp" in self.layers, "reap": True},
             "fds": {"request": 0, "response": 1, "output": 2,

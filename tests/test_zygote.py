@@ -583,3 +583,34 @@ def test_a_worker_that_dies_stops_the_batch_and_its_zygotes(config: SandboxConfi
     assert not [pid for _, pid in started if Path(f"/proc/{pid}").exists()]  # closed, reaped
     assert not (tmp_path / "out" / "untouched.json").exists()
     assert (tmp_path / "out" / "grader-error.txt").exists()
+
+
+def cores_seen(result) -> set[int]:
+    """The cores the submission's sandbox could run on, as its extra cell printed them."""
+    printed = [n for n in result.notices if "CORES" in n]
+    assert len(printed) == 1, result.notices
+    return set(json.loads(printed[0].split("CORES", 1)[1].split()[0]))
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one core: nothing to spread")
+def test_each_pool_worker_and_its_sandboxes_keep_to_one_core(config: SandboxConfig,
+                                                             tmp_path: Path) -> None:
+    """Two workers on two or more cores: each worker, and every sandbox it starts, runs on a
+    core of its own (they share its cache); the two workers on different cores."""
+    folder = tmp_path / "class"
+    folder.mkdir()
+    report_cores = ("import os\n"
+                    "print('CORES[' + ','.join(map(str, sorted(os.sched_getaffinity(0)))) + ']')")
+    for number in range(6):
+        build_notebook(folder, "backprop", name=f"s{number}", extra_cells=[report_cores])
+    loaded = rubric.load("backprop")
+    loaded = dataclasses.replace(loaded, tests=tuple(t for t in loaded.tests
+                                                     if t.kind in UNIT_KINDS))
+    summary = batch.grade_all([folder], loaded, tmp_path / "out", sandbox=config, jobs=2,
+                              progress=False, check_reference=False)
+    seen = [cores_seen(r) for r in summary.results]
+    assert all(len(cores) == 1 for cores in seen), seen
+    assert len(set.union(*seen)) == 2, seen  # (6 submissions: both workers took some)
+    alone = batch.grade_all([folder], loaded, tmp_path / "alone", sandbox=config, jobs=1,
+                            progress=False, check_reference=False)
+    assert all(cores_seen(r) == os.sched_getaffinity(0) for r in alone.results)

@@ -326,13 +326,59 @@ class _Guard:
     @staticmethod
     def _rebind(function: Any, replacement: Any) -> None:
         """Replace a function that cannot be rewritten (C functions) in every loaded module."""
-        for module in list(sys.modules.values()):
-            namespace = getattr(module, "__dict__", None)
-            if not isinstance(namespace, dict):
-                continue
-            for name, value in list(namespace.items()):
-                if value is function:
-                    namespace[name] = replacement
+        for namespace, name in _holders(function):
+            if namespace.get(name) is function:
+                namespace[name] = replacement
+
+
+# Where the loaded modules hold each guarded C function, found by ``find_guard_holders`` in
+# the zygote before it forks any child, with how many modules were loaded then.
+_HOLDERS: dict[int, list[tuple[dict, str]]] = {}
+_HOLDERS_FOR = [-1]
+
+
+def find_guard_holders() -> None:
+    """Run once by the zygote: where every loaded module holds a guarded C function.
+
+    Finding them means reading every value of every loaded module's namespace, and reading a
+    value writes its reference count: in a child forked from the zygote that copied about
+    1,400 pages, 4 of the 11 ms a child took to start. Read once here, the pages stay shared.
+    A child whose modules are not the ones counted here looks for itself, as before."""
+    functions = {id(f): f for f in _guarded_c_functions()}
+    _HOLDERS.clear()
+    _HOLDERS.update({key: [] for key in functions})
+    for namespace, name, value in _module_values():
+        if id(value) in functions and value is functions[id(value)]:
+            _HOLDERS[id(value)].append((namespace, name))
+    _HOLDERS_FOR[0] = len(sys.modules)
+
+
+def _guarded_c_functions() -> list[Any]:
+    found = []
+    for module_name, pairs in GUARDED_FUNCTIONS.items():
+        module = sys.modules.get(module_name)
+        for attribute, _ in pairs if module is not None else ():
+            function = getattr(module, attribute, None)
+            function = getattr(function, "_implementation", function)
+            if callable(function) and not isinstance(function, types.FunctionType):
+                found.append(function)
+    return found
+
+
+def _holders(function: Any) -> list[tuple[dict, str]]:
+    if _HOLDERS_FOR[0] == len(sys.modules) and id(function) in _HOLDERS:
+        return _HOLDERS[id(function)]
+    return [(namespace, name) for namespace, name, value in _module_values()
+            if value is function]
+
+
+def _module_values() -> list[tuple[dict, str, Any]]:
+    found = []
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if isinstance(namespace, dict):
+            found += [(namespace, name, value) for name, value in list(namespace.items())]
+    return found
 
 
 def _forward(*args, _grader_guard, **kwargs):
