@@ -342,6 +342,18 @@ try:  # a thread would go on printing (or reading later requests) after this cel
 except RuntimeError:
     print("THREAD REFUSED")
 """
+NAMESPACES = """
+import ctypes, subprocess
+libc = ctypes.CDLL(None, use_errno=True)
+for name, flag in [("user", 0x10000000), ("mount", 0x00020000), ("network", 0x40000000)]:
+    print("UNSHARE", name, "REFUSED" if libc.unshare(flag) != 0 else "NAMESPACE CREATED")
+try:
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "id", "-u"],
+                          capture_output=True, text=True, timeout=10)
+    print("ROOT INSIDE" if done.stdout.strip() == "0" else "UNSHARE COMMAND REFUSED")
+except OSError as exc:
+    print("UNSHARE COMMAND REFUSED", type(exc).__name__)
+"""
 MONKEYPATCH = """
 import builtins
 np.allclose = lambda *args, **kwargs: True
@@ -453,6 +465,10 @@ CASES = [
          cells=(SIDE_CHANNELS,), says=("REFUSED flock", "REFUSED lockf", "KEYRING REFUSED",
                                        "THREAD REFUSED"),
          never=("LOCKED", "ADDED", "THREAD STARTED", "THREAD STILL HERE"), needs=("seccomp",)),
+    Case("makes namespaces of its own (root in a user namespace)", cells=(NAMESPACES,),
+         says=("UNSHARE user REFUSED", "UNSHARE mount REFUSED", "UNSHARE network REFUSED",
+               "UNSHARE COMMAND REFUSED"),
+         never=("NAMESPACE CREATED", "ROOT INSIDE"), needs=("seccomp",)),
     Case("monkeypatches NumPy and builtins", cells=(MONKEYPATCH,), at_end=True,
          function=f"def {TARGET}(logits, y):\n    return 0.0, np.zeros_like(logits)",
          says=("loss",), zero=(TARGET,), cheat=True),

@@ -39,6 +39,9 @@ def apply_limits(config: dict[str, Any]) -> list[str]:
 # fcntl's record locks: F_GETLK, F_SETLK, F_SETLKW and the open-file-description ones
 LOCK_COMMANDS = (5, 6, 7, 36, 37, 38)
 CLONE_THREAD = 0x00010000
+# CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET and NEWTIME
+CLONE_NAMESPACES = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
+                    0x40000000, 0x00000080)
 
 
 def load_seccomp() -> Any:
@@ -57,7 +60,7 @@ def load_seccomp() -> Any:
 
 def install_seccomp() -> None:
     """Refuse internet sockets (IPv4 and IPv6, loopback included) with EACCES, and file locks,
-    kernel keyrings and threads with EPERM."""
+    kernel keyrings, threads and new namespaces with EPERM."""
     seccomp = load_seccomp()
     syscall_filter = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
     for family in (socket.AF_INET, socket.AF_INET6):
@@ -82,6 +85,13 @@ def install_seccomp() -> None:
     syscall_filter.add_rule(seccomp.ERRNO(errno.EPERM), "clone",
                             seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_THREAD, CLONE_THREAD))
     syscall_filter.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
+    # No namespaces of its own: a user namespace would make student code root inside it,
+    # with the kernel's mount, network and keyring code within reach. A practical needs none.
+    for flag in CLONE_NAMESPACES:
+        syscall_filter.add_rule(seccomp.ERRNO(errno.EPERM), "clone",
+                                seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+    for call in ("unshare", "setns"):
+        syscall_filter.add_rule(seccomp.ERRNO(errno.EPERM), call)
     syscall_filter.load()
 
 
