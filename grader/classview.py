@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import nbformat
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 from pygments import highlight
@@ -165,10 +164,9 @@ def template_sources(rubric: Rubric) -> dict[str, str]:
     as ``grader assign`` makes it): what is in them is nobody's own work."""
     path = rubric.solution.parent.parent / "assignments" / rubric.solution.name
     raw = path.read_bytes() if path.is_file() else assign.render_assignment(rubric.solution)
-    document = nbformat.reads(raw.decode("utf-8"), as_version=4)
-    cells = [c.source for c in document.cells if c.cell_type == "code"]
-    read = notebook.Notebook(path, "", tuple(notebook.CodeCell(i, source, ())
-                                             for i, source in enumerate(cells, 1)), ())
+    read = notebook.from_bytes(path, raw)
+    if isinstance(read, notebook.UnreadableNotebook):
+        raise ValueError(f"the template {path.name} cannot be read: {read.error}")
     return read.function_sources(list(rubric.functions))
 
 

@@ -88,7 +88,11 @@ def read(path: Path) -> Notebook | UnreadableNotebook:
     size = path.stat().st_size
     if size > MAX_NOTEBOOK_BYTES:  # checked before reading: the file may be any size at all
         return UnreadableNotebook(path, _digest(path), _too_large(size))
-    raw = path.read_bytes()
+    return from_bytes(path, path.read_bytes())
+
+
+def from_bytes(path: Path, raw: bytes) -> Notebook | UnreadableNotebook:
+    """``read`` for a notebook already in memory (``path`` names it)."""
     digest = hashlib.sha256(raw).hexdigest()
     problem = _file_problem(raw)
     if problem:
