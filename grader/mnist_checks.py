@@ -142,7 +142,9 @@ def run_mnist(spec: TestSpec, context: Context) -> TestResult:
     predicted = context.mnist.unshuffle(predicted)  # the images went in a secret order
     accuracy = float(np.mean(predicted == labels))
     reference = (spec.options.get("reference_seconds") or {}).get("train_mnist")
-    measured = {"accuracy": accuracy, "predict_note": note, "reference_train_seconds": reference}
+    agreement, why_not = _weights_agreement(context, predicted)
+    measured = {"accuracy": accuracy, "predict_note": note, "reference_train_seconds": reference,
+                "weights_agreement": agreement, "weights_note": why_not}
     return judge(spec, {**base, **timing, **measured, **_feedback(context, predicted, labels)})
 
 
@@ -161,7 +163,9 @@ def judge(spec: TestSpec, details: dict[str, Any]) -> TestResult:
     )
     if details.get("predict_note"):
         message += " " + details["predict_note"]
-    if why := _implausible(spec, accuracy, seconds, details.get("reference_train_seconds")):
+    why = (_implausible(spec, accuracy, seconds, details.get("reference_train_seconds"))
+           or _not_from_weights(spec, accuracy, details))
+    if why:
         return result(spec, 0.0, message + " " + REVIEW, diagnosis=why, status="review",
                       details=details)
     return result(spec, _partial(accuracy, spec), message, details=details)
@@ -188,6 +192,58 @@ def _implausible(spec: TestSpec, accuracy: float, train_seconds: float,
         return (f"Needs review: training took {train_seconds:.3f} s, under "
                 f"{percent(faster)} of the reference's {reference:.1f} s, yet reached "
                 f"{accuracy:.2%}; a network cannot learn MNIST that fast.")
+    return ""
+
+
+# The model the assignment asks ``train_mnist`` to return: a dict of these arrays.
+WEIGHTS = ("W1", "b1", "W2", "b2")
+# An honest ``predict`` runs the network its weights define: it agrees with that network on
+# every image but for float rounding at near-ties (the reference: all 10,000).
+AGREEMENT = 0.99
+
+
+def _weights_agreement(context: Context, predicted: np.ndarray) -> tuple[float | None, str]:
+    """How often ``predict`` gives the digit that the network its own trained weights define
+    gives, that network run here (dense, ReLU, dense, argmax) on the same images; or None and
+    why it could not be run.
+
+    A ``predict`` that looks answers up (hashes of the public test images with their labels,
+    carried in the notebook) instead of running the network agrees on about one image in ten,
+    whatever the accuracy it reports."""
+    weights = {}
+    for name in WEIGHTS:
+        answer = context.session.request(
+            {"op": "fetch", "key": "model", "item": name, "timeout": 10.0}, timeout=10.0)
+        value = answer.get("value") if isinstance(answer, dict) and answer.get("ok") else None
+        if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
+            return None, f"the model `train_mnist` returned has no array `{name}`"
+        weights[name] = value.astype(np.float32)
+    w1, b1, w2, b2 = (weights[name] for name in WEIGHTS)
+    images = np.load(context.mnist.labelled_test_images, mmap_mode="r")
+    if (w1.ndim != 2 or w1.shape[0] != images.shape[1] or b1.shape != w1.shape[1:]
+            or w2.shape != (w1.shape[1], 10) or b2.shape != (10,)):
+        shapes = ", ".join(f"{n} {weights[n].shape}" for n in WEIGHTS)
+        return None, f"the model's arrays do not make a 784-hidden-10 network ({shapes})"
+    with np.errstate(all="ignore"):  # a diverged network's NaNs give its own argmax
+        own = (np.maximum(np.asarray(images) @ w1 + b1, 0) @ w2 + b2).argmax(axis=1)
+    return float(np.mean(own == predicted)), ""
+
+
+def _not_from_weights(spec: TestSpec, accuracy: float, details: dict[str, Any]) -> str:
+    """Why the accuracy cannot be credited to the trained network, or "" (also for results
+    measured before the check existed, which have no ``weights_agreement``)."""
+    floor = float(spec.options.get("floor", 0.5))
+    if "weights_agreement" not in details or accuracy <= floor:
+        return ""  # (no credit to hold back below the floor)
+    agreement = details["weights_agreement"]
+    if agreement is None:
+        return (f"Needs review: {details.get('weights_note') or 'the model is not readable'}, "
+                f"so the grader could not check that `predict` runs the network that was "
+                f"trained. The assignment asks for a dict of {', '.join(WEIGHTS)}.")
+    if agreement < AGREEMENT:
+        return (f"Needs review: on {1 - agreement:.1%} of the test images `predict` gives "
+                f"another digit than the network its own trained weights define; it should "
+                f"run dense → ReLU → dense with those weights, then argmax.")
     return ""
 
 

@@ -161,8 +161,18 @@ class Runtime:
 
     def op_fetch(self, request: dict) -> dict:
         """Send back stored values, e.g. the forward's arguments after the backward ran (to see
-        whether the student's code changed its inputs in place)."""
-        return {"ok": True, "value": _plain(self.stored.get(request["key"]))}
+        whether the student's code changed its inputs in place), or one ``item`` of one (the
+        trained model's ``W1``: indexing may run student code, so under the alarm)."""
+        value = self.stored.get(request["key"])
+        if "item" not in request:
+            return {"ok": True, "value": _plain(value)}
+        try:
+            with _Alarm(request.get("timeout")):
+                return {"ok": True, "value": _plain(value[request["item"]])}
+        except CallTimeout:
+            return {"ok": False, "kind": "timeout", "error": "time limit reached"}
+        except BaseException as exc:  # noqa: BLE001
+            return {"ok": False, "kind": "exception", "error": _describe(exc)}
 
     def op_train_fixed(self, request: dict) -> dict:
         from .fixed_net import train_and_predict
