@@ -310,15 +310,15 @@ def _execute_pool(todo: list[Job], jobs: int) -> Iterator[Encoded]:
     workers = min(jobs, len(todo))
     forked = context.get_start_method() == "fork"
     parent = os.getpid() if forked else None
-    # forked workers borrow this process's warm zygotes (``sandbox.warm_zygotes``)
-    loan = sandbox_module.lend_zygotes(todo[0].sandbox, workers, context) if forked else None
-    clean = False
-    if forked:
-        # what the workers inherit stays out of their garbage collector's reach: it would
-        # touch (and so copy) every page of it; about a third fewer page copies per worker
-        gc.freeze()
-    cores = _cores_for(workers, context)
+    loan, clean = None, False
     try:
+        # forked workers borrow this process's warm zygotes (``sandbox.warm_zygotes``)
+        loan = sandbox_module.lend_zygotes(todo[0].sandbox, workers, context) if forked else None
+        if forked:
+            # what the workers inherit stays out of their garbage collector's reach: it would
+            # touch (and so copy) every page of it; about a third fewer page copies per worker
+            gc.freeze()
+        cores = _cores_for(workers, context)
         with ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                  initializer=_init_worker,
                                  initargs=(parent, loan, cores)) as pool:
@@ -330,8 +330,9 @@ def _execute_pool(todo: list[Job], jobs: int) -> Iterator[Encoded]:
         clean = True
     except BrokenProcessPool as exc:
         raise InfrastructureError(
-            "a grading worker died (killed by the system: out of memory, or by hand), so "
-            "the batch stopped; no student was blamed for it", repr(exc)) from None
+            "a grading worker died (killed by the system, for instance for memory, or a grader "
+            "bug), so the batch stopped and no student was blamed for it; if it happens again "
+            "on the same submissions, please report it", repr(exc)) from None
     finally:
         gc.unfreeze()
         if loan is not None:
@@ -391,7 +392,22 @@ def _cores_for(workers: int, context: Any) -> tuple[Any, list[int]] | None:
         return None
     if workers < 2 or workers > len(cores):
         return None
-    return context.Value("i", 0), cores
+    return context.Value("i", 0), _one_thread_per_core_first(cores)
+
+
+def _one_thread_per_core_first(cores: list[int]) -> list[int]:
+    """The cores in an order that gives each worker a physical core of its own before any
+    two share one (hyperthreads of one core share its caches and its time)."""
+    first, rest, seen = [], [], set()
+    for cpu in cores:
+        try:
+            siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/"
+                            f"thread_siblings_list").read_text().strip()
+        except OSError:
+            siblings = str(cpu)
+        (rest if siblings in seen else first).append(cpu)
+        seen.add(siblings)
+    return first + rest
 
 
 def _init_worker(parent: int | None, loan: sandbox_module.ZygoteLoan | None = None,

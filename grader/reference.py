@@ -39,6 +39,10 @@ def load(solution: Path) -> Reference:
     definitions: dict[str, ast.stmt] = {}
     imports: list[str] = []
     for cell in read.cells:
+        if any(magic.lstrip().startswith("%%") for magic in cell.magics):
+            raise GraderError(f"{solution.name}: code cell {cell.index} starts with a cell magic "
+                              f"({cell.magics[0].strip()[:40]}), so its code would not run; "
+                              f"remove the magic")
         try:
             tree = ast.parse(cell.source)
         except SyntaxError as exc:

@@ -908,6 +908,17 @@ class Zygote(Sandbox):
             return False
         return not select.select([self._control], [], [], 0)[0]
 
+    def idle(self, timeout: float = 5.0) -> bool:
+        """Alive, and no child running, in the zygote's own words."""
+        if not self.alive:
+            return False
+        try:
+            self._control.send(b'{"op": "ping"}')
+            answer = self.receive(time.monotonic() + timeout)
+        except (OSError, ZygoteLost):
+            return False
+        return answer == {"idle": True}
+
     def log(self) -> str:
         """What the zygote printed (its own errors; never student output), the last 2 kB."""
         if self._log is None:
@@ -1037,6 +1048,7 @@ _IDLE: list[Zygote] = []
 _IDLE_OWNER = [os.getpid()]
 _ZYGOTE_BROKEN: list[str] = []
 MAX_IDLE = 2
+_KEEP_IDLE = [MAX_IDLE]  # more after a pool's zygotes came back: as many as it had
 _FINALIZER_FOR: list[int] = []
 
 
@@ -1132,13 +1144,15 @@ class ZygoteLoan:
         return self.zygotes[index] if index < len(self.zygotes) else None
 
     def settle(self, *, clean: bool) -> None:
-        """In the lender, once the pool is gone: zygotes that are alive and idle are kept
-        (``clean``: every worker ended its last child), the others closed."""
+        """In the lender, once the pool is gone: zygotes that say they have no child running
+        are kept (``clean``: the pool ended normally), the others closed. A worker may have
+        ended without closing its last sandbox: only the zygote knows, so it is asked."""
         for zygote in self.zygotes:
-            if clean and zygote.alive:
+            if clean and zygote.idle():
                 _IDLE.append(zygote)
             else:
                 zygote.close()
+        _KEEP_IDLE[0] = max(MAX_IDLE, len(_IDLE))
         self.zygotes = []
 
 
@@ -1189,7 +1203,7 @@ def _zygote_key(config: SandboxConfig) -> SandboxConfig:
 def _return_zygote(zygote: Zygote, *, clean: bool) -> None:
     """Keep a zygote whose child ended as it should; close one in any doubt."""
     if clean and zygote.alive and zygote.child is None and (
-            zygote.borrowed or len(_IDLE) < MAX_IDLE):
+            zygote.borrowed or len(_IDLE) < _KEEP_IDLE[0]):
         _IDLE.append(zygote)
     else:
         zygote.close()

@@ -404,3 +404,15 @@ def test_docs_are_generated_from_the_schema() -> None:
     for used in ("timeout", "upstream", "wrt", "kink", "numeric", "then", "floor", "budget",
                  "epochs", "predict_budget", "threshold", "tolerance", "given"):
         assert used in documented, used
+
+
+def test_a_cell_magic_in_the_reference_is_refused(tmp_path: Path) -> None:
+    """A reference cell behind ``%%time`` would not run: its functions would be missing from
+    every comparison, so the instructor is told instead."""
+    notebook = nbformat.read(SOLUTIONS / "backprop.ipynb", as_version=4)
+    cell = next(c for c in notebook.cells if "def relu_forward" in c.source)
+    cell.source = "%%time\n" + cell.source
+    path = tmp_path / "backprop.ipynb"
+    nbformat.write(notebook, path)
+    with pytest.raises(GraderError, match="starts with a cell magic \\(%%time\\)"):
+        reference.load(path)

@@ -614,3 +614,41 @@ def test_each_pool_worker_and_its_sandboxes_keep_to_one_core(config: SandboxConf
     alone = batch.grade_all([folder], loaded, tmp_path / "alone", sandbox=config, jobs=1,
                             progress=False, check_reference=False)
     assert all(cores_seen(r) == os.sched_getaffinity(0) for r in alone.results)
+
+
+@needs_zygote
+def test_a_lent_zygote_still_running_a_child_is_not_kept(config: SandboxConfig,
+                                                         own_zygotes: Path) -> None:
+    """A worker that ended without closing its sandbox leaves its zygote with a child: the
+    lender asks the zygote, and closes it rather than keep it for the next batch."""
+    import multiprocessing
+
+    box = Sandbox(config)
+    box.start()
+    try:
+        lent = box._zygote
+        assert exec_cell(box, "x = 1")["ok"] and lent.alive  # quiet channel, yet busy
+        loan = sandbox.ZygoteLoan([lent], multiprocessing.get_context("fork").Value("i", 0))
+        loan.settle(clean=True)
+        assert sandbox._IDLE == [] and lent._process is None  # closed
+    finally:
+        box.close()
+    with Sandbox(config) as fresh:  # and the next sandbox is served at once
+        assert exec_cell(fresh, "x = 2")["ok"]
+
+
+def test_workers_get_a_physical_core_each_before_sharing_one(monkeypatch) -> None:
+    """Four logical cores, two physical ones (siblings 0-2 and 1-3, as Linux often numbers
+    them): two workers get cores 0 and 1, not the two threads of one core."""
+    siblings = {0: "0,2", 1: "1,3", 2: "0,2", 3: "1,3"}
+    read_text = Path.read_text
+
+    def topology(path: Path, *args, **kwargs) -> str:
+        if path.name == "thread_siblings_list":
+            return siblings[int(path.parent.parent.name[3:])] + "\n"
+        return read_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", topology)
+    assert batch._one_thread_per_core_first([0, 1, 2, 3]) == [0, 1, 2, 3]
+    siblings.update({1: "0,1", 0: "0,1", 2: "2,3", 3: "2,3"})
+    assert batch._one_thread_per_core_first([0, 1, 2, 3]) == [0, 2, 1, 3]

@@ -26,7 +26,8 @@ killed it, as bubblewrap reports its own child's).
 
 Control protocol (a SOCK_SEQPACKET socket): the grader sends ``{"op": "spawn", ...}`` with the
 child's file descriptors attached (SCM_RIGHTS); the zygote answers ``{"spawned": true}`` or an
-error, and ``{"exited": status}`` once the child is gone. ``{"op": "kill"}`` kills the child.
+error, and ``{"exited": status}`` once the child is gone. ``{"op": "kill"}`` kills the child;
+``{"op": "ping"}`` is answered ``{"idle": true}`` when no child is running, else ``false``.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ def main(argv: list[str]) -> None:
         if not message:
             os._exit(0)  # the grader closed the channel
         request = json.loads(message)
+        if request.get("op") == "ping":  # (asked by a lender taking its zygote back)
+            control.send(b'{"idle": true}')
         if request.get("op") != "spawn":
             _close(fds)
             continue
@@ -135,8 +138,11 @@ def _wait_for(control: socket.socket, child: int) -> int:
                 message = control.recv(1 << 16)
                 if not message:
                     os._exit(0)  # the grader is gone: the sandbox goes with this process
-                if json.loads(message).get("op") == "kill":
+                operation = json.loads(message).get("op")
+                if operation == "kill":
                     os.kill(child, signal.SIGKILL)  # the child's init: its namespace dies with it
+                elif operation == "ping":
+                    control.send(b'{"idle": false}')
             if watch is None:
                 pid, status = os.waitpid(child, os.WNOHANG)
                 if pid:
