@@ -236,7 +236,7 @@ def test_index_links_every_student(visit, site):
         assert links.nth(i).is_visible()
         href = links.nth(i).get_attribute("href")
         assert (site["index"].parent / href).resolve().exists(), href
-    assert page.locator("img.plot").is_visible()
+    assert page.locator("svg.plot").is_visible()  # the histogram
 
 
 def test_hostile_page_shows_injected_markup_as_text(visit):

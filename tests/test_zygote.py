@@ -23,7 +23,7 @@ from grader.errors import GraderError, InfrastructureError
 from grader.execute import Session
 from grader.notebook import read
 from grader.sandbox import Limits, Sandbox, SandboxConfig
-from tests.conftest import UNIT_KINDS, build_notebook
+from tests.conftest import ROOT, UNIT_KINDS, build_notebook
 
 # sandboxed end to end: what must hold everywhere (core), seconds each (slow, not in test-fast)
 pytestmark = [pytest.mark.core, pytest.mark.slow]
@@ -523,66 +523,97 @@ def own_zygotes(monkeypatch, tmp_path: Path):
         zygote.close()
 
 
-def unit_class(folder: Path) -> rubric.Rubric:
+# A batch in a fresh interpreter, as the command line runs one: a process with threads (a
+# test runner's, once a browser or Dask test ran in it) gets a fork server and lends nothing.
+IN_A_FRESH_PROCESS = r"""
+import dataclasses, json, os, sys
+from pathlib import Path
+from grader import batch, rubric, sandbox
+from grader.errors import InfrastructureError
+from grader.sandbox import Limits, SandboxConfig
+
+folder, out, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+started = []
+launch = sandbox.Zygote._launch
+
+def counted(self):
+    launch(self)
+    started.append([os.getpid(), self._process.pid])
+
+sandbox.Zygote._launch = counted
+grade_encoded = batch.grade_encoded
+
+def dies_on_untouched(job):
+    if job.path.stem == "untouched":
+        os._exit(9)
+    return grade_encoded(job)
+
+loaded = rubric.load("backprop")
+loaded = dataclasses.replace(loaded, tests=tuple(
+    t for t in loaded.tests if t.kind in ("example", "output", "gradient", "rules")))
+config = SandboxConfig.from_env(limits=Limits(memory_mb=1024, scratch_mb=64))
+report = {"me": os.getpid(), "runs": [], "error": None}
+if mode == "dies":
+    batch.grade_encoded = dies_on_untouched
+for run in range(2 if mode == "twice" else 1):
+    try:
+        summary = batch.grade_all([folder], loaded, out / str(run), sandbox=config, jobs=2,
+                                  progress=False, check_reference=False)
+        scores = {r.student: r.score == loaded.max_score for r in summary.results}
+    except InfrastructureError as error:
+        scores, report["error"] = None, str(error)
+    report["runs"].append({"scores": scores, "idle": [z._process.pid for z in sandbox._IDLE
+                                                      if z.alive and not z.borrowed]})
+report["started"] = started
+report["alive"] = [pid for _, pid in started if Path(f"/proc/{pid}").exists()
+                   and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"]
+print("REPORT " + json.dumps(report))
+"""
+
+
+def batch_in_a_fresh_process(tmp_path: Path, mode: str) -> dict:
+    import subprocess
+    import sys
+
+    folder = tmp_path / "class"
     folder.mkdir()
     build_notebook(folder, "backprop", name="reference")
     build_notebook(folder, "backprop", name="untouched", template=True)
     build_notebook(folder, "backprop", name="again")
-    loaded = rubric.load("backprop")
-    return dataclasses.replace(loaded, tests=tuple(t for t in loaded.tests
-                                                   if t.kind in UNIT_KINDS))
+    script = tmp_path / "batch.py"
+    script.write_text(IN_A_FRESH_PROCESS)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(script), str(folder), str(tmp_path / "out"), mode],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("REPORT ")]
+    assert done.returncode == 0 and lines, done.stdout[-2000:] + done.stderr[-2000:]
+    return json.loads(lines[-1][len("REPORT "):])
 
 
 @needs_zygote
-def test_pool_workers_borrow_the_batchs_zygotes(config: SandboxConfig, tmp_path: Path,
-                                                own_zygotes: Path) -> None:
+def test_pool_workers_borrow_the_batchs_zygotes(tmp_path: Path) -> None:
     """A two-worker batch starts two zygotes in its own process while it prepares, lends one
     to each worker, and keeps them: the next batch of the process starts none."""
-    loaded = unit_class(tmp_path / "class")
-    kept = []
-    for run in range(2):
-        summary = batch.grade_all([tmp_path / "class"], loaded, tmp_path / f"out{run}",
-                                  sandbox=config, jobs=2, progress=False,
-                                  check_reference=False)
-        scores = {r.student: r.score for r in summary.results}
-        assert scores == {"reference": loaded.max_score, "untouched": 0,
-                          "again": loaded.max_score}
-        assert len(sandbox._IDLE) == 2 and all(z.alive for z in sandbox._IDLE)
-        assert not any(z.borrowed for z in sandbox._IDLE)
-        kept.append({z._process.pid for z in sandbox._IDLE})
-    started = [line.split() for line in own_zygotes.read_text().splitlines()]
-    assert [int(starter) for starter, _ in started] == [os.getpid()] * 2
-    assert kept[0] == kept[1] == {int(zygote) for _, zygote in started}
-
-
-GRADE_ENCODED = batch.grade_encoded
-
-
-def dies_on_untouched(job: grade.Job):
-    """``batch.grade_encoded``, but the worker exits on the submission named untouched."""
-    if job.path.stem == "untouched":
-        os._exit(9)
-    return GRADE_ENCODED(job)
+    report = batch_in_a_fresh_process(tmp_path, "twice")
+    for run in report["runs"]:
+        assert run["scores"] == {"reference": True, "untouched": False, "again": True}
+    assert [starter for starter, _ in report["started"]] == [report["me"]] * 2
+    zygotes = sorted(pid for _, pid in report["started"])
+    assert [sorted(run["idle"]) for run in report["runs"]] == [zygotes, zygotes]
 
 
 @needs_zygote
-def test_a_worker_that_dies_stops_the_batch_and_its_zygotes(config: SandboxConfig,
-                                                            tmp_path: Path, own_zygotes: Path,
-                                                            monkeypatch) -> None:
+def test_a_worker_that_dies_stops_the_batch_and_its_zygotes(tmp_path: Path) -> None:
     """A worker killed mid-batch (here: it exits on one submission) is the machine's fault:
     the batch stops with the reason, keeps what was written, and closes the zygotes it lent,
     whose state nobody can vouch for."""
-    loaded = unit_class(tmp_path / "class")
-    monkeypatch.setattr(batch, "grade_encoded", dies_on_untouched)
-    with pytest.raises(InfrastructureError, match="a grading worker died"):
-        batch.grade_all([tmp_path / "class"], loaded, tmp_path / "out", sandbox=config,
-                        jobs=2, progress=False, check_reference=False)
-    assert sandbox._IDLE == []
-    started = [line.split() for line in own_zygotes.read_text().splitlines()]
-    assert len(started) == 2
-    assert not [pid for _, pid in started if Path(f"/proc/{pid}").exists()]  # closed, reaped
-    assert not (tmp_path / "out" / "untouched.json").exists()
-    assert (tmp_path / "out" / "grader-error.txt").exists()
+    report = batch_in_a_fresh_process(tmp_path, "dies")
+    assert "a grading worker died" in report["error"]
+    assert report["runs"] == [{"scores": None, "idle": []}]
+    assert len(report["started"]) == 2 and report["alive"] == []  # closed, reaped
+    out = tmp_path / "out" / "0"
+    assert not (out / "untouched.json").exists()
+    assert (out / "grader-error.txt").exists()
 
 
 def cores_seen(result) -> set[int]:
