@@ -243,8 +243,9 @@ def _points_changed(loaded):
 
 
 class TreeMonitor(threading.Thread):
-    """Polls /proc: peak RSS per worker (the worker plus its sandboxes) and the CPU time of the
-    whole tree, so that the load of *other* processes during a run can be estimated.
+    """Polls /proc: peak RSS per worker (the worker plus its sandboxes) and of the whole tree,
+    and the machine's busy time over the run (``run_child`` takes the run's own CPU from the
+    kernel's accounts), so that the load of *other* processes during a run can be estimated.
 
     A worker is the root itself (one worker) or a long-lived copy of it: forked by the pool, or
     by a fork server. A process that is a copy of its parent and younger than ``TRANSIENT_S``
@@ -258,7 +259,6 @@ class TreeMonitor(threading.Thread):
         self.root, self.interval = root, interval
         self.peaks: dict[int, int] = {}  # worker pid -> peak bytes
         self.whole_peak = 0  # the whole tree's peak bytes
-        self.ticks: dict[int, int] = {}  # pid -> last utime+stime seen
         self._halt = threading.Event()
         self._busy_start = _busy_ticks()
 
@@ -280,8 +280,6 @@ class TreeMonitor(threading.Thread):
         for pid, (ppid, *_) in table.items():
             children.setdefault(ppid, []).append(pid)
         tree = [pid for pid in _subtree(self.root, children) if pid in table]
-        for pid in tree:
-            self.ticks[pid] = table[pid][2]
         commands = {pid: _cmdline(pid) for pid in tree}
 
         def copy(pid: int) -> bool:
@@ -304,10 +302,6 @@ class TreeMonitor(threading.Thread):
         # are not below the worker that uses them
         whole = sum(table[pid][1] for pid in tree if pid in commands and not transient(pid))
         self.whole_peak = max(self.whole_peak, whole)
-
-    @property
-    def cpu_seconds(self) -> float:
-        return sum(self.ticks.values()) / CLK_TCK
 
 
 def _processes() -> dict[int, tuple[int, int, int, int]]:
@@ -350,13 +344,20 @@ def _busy_ticks() -> tuple[int, int]:
     return sum(values) - values[3] - values[4], sum(values)
 
 
+def _cpu_of_this_and_children() -> float:
+    import resource
+
+    return sum(usage.ru_utime + usage.ru_stime for usage in (
+        resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def run_child(args: list[str], *,
               interval: float = 0.05) -> tuple[dict[str, Any], dict[str, float]]:
     """Run ``--child ...`` in a fresh interpreter; its result and what the monitor saw,
     polling every ``interval`` seconds (each poll reads every process's /proc files: about a
     millisecond of CPU, taken from the workers when they use every core)."""
     command = [sys.executable, "-m", "benchmarks.bench", "--child", *args]
-    began = time.perf_counter()
+    began, spent_before = time.perf_counter(), _cpu_of_this_and_children()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     monitor = TreeMonitor(process.pid, interval)
@@ -368,7 +369,9 @@ def run_child(args: list[str], *,
     if process.returncode != 0 or not lines:
         sys.stderr.write(stderr[-4000:])
         raise SystemExit(f"benchmark child {' '.join(args[:1])} failed (exit {process.returncode})")
-    ours = monitor.cpu_seconds
+    # the child and every descendant, counted by the kernel as each is reaped (a poll misses
+    # the short-lived sandboxes), and this process's own polling
+    ours = _cpu_of_this_and_children() - spent_before
     workers = {pid: peak for pid, peak in monitor.peaks.items() if pid != process.pid}
     peaks = workers or monitor.peaks  # the root counts where it was the only worker
     seen = {
@@ -633,8 +636,9 @@ def report_table(counts: dict[str, int], stages: dict[str, Any], throughput: dic
         "'worst' of the speed-up is its lowest value.",
         "Per-submission cost = grade_one's wall time (slot, grading, rendering) with the rubric "
         "restricted to the example, output, gradient and rules kinds.",
-        f"Other processes used up to {others:.2f} cores during the throughput runs (busy time "
-        f"minus what the poll saw of ours, so never quite 0){busy_note(others)}.",
+        f"Other processes used up to {others:.2f} cores during the throughput runs (the machine's "
+        f"busy time minus the CPU of the run, its sandboxes and this benchmark's own polling; "
+        f"the kernel's own work counts as other){busy_note(others)}.",
         *stages["notes"],
     ]
     if differ:
