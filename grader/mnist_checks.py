@@ -215,6 +215,8 @@ def _weights_agreement(context: Context, predicted: np.ndarray) -> tuple[float |
         answer = context.session.request(
             {"op": "fetch", "key": "model", "item": name, "timeout": 10.0}, timeout=10.0)
         value = answer.get("value") if isinstance(answer, dict) and answer.get("ok") else None
+        if isinstance(answer, dict) and answer.get("kind") == "too_large":
+            return None, f"the model's `{name}` is {answer.get('error')}"
         if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
             return None, f"the model `train_mnist` returned has no array `{name}`"
         weights[name] = value.astype(np.float32)

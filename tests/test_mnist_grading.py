@@ -306,3 +306,31 @@ def test_the_diagnostic_does_not_train_again_for_the_same_code(
     assert "call:train_fixed" in first.timings
     assert "call:train_fixed" not in again.timings  # remembered, not retrained
     assert first.tests == again.tests
+
+
+def test_a_model_too_large_to_read_back_is_said_so() -> None:
+    """The runtime sends float weights as float32 (all the grader computes in) and refuses,
+    in words, an array its answer could not carry: a hidden layer of 6,000 is not a broken
+    protocol, and the review says why the weights could not be checked."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from grader import mnist_checks
+    from grader.inside.runtime import Runtime
+
+    runtime = Runtime({})
+    runtime.stored["model"] = {"W1": np.ones((784, 6000)), "b1": np.zeros(6000),
+                               "W2": np.ones((6000, 10))}
+    small = runtime.op_fetch({"key": "model", "item": "b1", "timeout": 5})
+    assert small["ok"] and small["value"].dtype == np.float32
+    answer = runtime.op_fetch({"key": "model", "item": "W1", "timeout": 5})
+    assert answer == {"ok": False, "kind": "too_large",
+                      "error": "an array of 17 MB, too large to read back"}
+    missing = runtime.op_fetch({"key": "model", "item": "b2", "timeout": 5})
+    assert not missing["ok"] and missing["kind"] == "exception"
+
+    context = SimpleNamespace(session=SimpleNamespace(request=lambda message, timeout: answer))
+    agreement, why = mnist_checks._weights_agreement(context, np.zeros(10000, int))
+    assert agreement is None
+    assert why == "the model's `W1` is an array of 17 MB, too large to read back"

@@ -33,6 +33,7 @@ import numpy as np
 from . import wire
 from .limits import reap_strays
 
+FETCH_ITEM_BYTES = wire.REPLY_BYTES["fetch"] - (1 << 20)  # what a fetch answer can carry
 MAX_SEND_BYTES = 64 << 20  # an array larger than this is not sent back (the grader never needs it)
 
 
@@ -168,7 +169,13 @@ class Runtime:
             return {"ok": True, "value": _plain(value)}
         try:
             with _Alarm(request.get("timeout")):
-                return {"ok": True, "value": _plain(value[request["item"]])}
+                item = value[request["item"]]
+                if isinstance(item, np.ndarray) and item.dtype.kind == "f":
+                    item = np.asarray(item, dtype=np.float32)  # all the grader computes in
+                if isinstance(item, np.ndarray) and item.nbytes > FETCH_ITEM_BYTES:
+                    return {"ok": False, "kind": "too_large",
+                            "error": f"an array of {item.nbytes >> 20} MB, too large to read back"}
+                return {"ok": True, "value": _plain(item)}
         except CallTimeout:
             return {"ok": False, "kind": "timeout", "error": "time limit reached"}
         except BaseException as exc:  # noqa: BLE001
