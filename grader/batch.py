@@ -414,7 +414,8 @@ def _init_worker(parent: int | None, loan: sandbox_module.ZygoteLoan | None = No
                  cores: tuple[Any, list[int]] | None = None) -> None:
     """First thing in each worker: one BLAS thread (effective where NumPy is not imported yet:
     spawn, a fork server started elsewhere), and death with the parent, where a worker of a
-    killed run would otherwise wait for work forever, holding the locks it inherited."""
+    killed run would otherwise wait for work forever, holding the locks it inherited; then its
+    zygote from the parent's ``loan`` and its core (``_cores_for``), where there are some."""
     for key, value in WORKER_ENV.items():
         os.environ.setdefault(key, value)
     if sys.platform == "linux":
