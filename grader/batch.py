@@ -53,6 +53,7 @@ class BatchSummary:
     canary: canary.Canary | None = None
     view: classroom.ClassView | None = None  # the whole folder's final grades
     rescored: int = 0  # of ``graded``: re-scored from stored observations, no student code run
+    superseded: int = 0  # results from before the roster, moved to ``superseded/``
 
     def line(self, out_dir: Path) -> str:
         """What the instructor reads: this run, then the class's counts exactly as the
@@ -61,6 +62,10 @@ class BatchSummary:
         lines = [f"{len(self.results)} submissions in this run ({self.graded} graded, "
                  f"{self.reused} unchanged) in {self.seconds:.1f} s: {self.rescored} re-scored "
                  f"without running, {self.graded - self.rescored} run."]
+        if self.superseded:
+            lines.append(f"{self.superseded} result(s) named by file from before the roster "
+                         f"moved to {out_dir / SUPERSEDED} (each student now has one, under "
+                         f"their roster id).")
         if self.view is not None:
             lines.append(self.view.counts.line() + ".")
             lines += [f"Note: {note}; see the overview." for note in self.view.notes]
@@ -229,6 +234,7 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
         fresh.append(result.student)  # its page was just written without a final grade
         bar.update(1)
     bar.close()
+    superseded = _set_aside_superseded(out_dir, intake)
     order = {names.get(p) or student_name(p): i for i, p in enumerate(submissions)}
     results = sorted(done, key=lambda r: order.get(r.student, 0))
     machine = [verdict.sandbox, verdict.line()] if verdict is not None else []
@@ -237,7 +243,28 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
                              known=written)
     graded = len(todo) + len(rescored)
     return BatchSummary(results, graded, len(done) - graded, time.perf_counter() - started,
-                        verdict, view, rescored=len(rescored))
+                        verdict, view, rescored=len(rescored), superseded=superseded)
+
+
+SUPERSEDED = "superseded"
+
+
+def _set_aside_superseded(out_dir: Path, intake: classroom.Intake | None) -> int:
+    """Move into ``superseded/`` the results this folder holds under a student's name from
+    before the roster (``Intake.superseded``), once the roster-named result is there: the
+    overview and gradebooks then show each student once. Moved, never deleted."""
+    moved = 0
+    for old, new in (intake.superseded() if intake is not None else {}).items():
+        if not (out_dir / f"{old}.json").exists() or not (out_dir / f"{new}.json").exists():
+            continue
+        for path in (out_dir / f"{old}.json", out_dir / f"{old}.html",
+                     out_dir / "gradescope" / f"{old}.json"):
+            if path.exists():
+                target = out_dir / SUPERSEDED / path.relative_to(out_dir)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+        moved += 1
+    return moved
 
 
 def _write(result: SubmissionResult, html: str, out_dir: Path) -> None:

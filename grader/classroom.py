@@ -51,6 +51,20 @@ class Intake:
     def names(self) -> dict[Path, str]:
         return {s.path: roster.result_name(student) for student, s in self.matched.latest.items()}
 
+    def superseded(self) -> dict[str, str]:
+        """``{name without a roster: roster name}`` for this run's submissions, where the two
+        differ: a folder graded first without the roster holds each student's result under
+        the first name too. A name that is some roster student's own is never listed."""
+        if self.roster is None:
+            return {}
+        current = set(self.names.values())
+        found = {}
+        for student, submission in self.matched.latest.items():
+            old, new = roster.result_name(submission.slug()), roster.result_name(student)
+            if old != new and old not in current:
+                found[old] = new
+        return found
+
 
 @dataclass(frozen=True)
 class ClassView:

@@ -138,6 +138,27 @@ def test_a_class_from_moodle_to_the_gradebooks(tmp_path, course_files, sandbox_c
     assert not (out / "999.json").exists() and len(list(out.glob("*.json"))) == 2
 
 
+def test_a_roster_given_later_leaves_each_student_once(tmp_path, course_files,
+                                                       sandbox_config) -> None:
+    """Graded first without the roster (results named from the Moodle folders), then with it:
+    each student is one row under their roster id, and the results from before are moved to
+    superseded/, not deleted, and not shown as students off the roster."""
+    ada = build_notebook(tmp_path, "convolution", name="ada")
+    archive = moodle_zip(tmp_path / "moodle.zip", {"Ada Lovelace_501": ada})
+    out = tmp_path / "out"
+    grade([archive], out, sandbox_config)
+    [before] = [p.stem for p in out.glob("*.json")]
+    assert before != "s1"
+    summary = grade([archive], out, sandbox_config, **course_files)
+    assert [r["id"] for r in rows(out / "grades.csv")] == ["s1", "s2", "s3"]
+    assert sorted(p.name for p in out.glob("*.json")) == ["s1.json"]
+    kept = out / "superseded"
+    assert sorted(str(p.relative_to(kept)) for p in kept.rglob("*.*")) == sorted(
+        [f"{before}.json", f"{before}.html", f"gradescope/{before}.json"])
+    assert "1 result(s) named by file from before the roster moved to" in summary.line(out)
+    assert before not in (out / "index.html").read_text()
+
+
 @pytest.mark.slow
 def test_results_accumulate_and_one_count_everywhere(tmp_path, course_files,
                                                      sandbox_config) -> None:
