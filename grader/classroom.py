@@ -57,7 +57,7 @@ class Intake:
         the first name too. A name that is some roster student's own is never listed."""
         if self.roster is None:
             return {}
-        current = set(self.names.values())
+        current = {roster.result_name(s.id) for s in self.roster.students}
         found = {}
         for student, submission in self.matched.latest.items():
             old, new = roster.result_name(submission.slug()), roster.result_name(student)
