@@ -340,15 +340,15 @@ def _execute_pool(todo: list[Job], jobs: int) -> Iterator[Encoded]:
     loan, clean = None, False
     try:
         # forked workers borrow this process's warm zygotes (``sandbox.warm_zygotes``)
-        loan = sandbox_module.lend_zygotes(todo[0].sandbox, workers, context) if forked else None
+        loan = sandbox_module.lend_zygotes(todo[0].sandbox, workers) if forked else None
         if forked:
             # what the workers inherit stays out of their garbage collector's reach: it would
             # touch (and so copy) every page of it; about a third fewer page copies per worker
             gc.freeze()
-        cores = _cores_for(workers, context)
+        numbers = context.Value("i", 0)  # each worker takes the next: its zygote, its core
         with ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                  initializer=_init_worker,
-                                 initargs=(parent, loan, cores)) as pool:
+                                 initargs=(parent, numbers, loan, _cores_for(workers))) as pool:
             pending: set[Future] = {pool.submit(grade_encoded, job) for job in todo}
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -407,10 +407,10 @@ def _start_forkserver(context) -> None:
                 os.environ[key] = value
 
 
-def _cores_for(workers: int, context: Any) -> tuple[Any, list[int]] | None:
-    """A core of its own for each worker, where there are enough (a counter the workers take
-    their number from, and the cores): a worker and the sandbox it waits on then share that
-    core's cache instead of being moved apart, about 7 % faster on 2 cores (``make bench``).
+def _cores_for(workers: int) -> list[int] | None:
+    """A core of its own for each worker, where there are enough (worker ``n`` takes the
+    ``n``-th): a worker and the sandbox it waits on then share that core's cache instead of
+    being moved apart, about 7 % faster on 2 cores (``make bench``).
     One process grading alone is left where the system puts it: there the sandbox and the
     grader gain from running side by side."""
     try:
@@ -419,7 +419,7 @@ def _cores_for(workers: int, context: Any) -> tuple[Any, list[int]] | None:
         return None
     if workers < 2 or workers > len(cores):
         return None
-    return context.Value("i", 0), _one_thread_per_core_first(cores)
+    return _one_thread_per_core_first(cores)
 
 
 def _one_thread_per_core_first(cores: list[int]) -> list[int]:
@@ -437,12 +437,14 @@ def _one_thread_per_core_first(cores: list[int]) -> list[int]:
     return first + rest
 
 
-def _init_worker(parent: int | None, loan: sandbox_module.ZygoteLoan | None = None,
-                 cores: tuple[Any, list[int]] | None = None) -> None:
+def _init_worker(parent: int | None, numbers: Any,
+                 loan: sandbox_module.ZygoteLoan | None = None,
+                 cores: list[int] | None = None) -> None:
     """First thing in each worker: one BLAS thread (effective where NumPy is not imported yet:
     spawn, a fork server started elsewhere), and death with the parent, where a worker of a
-    killed run would otherwise wait for work forever, holding the locks it inherited; then its
-    zygote from the parent's ``loan`` and its core (``_cores_for``), where there are some."""
+    killed run would otherwise wait for work forever, holding the locks it inherited; then,
+    by its number (``numbers``: a shared counter), its zygote from the parent's ``loan`` and
+    its core (``_cores_for``), where there are some."""
     for key, value in WORKER_ENV.items():
         os.environ.setdefault(key, value)
     if sys.platform == "linux":
@@ -452,14 +454,13 @@ def _init_worker(parent: int | None, loan: sandbox_module.ZygoteLoan | None = No
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         if parent is not None and os.getppid() != parent:
             os._exit(1)  # the parent died before prctl
+    with numbers.get_lock():
+        number, numbers.value = numbers.value, numbers.value + 1
     if loan is not None:
-        sandbox_module.borrow_zygote(loan)
+        sandbox_module.borrow_zygote(loan, number)
     if cores is not None:
-        counter, choices = cores
-        with counter.get_lock():
-            number, counter.value = counter.value, counter.value + 1
         try:
-            os.sched_setaffinity(0, {choices[number % len(choices)]})
+            os.sched_setaffinity(0, {cores[number % len(cores)]})
         except OSError:
             pass  # left where it is
 

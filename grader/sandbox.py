@@ -1135,13 +1135,6 @@ class ZygoteLoan:
     failed it) is found dead when the loan is settled."""
 
     zygotes: list[Zygote]
-    taken: Any  # multiprocessing.Value: how many workers took theirs
-
-    def take(self) -> Zygote | None:
-        with self.taken.get_lock():
-            index = self.taken.value
-            self.taken.value += 1
-        return self.zygotes[index] if index < len(self.zygotes) else None
 
     def settle(self, *, clean: bool) -> None:
         """In the lender, once the pool is gone: zygotes that say they have no child running
@@ -1156,9 +1149,9 @@ class ZygoteLoan:
         self.zygotes = []
 
 
-def lend_zygotes(config: SandboxConfig, count: int, context: Any) -> ZygoteLoan | None:
-    """Up to ``count`` ready zygotes for ``config`` for a pool forked with ``context`` (a
-    ``fork`` context), taken out of this process's idle ones; None when there are none."""
+def lend_zygotes(config: SandboxConfig, count: int) -> ZygoteLoan | None:
+    """Up to ``count`` ready zygotes for ``config`` for a pool this process is about to fork,
+    taken out of its idle ones; None when there are none."""
     _own_idle()
     _finish_booting()
     key = _zygote_key(config)
@@ -1166,13 +1159,14 @@ def lend_zygotes(config: SandboxConfig, count: int, context: Any) -> ZygoteLoan 
     if not lent:
         return None
     _IDLE[:] = [z for z in _IDLE if z not in lent]
-    return ZygoteLoan(lent, context.Value("i", 0))
+    return ZygoteLoan(lent)
 
 
-def borrow_zygote(loan: ZygoteLoan) -> None:
-    """First thing in a pool worker forked after ``lend_zygotes``: one zygote of the loan
-    becomes this worker's idle one; the others, and the lender's own, are let go of."""
-    mine = loan.take()
+def borrow_zygote(loan: ZygoteLoan, number: int) -> None:
+    """First thing in pool worker ``number`` (from 0), forked after ``lend_zygotes``: that
+    zygote of the loan becomes this worker's idle one; the others, and the lender's own, are
+    let go of."""
+    mine = loan.zygotes[number] if number < len(loan.zygotes) else None
     for zygote in _IDLE + _BOOTING + loan.zygotes:
         if zygote is not mine:
             zygote.forget()

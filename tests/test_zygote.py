@@ -652,14 +652,12 @@ def test_a_lent_zygote_still_running_a_child_is_not_kept(config: SandboxConfig,
                                                          own_zygotes: Path) -> None:
     """A worker that ended without closing its sandbox leaves its zygote with a child: the
     lender asks the zygote, and closes it rather than keep it for the next batch."""
-    import multiprocessing
-
     box = Sandbox(config)
     box.start()
     try:
         lent = box._zygote
         assert exec_cell(box, "x = 1")["ok"] and lent.alive  # quiet channel, yet busy
-        loan = sandbox.ZygoteLoan([lent], multiprocessing.get_context("fork").Value("i", 0))
+        loan = sandbox.ZygoteLoan([lent])
         loan.settle(clean=True)
         assert sandbox._IDLE == [] and lent._process is None  # closed
     finally:

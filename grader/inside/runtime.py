@@ -26,6 +26,7 @@ import sys
 import time
 import traceback
 import types
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -389,13 +390,14 @@ def _holders(function: Any) -> list[tuple[dict, str]]:
             if value is function]
 
 
-def _module_values() -> list[tuple[dict, str, Any]]:
-    found = []
+def _module_values() -> Iterator[tuple[dict, str, Any]]:
+    """Every (namespace, name, value) of the loaded modules (each namespace read at once,
+    so that one changing meanwhile is no error)."""
     for module in list(sys.modules.values()):
         namespace = getattr(module, "__dict__", None)
         if isinstance(namespace, dict):
-            found += [(namespace, name, value) for name, value in list(namespace.items())]
-    return found
+            for name, value in list(namespace.items()):
+                yield namespace, name, value
 
 
 def _forward(*args, _grader_guard, **kwargs):
