@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
-from pygments import highlight
+from pygments import format as format_tokens
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
@@ -119,6 +119,7 @@ def prepare(result: SubmissionResult, rubric: Rubric) -> None:
             if name not in given:
                 similarity.normalised(source)
                 similarity.fingerprints(name, source)
+                _lexed(source)  # what the pages show is what students wrote
     except Exception:  # noqa: BLE001,S110 - only a head start; ``write`` reports problems
         pass
 
@@ -327,6 +328,7 @@ def forget() -> None:
     """Drop the highlighted code and the similarity memory this process keeps (see
     ``prepare``): for a benchmark's cold start or a test."""
     _highlighted.cache_clear()
+    _tokens.cache_clear()
     similarity.forget()
 
 
@@ -343,10 +345,24 @@ def _highlighted(source: str, lines: tuple[int, ...]) -> Markup | None:
     the similarity page, and across a class (Markup is an immutable string)."""
     if not source.strip():
         return None
-    text = source if len(source) <= MAX_SOURCE_CHARS else source[:MAX_SOURCE_CHARS] + "\n…"
     formatter = (HtmlFormatter(cssclass="code", wrapcode=True, hl_lines=list(lines),
                                linenos="inline") if lines else _plain_formatter())
-    return Markup(highlight(text, PythonLexer(), formatter))
+    return Markup(format_tokens(_lexed(source), formatter))
+
+
+def _lexed(source: str) -> tuple[tuple[Any, str], ...]:
+    """The shown text's tokens: nine tenths of highlighting's cost, and the same for every
+    marked-lines copy of a source. ``prepare`` lexes each source while the workers grade, so
+    that little of it is left for ``write``, which nothing overlaps."""
+    if len(source) > similarity.MEMORY_CHARS:  # (a hostile giant is not kept)
+        return _tokens.__wrapped__(source)
+    return _tokens(source)
+
+
+@lru_cache(maxsize=similarity.MEMORY)
+def _tokens(source: str) -> tuple[tuple[Any, str], ...]:
+    text = source if len(source) <= MAX_SOURCE_CHARS else source[:MAX_SOURCE_CHARS] + "\n…"
+    return tuple(PythonLexer().get_tokens(text))
 
 
 @lru_cache(maxsize=1)

@@ -388,7 +388,8 @@ class Sandbox:
             "op": "spawn", "uid": self.uid, "env": self._environment(),
             "scratch_mb": self.config.limits.scratch_mb,
             # the cores this worker may run on (its own one in a pool: ``batch``), as a fresh
-            # sandbox inherits them: the worker and the code it waits on share a cache
+            # sandbox inherits them: the zygote's fork, and the code the worker waits on, run
+            # where the worker does and share its cache
             "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [],
             "runtime": {"limits": self._rlimits() if "rlimits" in self.layers else {},
                         "seccomp": "seccomp" in self.layers, "reap": True},

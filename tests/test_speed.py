@@ -11,6 +11,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
 
 from grader import batch, classroom, classview, export, results, rubric, similarity
 from tests.classgen import make_class
@@ -111,6 +114,10 @@ def test_highlighting_follows_the_source_and_its_marked_lines() -> None:
     marked = classview._code(SOURCE, (3,))
     assert marked != plain and 'class="hll"' in marked
     assert classview._code(SOURCE, [3]) == marked  # a list of lines is the same request
+    # lexed once, shown twice: the same markup as Pygments' own highlight
+    assert classview._tokens.cache_info().currsize == 2
+    assert plain == highlight(SOURCE, PythonLexer(), HtmlFormatter(cssclass="code",
+                                                                    wrapcode=True))
 
 
 def test_a_giant_source_is_worked_out_but_not_kept() -> None:
@@ -123,6 +130,7 @@ def test_a_giant_source_is_worked_out_but_not_kept() -> None:
     assert similarity._normalised.cache_info().currsize == 0
     assert similarity._fingerprints.cache_info().currsize == 0
     assert classview._highlighted.cache_info().currsize == 0
+    assert classview._tokens.cache_info().currsize == 0
 
 
 def test_prepare_changes_no_page_and_never_raises(generated, backprop, tmp_path) -> None:
@@ -135,7 +143,10 @@ def test_prepare_changes_no_page_and_never_raises(generated, backprop, tmp_path)
     classview.warm_up()
     for result in [*generated.results, hostile]:
         classview.prepare(result, backprop)
+    lexed = classview._tokens.cache_info()
     classview.write(generated.results, tmp_path / "warm", backprop, generated=GENERATED)
+    # the pages lexed nothing the head start had not (what is left to the serial end)
+    assert lexed.currsize and classview._tokens.cache_info().misses == lexed.misses
     cold, warm = _files(tmp_path / "cold"), _files(tmp_path / "warm")
     assert cold and cold == warm
 

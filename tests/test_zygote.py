@@ -534,6 +534,15 @@ from grader.sandbox import Limits, SandboxConfig
 
 folder, out, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 started = []
+
+def cores_of_zygote(outer):
+    # bubblewrap, bubblewrap inside, then the zygote's Python: the last process of the line
+    pid = outer
+    while True:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        if not children:
+            return sorted(os.sched_getaffinity(pid))
+        pid = int(children[0])
 launch = sandbox.Zygote._launch
 
 def counted(self):
@@ -562,8 +571,9 @@ for run in range(2 if mode == "twice" else 1):
         scores = {r.student: r.score == loaded.max_score for r in summary.results}
     except InfrastructureError as error:
         scores, report["error"] = None, str(error)
-    report["runs"].append({"scores": scores, "idle": [z._process.pid for z in sandbox._IDLE
-                                                      if z.alive and not z.borrowed]})
+    idle = [z._process.pid for z in sandbox._IDLE if z.alive and not z.borrowed]
+    report["runs"].append({"scores": scores, "idle": idle})
+    report.setdefault("cores", []).append([cores_of_zygote(pid) for pid in sorted(idle)])
 report["started"] = started
 report["alive"] = [pid for _, pid in started if Path(f"/proc/{pid}").exists()
                    and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"]
@@ -600,6 +610,14 @@ def test_pool_workers_borrow_the_batchs_zygotes(tmp_path: Path) -> None:
     assert [starter for starter, _ in report["started"]] == [report["me"]] * 2
     zygotes = sorted(pid for _, pid in report["started"])
     assert [sorted(run["idle"]) for run in report["runs"]] == [zygotes, zygotes]
+    # each zygote forked where its borrower ran: on the worker's core, one each (a zygote
+    # whose worker took no submission was never asked, and kept every core)
+    cores = sorted(os.sched_getaffinity(0))
+    for seen in report["cores"]:
+        single = [one for one in seen if len(one) == 1]
+        assert all(one in single or one == cores for one in seen), seen
+        if len(cores) >= 2:
+            assert single and len({tuple(one) for one in single}) == len(single), seen
 
 
 @needs_zygote
