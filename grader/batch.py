@@ -227,7 +227,7 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
         result = encoded.result()
         _write_encoded(result, encoded, out_dir)
         if number == 0:  # (with a pool, its workers are busy now and this process is idle)
-            classroom.warm_up()
+            classroom.warm_up(rubric)
         classview.prepare(result, rubric)
         done.append(result)
         written.append(result)

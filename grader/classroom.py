@@ -124,14 +124,15 @@ def rebuild(out_dir: Path, *, assignment: str, max_score: float, intake: Intake 
     return ClassView(counts, finals, tuple(view["notes"]), files)
 
 
-def warm_up() -> None:
+def warm_up(rubric: Rubric | None = None) -> None:
     """Load in this process, ahead of ``rebuild``, what its first call would load then: the
-    templates and the highlighter. A batch calls it once its workers are busy, so that this
+    templates, the highlighter and the handed-out code of ``rubric``'s template (what is
+    nobody's own work). A batch calls it once its workers are busy, so that this
     overlaps their grading instead of adding to the serial end of the run. Never raises
     (``rebuild`` would again)."""
     try:
         report._template("index.html.j2")
-        classview.warm_up()
+        classview.warm_up(rubric)
     except Exception:  # noqa: BLE001,S110 - only a head start
         pass
 

@@ -124,14 +124,17 @@ def prepare(result: SubmissionResult, rubric: Rubric) -> None:
         pass
 
 
-def warm_up() -> None:
-    """Compile the class pages' templates and load the highlighter before they are needed
-    (see ``prepare``)."""
+def warm_up(rubric: Rubric | None = None) -> None:
+    """Compile the class pages' templates, load the highlighter and read the handed-out
+    template's code before they are needed (see ``prepare``)."""
     env = _environment()
     for name in ("function.html.j2", "similarity.html.j2"):
         env.get_template(name)
     _code("x = 1\n")
     _code_css()
+    if rubric is not None:
+        for source in template_sources(rubric).values():
+            similarity.all_hashes(source)
 
 
 def summary(views: Sequence[FunctionView], found: similarity.Similarity) -> dict[str, Any]:
@@ -165,10 +168,17 @@ def template_sources(rubric: Rubric) -> dict[str, str]:
     as ``grader assign`` makes it): what is in them is nobody's own work."""
     path = rubric.solution.parent.parent / "assignments" / rubric.solution.name
     raw = path.read_bytes() if path.is_file() else assign.render_assignment(rubric.solution)
+    return dict(_template_functions(path, raw, tuple(rubric.functions)))
+
+
+@lru_cache(maxsize=8)
+def _template_functions(path: Path, raw: bytes,
+                        functions: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Remembered per template text (``warm_up`` reads it while the workers grade)."""
     read = notebook.from_bytes(path, raw)
     if isinstance(read, notebook.UnreadableNotebook):
         raise ValueError(f"the template {path.name} cannot be read: {read.error}")
-    return read.function_sources(list(rubric.functions))
+    return tuple(read.function_sources(list(functions)).items())
 
 
 # --------------------------------------------------------------------------- grouping
@@ -329,6 +339,7 @@ def forget() -> None:
     ``prepare``): for a benchmark's cold start or a test."""
     _highlighted.cache_clear()
     _tokens.cache_clear()
+    _template_functions.cache_clear()
     similarity.forget()
 
 

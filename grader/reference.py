@@ -22,6 +22,8 @@ from grader.errors import GraderError
 class Reference:
     functions: dict[str, Callable[..., Any]]
     sources: dict[str, str]  # each function with the helpers it uses, runnable on its own
+    # the solution notebook's SHA-256; None for a stand-in (``grader.replay``, ``selfcheck``)
+    digest: str | None = None
 
     def __getitem__(self, name: str) -> Callable[..., Any]:
         return self.functions[name]
@@ -59,7 +61,7 @@ def load(solution: Path) -> Reference:
     exec(compile(body, str(solution), "exec"), namespace)  # trusted instructor code
     functions = {n: f for n, f in namespace.items() if callable(f) and n in definitions}
     sources = {n: _standalone(n, definitions, imports) for n in functions}
-    return Reference(functions, sources)
+    return Reference(functions, sources, read.sha256)
 
 
 def _is_constant(node: ast.stmt) -> bool:

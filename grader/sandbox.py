@@ -42,7 +42,6 @@ import selectors
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,7 @@ from typing import IO, Any
 from grader import bubblewrap, paths, sealed
 from grader.errors import GraderError
 from grader.inside import wire
+from grader.paths import private_dir
 
 MODES = ("strict", "auto", "off")
 ALL_LAYERS = ("namespaces", "uid", "cgroup", "rlimits", "seccomp")
@@ -258,22 +258,6 @@ def state_dir() -> Path:
     if runtime and os.path.isabs(runtime) and _owned_private(Path(runtime)):
         return private_dir(Path(runtime) / "backprop-grader")
     return private_dir(paths.cache_dir("run"))
-
-
-def private_dir(path: Path) -> Path:
-    """``path`` as a folder of this user's alone (0700), created if need be; GraderError when
-    it belongs to someone else or is not a plain folder."""
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        info = path.lstat()
-    except OSError as exc:
-        raise GraderError(f"cannot create the grader's folder {path}: {exc.strerror}") from None
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
-        raise GraderError(f"{path} is not a folder of this user's (owner uid {info.st_uid}); "
-                          f"remove it, or set XDG_RUNTIME_DIR to a folder of your own")
-    if info.st_mode & 0o077:
-        os.chmod(path, 0o700)
-    return path
 
 
 def _owned_private(path: Path) -> bool:

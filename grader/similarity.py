@@ -123,6 +123,7 @@ def forget() -> None:
     """Drop what this process remembers of sources (a benchmark's cold start, a test)."""
     _normalised.cache_clear()
     _fingerprints.cache_clear()
+    _all_hashes.cache_clear()
 
 
 def normalised(source: str) -> str:
@@ -289,10 +290,18 @@ def _fingerprints(function: str, source: str, k: int, window: int) -> tuple[Fing
     return tuple(chosen[i] for i in sorted(chosen))
 
 
-def all_hashes(source: str, *, k: int = K) -> set[int]:
-    """Every k-gram hash of a function (not only the winnowed ones): what the template gives."""
+def all_hashes(source: str, *, k: int = K) -> frozenset[int]:
+    """Every k-gram hash of a function (not only the winnowed ones): what the template gives.
+    Remembered: a class's template is the same for every batch of it."""
+    if len(source) > MEMORY_CHARS:
+        return _all_hashes.__wrapped__(source, k)
+    return _all_hashes(source, k)
+
+
+@lru_cache(maxsize=64)
+def _all_hashes(source: str, k: int) -> frozenset[int]:
     found = tokens(source)
-    return {_kgram(found[i:i + k], "").hash for i in range(len(found) - k + 1)}
+    return frozenset(_kgram(found[i:i + k], "").hash for i in range(len(found) - k + 1))
 
 
 def _kgram(run: tuple[Token, ...], function: str) -> Fingerprint:

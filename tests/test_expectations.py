@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -87,3 +89,108 @@ def test_stored_differences_equal_a_fresh_measurement() -> None:
     fresh = max(relative_error(value[measured], gradient[measured]),
                 directional_error(loss, work[0], value, rng=rng))
     assert known.numeric[0].error(value) == pytest.approx(fresh, rel=1e-12)
+
+
+# --------------------------------------------------------------------------- kept on disk
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    """An empty grader cache, and no memory of this process's: everything is measured."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(expectations, "_MEMORY", {})
+    return tmp_path / "cache" / "backprop-grader" / "expectations"
+
+
+def measured_cases(loaded, ref) -> dict:
+    return {(s.name, n): expectations.gradient_case(s, loaded, ref, n)
+            for s, n in cases(loaded, ("gradient",))}
+
+
+def count_measurements(monkeypatch) -> list:
+    calls = []
+    measure = expectations._numeric
+
+    def counted(*args, **kwargs):
+        if args[0].options.get("numeric") is not False:  # (not measured: nothing to keep)
+            calls.append(args[0].name)
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(expectations, "_numeric", counted)
+    return calls
+
+
+def test_kept_differences_are_read_back_exactly_instead_of_measured(own_cache,
+                                                                    monkeypatch) -> None:
+    """The next batch (another process: no memory) reads the central differences back, equal
+    to the last bit and read-only, and measures nothing."""
+    loaded = rubric.load("convolution")
+    ref = reference.load(loaded.solution)
+    first = measured_cases(loaded, ref)
+    kept = sorted(own_cache.glob("*.npz"))
+    assert len(kept) == sum(any(n is not None for n in c.numeric) for c in first.values()) > 0
+    assert own_cache.stat().st_mode & 0o777 == 0o700
+    monkeypatch.setattr(expectations, "_MEMORY", {})
+    calls = count_measurements(monkeypatch)
+    again = measured_cases(loaded, ref)
+    assert calls == []
+    for key, case in first.items():
+        for was, now, expected in zip(case.numeric, again[key].numeric, case.expected,
+                                      strict=True):
+            if was is None:
+                assert now is None
+                continue
+            assert np.array_equal(was.gradient, now.gradient)
+            assert np.array_equal(was.measured, now.measured)
+            assert all(np.array_equal(a, b) for a, b in zip(was.directions, now.directions,
+                                                             strict=True))
+            assert was.slopes == now.slopes and not now.gradient.flags.writeable
+            assert was.error(expected * 1.5) == now.error(expected * 1.5)
+
+
+def test_another_reference_or_a_stand_in_measures_again(own_cache, monkeypatch) -> None:
+    loaded = rubric.load("backprop")
+    ref = reference.load(loaded.solution)
+    measured_cases(loaded, ref)
+    kept = set(own_cache.glob("*.npz"))
+    calls = count_measurements(monkeypatch)
+    changed = dataclasses.replace(ref, digest="0" * 64)  # the solution notebook was edited
+    measured_cases(loaded, changed)
+    assert calls and set(own_cache.glob("*.npz")) > kept
+    calls.clear()
+    stand_in = reference.Reference(ref.functions, ref.sources)  # records or replays calls
+    now = set(own_cache.glob("*.npz"))
+    measured_cases(loaded, stand_in)
+    assert calls and set(own_cache.glob("*.npz")) == now  # neither read nor written
+
+
+def test_a_damaged_kept_file_is_measured_again_and_replaced(own_cache, monkeypatch) -> None:
+    loaded = rubric.load("backprop")
+    ref = reference.load(loaded.solution)
+    first = measured_cases(loaded, ref)
+    kept = sorted(own_cache.glob("*.npz"))
+    kept[0].write_bytes(b"not a zip")
+    with np.load(kept[1]) as stored:  # an array of another shape than the input's
+        arrays = dict(stored)
+    arrays["gradient0"] = np.zeros(3)
+    np.savez(kept[1], **arrays)
+    monkeypatch.setattr(expectations, "_MEMORY", {})
+    calls = count_measurements(monkeypatch)
+    again = measured_cases(loaded, ref)
+    assert len(calls) == 2
+    for key, case in first.items():
+        for was, now in zip(case.numeric, again[key].numeric, strict=True):
+            assert (was is None and now is None) or np.array_equal(was.gradient, now.gradient)
+    monkeypatch.setattr(expectations, "_MEMORY", {})
+    calls.clear()
+    measured_cases(loaded, ref)
+    assert calls == []  # both replaced
+
+
+def test_no_cache_folder_only_costs_the_measurement(tmp_path, monkeypatch) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
+    monkeypatch.setattr(expectations, "_MEMORY", {})
+    loaded = rubric.load("backprop")
+    calls = count_measurements(monkeypatch)
+    assert measured_cases(loaded, reference.load(loaded.solution)) and calls

@@ -140,13 +140,15 @@ def test_prepare_changes_no_page_and_never_raises(generated, backprop, tmp_path)
     hostile = dataclasses.replace(generated.results[0], student="hostile", sources={
         "dense_backward": "def dense_backward(:\n", "relu_forward": "(" * 10_000,
         "softmax_cross_entropy": 3})
-    classview.warm_up()
+    classview.warm_up(backprop)
     for result in [*generated.results, hostile]:
         classview.prepare(result, backprop)
-    lexed = classview._tokens.cache_info()
+    memories = (classview._tokens, classview._template_functions, similarity._all_hashes)
+    before = [memory.cache_info() for memory in memories]
     classview.write(generated.results, tmp_path / "warm", backprop, generated=GENERATED)
-    # the pages lexed nothing the head start had not (what is left to the serial end)
-    assert lexed.currsize and classview._tokens.cache_info().misses == lexed.misses
+    # the pages lexed and read nothing the head start had not (the serial end's share)
+    assert all(info.currsize for info in before)
+    assert [memory.cache_info().misses for memory in memories] == [i.misses for i in before]
     cold, warm = _files(tmp_path / "cold"), _files(tmp_path / "warm")
     assert cold and cold == warm
 
