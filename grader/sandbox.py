@@ -335,7 +335,7 @@ class Sandbox:
         }
         try:
             self._process = subprocess.Popen(
-                self._command(json.dumps(config)),
+                _joining(self._cgroups, self._command(json.dumps(config))),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -343,7 +343,6 @@ class Sandbox:
                 env=self._environment(),
                 cwd=self._scratch,
                 start_new_session=True,
-                preexec_fn=self._join_cgroups if self._cgroups else None,  # noqa: PLW1509
             )
         finally:
             for fd in (req_read, resp_write, *data.values()):
@@ -687,11 +686,6 @@ class Sandbox:
         (pids / "pids.max").write_text(str(self.config.limits.processes))
         return [memory, pids]
 
-    def _join_cgroups(self) -> None:  # runs in the child between fork and exec
-        for folder in self._cgroups:
-            with open(folder / "cgroup.procs", "w") as handle:
-                handle.write(str(os.getpid()))
-
     def _kill_leftovers(self) -> None:
         """Kill whatever escaped the process group (``setsid`` children) and drop cgroups."""
         for _ in range(200):  # about a second at most; usually one round or two
@@ -716,6 +710,23 @@ class Sandbox:
             except OSError:
                 pass
         self._cgroups = []
+
+
+# A sandbox's process joins its cgroups before it runs anything: ``sh`` writes its own pid into
+# each (``$1`` of them, then the command) and then becomes the command. Joining can wait ~15 ms
+# for the kernel (an RCU grace period): in a ``preexec_fn`` the grader would wait with it (at
+# the serial start of every batch, where it now prepares the reference's answers meanwhile),
+# and a ``preexec_fn`` is not safe in a process with threads, as the grader's are.
+JOIN_THEN_RUN = ('n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 71; '
+                 'shift; n=$((n - 1)); done; exec "$@"')
+
+
+def _joining(cgroups: list[Path], command: list[str]) -> list[str]:
+    """``command``, run inside ``cgroups`` from its first instruction on."""
+    if not cgroups:
+        return command
+    return ["/bin/sh", "-c", JOIN_THEN_RUN, "sh", str(len(cgroups)), *map(str, cgroups),
+            *command]
 
 
 DATA_FILES = ("train_images", "train_labels", "test_images")
@@ -827,6 +838,7 @@ def _grader_copies_in(site: Path) -> list[str]:
 # --- the pre-warmed zygote ----------------------------------------------------------------
 
 
+
 class Zygote(Sandbox):
     """One sandbox per worker whose process is ``inside.zygote``: it imports Python, NumPy and
     the runtime once and forks a child per submission (``Sandbox`` in child mode talks to that
@@ -870,9 +882,9 @@ class Zygote(Sandbox):
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the zygote
         try:
             self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                pass_fds=(theirs.fileno(),), env=self._environment(), start_new_session=True,
-                preexec_fn=self._join_cgroups if self._cgroups else None,  # noqa: PLW1509
+                _joining(self._cgroups, command), stdin=subprocess.DEVNULL, stdout=self._log,
+                stderr=subprocess.STDOUT, pass_fds=(theirs.fileno(),), env=self._environment(),
+                start_new_session=True,
             )
         finally:
             theirs.close()

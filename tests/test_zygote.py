@@ -335,6 +335,37 @@ print("FOUND " + json.dumps({"runtime": lower(), "forked": json.loads(os.read(re
         assert all(tried[value] != "written" for value in ("0", "-1000", "999")), found
 
 
+def cgroups_of(pid: int) -> dict[str, str]:
+    """controller -> the cgroup (v1) the process is in."""
+    found = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(","):
+            found[controller] = path
+    return found
+
+
+@needs_zygote
+@pytest.mark.skipif("cgroup" not in sandbox.available_layers(), reason="no memory cgroup here")
+@pytest.mark.parametrize("zygote", ["auto", "off"])
+def test_every_process_of_a_sandbox_is_in_its_cgroups(config: SandboxConfig, zygote: str,
+                                                       monkeypatch) -> None:
+    """Joined before the first instruction (a shell joins, then becomes bubblewrap): every
+    process of a zygote and of the child it forks, or of a fresh sandbox, counts against the
+    slot's memory and pids."""
+    monkeypatch.setenv("GRADER_ZYGOTE", zygote)
+    with Sandbox(config) as box:
+        holder = box._zygote or box
+        memory, pids = holder._cgroups
+        assert exec_cell(box, "import time")["ok"]
+        tree = [holder._process.pid, *descendants(holder._process.pid)]
+        assert len(tree) >= (4 if zygote == "auto" else 2), tree  # bubblewrap, Python(s)
+        for pid in tree:
+            seen = cgroups_of(pid)
+            assert seen["memory"].endswith(f"/{memory.name}"), (pid, seen)
+            assert seen["pids"].endswith(f"/{pids.name}"), (pid, seen)
+
+
 @needs_zygote
 @pytest.mark.skipif("cgroup" not in sandbox.available_layers(), reason="no memory cgroup here")
 def test_memory_spread_over_a_childs_processes_is_the_students(config: SandboxConfig) -> None:
