@@ -14,6 +14,7 @@ character; everything else goes through Jinja's autoescape.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -356,8 +357,10 @@ def _highlighted(source: str, lines: tuple[int, ...]) -> Markup | None:
     the similarity page, and across a class (Markup is an immutable string)."""
     if not source.strip():
         return None
-    formatter = (HtmlFormatter(cssclass="code", wrapcode=True, hl_lines=list(lines),
-                               linenos="inline") if lines else _plain_formatter())
+    formatter = _plain_formatter()
+    if lines:  # a copy of the made one: making one builds its whole style sheet (0.3 ms)
+        formatter = copy.copy(_marking_formatter())
+        formatter.hl_lines = set(lines)
     return Markup(format_tokens(_lexed(source), formatter))
 
 
@@ -382,6 +385,13 @@ def _plain_formatter() -> HtmlFormatter:
     return HtmlFormatter(cssclass="code", wrapcode=True)
 
 
+@lru_cache(maxsize=1)
+def _marking_formatter() -> HtmlFormatter:
+    """Line numbers, and the lines ``hl_lines`` names marked (set on a copy per source)."""
+    return HtmlFormatter(cssclass="code", wrapcode=True, linenos="inline")
+
+
+@lru_cache(maxsize=1)
 def _code_css() -> Markup:
     return Markup(HtmlFormatter(cssclass="code").get_style_defs(".code"))
 

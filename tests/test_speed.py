@@ -118,6 +118,9 @@ def test_highlighting_follows_the_source_and_its_marked_lines() -> None:
     assert classview._tokens.cache_info().currsize == 2
     assert plain == highlight(SOURCE, PythonLexer(), HtmlFormatter(cssclass="code",
                                                                     wrapcode=True))
+    assert marked == highlight(SOURCE, PythonLexer(), HtmlFormatter(
+        cssclass="code", wrapcode=True, hl_lines=[3], linenos="inline"))
+    assert classview._code(SOURCE, (2,)) != marked  # each copy marks its own lines
 
 
 def test_a_giant_source_is_worked_out_but_not_kept() -> None:
