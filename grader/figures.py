@@ -9,6 +9,7 @@ version. An entry that cannot be read or written only costs the drawing.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import hashlib
 from collections.abc import Callable
@@ -54,6 +55,13 @@ def _key(parts: tuple[Any, ...]) -> str:
             digest.update(repr(part).encode())
         digest.update(b"\x00")
     return digest.hexdigest()[:40]
+
+
+def warm_up() -> None:
+    """Work out the cache key's fixed part now (matplotlib's version is read from its
+    installed metadata: 12 ms), in a batch's process before its workers fork."""
+    _drawing_code()
+    codecs.lookup("ascii")  # what a kept picture is read as
 
 
 @functools.cache

@@ -184,3 +184,36 @@ def test_rebuild_reads_results_it_was_not_given(generated, backprop, tmp_path) -
     view = classroom.rebuild(tmp_path, assignment="backprop", max_score=backprop.max_score,
                              known=generated.results[:2])
     assert len(view.finals) == len(generated.results)
+
+
+WORKER_FIRST_PAGE = r"""
+import sys
+from pathlib import Path
+from grader import figures, report, results
+report.warm_up()
+before = set(sys.modules)
+page = report.render_student(results.load(Path(sys.argv[1])))
+assert "data:image/png;base64," in page  # an error map was drawn (or read back)
+print(sorted(set(sys.modules) - before), figures._drawing_code.cache_info().misses)
+"""
+
+
+def test_a_workers_first_page_loads_nothing_the_warm_up_did_not(tmp_path) -> None:
+    """``report.warm_up`` runs before a pool forks: what a student page with an error map
+    needs (NumPy's masked arrays, the pictures' cache key) is then loaded once per batch,
+    not once in every worker. (The first run draws the pictures, with matplotlib; the
+    second finds them drawn, as a batch's workers mostly do.)"""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    page = root / "tests" / "fixtures" / "results" / "failures.json"
+    seen = [subprocess.run([sys.executable, "-c", WORKER_FIRST_PAGE, str(page)],
+                           capture_output=True, text=True, timeout=120, cwd=root,
+                           env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
+            for _ in range(2)]
+    assert all(done.returncode == 0 for done in seen), seen[-1].stderr[-2000:]
+    assert "matplotlib" in seen[0].stdout
+    assert seen[1].stdout.split() == ["[]", "1"], seen[1].stdout
+
