@@ -244,9 +244,9 @@ def _read_kept(path: Path, spec: TestSpec, args: list) -> list[Numeric | None] |
     (then it is measured again and replaced)."""
     try:
         with np.load(path, allow_pickle=False) as kept:
-            found: list[Numeric | None] = []
+            layout, found = kept["layout"], []
             for number, position in enumerate(_positions(spec)):
-                count = int(kept["layout"][number])
+                count = int(layout[number])
                 if count < 0:
                     found.append(None)
                     continue
@@ -261,9 +261,7 @@ def _read_kept(path: Path, spec: TestSpec, args: list) -> list[Numeric | None] |
                     return None
                 found.append(Numeric(*_frozen([gradient, measured]), _frozen(directions),
                                      slopes))
-            if len(kept["layout"]) != len(found):
-                return None
-            return found
+            return found if len(layout) == len(found) else None
     except (OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile):
         return None
 

@@ -248,9 +248,9 @@ def _init(request: dict, fds: list[int]) -> None:
 def _run_on(cpus: list[int]) -> None:
     """The cores of the grader's worker that asks for a child, for the zygote and so for
     every process it forks: the fork's work, and then the child, stay on the core where that
-    worker waits, in its cache, instead of taking another worker's core (2 % faster with two
-    workers, ``make bench``). A lent zygote follows its borrower; a core that is not there
-    any more only costs that."""
+    worker waits, in its cache, instead of taking another worker's core (1-2 % faster with
+    two workers, in paired runs). A lent zygote follows its borrower; a core that is not
+    there any more only costs that."""
     try:
         if cpus:
             os.sched_setaffinity(0, cpus)
