@@ -158,6 +158,7 @@ def _gradient_case(spec: TestSpec, rubric: Rubric, reference: Reference,
     rng = inputs.rng_for(rubric.seed, spec.name, number, "upstream")
     dout = inputs.make(spec.cases[number].upstream or {"shape": list(np.shape(out))}, rng)
     expected = as_list(backward(dout.copy(), cache), len(spec.outputs))
+    # the last use of ``rng``: a measurement read back from disk draws nothing from it
     numeric = _numeric_kept(spec, reference, forward, args, kwargs, dout, rng)
     return GradientCase(_frozen(args), _frozen(kwargs), _frozen(dout), _frozen(expected),
                         numeric)
