@@ -838,7 +838,6 @@ def _grader_copies_in(site: Path) -> list[str]:
 # --- the pre-warmed zygote ----------------------------------------------------------------
 
 
-
 class Zygote(Sandbox):
     """One sandbox per worker whose process is ``inside.zygote``: it imports Python, NumPy and
     the runtime once and forks a child per submission (``Sandbox`` in child mode talks to that
