@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from grader import __version__, compare, inputs, paths
 from grader.compare import directional_slopes, numerical_gradient, relative_error, slope_error
 from grader.errors import GraderError
 from grader.reference import Reference
+from grader.results import write_atomic
 from grader.rubric import Case, Rubric, TestSpec
 
 OUTPUT_KINDS = ("example", "output")
@@ -268,8 +268,8 @@ def _read_kept(path: Path, spec: TestSpec, args: list) -> list[Numeric | None] |
 
 
 def _keep(path: Path, numeric: list[Numeric | None]) -> None:
-    """Written whole under a temporary name, then renamed: a reader sees all of it or none.
-    A cache that cannot be written only costs the next batch the measurement."""
+    """Written whole (``write_atomic``): a reader sees all of it or none. A cache that cannot
+    be written only costs the next batch the measurement."""
     arrays: dict[str, np.ndarray] = {"layout": np.array(
         [-1 if n is None else len(n.directions) for n in numeric], dtype=np.int64)}
     for number, found in enumerate(numeric):
@@ -279,15 +279,10 @@ def _keep(path: Path, numeric: list[Numeric | None]) -> None:
         arrays[f"slopes{number}"] = np.array(found.slopes, dtype=np.float64)
         for d, direction in enumerate(found.directions):
             arrays[f"direction{number}_{d}"] = direction
+    kept = io.BytesIO()
+    np.savez(kept, **arrays)
     try:
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **arrays)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomic(path, kept.getvalue())
     except OSError:
         pass
 
