@@ -54,6 +54,7 @@ class BatchSummary:
     view: classroom.ClassView | None = None  # the whole folder's final grades
     rescored: int = 0  # of ``graded``: re-scored from stored observations, no student code run
     superseded: int = 0  # results from before the roster, moved to ``superseded/``
+    faults: tuple[str, ...] = ()  # students whose notebook the grader failed on (for review)
 
     def line(self, out_dir: Path) -> str:
         """What the instructor reads: this run, then the class's counts exactly as the
@@ -66,6 +67,11 @@ class BatchSummary:
             lines.append(f"{self.superseded} result(s) named by file from before the roster "
                          f"moved to {out_dir / SUPERSEDED} (each student now has one, under "
                          f"their roster id).")
+        if self.faults:
+            shown = ", ".join(self.faults[:5]) + (" …" if len(self.faults) > 5 else "")
+            lines.append(f"The grader failed on {len(self.faults)} notebook(s) ({shown}): "
+                         f"their tests wait for review, the rest of the class was graded. "
+                         f"Please report {out_dir / FAULTS} with the grader's version.")
         if self.view is not None:
             lines.append(self.view.counts.line() + ".")
             lines += [f"Note: {note}; see the overview." for note in self.view.notes]
@@ -243,10 +249,29 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
                              known=written)
     graded = len(todo) + len(rescored)
     return BatchSummary(results, graded, len(done) - graded, time.perf_counter() - started,
-                        verdict, view, rescored=len(rescored), superseded=superseded)
+                        verdict, view, rescored=len(rescored), superseded=superseded,
+                        faults=_report_faults(out_dir, results))
 
 
 SUPERSEDED = "superseded"
+FAULTS = "grader-faults.txt"
+
+
+def _report_faults(out_dir: Path, results: list[SubmissionResult]) -> tuple[str, ...]:
+    """The students whose notebook the grader's own code failed on, with each traceback in
+    ``grader-faults.txt`` for the instructor's report (their pages only say it waits for
+    review). The file covers this run's results (reused ones included)."""
+    faults = [r for r in results if r.grader_fault]
+    tests = [(r, t) for r in results for t in r.tests if t.details.get("grader_fault")]
+    path = out_dir / FAULTS
+    if not faults and not tests:
+        path.unlink(missing_ok=True)
+        return ()
+    parts = [f"== {r.student} ({r.submission})\n{r.grader_fault}" for r in faults]
+    parts += [f"== {r.student} ({r.submission}), {t.name}\n{t.details['grader_fault']}"
+              for r, t in tests]
+    write_atomic(path, "\n".join(parts))
+    return tuple(dict.fromkeys(r.student for r in [*faults, *(r for r, _ in tests)]))
 
 
 def _set_aside_superseded(out_dir: Path, intake: classroom.Intake | None) -> int:

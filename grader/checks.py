@@ -26,6 +26,7 @@ from grader.checktypes import (
     call_failure,
     describe_inputs,
     describe_value,
+    grader_fault,
     guard_failure,
     not_a_tuple,
     plain_failure,
@@ -34,6 +35,7 @@ from grader.checktypes import (
     unpack,
 )
 from grader.compare import Comparison, compare
+from grader.errors import GraderError
 from grader.results import TestResult
 from grader.rubric import Case, TestSpec
 
@@ -47,13 +49,25 @@ def run(context: Context, *, public_only: bool = False) -> list[TestResult]:
     for spec in context.rubric.tests:
         if public_only and spec.visibility != "public":
             continue
-        result = (_out_of_time(spec, context) or _forbid(spec, context)
-                  or RUNNERS[spec.kind](spec, context))
+        result = _run_one(spec, context)
         results.append(result)
         previous = context.status.get(spec.function, "passed")
         if previous == "passed":
             context.status[spec.function] = result.status
     return results
+
+
+def _run_one(spec: TestSpec, context: Context) -> TestResult:
+    """One test's result. Whatever the grader's own code raises on this submission's values
+    is that test's result (``grader_fault``), never the batch's end: only the instructor's
+    mistakes and the machine's faults (``GraderError``) go further."""
+    try:
+        return (_out_of_time(spec, context) or _forbid(spec, context)
+                or RUNNERS[spec.kind](spec, context))
+    except (GraderError, OSError):  # (OSError: a full disk, a cache gone: the machine's)
+        raise
+    except Exception as exc:  # noqa: BLE001 - attributed to this submission, kept for review
+        return grader_fault(spec, exc)
 
 
 def _out_of_time(spec: TestSpec, context: Context) -> TestResult | None:

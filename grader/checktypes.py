@@ -9,6 +9,7 @@ runner, so there is no import circle.
 from __future__ import annotations
 
 import inspect
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -142,6 +143,26 @@ def guard_failure(spec: TestSpec, outcome: CallOutcome) -> TestResult | None:
         f"While it ran, `{spec.function}` used {listed}. The practical is "
         f"to write this by hand, so this test gives no points.",
         diagnosis="forbidden shortcut",
+    )
+
+
+GRADER_FAULT = ("An instructor will look at it before it counts; until then it scores 0. "
+                "Nothing needs doing on your side.")
+
+
+def grader_fault(spec: TestSpec, exc: BaseException) -> TestResult:
+    """The result of a test during which the grader's own code failed on what this
+    submission gave it (an array of a shape nothing expects, a value the reference cannot
+    take): the submission's result, waiting for review, so the batch goes on. The traceback
+    is kept for the instructor's report (``details["grader_fault"]``, never on the page)."""
+    what = f"{type(exc).__name__}: {exc}"
+    what = what if len(what) <= 200 else what[:199] + "…"
+    return result(
+        spec, 0.0,
+        f"The grader could not finish this test on what your notebook gave it ({what}). "
+        + GRADER_FAULT,
+        status="review",
+        details={"grader_fault": "".join(traceback.format_exception(exc))[-6000:]},
     )
 
 

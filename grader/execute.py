@@ -15,11 +15,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from grader import replies
 from grader.errors import InfrastructureError
 from grader.notebook import CodeCell, Notebook
 from grader.sandbox import Sandbox, SandboxConfig, SandboxCrashed, SandboxTimedOut, ZygoteLost
 
 MAX_RESTARTS = 12
+INTERFERED_SHORT = "your notebook interfered with the grader"
+INTERFERED = (f"{INTERFERED_SHORT.capitalize()}: an answer from its sandbox had a form the "
+              f"grader's own runtime never sends (something in the notebook replaced or changed "
+              f"it). Every request answered that way gives no points; grade it again once the "
+              f"notebook only defines and calls its own functions")
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,9 @@ class Session:
             "timeout": timeout, "store": store, "reply": reply, "return_inputs": return_inputs,
             "keep_args": keep_args,
         }
+        began = time.perf_counter()  # (the answer's own "seconds" is the student's claim)
         answer = self._request(request, timeout=timeout, what=f"`{function}`")
+        seconds = time.perf_counter() - began
         if answer is None:
             self._stuck[function] = f"no answer within {timeout:g} s, even when asked to stop"
             self._notice(f"`{function}` would not stop when asked after {timeout:g} s, so its "
@@ -118,16 +126,17 @@ class Session:
             return CallOutcome(False, kind="timeout", error=self._stuck[function])
         if isinstance(answer, str):
             return CallOutcome(False, kind="crash", error=answer)
-        self._record_time(function, float(answer.get("seconds") or 0.0))
+        if answer["ok"]:
+            self._record_time(function, seconds)
         return CallOutcome(
-            ok=bool(answer.get("ok")),
+            ok=answer["ok"],
             value=answer.get("value"),
-            kind=str(answer.get("kind", "")),
-            error=str(answer.get("error", "")),
-            traceback=str(answer.get("traceback", "")),
-            seconds=float(answer.get("seconds") or 0.0),
+            kind=answer.get("kind", ""),
+            error=answer.get("error", ""),
+            traceback=answer.get("traceback", ""),
+            seconds=seconds,
             inputs=answer.get("inputs"),
-            guards=tuple(answer.get("guards") or ()),
+            guards=tuple(answer.get("guards", ())),
         )
 
     def request(self, message: dict[str, Any], *, timeout: float) -> dict[str, Any] | str | None:
@@ -173,9 +182,7 @@ class Session:
             if not self._restart(reason):
                 return "the sandbox could not be restarted"
         try:
-            answer = self._sandbox.request(message, timeout=timeout)
-            self._note_strays(answer, what)
-            return answer
+            return self._checked(message, self._sandbox.request(message, timeout=timeout), what)
         except ZygoteLost as lost:
             # the machine's fault, not the student's: a fresh zygote, the cells again, and the
             # same request once more
@@ -192,6 +199,19 @@ class Session:
         except SandboxCrashed as exc:
             self._restart(None)
             return str(exc)
+
+    def _checked(self, message: dict[str, Any], answer: Any, what: str) -> dict[str, Any] | str:
+        """The answer rebuilt from its checked parts (``grader.replies``), or, where the
+        notebook forged it, a description of the interference: that request's failure, as a
+        crash is. The sandbox keeps running: its answers stay in step, and each one is
+        checked again."""
+        try:
+            answer = replies.checked(str(message.get("op")), answer)
+        except replies.Interference as exc:
+            self._notice(INTERFERED)
+            return f"{INTERFERED_SHORT} ({exc})"
+        self._note_strays(answer, what)
+        return answer
 
     def _out_of_memory_note(self) -> str:
         return (f"the sandboxed process ran out of memory (the limit is "
@@ -244,9 +264,8 @@ class Session:
         message = {"op": "exec", "cell": index, "source": source, "timeout": budget,
                    "definitions_only": definitions_only}
         try:
-            answer = self._sandbox.request(message, timeout=budget)
-            self._note_strays(answer, _cell(index))
-            return answer
+            return self._checked(message, self._sandbox.request(message, timeout=budget),
+                                 _cell(index))
         except ZygoteLost as lost:
             if retry:
                 self._restart(None)  # (replays the cells before this one; the machine's fault)

@@ -101,7 +101,8 @@ def _remembered(spec: TestSpec, rubric: Rubric, reference: Reference, number: in
     """Per reference object too: a recording or replaying stand-in for the reference
     (``grader.selfcheck``, ``grader.checker``) must see, or answer, every call itself. The
     entry holds its reference, so that the id cannot be reused while it is remembered."""
-    key = (id(reference), str(rubric.seed), spec.name, str(number), _shape_of(spec))
+    key = (id(reference), str(rubric.seed), rubric.secret, spec.name, str(number),
+           _shape_of(spec))
     if key not in _MEMORY or _MEMORY[key][0] is not reference:
         _MEMORY[key] = (reference, compute())
     return _MEMORY[key][1]
@@ -119,9 +120,10 @@ def _shape_of(spec: TestSpec) -> str:
 
 
 def case_inputs(spec: TestSpec, rubric: Rubric, number: int) -> tuple[list, dict]:
-    """The seeded inputs of a case: the same for every student, independent of test order."""
+    """The seeded inputs of a case: the same for every student, independent of test order,
+    and drawn with the rubric's secret (``Rubric.secret``): the self-check's are others."""
     case = spec.cases[number]
-    rng = inputs.rng_for(rubric.seed, spec.name, number)
+    rng = inputs.rng_for(rubric.seed, rubric.secret, spec.name, number)
     args = [inputs.make(a, rng) for a in case.args]
     kwargs = {k: inputs.make(v, rng) for k, v in case.kwargs.items()}
     return args, kwargs
@@ -155,7 +157,7 @@ def _gradient_case(spec: TestSpec, rubric: Rubric, reference: Reference,
     args, kwargs = case_inputs(spec, rubric, number)
     forward, backward = reference[spec.forward or ""], reference[spec.function]
     out, cache = forward(*_copies(args), **kwargs)
-    rng = inputs.rng_for(rubric.seed, spec.name, number, "upstream")
+    rng = inputs.rng_for(rubric.seed, rubric.secret, spec.name, number, "upstream")
     dout = inputs.make(spec.cases[number].upstream or {"shape": list(np.shape(out))}, rng)
     expected = as_list(backward(dout.copy(), cache), len(spec.outputs))
     # the last use of ``rng``: a measurement read back from disk draws nothing from it

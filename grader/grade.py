@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import re
 import time
+import traceback
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from grader import __version__, budgets, checks, notebook, reference, rescore, shortcuts
+from grader.checktypes import GRADER_FAULT
+from grader.errors import GraderError
 from grader.execute import Session
 from grader.results import SubmissionResult, TestResult
 from grader.rubric import Rubric
@@ -62,7 +65,39 @@ def cache_key(sha256: str, rubric: Rubric, *, public_only: bool = False) -> str:
 
 
 def grade_submission(job: Job) -> SubmissionResult:
+    """The submission's result. Whatever the grader's own code raises while it handles this
+    submission's data (reading its text, decoding its answers, running the reference on what
+    it returned, scoring) is this submission's result, waiting for review: one notebook never
+    stops a class. Only the instructor's mistakes and the machine's faults raise
+    (``GraderError``, ``OSError``); the reference canary proves the path first."""
     started = time.perf_counter()
+    try:
+        return _grade(job, started)
+    except (GraderError, OSError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - attributed to this submission, kept for review
+        return _grader_fault(job, exc, started)
+
+
+def _grader_fault(job: Job, exc: Exception, started: float) -> SubmissionResult:
+    """Every test waiting for review, with the traceback kept for the instructor."""
+    try:
+        digest = hashlib.sha256(job.path.read_bytes()).hexdigest()
+    except OSError:
+        digest = ""
+    what = f"{type(exc).__name__}: {exc}"
+    why = (f"the grader failed on this notebook ({what[:200]}). "
+           f"{GRADER_FAULT}")
+    return SubmissionResult(
+        student=job.student or student_name(job.path), assignment=job.rubric.name,
+        submission=notebook.display_name(job.path), sha256=digest, error=None, notices=(),
+        tests=rescore.ungraded(job.rubric, why, public_only=job.public_only, status="review"),
+        grader_version=__version__, duration_s=_since(started),
+        cache_key=cache_key(digest, job.rubric, public_only=job.public_only),
+        grader_fault="".join(traceback.format_exception(exc))[-8000:])
+
+
+def _grade(job: Job, started: float) -> SubmissionResult:
     timings: dict[str, float] = {}
     read = notebook.read(job.path)
     timings["read_notebook"] = time.perf_counter() - started

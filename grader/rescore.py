@@ -99,16 +99,18 @@ def score(spec: TestSpec, observed: TestResult) -> TestResult:
                   status=observed.status, details=details)
 
 
-def ungraded(rubric: Rubric, why: str, *, public_only: bool = False) -> tuple[TestResult, ...]:
+def ungraded(rubric: Rubric, why: str, *, public_only: bool = False,
+             status: str = "error") -> tuple[TestResult, ...]:
     """Zero on every test of a notebook that could not be graded, so a gradebook still gets one
-    column per test; it depends on the rubric's scoring part alone."""
+    column per test; it depends on the rubric's scoring part alone. (``status="review"``: not
+    graded because of the grader, so each test waits for an instructor.)"""
     return tuple(
         TestResult(
             name=t.name,
             function=t.function,
             score=0.0,
             max_score=t.points,
-            status="error",
+            status=status,  # type: ignore[arg-type]
             message=f"Not graded: {why}",
             visibility=t.visibility,  # type: ignore[arg-type]
             description=t.description,

@@ -58,6 +58,9 @@ class SubmissionResult:
     cache_key: str = ""
     # one key per test, naming what was observed (grader.rescore); empty: cannot be re-scored
     observations: tuple[str, ...] = ()
+    # the grader's own traceback where it failed on this submission's data (its tests then wait
+    # for review): for the instructor's report, never shown on the student's page
+    grader_fault: str = ""
 
     @property
     def score(self) -> float:
@@ -76,6 +79,8 @@ class SubmissionResult:
         data["observations"] = list(self.observations)
         if not self.observations:  # documents without re-scoring data read as they always did
             del data["observations"]
+        if not self.grader_fault:
+            del data["grader_fault"]
         return {"schema": SCHEMA_VERSION, "score": self.score, "max_score": self.max_score, **data}
 
     @classmethod

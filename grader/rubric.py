@@ -10,6 +10,7 @@ reference of the format cannot drift from what the parser accepts.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import tomllib
@@ -75,6 +76,11 @@ class Rubric:
     cell_timeout: float = 10.0
     setup_budget: float = 30.0
     given: tuple[str, ...] = ()  # functions handed to students complete (no solution markers)
+    # Mixed into every seeded input and every disguise of MNIST: a digest of the reference
+    # notebook, which no student holds, so that nothing handed out (the self-check records the
+    # reference's answers on its own inputs) answers a grading input. Empty for the
+    # self-check's rubric, whose inputs are public.
+    secret: str = ""
 
     @property
     def max_score(self) -> float:
@@ -441,7 +447,18 @@ def load(name: str, *, solutions_dir: Path = SOLUTIONS_DIR) -> Rubric:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise GraderError(f"{path.name}: not valid TOML ({exc})") from None
-    return _parse(data, path=path, solution=solution, digest=hashlib.sha256(raw).hexdigest())
+    loaded = _parse(data, path=path, solution=solution, digest=hashlib.sha256(raw).hexdigest())
+    return dataclasses.replace(loaded, secret=grading_secret(solution))
+
+
+def grading_secret(solution: Path) -> str:
+    """The secret the grading inputs are drawn with: the reference notebook's digest (what
+    only the instructor holds; it never reaches a sandbox or the exported checker)."""
+    try:
+        raw = solution.read_bytes()
+    except OSError as exc:
+        raise GraderError(f"{solution.name}: cannot be read ({exc.strerror})") from None
+    return hashlib.sha256(b"grading inputs\0" + raw).hexdigest()
 
 
 def _parse(data: dict[str, Any], *, path: Path, solution: Path, digest: str) -> Rubric:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from grader import __version__, assign, canary, inputs, reference, rubric
+from grader import __version__, assign, canary, expectations, inputs, reference, rubric
 from grader.errors import GraderError
 from grader.results import write_atomic
 from grader.rubric import Rubric, TestSpec, did_you_mean
@@ -135,9 +135,7 @@ def _calls(loaded: Rubric, spec: TestSpec, ref: reference.Reference) -> list[str
         if wrong:
             problems.append(wrong)
             continue
-        rng = inputs.rng_for(loaded.seed, spec.name, number)  # as grader.checktypes.case_inputs
-        args = [inputs.make(a, rng) for a in case.args]
-        kwargs = {k: inputs.make(v, rng) for k, v in case.kwargs.items()}
+        args, kwargs = expectations.case_inputs(spec, loaded, number)
         check = _gradient if spec.kind == "gradient" else _output
         try:
             found = check(spec, ref, args, kwargs, case)

@@ -82,7 +82,7 @@ def test_stored_differences_equal_a_fresh_measurement() -> None:
 
     from grader import inputs
 
-    rng = inputs.rng_for(loaded.seed, spec.name, 0, "upstream")
+    rng = inputs.rng_for(loaded.seed, loaded.secret, spec.name, 0, "upstream")
     inputs.make(spec.cases[0].upstream or {"shape": list(known.dout.shape)}, rng)
     gradient, measured = numerical_gradient(loss, work[0], rng=rng)
     value = known.expected[0] + 1e-3

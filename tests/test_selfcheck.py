@@ -123,7 +123,10 @@ def checker_results(pyz: Path, path: Path, tmp_path: Path) -> tuple[int, list[di
 
 
 def _comparable(test: dict) -> dict:
-    keys = ("name", "status", "score", "max_score", "message", "diagnosis", "details")
+    """What the checker and the grader agree on. The checker draws its own inputs (nothing it
+    carries answers a grading input), so the numbers in messages and details differ; the
+    verdicts, points and diagnoses do not."""
+    keys = ("name", "status", "score", "max_score", "diagnosis")
     return {k: test[k] for k in keys}
 
 
