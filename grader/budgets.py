@@ -86,7 +86,7 @@ def measured_by(spec: Any, key: str) -> str:
         return spec.function
     if key == "predict_budget":
         return "predict"
-    return "train_fixed" if spec.kind == "mnist_diagnostic" else "train_mnist"
+    return "fixed_network" if spec.kind == "mnist_diagnostic" else "train_mnist"
 
 
 def resolve(rubric: Any, reference_seconds: Mapping[str, float] | None) -> Any:

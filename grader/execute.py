@@ -139,6 +139,30 @@ class Session:
             guards=tuple(answer.get("guards", ())),
         )
 
+    def pipeline(self, calls: list[dict[str, Any]], *, timeout: float,
+                 each: float) -> tuple[int, CallOutcome]:
+        """Several calls in one request (``runtime.op_calls``): each ``{"function", "args",
+        "store"}`` (or ``{"op": "step", ...}``) with ``each`` seconds of its own, all within
+        ``timeout``. Returns how many succeeded and the outcome of the first that did not
+        (an ``ok`` outcome when all did). For loops the grader runs whose single calls are
+        far cheaper than a round trip."""
+        if self.out_of_time:
+            return 0, CallOutcome(False, kind="budget", error="the total time budget ran out")
+        timeout = self._within_deadline(timeout)
+        each = min(each, timeout)
+        request = {"op": "calls", "calls": [{**c, "op": c.get("op", "call"), "timeout": each}
+                                            for c in calls]}
+        answer = self._request(request, timeout=timeout, what="the grader's calls")
+        if answer is None:
+            return 0, CallOutcome(False, kind="timeout", error=f"no answer within {timeout:g} s")
+        if isinstance(answer, str):
+            return 0, CallOutcome(False, kind="crash", error=answer)
+        if answer["ok"]:
+            return len(calls), CallOutcome(True, guards=tuple(answer.get("guards", ())))
+        at = min(answer["at"], len(calls) - 1)
+        return at, CallOutcome(False, kind=answer["kind"], error=answer["error"],
+                               traceback=answer.get("traceback", ""))
+
     def request(self, message: dict[str, Any], *, timeout: float) -> dict[str, Any] | str | None:
         """A raw request: the answer, a crash description (str), or None on timeout."""
         if self.out_of_time:
@@ -163,6 +187,11 @@ class Session:
         if self.deadline is None:
             return timeout
         return max(min(timeout, self.deadline - time.monotonic()), 0.1)
+
+    def record_time(self, what: str, seconds: float) -> None:
+        """Keep how long something took that the grader measured around several requests
+        (the fixed network's training), as the canary's measure for budgets."""
+        self._record_time(what, seconds)
 
     def _record_time(self, what: str, seconds: float) -> None:
         """The longest call of each function (and request), as the canary's measure of the

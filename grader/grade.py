@@ -124,21 +124,24 @@ def _grade(job: Job, started: float) -> SubmissionResult:
                                                     public_only=job.public_only)
     ref = reference.load(job.rubric.solution)
     rubric = budgets.resolve(job.rubric, job.reference_seconds)
-    with _secret_test_order(job.mnist) as files:
-        config = (dataclasses.replace(job.sandbox, data_dir=files.sandbox_dir) if files
+    began = time.perf_counter()
+    with _disguised(job.mnist, job.rubric.secret, read.sha256) as files:
+        if files is not None:
+            timings["disguise_mnist"] = time.perf_counter() - began
+        config = (dataclasses.replace(job.sandbox, data_dir=files.arrays) if files
                   else job.sandbox)
         return _grade_read(job, read, rubric, ref, config, files, base, started, timings)
 
 
 @contextlib.contextmanager
-def _secret_test_order(files: Any) -> Iterator[Any]:
-    """The MNIST files with the test images in an order of this submission's alone."""
+def _disguised(files: Any, secret: str, submission: str) -> Iterator[Any]:
+    """MNIST as this submission alone sees it (``grader.mnist.Disguise``), or None."""
     if files is None:
         yield None
         return
-    from grader import mnist, sandbox
+    from grader import mnist
 
-    with mnist.shuffled(files, sandbox.private_dir(sandbox.state_dir() / "shuffled")) as mine:
+    with mnist.disguised(files, mnist.disguise_seed(secret, submission)) as mine:
         yield mine
 
 

@@ -7,15 +7,17 @@ labels never enter it. Accuracy is computed here, in the grader's process.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from grader import budgets, culprit, paths, scoring
+from grader import budgets, paths, scoring
 from grader.checktypes import Context, call_failure, describe_value, result
 from grader.execute import Session
 from grader.results import TestResult, write_atomic
@@ -29,6 +31,7 @@ DIAGNOSTIC_FUNCTIONS = (
     "softmax_cross_entropy",
 )
 MISCLASSIFIED_SHOWN = 24
+CULPRIT_STEPS = 50  # grader.culprit.STEPS (which the self-check does not carry)
 
 
 def percent(fraction: float) -> str:
@@ -132,19 +135,20 @@ def run_mnist(spec: TestSpec, context: Context) -> TestResult:
     )
     if not predict.ok:
         return call_failure(spec, "predict", predict, budget_key="predict_budget", **base)
-    predicted, note = _predictions(predict.value, len(labels))
-    timing = {
+    seen, note = _predictions(predict.value, len(labels))
+    timing = {  # (measured by the grader, around each call)
         "train_seconds": round(train.seconds, 2),
         "predict_seconds": round(predict.seconds, 2),
     }
-    if predicted is None:
+    if seen is None:
         return result(spec, 0.0, note, status="failed", details={**base, **timing})
-    predicted = context.mnist.unshuffle(predicted)  # the images went in a secret order
+    predicted = context.mnist.digits(seen)  # back from the disguise: true digits, true order
     accuracy = float(np.mean(predicted == labels))
     reference = (spec.options.get("reference_seconds") or {}).get("train_mnist")
-    agreement, why_not = _weights_agreement(context, predicted)
+    agreement, why_not = _weights_agreement(context, seen)
     measured = {"accuracy": accuracy, "predict_note": note, "reference_train_seconds": reference,
-                "weights_agreement": agreement, "weights_note": why_not}
+                "weights_agreement": agreement, "weights_note": why_not,
+                "pasted_data": pasted_data(context.session.notebook)}
     return judge(spec, {**base, **timing, **measured, **_feedback(context, predicted, labels)})
 
 
@@ -163,8 +167,10 @@ def judge(spec: TestSpec, details: dict[str, Any]) -> TestResult:
     )
     if details.get("predict_note"):
         message += " " + details["predict_note"]
+    if accuracy < CHANCE:
+        message += " " + AT_CHANCE
     why = (_implausible(spec, accuracy, seconds, details.get("reference_train_seconds"))
-           or _not_from_weights(spec, accuracy, details))
+           or _not_from_weights(spec, accuracy, details) or _pasted(spec, accuracy, details))
     if why:
         return result(spec, 0.0, message + " " + REVIEW, diagnosis=why, status="review",
                       details=details)
@@ -173,6 +179,48 @@ def judge(spec: TestSpec, details: dict[str, Any]) -> TestResult:
 
 REVIEW = ("An instructor will look at this result before it counts: until then it scores 0. "
           "Nothing needs doing on your side if your notebook trains the network honestly.")
+CHANCE = 0.2
+AT_CHANCE = ("That is about what guessing gets: the network has not learned (does the loss go "
+             "down while it trains? the tests above point to the layer). Weights made outside "
+             "`train_mnist` score like this too: the grader shows your code the images with "
+             "their pixels in a secret order and the digits under other names, as the notebook "
+             "says.")
+# What a notebook's code may carry as literal data (numbers, strings, bytes) before an MNIST
+# result waits for review: the reference notebook carries about 3,000 characters of text (its
+# docstrings and messages); a network trained elsewhere, even a tiny one, needs tens of kB.
+PASTED_DATA = 20_000
+
+
+def pasted_data(notebook: Any) -> int:
+    """How many characters of literal data the notebook's code carries: strings and bytes
+    (docstrings included), and numbers (as written). A network's weights pasted into the
+    notebook, or a fingerprint of MNIST to undo the disguise with, are data of this kind; an
+    honest notebook has a few kB of it. Cells the grader cannot parse count by their size."""
+    total = 0
+    for cell in getattr(notebook, "cells", ()):
+        try:
+            tree = ast.parse(cell.source)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            total += len(cell.source)
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
+                total += len(node.value)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, int | float | complex):
+                total += len(repr(node.value)) if isinstance(node.value, int | float) else 8
+    return total
+
+
+def _pasted(spec: TestSpec, accuracy: float, details: dict[str, Any]) -> str:
+    """Why a notebook that carries this much literal data waits for review, or "" (also for
+    results measured before the check existed)."""
+    floor = float(spec.options.get("floor", 0.5))
+    size = details.get("pasted_data")
+    if not isinstance(size, int) or size <= PASTED_DATA or accuracy <= floor:
+        return ""
+    return (f"Needs review: your notebook's code carries {size:,} characters of literal data "
+            f"(numbers and strings), far more than training needs; weights made elsewhere and "
+            f"pasted in do not count, so an instructor will check where the network came from.")
 
 
 def _implausible(spec: TestSpec, accuracy: float, train_seconds: float,
@@ -204,8 +252,8 @@ AGREEMENT = 0.99
 
 def _weights_agreement(context: Context, predicted: np.ndarray) -> tuple[float | None, str]:
     """How often ``predict`` gives the digit that the network its own trained weights define
-    gives, that network run here (dense, ReLU, dense, argmax) on the same images; or None and
-    why it could not be run.
+    gives, that network run here (dense, ReLU, dense, argmax) on the same images (as the
+    sandbox has them, and ``predicted`` as it came back); or None and why it could not be run.
 
     A ``predict`` that looks answers up (hashes of the public test images with their labels,
     carried in the notebook) instead of running the network agrees on about one image in ten,
@@ -221,7 +269,7 @@ def _weights_agreement(context: Context, predicted: np.ndarray) -> tuple[float |
             return None, f"the model `train_mnist` returned has no array `{name}`"
         weights[name] = value.astype(np.float32)
     w1, b1, w2, b2 = (weights[name] for name in WEIGHTS)
-    images = np.load(context.mnist.labelled_test_images, mmap_mode="r")
+    images = context.mnist.test_images()  # as the sandbox has them, in its order
     if (w1.ndim != 2 or w1.shape[0] != images.shape[1] or b1.shape != w1.shape[1:]
             or w2.shape != (w1.shape[1], 10) or b2.shape != (10,)):
         shapes = ", ".join(f"{n} {weights[n].shape}" for n in WEIGHTS)
@@ -304,7 +352,7 @@ def run_diagnostic(spec: TestSpec, context: Context) -> TestResult:
     if found:
         diagnosis = (
             f"With your `{found}` replaced by the reference the network trains exactly as "
-            f"correct layers do (the same weights after {culprit.STEPS} batches): the bug is "
+            f"correct layers do (the same weights after {CULPRIT_STEPS} batches): the bug is "
             f"there."
         )
     else:
@@ -321,6 +369,8 @@ def _find_culprit(spec: TestSpec, context: Context) -> tuple[str | None, list[di
     reference never enters a sandbox. The student's functions run in a second sandbox with no
     data and no output kept, so what they see of the reference's values cannot reach the
     feedback page."""
+    from grader import culprit  # (not in the students' self-check: see grader.selfcheck)
+
     order = sorted(DIAGNOSTIC_FUNCTIONS, key=lambda f: context.status.get(f, "passed") == "passed")
     data = (np.load(context.mnist.train_images, mmap_mode="r"),
             np.load(context.mnist.train_labels, mmap_mode="r"))
@@ -343,7 +393,7 @@ def _fixed_network(
     """The fixed network's accuracy, or None and why. The same layer code on the same data
     trains to the same accuracy, so it is remembered per notebook code, settings and grader:
     regrading after a rubric change does not train again."""
-    key = _diagnostic_key(session, spec, labels)
+    key = _diagnostic_key(session, spec, labels, files.seed)
     remembered = _DIAGNOSTIC_CACHE.get(key)
     if remembered is None:
         remembered = _train_fixed_network(session, spec, labels, files)
@@ -352,12 +402,14 @@ def _fixed_network(
     return remembered
 
 
-def _diagnostic_key(session: Session, spec: TestSpec, labels: np.ndarray) -> str:
+def _diagnostic_key(session: Session, spec: TestSpec, labels: np.ndarray,
+                    disguise_seed: int) -> str:
     from grader import __version__
 
     code = "\x00".join(cell.source for cell in session.notebook.cells)
     parts = [__version__, code, str(spec.options.get("epochs", 1)),
-             str(spec.options.get("seed", 0)), str(len(labels)), str(int(labels.sum()))]
+             str(spec.options.get("seed", 0)), str(len(labels)), str(int(labels.sum())),
+             str(disguise_seed)]
     return hashlib.sha256("\x01".join(parts).encode()).hexdigest()[:32]
 
 
@@ -392,23 +444,22 @@ _DIAGNOSTIC_CACHE = _ResultCache("diagnostic")
 def _train_fixed_network(
     session: Session, spec: TestSpec, labels: np.ndarray, files: Any
 ) -> tuple[float | None, str]:
-    answer = session.request(
-        {
-            "op": "train_fixed",
-            "functions": list(DIAGNOSTIC_FUNCTIONS),
-            "epochs": int(spec.options.get("epochs", 1)),
-            "seed": int(spec.options.get("seed", 0)),
-            "timeout": float(spec.options.get("budget", 120.0)),
-        },
-        timeout=float(spec.options.get("budget", 120.0)),
-    )
-    if answer is None:
-        return None, "it ran out of time"
-    if isinstance(answer, str):
-        return None, answer
-    if not answer.get("ok"):
-        return None, str(answer.get("error", "it failed"))
-    predicted = answer.get("value")
-    if not isinstance(predicted, np.ndarray) or predicted.shape != labels.shape:
-        return None, "the network produced no usable predictions"
-    return float(np.mean(files.unshuffle(predicted) == labels)), ""
+    """Train it from the grader's side (``fixed_net.train_remote``) and measure the network
+    its weights make, here, on the test images as the sandbox has them."""
+    from grader import fixed_net  # (not in the students' self-check: see grader.selfcheck)
+
+    began = time.perf_counter()
+    images = files.test_images()
+    trained = fixed_net.train_remote(
+        session, len(files.train_labels_seen()), images.shape[1],
+        epochs=int(spec.options.get("epochs", 1)), seed=int(spec.options.get("seed", 0)),
+        budget=float(spec.options.get("budget", 120.0)))
+    if trained.weights is None:
+        if trained.kind == "not_implemented":
+            return None, "NotImplementedError"
+        if trained.kind in ("timeout", "budget"):
+            return None, f"it ran out of time (in your `{trained.failed}`)"
+        return None, f"your `{trained.failed}` failed: {trained.error or trained.kind}"
+    session.record_time("fixed_network", time.perf_counter() - began)
+    seen = fixed_net.predict_digits(trained.weights, images)
+    return float(np.mean(files.digits(seen) == labels)), ""

@@ -51,8 +51,12 @@ def checked(op: str, answer: Any) -> dict[str, Any]:
         raise Interference("an answer that is not a JSON object")
     ok = _flag(answer, "ok")
     base = {"ok": ok, "strays": _count(answer.get("strays", 0), "strays")}
+    if op == "calls":
+        base["at"] = _count(answer.get("at", 0), "at")
     if not ok and op != "exec":
         return {**base, **_failure(answer)}
+    if op == "calls":
+        return {**base, "guards": _guards(answer.get("guards", []))}
     if op == "exec":
         return {**base, **_exec(answer)}
     if op == "call":
@@ -60,7 +64,9 @@ def checked(op: str, answer: Any) -> dict[str, Any]:
         return {**base, "value": value(answer.get("value")),
                 "inputs": None if inputs is None else _list(inputs, "inputs", value),
                 "guards": _guards(answer.get("guards", []))}
-    if op in ("fetch", "train_fixed"):
+    if op in ("put", "step"):
+        return base
+    if op == "fetch":
         return {**base, "value": value(answer.get("value"))}
     if op == "guards":
         return {**base, "used": _guards(answer.get("used", []))}

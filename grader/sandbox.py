@@ -99,7 +99,9 @@ class Limits:
 class SandboxConfig:
     mode: str = "auto"
     limits: Limits = field(default_factory=Limits)
-    data_dir: Path | None = None  # MNIST files the student may see (never the test labels)
+    # MNIST files the student may see (never the test labels): a folder, or one submission's
+    # disguised arrays in sealed memory (``grader.mnist.disguised``)
+    data_dir: Path | sealed.Arrays | None = None
     # Grade without the namespaces layer, where student code can read the disk: only for
     # submissions the instructor trusts (``--trust-submissions-without-isolation``).
     allow_unisolated: bool = False
@@ -732,13 +734,16 @@ def _joining(cgroups: list[Path], command: list[str]) -> list[str]:
 DATA_FILES = ("train_images", "train_labels", "test_images")
 
 
-def _open_data(folder: Path | None) -> dict[str, int]:
+def _open_data(folder: Path | sealed.Arrays | None) -> dict[str, int]:
     """The MNIST files the student may read, as read-only descriptors of sealed in-memory
     copies (``grader.sealed``): they reach the sandbox in every mode, whatever uid it runs as
     and however private the instructor's cache folder is, and none of them leads to a file on
-    disk the student could write. (The test labels are not among them.)"""
+    disk the student could write. (The test labels are not among them.) ``sealed.Arrays``:
+    arrays made in memory for this submission (its disguised MNIST)."""
     if folder is None:
         return {}
+    if isinstance(folder, sealed.Arrays):
+        return {name: folder.open_copy(name) for name in DATA_FILES if name in folder}
     opened: dict[str, int] = {}
     try:
         for name in DATA_FILES:

@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import mmap
 import os
 import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SEALS", "open_readonly", "forget_all"]
+import numpy as np
+
+__all__ = ["SEALS", "Arrays", "forget_all", "open_readonly", "sealed_npy"]
 
 SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
 _CHUNK = 1 << 24
@@ -114,3 +118,86 @@ def _reopen(fd: int) -> int:
         return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:  # no /proc: a duplicate, sealed all the same, sharing the offset
         return os.dup(fd)
+
+
+# --- arrays made for one submission -----------------------------------------------------------
+
+
+class Arrays(Mapping[str, int]):
+    """Sealed ``.npy`` images made in memory for one submission (its disguised MNIST), by name:
+    what a sandbox gets in place of files on disk. The descriptors are this process's; each
+    sandbox gets read-only copies of them (``open_copy``), and ``close`` ends them."""
+
+    def __init__(self, fds: Mapping[str, int]):
+        self._fds = dict(fds)
+
+    def __getitem__(self, name: str) -> int:
+        return self._fds[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fds)
+
+    def __len__(self) -> int:
+        return len(self._fds)
+
+    def open_copy(self, name: str) -> int:
+        """A new read-only descriptor of one array (the caller closes it)."""
+        return _reopen(self._fds[name])
+
+    def array(self, name: str) -> np.ndarray:
+        """The array itself, read-only, mapped from its sealed memory (no copy)."""
+        with open(f"/proc/self/fd/{self._fds[name]}", "rb") as handle:  # (an offset of its own)
+            return _mapped(handle)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def __reduce__(self):  # (descriptors mean nothing in another process)
+        raise TypeError("sealed arrays stay in the process that made them")
+
+
+def sealed_npy(name: str, shape: tuple[int, ...], dtype: np.dtype | type,
+               fill: Callable[[np.ndarray], None]) -> int:
+    """A new memfd holding an ``.npy`` image of ``shape`` and ``dtype``, whose values ``fill``
+    writes into the array it is given (straight into the memfd's pages: no copy on disk or
+    in memory), then sealed as ``open_readonly``'s copies are. Returns the descriptor."""
+    header = _npy_header(shape, np.dtype(dtype))
+    size = len(header) + int(np.prod(shape)) * np.dtype(dtype).itemsize
+    fd = os.memfd_create(f"grader-{name}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        os.ftruncate(fd, size)
+        with mmap.mmap(fd, size) as memory:
+            memory[: len(header)] = header
+            view = np.ndarray(shape, dtype, buffer=memory, offset=len(header))
+            try:
+                fill(view)
+            finally:
+                del view  # (no writable mapping may outlive the seal)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, SEALS)
+        os.fchmod(fd, 0o444)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                 "shape": tuple(shape)})
+    return buffer.getvalue()
+
+
+def _mapped(handle) -> np.ndarray:
+    """A read-only map of the ``.npy`` image open in ``handle``."""
+    version = np.lib.format.read_magic(handle)
+    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+            else np.lib.format.read_array_header_2_0)
+    shape, fortran, dtype = read(handle)
+    return np.memmap(handle, dtype=dtype, mode="r", offset=handle.tell(), shape=shape,
+                     order="F" if fortran else "C")

@@ -38,6 +38,9 @@ from grader.rubric import MNIST, Rubric, TestSpec
 BUNDLE_PACKAGE = "checker_data"  # as grader.checker reads it (not imported: it imports cli)
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)  # same input, same file
 MAIN = "import sys\nfrom grader.checker import main\nsys.exit(main())\n"
+# The MNIST diagnostic's training loop and culprit search: the checker never runs them (no
+# MNIST tests), and the loop is most of what ``train_mnist`` asks students to write.
+NOT_BUNDLED = ("fixed_net.py", "culprit.py")
 
 
 def export(name: str, out: Path, *, solutions_dir: Path = rubric.SOLUTIONS_DIR) -> Path:
@@ -196,7 +199,8 @@ def _wrong_answers(expected: np.ndarray) -> Iterator[np.ndarray]:
 
 def _write_pyz(out: Path, bundle: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     package = rubric.PROJECT_ROOT / "grader"
-    members = sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts)
+    members = sorted(p for p in package.rglob("*.py")
+                     if "__pycache__" not in p.parts and p.name not in NOT_BUNDLED)
     npz = io.BytesIO()
     np.savez_compressed(npz, **{k: arrays[k] for k in sorted(arrays)})
     out.parent.mkdir(parents=True, exist_ok=True)

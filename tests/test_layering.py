@@ -42,7 +42,7 @@ def test_sandbox_side_imports_only_stdlib_numpy_and_itself(path: Path) -> None:
     for name in imports_of(path):
         top = name.split(".")[0]
         if name.startswith("."):
-            assert name in (".", ".wire", ".limits", ".runtime", ".fixed_net"), name
+            assert name in (".", ".wire", ".limits", ".runtime"), name
             continue
         assert top in sys.stdlib_module_names or top in INSIDE_ALLOWED, (
             f"{path.name} imports {name}"

@@ -194,20 +194,19 @@ def test_memorised_labels_score_like_guessing(submission, grade_notebook, mnist_
     assert test.score == 0
 
 
-def lookup_cheat(mnist_files, *, model: str) -> dict[str, str]:
-    """A notebook that carries a hash of every public test image with its label (wrong on 3%
-    of them, to stay below the "too good" review) and looks answers up in predict, training
-    nothing worth the name; ``model`` is what its train_mnist returns."""
+def lookup_cheat(mnist_files) -> dict[str, str]:
+    """A notebook that carries a hash of every public test image with its label and looks
+    answers up in predict, training nothing."""
     import hashlib
 
     import numpy as np
 
     images = np.load(mnist_files.labelled_test_images)
     labels = np.load(mnist_files.test_labels)
-    table = {hashlib.sha1(row.tobytes()).hexdigest()[:10]: (int(label) + (i % 33 == 0)) % 10
-             for i, (row, label) in enumerate(zip(images, labels))}
+    table = {hashlib.sha1(row.tobytes()).hexdigest()[:10]: int(label)
+             for row, label in zip(images, labels)}
     return {
-        "train_mnist": f"def train_mnist(X, y, seed=0):\n    return {model}",
+        "train_mnist": "def train_mnist(X, y, seed=0):\n    return None",
         "predict": "def predict(model, X):\n"
                    "    import hashlib\n"
                    f"    table = {table!r}\n"
@@ -216,22 +215,53 @@ def lookup_cheat(mnist_files, *, model: str) -> dict[str, str]:
     }
 
 
+def test_a_lookup_of_the_public_test_images_finds_none(submission, grade_notebook,
+                                                       mnist_files) -> None:
+    """Hashes of the public test images with their labels (on main before the disguise: 97%):
+    the sandbox's images have their pixels in a secret order, so no hash is found, and the
+    page says why such a network scores like guessing."""
+    path = submission("backprop", replace=lookup_cheat(mnist_files))
+    test = only(grade_notebook(path, "backprop", kinds=MNIST), "MNIST: test accuracy")
+    assert test.details["accuracy"] < 0.2, test.details["accuracy"]
+    assert test.score == 0
+    assert "pixels in a secret order" in test.message, test.message
+
+
 RANDOM_WEIGHTS = ("{'W1': np.zeros((784, 8), np.float32), 'b1': np.zeros(8, np.float32), "
                   "'W2': np.ones((8, 10), np.float32), 'b2': np.arange(10, dtype=np.float32)}")
+
+
+def hidden_model(model: str) -> dict[str, str]:
+    """train_mnist keeps a nearest-neighbour model in a global and returns ``model``; predict
+    ignores the model it is given and answers from the global."""
+    return {
+        "train_mnist": "def train_mnist(X, y, seed=0):\n"
+                       "    global KEPT\n"
+                       "    import time\n"
+                       "    time.sleep(0.3)\n"
+                       "    KEPT = np.asarray(X[:6000], np.float32), np.asarray(y[:6000])\n"
+                       f"    return {model}",
+        "predict": "def predict(model, X):\n"
+                   "    train, labels = KEPT\n"
+                   "    X = np.asarray(X, np.float32)\n"
+                   "    norms = (train ** 2).sum(axis=1)\n"
+                   "    return np.concatenate([labels[np.argmin(norms[None, :] - 2 * X[s:s + 500]"
+                   " @ train.T, axis=1)] for s in range(0, len(X), 500)])",
+    }
 
 
 @pytest.mark.parametrize(("model", "says"), [
     (RANDOM_WEIGHTS, "another digit than the network its own trained weights define"),
     ("None", "could not check that `predict` runs the network"),
 ])
-def test_predict_that_looks_answers_up_needs_review(model, says, submission, grade_notebook,
-                                                    mnist_files) -> None:
-    """Hashes of the public test images with their labels answer 97% whatever the order: the
+def test_predict_that_ignores_its_model_needs_review(model, says, submission, grade_notebook,
+                                                     mnist_files) -> None:
+    """A predict that answers from something else than the model train_mnist returned: the
     grader runs the network the returned weights define and finds predict does not follow it
     (or that there are no weights to follow). It scores 0 until an instructor looks."""
-    path = submission("backprop", replace=lookup_cheat(mnist_files, model=model))
+    path = submission("backprop", replace=hidden_model(model))
     test = only(grade_notebook(path, "backprop", kinds=MNIST), "MNIST: test accuracy")
-    assert 0.95 < test.details["accuracy"] < 0.99, test.details["accuracy"]
+    assert 0.85 < test.details["accuracy"] < 0.99, test.details["accuracy"]
     assert test.status == "review" and test.score == 0, test.message
     assert says in test.diagnosis, test.diagnosis
 
@@ -303,8 +333,8 @@ def test_the_diagnostic_does_not_train_again_for_the_same_code(
     path = submission("backprop")
     first = grade_notebook(path, "backprop", kinds=DIAGNOSTIC)
     again = grade_notebook(path, "backprop", kinds=DIAGNOSTIC)
-    assert "call:train_fixed" in first.timings
-    assert "call:train_fixed" not in again.timings  # remembered, not retrained
+    assert "call:fixed_network" in first.timings
+    assert "call:fixed_network" not in again.timings  # remembered, not retrained
     assert first.tests == again.tests
 
 

@@ -95,7 +95,9 @@ def test_no_reference_source_and_no_hidden_test(checkers: dict, assignment: str)
         assert body.strip() and body.strip() not in text
         assert json.dumps(body.strip())[1:-1] not in text
     # line by line too: only lines of the code every sandbox already shows students
-    # (grader/inside, e.g. the MNIST diagnostic's fixed network) may coincide
+    # (grader/inside) may coincide; the diagnostic's training loop is not carried at all
+    assert not any(name.endswith(selfcheck.NOT_BUNDLED)
+                   for name in zipfile.ZipFile(checkers[assignment]).namelist())
     inside = "\n".join(p.read_text() for p in (ROOT / "grader" / "inside").glob("*.py"))
     lines = {line.strip() for body in bodies for line in body.splitlines()
              if len(line.strip()) >= 30}

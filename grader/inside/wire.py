@@ -31,8 +31,8 @@ MAX_DEPTH = 64  # nesting of JSON arrays and objects (a call's answer needs abou
 # What an answer may weigh, by the kind of request it answers. An exec answer is a few lines of
 # errors; a call or fetch answer holds at most what it was sent plus results of a similar size
 # (10,000 MNIST predictions as class scores are 1 MB), hence the request's own size on top.
-REPLY_BYTES = {"hello": 64 << 10, "exec": 256 << 10, "guards": 256 << 10, "train_fixed": 4 << 20,
-               "call": 16 << 20, "fetch": 16 << 20}
+REPLY_BYTES = {"hello": 64 << 10, "exec": 256 << 10, "guards": 256 << 10, "put": 64 << 10,
+               "step": 64 << 10, "calls": 256 << 10, "call": 16 << 20, "fetch": 16 << 20}
 _NUMBER = re.compile(rb"(0|[1-9][0-9]{0,19}) ")
 # A JSON string, escapes included, or an unterminated one up to the end: every quote it starts
 # from matches, so no quote is scanned twice (a line of ``"\"\"\"...`` stays linear).
