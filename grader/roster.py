@@ -56,6 +56,13 @@ HEADERS: dict[str, tuple[str, ...]] = {
 FIRST_LAST = (("first name", "given name"), ("last name", "surname", "family name"))
 MAX_ROWS = 100_000
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+# The names of what the grader itself writes into an output folder (batch: gradescope/,
+# superseded/, grader-error.txt; classroom: index.html, grades.csv, canvas.csv, moodle.csv,
+# intake/; classview: class/), which no student's result may take, and the device names
+# Windows refuses as a file name whatever follows, for a folder copied there.
+RESERVED = frozenset({"index", "grades", "canvas", "moodle", "class", "gradescope", "intake",
+                      "superseded", "grader-error", "con", "prn", "aux", "nul",
+                      *(f"{port}{n}" for port in ("com", "lpt") for n in range(1, 10))})
 # what becomes a space in a roster's cell: line and paragraph separators, control characters
 UNPRINTABLE = ("Cc", "Zl", "Zp")
 
@@ -71,11 +78,19 @@ class Roster:
         return next((s for s in self.students if s.id == student_id), None)
 
 
+def reserved(name: str) -> bool:
+    """Whether a result named ``name`` would take the name of a file or folder the grader
+    writes itself (``index`` would overwrite the overview), compared without case as macOS
+    and Windows compare file names."""
+    return name.casefold() in RESERVED
+
+
 def result_name(student_id: str) -> str:
     """The name of a student's result files: the id itself where it is safe as a file name
-    (``s0042``), else a slug of it with a short hash (``ada_uni.edu-1a2b3c``), so no id can
-    reach outside the output folder and two ids never share files."""
-    if SAFE_NAME.fullmatch(student_id):
+    (``s0042``), else a slug of it with a short hash (``ada_uni.edu-1a2b3c``, ``index-1bc04b``),
+    so no id can reach outside the output folder, take a name the grader writes itself, and
+    two ids never share files."""
+    if SAFE_NAME.fullmatch(student_id) and not reserved(student_id):
         return student_id
     plain = unicodedata.normalize("NFKD", student_id).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", plain).strip("._-")[:60] or "student"

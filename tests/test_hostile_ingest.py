@@ -10,13 +10,16 @@ second per notebook) through ``classroom.intake`` and ``batch.grade_all`` as ``g
 from __future__ import annotations
 
 import csv
+import io
+import re
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from grader import ingest, roster
+from grader import batch, classroom, classview, grade, ingest, roster, rubric
 from grader.errors import GraderError
+from tests.conftest import build_notebook
 
 NOTEBOOK = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
 ROSTER = ("id,name,email,moodle id,canvas id\n"
@@ -51,6 +54,42 @@ def originals(matched: ingest.Matched) -> dict[str, str]:
 
 def why(matched: ingest.Matched) -> dict[str, str]:
     return {r.original.split("/", 1)[-1]: r.why for r in matched.refused}
+
+
+# --------------------------------------------------------------------------- 10: names
+
+
+OUR_NAMES = ["index", "grades", "canvas", "moodle", "class", "gradescope", "intake",
+             "superseded", "grader-error"]
+
+
+@pytest.mark.core
+@pytest.mark.parametrize("name", [*OUR_NAMES, "INDEX", "Index", "Grades", "con", "LPT1"])
+def test_no_student_takes_a_name_the_grader_writes(name: str) -> None:
+    """Attack 10: ``index.ipynb`` became the student ``index``, whose page the overview then
+    overwrote. A file or roster id named like anything the grader writes (without case, as
+    macOS and Windows compare) gets the short hash others get."""
+    for made in (grade.student_name(Path(f"{name}.ipynb")), roster.result_name(name)):
+        assert re.fullmatch(rf"{re.escape(name)}-[0-9a-f]{{6}}", made)
+        assert not roster.reserved(made)
+    assert grade.student_name(Path(f"{name}.ipynb")) == roster.result_name(name)
+
+
+@pytest.mark.core
+@pytest.mark.parametrize("name", ["\uff49\uff4e\uff44\uff45\uff58", "\u0456ndex", "index\u200b",
+                                  "index ", ".index", "index.", "INDEX.IPYNB", "in\u0434ex"])
+def test_a_look_alike_of_a_name_the_grader_writes_is_none(name: str) -> None:
+    """Fullwidth letters fold to ``index``, Cyrillic ones vanish, dots and spaces are cut: each
+    is a name changed on the way, so it carries the hash."""
+    made = grade.student_name(Path(name if name.endswith("IPYNB") else f"{name}.ipynb"))
+    assert not roster.reserved(made) and re.search(r"-[0-9a-f]{6}$", made)
+
+
+@pytest.mark.core
+def test_the_reserved_names_are_what_the_grader_writes() -> None:
+    """The list follows the writers: their constants are on it."""
+    ours = {classview.FOLDER, batch.SUPERSEDED, classroom.STATE.parts[0]}
+    assert ours <= roster.RESERVED and set(OUR_NAMES) <= roster.RESERVED
 
 
 # --------------------------------------------------------------------------- 11: roster
@@ -102,3 +141,46 @@ def test_a_roster_the_csv_module_cannot_read_says_where(tmp_path) -> None:
             roster.load(path)
     finally:
         csv.field_size_limit(limit)
+
+
+# --------------------------------------------------------------------------- graded for real
+
+
+def grade_class(paths: list[Path], out: Path, config, **class_files) -> batch.BatchSummary:
+    loaded = rubric.load("convolution")
+    with classroom.intake(paths, out_dir=out, **class_files) as taken:
+        return batch.grade_all(taken.paths, loaded, out, sandbox=config, jobs=1,
+                               progress=False, check_reference=False, intake=taken)
+
+
+def rows(path: Path) -> dict[str, dict[str, str]]:
+    found = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
+    return {row.get("id") or row["Identifier"]: row for row in found}
+
+
+def assert_only_ours_and_students(out: Path, students: set[str]) -> None:
+    """Everything in the output folder is a student's result or something the grader
+    writes, whose name no student can have."""
+    for path in out.iterdir():
+        if path.name.startswith("."):  # the lock; no student's name starts with a dot
+            continue
+        stem = path.name.split(".")[0]
+        assert stem in students or roster.reserved(stem), path.name
+        assert not (stem in students and roster.reserved(stem)), path.name
+
+
+def test_a_notebook_named_index_is_a_student_not_the_overview(tmp_path, sandbox_config) -> None:
+    """Attack 10, graded: ``index.ipynb`` gets a page of its own; ``index.html`` stays the
+    overview, linking to it, and no ``index.json`` holds a result."""
+    folder = tmp_path / "handed-in"
+    folder.mkdir()
+    build_notebook(folder, "convolution", name="index")
+    build_notebook(folder, "convolution", name="ada", replace={"conv1d": WRONG_CONV1D})
+    out = tmp_path / "out"
+    summary = grade_class([folder], out, sandbox_config)
+    name = grade.student_name(Path("index.ipynb"))
+    assert sorted(r.student for r in summary.results) == ["ada", name]
+    assert not (out / "index.json").exists() and (out / f"{name}.json").exists()
+    overview = (out / "index.html").read_text()
+    assert f'href="./{name}.html"' in overview and 'href="./ada.html"' in overview
+    assert_only_ours_and_students(out, {"ada", name})
