@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader import __version__, budgets, checks, notebook, reference, rescore, shortcuts
+from grader import __version__, budgets, checks, notebook, reference, rescore, roster, shortcuts
 from grader.checktypes import GRADER_FAULT
 from grader.errors import GraderError
 from grader.execute import Session
@@ -48,11 +48,12 @@ class Job:
 
 def student_name(path: Path) -> str:
     """A file-system-safe name from the file name; a short hash keeps two different names that
-    clean to the same text apart (``a b.ipynb`` and ``a_b.ipynb``)."""
+    clean to the same text apart (``a b.ipynb`` and ``a_b.ipynb``), and a name the grader
+    writes itself (``index.ipynb`` would overwrite the overview) from its file."""
     stem = path.name[:-6] if path.name.lower().endswith(".ipynb") else path.name
     ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_stem).strip("._-")[:80] or "submission"
-    if safe != stem:
+    if safe != stem or roster.reserved(safe):
         safe += "-" + hashlib.sha256(stem.encode("utf-8", "surrogatepass")).hexdigest()[:6]
     return safe
 

@@ -7,12 +7,17 @@ students are named from their files as before.
 The CSV is read leniently where that is safe (headers in any case, order or common spelling:
 ``ID``, ``Student ID``, ``Full name``, ``SIS Login ID``, a Canvas gradebook export as it is)
 and strictly where it matters: an empty or repeated id stops with the row and column named.
+Records are split by the ``csv`` module alone: a row ends at a line break outside quotes
+(``\r``, ``\n``), never at the other breaks ``str.splitlines`` knows (U+2028, U+0085...),
+which a student's display name may hold; those, and control characters, become spaces.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import io
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass, fields
@@ -51,6 +56,15 @@ HEADERS: dict[str, tuple[str, ...]] = {
 FIRST_LAST = (("first name", "given name"), ("last name", "surname", "family name"))
 MAX_ROWS = 100_000
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+# The names of what the grader itself writes into an output folder (batch: gradescope/,
+# superseded/, grader-error.txt; classroom: index.html, grades.csv, canvas.csv, moodle.csv,
+# intake/; classview: class/), which no student's result may take, and the device names
+# Windows refuses as a file name whatever follows, for a folder copied there.
+RESERVED = frozenset({"index", "grades", "canvas", "moodle", "class", "gradescope", "intake",
+                      "superseded", "grader-error", "con", "prn", "aux", "nul",
+                      *(f"{port}{n}" for port in ("com", "lpt") for n in range(1, 10))})
+# what becomes a space in a roster's cell: line and paragraph separators, control characters
+UNPRINTABLE = ("Cc", "Zl", "Zp")
 
 
 @dataclass(frozen=True)
@@ -64,11 +78,19 @@ class Roster:
         return next((s for s in self.students if s.id == student_id), None)
 
 
+def reserved(name: str) -> bool:
+    """Whether a result named ``name`` would take the name of a file or folder the grader
+    writes itself (``index`` would overwrite the overview), compared without case as macOS
+    and Windows compare file names."""
+    return name.casefold() in RESERVED
+
+
 def result_name(student_id: str) -> str:
     """The name of a student's result files: the id itself where it is safe as a file name
-    (``s0042``), else a slug of it with a short hash (``ada_uni.edu-1a2b3c``), so no id can
-    reach outside the output folder and two ids never share files."""
-    if SAFE_NAME.fullmatch(student_id):
+    (``s0042``), else a slug of it with a short hash (``ada_uni.edu-1a2b3c``, ``index-1bc04b``),
+    so no id can reach outside the output folder, take a name the grader writes itself, and
+    two ids never share files."""
+    if SAFE_NAME.fullmatch(student_id) and not reserved(student_id):
         return student_id
     plain = unicodedata.normalize("NFKD", student_id).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", plain).strip("._-")[:60] or "student"
@@ -78,14 +100,16 @@ def result_name(student_id: str) -> str:
 def load(path: Path) -> Roster:
     """Read a roster CSV (UTF-8, a BOM allowed, comma or semicolon separated)."""
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            text = handle.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise GraderError(f"cannot read the roster {path}: {exc}") from None
-    rows = list(csv.reader(text.splitlines(), delimiter=";" if _semicolons(text) else ","))
+    rows = _records(text, path)
     if not rows:
         raise GraderError(f"{path}: the roster is empty; it needs a header row with an id column")
     if len(rows) > MAX_ROWS:
-        raise GraderError(f"{path}: {len(rows)} rows; a roster holds at most {MAX_ROWS}")
+        raise GraderError(f"{path}: more than {MAX_ROWS} rows; a roster holds at most "
+                          f"{MAX_ROWS}")
     columns = _columns(rows[0], path)
     students = [_student(row, columns, path, number) for number, row in
                 enumerate(rows[1:], start=2) if any(cell.strip() for cell in row)]
@@ -96,8 +120,29 @@ def load(path: Path) -> Roster:
         raise GraderError(f"{path}: {exc}") from None
 
 
+def _records(text: str, path: Path) -> list[list[str]]:
+    """The CSV's rows as the ``csv`` module reads a file opened with ``newline=''`` (a quoted
+    cell may hold a line break; U+2028 and the like never end a row), each cell printable;
+    one more than ``MAX_ROWS`` at most."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=";" if _semicolons(text) else ",")
+    try:
+        rows = list(itertools.islice(reader, MAX_ROWS + 1))
+    except csv.Error as exc:
+        raise GraderError(f"{path}: line {reader.line_num} is not CSV the grader can read "
+                          f"({exc})") from None
+    return [[_printable(cell) for cell in row] for row in rows]
+
+
+def _printable(cell: str) -> str:
+    """A cell with its line separators and control characters made spaces: they would split
+    the row again in whatever reads the gradebooks and pages the grader writes from it."""
+    if cell.isprintable():
+        return cell
+    return "".join(" " if unicodedata.category(c) in UNPRINTABLE else c for c in cell)
+
+
 def _semicolons(text: str) -> bool:
-    header = text.splitlines()[0] if text else ""
+    header = re.split(r"\r\n?|\n", text, maxsplit=1)[0]
     return header.count(";") > header.count(",")
 
 
@@ -137,9 +182,9 @@ def _student(row: list[str], columns: dict[str, int], path: Path, number: int) -
         index = columns.get(name)
         return row[index].strip() if index is not None and index < len(row) else ""
 
-    if any(c.strip().casefold() == "points possible" for c in row):
-        return None  # the second row of a Canvas gradebook export
     student_id = cell("id")
+    if not student_id and any(c.strip().casefold() == "points possible" for c in row):
+        return None  # the second row of a Canvas gradebook export (a student's name is not)
     if not student_id:
         raise GraderError(f"{path}: row {number}, column {_header_of('id')}: the id is empty")
     values = {f.name: cell(f.name) for f in fields(Student) if f.name != "id"}

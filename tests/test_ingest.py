@@ -112,9 +112,14 @@ def test_plain_files_keep_todays_names_and_clashes_are_refused(tmp_path) -> None
         (tmp_path / folder / "bob.ipynb").write_bytes(NOTEBOOK)
     with ingest.collect([tmp_path / "a"]) as (found, _):
         assert list(ingest.match(found, None).latest) == ["bob"]
-    with ingest.collect([tmp_path / "a", tmp_path / "b"]) as (found, _):
-        with pytest.raises(GraderError, match="share the result name 'bob'"):
-            ingest.match(found, None)
+    with ingest.collect([tmp_path / "a", tmp_path / "b"]) as (found, refused):
+        matched = ingest.match(found, None, refused)  # two people, not two attempts: neither
+    assert not matched.latest
+    assert {r.original: r.why for r in matched.refused} == {
+        "a/bob.ipynb": "would share the result name 'bob' with b/bob.ipynb; not graded (rename "
+                       "one of them, or give a --roster)",
+        "b/bob.ipynb": "would share the result name 'bob' with a/bob.ipynb; not graded (rename "
+                       "one of them, or give a --roster)"}
 
 
 def test_hostile_members_are_refused_and_nothing_lands_outside(tmp_path) -> None:
