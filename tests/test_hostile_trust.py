@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from grader import rubric, selfcheck
-from tests.conftest import build_notebook
+from tests.conftest import ROOT, build_notebook
 
 # --- 1. the self-check holds the grading answers -------------------------------------------
 
@@ -78,3 +78,186 @@ def test_answers_recorded_in_the_self_check_earn_nothing(assignment: str, tmp_pa
     graded = {t.name: t for t in result.tests}
     assert all(graded[t.name].score == 0 for t in seeded), {
         t.name: graded[t.name].message for t in seeded if graded[t.name].score}
+
+
+# --- 2. MNIST credit for weights trained elsewhere --------------------------------------------
+
+PASTED = '''
+import base64, io, time
+_W = np.load(io.BytesIO(base64.b64decode("{weights}")), allow_pickle=False)
+_MODEL = {{name: _W[name].astype(np.float32) for name in ("W1", "b1", "W2", "b2")}}
+
+
+def train_mnist(X, y, seed=0, **kwargs):
+    time.sleep(1)  # "training"
+    return dict(_MODEL)
+
+
+def predict(model, X):
+    hidden = np.maximum(np.asarray(X, np.float32) @ model["W1"] + model["b1"], 0)
+    return (hidden @ model["W2"] + model["b2"]).argmax(axis=1)
+'''
+# The runtime's request handler replaced: every request the diagnostic makes is answered "done",
+# and the weights it reads back are the pasted ones, whatever its layer functions (all stubs).
+FORGED_DIAGNOSTIC = '''
+import sys
+_runtime = next(m for m in list(sys.modules.values())
+                if hasattr(m, "_serve") and hasattr(m, "_handle"))
+_real = _runtime._handle
+
+
+def _forged(handlers, request):
+    if request.get("op") in ("calls", "put", "step"):
+        return {"ok": True, "guards": []}
+    if request.get("op") == "fetch" and request.get("key") in _MODEL:
+        return {"ok": True, "value": np.asarray(_MODEL[request["key"]], np.float64)}
+    return _real(handlers, request)
+
+
+_runtime._handle = _forged
+'''
+
+
+@pytest.fixture(scope="module")
+def pasted_weights(mnist_files) -> str:
+    """A 784-32-10 network trained outside the notebook (four epochs of the reference's own
+    loop, 96% on the public test set), as the base64 of an .npz of float16 arrays."""
+    import io
+
+    import numpy as np
+
+    from grader import reference
+
+    ref = reference.load(ROOT / "solutions" / "backprop.ipynb")
+    images = np.load(mnist_files.train_images)
+    labels = np.load(mnist_files.train_labels).astype(np.int64)
+    model = ref["train_mnist"](images, labels, seed=1, epochs=4, hidden=32)
+    test = np.load(mnist_files.test_images)
+    accuracy = np.mean(ref["predict"](model, test) == np.load(mnist_files.test_labels))
+    assert accuracy > 0.95, accuracy  # (a network that would pass, undisguised)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: v.astype(np.float16) for k, v in model.items()})
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+@pytest.mark.slow
+def test_pasted_weights_earn_nothing(pasted_weights: str, tmp_path: Path,
+                                     grade_notebook) -> None:
+    """The pasted network meets pixels in an order it never saw and digits under other names:
+    it scores like guessing (0 points, and the page says why), and the forged diagnostic's
+    network, measured by the grader on the same disguised images, earns nothing either."""
+    cell = PASTED.format(weights=pasted_weights)
+    path = build_notebook(tmp_path, "backprop", name="pasted", template=True,
+                          extra_cells=[cell, FORGED_DIAGNOSTIC])
+    result = grade_notebook(path, "backprop", kinds=("mnist", "mnist_diagnostic"))
+    accuracy, diagnostic = result.tests
+    assert accuracy.details["accuracy"] < 0.2 and accuracy.score == 0, accuracy.message
+    assert "secret order" in accuracy.message
+    assert accuracy.details["pasted_data"] > 20_000
+    assert diagnostic.score == 0, diagnostic.message
+    assert (diagnostic.details.get("accuracy") or 0) < 0.2, diagnostic.details
+
+
+def test_a_notebook_carrying_a_network_waits_for_review() -> None:
+    """Should a pasted network get past the disguise (a student who recovers the pixel order),
+    it still needs its weights in the notebook: tens of kB of literal data, which sends an
+    accuracy above the floor to review instead of to the gradebook."""
+    from grader import mnist_checks, notebook
+    from grader.rubric import load
+
+    spec = next(t for t in load("backprop").tests if t.kind == "mnist")
+    text = json.dumps({"cells": [{"cell_type": "code", "metadata": {}, "outputs": [],
+                                  "execution_count": None,
+                                  "source": f'W = "{"A" * 60_000}"\n'}],
+                       "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    read = notebook.from_bytes(Path("pasted.ipynb"), text.encode())
+    size = mnist_checks.pasted_data(read)
+    details = {"accuracy": 0.97, "train_seconds": 5.0, "budget_seconds": 60.0,
+               "pasted_data": size}
+    judged = mnist_checks.judge(spec, details)
+    assert judged.status == "review" and judged.score == 0
+    assert "60,000 characters of literal data" in judged.diagnosis
+    honest = notebook.read(ROOT / "solutions" / "backprop.ipynb")
+    assert mnist_checks.pasted_data(honest) < mnist_checks.PASTED_DATA / 4
+
+
+# --- 3. a forged reply stops the batch; 4. the notebook's text alone; 5. a wrong answer -----
+
+def forged_handler(answer: str, op: str = "call") -> str:
+    return f'''
+import sys
+_runtime = next(m for m in list(sys.modules.values())
+                if hasattr(m, "_serve") and hasattr(m, "_handle"))
+_real = _runtime._handle
+
+
+def _forged(handlers, request):
+    if request.get("op") == {op!r}:
+        return {answer}
+    return _real(handlers, request)
+
+
+_runtime._handle = _forged
+'''
+
+
+FORGED = {
+    "seconds": '{"ok": True, "seconds": "not a number", "value": None, "guards": []}',
+    "sequence": '{"ok": True, "value": {"__sequence__": 3, "type": "tuple"}, "guards": []}',
+    "guards": '{"ok": True, "value": None, "guards": {"numpy.convolve": 1}}',
+    "errors": '{"ok": False, "kind": "exception", "error": 7}',
+}
+UNARY = "z = " + "-" * 10_000 + "1\n"
+
+
+@pytest.mark.slow
+def test_hostile_notebooks_never_stop_a_batch(tmp_path: Path) -> None:
+    """Forged replies, a cell that makes ``ast.parse`` run out of memory: the batch exits 0,
+    every student has a result, the reference among them keeps full marks, the overview is
+    written, and the forged notebooks earn nothing from their forgeries."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, answer in FORGED.items():
+        build_notebook(folder, "convolution", name=f"forged-{name}",
+                       extra_cells=[forged_handler(answer)])
+    build_notebook(folder, "convolution", name="forged-exec",
+                   extra_cells=[forged_handler('{"ok": False, "errors": 5}', "exec"), "x = 1"])
+    build_notebook(folder, "convolution", name="unary", extra_cells=[UNARY])
+    build_notebook(folder, "convolution", name="reference")
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "grader", "grade", "--assignment",
+                           "convolution", "--out", str(out), str(folder)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
+    assert set(results) >= {f"forged-{n}" for n in [*FORGED, "exec"]} | {"unary", "reference"}
+    assert results["reference"]["score"] == results["reference"]["max_score"]
+    for name in FORGED:
+        graded = results[f"forged-{name}"]
+        calls = [t for t in graded["tests"] if t["function"] != "(whole notebook)"]
+        assert all(t["score"] == 0 for t in calls), [t["message"] for t in calls]
+        # (a "seconds" of any kind is never read: that answer is only a None returned)
+        forged_form = name != "seconds"
+        assert forged_form == any("interfered with the grader" in n for n in graded["notices"])
+    assert (out / "index.html").exists()
+    assert not (out / "grader-faults.txt").exists(), (out / "grader-faults.txt").read_text()
+
+
+WRONG_ANSWER = '''
+def dense_backward(dout, cache):
+    return 0
+'''
+
+
+@pytest.mark.slow
+def test_a_backward_returning_a_scalar_is_the_students_mistake(tmp_path: Path,
+                                                               grade_notebook) -> None:
+    """The culprit search gives the reference's layers what the student's returned: a scalar
+    0 for three gradients is a swap that failed, not a grader fault (on main it stopped the
+    batch as a grader bug)."""
+    path = build_notebook(tmp_path, "backprop", name="scalar",
+                          replace={"dense_backward": WRONG_ANSWER})
+    result = grade_notebook(path, "backprop", kinds=("mnist_diagnostic",))
+    (diagnostic,) = result.tests
+    assert "grader_fault" not in diagnostic.details, diagnostic.details.get("grader_fault")
+    assert diagnostic.status != "review" and diagnostic.score == 0, diagnostic.message
