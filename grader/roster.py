@@ -61,7 +61,8 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 # intake/; classview: class/), which no student's result may take, and the device names
 # Windows refuses as a file name whatever follows, for a folder copied there.
 RESERVED = frozenset({"index", "grades", "canvas", "moodle", "class", "gradescope", "intake",
-                      "superseded", "grader-error", "con", "prn", "aux", "nul",
+                      "superseded", "grader-error", "grader-faults", "con", "prn", "aux",
+                      "nul",
                       *(f"{port}{n}" for port in ("com", "lpt") for n in range(1, 10))})
 # what becomes a space in a roster's cell: line and paragraph separators, control characters
 UNPRINTABLE = ("Cc", "Zl", "Zp")
