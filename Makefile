@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-stamp
+# The interpreter the environment is made with (version and path), recorded in the stamp's
+# name: another PYTHON (`make grade PYTHON=python3.13`) makes the environment again.
+PYTHON_ID := $(shell $(PYTHON) -c 'import sys; print(sys.version.split()[0], sys.executable)' 2>/dev/null | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(PYTHON_ID)
 # Every assignment with a rubric in solutions/ and a folder of submissions.
 ASSIGNMENTS := $(sort $(foreach t,$(wildcard solutions/*.toml),$(if $(wildcard submissions/$(basename $(notdir $(t)))/.),$(basename $(notdir $(t))))))
 OUT    ?= feedback
@@ -14,11 +17,22 @@ export MNIST_DIR
 
 .PHONY: setup grade test test-fast test-core assignments check-assignments validate bench lint clean
 
+# A failed set-up leaves no environment behind (the next `make` starts afresh); another
+# interpreter replaces the environment, a changed pyproject.toml updates it in place.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "make: '$(PYTHON)' is not Python 3.11 or newer (or not found); choose one, e.g." \
+	       "make grade PYTHON=python3.12" >&2; exit 2; }
+	@if [ -d $(VENV) ] && [ ! -e $(STAMP) ]; then \
+	  echo "make: $(VENV) was made with another Python, or not finished: making it again"; \
+	  rm -rf $(VENV); fi
+	@{ [ -x $(PY) ] || $(PYTHON) -m venv $(VENV); } && \
+	  $(PY) -m pip install --quiet --upgrade pip && \
+	  $(PY) -m pip install --quiet -e '.[dev]' || { \
+	  rm -rf $(VENV); echo "make: setting up $(VENV) with $(PYTHON) failed (see above);" \
+	       "nothing was left behind" >&2; exit 1; }
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
 
 setup: $(STAMP)
 
