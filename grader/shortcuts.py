@@ -284,6 +284,8 @@ class _Names:
     def __init__(self, outer: _Names | None = None, hidden: frozenset[str] = frozenset()):
         self.bound: dict[str, str] = {}
         self.outer, self.hidden = outer, hidden
+        # every module an import anywhere names (one set for the notebook)
+        self.modules: set[str] = outer.modules if outer is not None else {"numpy"}
 
     @classmethod
     def notebook(cls) -> _Names:
@@ -316,6 +318,8 @@ def _bind(nodes: list[ast.AST], names: _Names) -> _Names:
             for a in node.names:  # `import a.b` binds a to a; `import a.b as c` binds c to a.b
                 top = a.name.split(".")[0]
                 names.bound[a.asname or top] = a.name if a.asname else top
+                parts = a.name.split(".")
+                names.modules.update(".".join(parts[:n]) for n in range(1, len(parts) + 1))
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             for a in node.names:
                 if a.name == "*":
@@ -340,6 +344,7 @@ def _star(module: str) -> dict[str, str]:
     return {}
 
 
+_CLASS = "<a class>"  # the path of type(x), for any x
 _BINDINGS = (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.NamedExpr)
 _GETATTR = ("getattr", "builtins.getattr")
 _IMPORTERS = ("importlib.import_module", "__import__", "builtins.__import__")
@@ -376,6 +381,8 @@ def _resolve_call(node: ast.Call, names: _Names, memo: dict[int, str | None],
     if not node.args:
         return None
     function = _callee(node, names, memo, depth)
+    if function == "type" and len(node.args) == 1 and not node.keywords:
+        return _CLASS  # (which class, no reading can say: that a class is changed, it can)
     if function in _GETATTR and len(node.args) >= 2:
         base, attribute = _resolve(node.args[0], names, memo, depth), _text(node.args[1])
         return f"{base}.{attribute}" if base and attribute else None
@@ -601,6 +608,8 @@ class _Finder:
     def _mark(self, node: ast.AST) -> None:
         if isinstance(node, ast.Call):
             self.called.add(id(node.func))
+            if getattr(node.func, "id", None) in _BY_NAME and node.args:
+                self.bases.add(id(node.args[0]))  # getattr(np, "sum") reads np's attribute
         elif isinstance(node, ast.Attribute):
             self.bases.add(id(node.value))
         elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Name):
@@ -614,7 +623,9 @@ class _Finder:
             if path in _ATTRGETTERS:  # operator's own: its call is read (``_call``)
                 return self._path(node)
             setting = not isinstance(node.ctx, ast.Load)
-            return _attribute_why(node.attr, setting=setting) or self._path(node)
+            return (_attribute_why(node.attr, setting=setting)
+                    or (self._changed(node.value, node.attr) if setting else None)
+                    or self._path(node))
         if isinstance(node, ast.Call):
             return self._call(node)
         if isinstance(node, ast.Constant) and isinstance(node.value, str | bytes):
@@ -636,7 +647,8 @@ class _Finder:
         if _is_dunder(name) and name not in _DUNDER_NAMES | {"__import__"}:
             return f"`{name}`"
         path = self.names.get(name) if reading else None
-        if path in _VALUE_WATCHED and not {id(node)} & (self.bases | self.aliased):
+        module = path in self.names.modules or path in _VALUE_WATCHED
+        if module and not {id(node)} & (self.bases | self.aliased | self.called):
             return f"the `{path}` module passed as a value"
         return self._path(node) if reading else None
 
@@ -645,6 +657,16 @@ class _Finder:
         if path in _ATTRGETTERS and id(node) not in self.called:
             return f"`{path}` passed as a value"
         return _path_why(path) if path else None
+
+    def _changed(self, base: ast.AST, attribute: str) -> str | None:
+        """``json.dumps = f``: a library changed where the runtime, in the same process, may
+        rely on it (to send its answers, the guard's among them)."""
+        if isinstance(base, ast.Attribute) and base.attr == "__class__":
+            return "changing a class"
+        path = _resolve(base, self.names, self.memo)
+        if path is None:
+            return None
+        return "changing a class" if path.startswith(_CLASS) else f"changing `{path}.{attribute}`"
 
     def _import_from(self, node: ast.ImportFrom) -> str | None:
         if node.level:
@@ -665,6 +687,9 @@ class _Finder:
         why = None
         if callee in _BY_NAME:
             why = self._by_name(node, node.args[1:2])
+            name = _text(node.args[1]) if len(node.args) > 1 else None
+            if not why and name and callee.endswith(("setattr", "delattr")):
+                why = self._changed(node.args[0], name)
         elif callee in _ATTRGETTERS:
             why = self._by_name(node, node.args if callee == "operator.attrgetter"
                                 else node.args[:1], dotted=True)

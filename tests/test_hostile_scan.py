@@ -125,6 +125,21 @@ CASES = {
     "the guard's key": ('np.correlate(x, w, _grader_guard=lambda a, k: a)  # <-',
                         "the grader's runtime"),
     "type with three": ('T = type("T", (), {})  # <-', "`type(name, bases, dict)`"),
+    # the libraries the runtime shares the process with (it sends the guard's findings with
+    # json): changed, or kept where no name follows them
+    "json.dumps replaced": ("import json\njson.dumps = str  # <-", "changing `json.dumps`"),
+    "json.dumps removed": ("import json\ndel json.dumps  # <-", "changing `json.dumps`"),
+    "setattr on a module": ('import json\nsetattr(json, "dumps", str)  # <-',
+                            "changing `json.dumps`"),
+    "a class through type": ("import json\ne = json.JSONEncoder()\ntype(e).encode = str  # <-",
+                             "changing a class"),
+    "a class kept": ("cls = type(encoder)\ncls.encode = str  # <-", "changing a class"),
+    "a class through __class__": ("encoder.__class__.encode = str  # <-", "changing a class"),
+    "numpy kept": ("holder = [np]  # <-", "the `numpy` module passed as a value"),
+    "a module as a default": ("import json\ndef f(x, m=json):  # <-\n    return m",
+                              "the `json` module passed as a value"),
+    "a module returned": ("import json\ndef f():\n    return json  # <-",
+                          "the `json` module passed as a value"),
     # frames and tracebacks
     "sys._getframe": ("import sys\nf = sys._getframe(1)  # <-", "`sys._getframe`"),
     "f_back": ("def f():\n    return frame.f_back  # <-", "`f_back`"),
@@ -279,15 +294,20 @@ HONEST = """
 import gzip, os, sys, time, math, random, itertools, functools, operator, timeit, dataclasses
 from operator import attrgetter
 from pathlib import Path
+import matplotlib.pyplot as plt
 import urllib.request
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view, as_strided
 
 
 class Layer:
+    count = 0
+
     def __init__(self, n):
         super().__init__()
         self.n = n
+        self.count += 1
+        Layer.count = type(self).count + 1
 
     def __call__(self, x):
         return x
@@ -317,6 +337,9 @@ def train(x, steps=3, log=print):
     timeit.timeit(lambda: train, number=1)
     np.load("w.npy", allow_pickle=False)
     functools.partial(train, steps=1)
+    plt.rcParams["figure.figsize"] = (8, 4)
+    np.random.seed(0)
+    os.environ["X"] = "1"
     return windows, weights, first, time.perf_counter() - start, os.environ.get("MNIST_DIR")
 
 
