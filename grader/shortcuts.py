@@ -104,7 +104,7 @@ def scan(notebook: Notebook) -> dict[str, list[str]]:
     the top level of any cell hold in every function that does not use the name for something
     of its own, bindings in a function hold in it. The sandbox's runtime guard catches what
     cannot be read (computed names); ``unresolved`` lists those lines. A cell that cannot be
-    parsed is skipped."""
+    parsed, or that is past the budget (``MAX_CODE``), is skipped."""
     return {name: list(uses) for name, uses in _inspected(notebook).forbidden.items()}
 
 
