@@ -31,6 +31,7 @@ from grader import (
     classview,
     expectations,
     export,
+    inert,
     reference,
     report,
     rescore,
@@ -90,7 +91,7 @@ def collect(paths: Iterable[Path]) -> list[Path]:
             files, links = search(path)
             found += [p for p in files if ".ipynb_checkpoints" not in p.parts]
             for link in links:
-                print(f"grader: not graded: {link} is {LINK}", file=sys.stderr)
+                print(f"grader: not graded: {inert.line(str(link))} is {LINK}", file=sys.stderr)
         elif path.is_file():
             found.append(path)
         else:

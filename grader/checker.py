@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from grader import inert
 from grader.replay import NotRecorded, stand_in
 
 BUNDLE_PACKAGE = "checker_data"  # the recorded answers' folder at the root of the .pyz
@@ -83,19 +84,20 @@ def check(notebook_path: str | Path, *, bundle: Bundle | None = None,
         result = grade._grade_read(job, read, rubric, bundle.reference, config, None, base,
                                    started, {})
     if not quiet:
-        print(report(result, bundle))
+        print(report(result, bundle, width=inert.terminal_width()))
     return result
 
 
-def report(result: Any, bundle: Bundle) -> str:
-    """The grader's self-check summary, plus the public tests this checker leaves out."""
+def report(result: Any, bundle: Bundle, *, width: int | None = None) -> str:
+    """The grader's self-check summary (student text in it made inert: ``cli._summary``),
+    plus the public tests this checker leaves out; ``width``: the terminal's."""
     from grader import cli
 
-    lines = [cli._summary(result)]
+    lines = [cli._summary(result, width=width)]
     for name in bundle.skipped:
-        lines.append(f"  (not run here: {name}. It needs MNIST and the full training; it runs "
-                     f"when your notebook is graded.)")
-    return "\n".join(lines)
+        lines.append(f"  (not run here: {inert.line(name)}. It needs MNIST and the full "
+                     f"training; it runs when your notebook is graded.)")
+    return inert.wrap("\n".join(lines), width, cli.MESSAGE_INDENT)
 
 
 def passed(result: Any) -> bool:
@@ -110,7 +112,7 @@ def _version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog=Path(sys.argv[0]).name,
+        prog=inert.line(Path(sys.argv[0]).name),
         description="Check your notebook with the public tests, as the grader runs them.",
     )
     parser.add_argument("notebook", type=Path, help="your .ipynb file (save it first)")
@@ -118,14 +120,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="print the result as the grader's JSON instead of the summary")
     args = parser.parse_args(argv)  # a usage error exits 2
     if not args.notebook.is_file():
-        print(f"{parser.prog}: error: no such notebook: {args.notebook}", file=sys.stderr)
+        print(f"{parser.prog}: error: no such notebook: {inert.line(str(args.notebook))}",
+              file=sys.stderr)
         return EXIT_USAGE
     try:
         result = check(args.notebook, quiet=args.json)
-        if args.json:
-            print(json.dumps(result.to_json(), indent=1, ensure_ascii=False))
+        if args.json:  # (the same document, with what a terminal would act on escaped)
+            print(inert.json_text(json.dumps(result.to_json(), indent=1, ensure_ascii=False)))
     except NotRecorded as exc:
-        print(f"{parser.prog}: this checker is incomplete ({exc}). This is not about your "
-              f"notebook: tell your instructor.", file=sys.stderr)
+        print(f"{parser.prog}: this checker is incomplete ({inert.line(str(exc))}). This is "
+              f"not about your notebook: tell your instructor.", file=sys.stderr)
         return EXIT_BROKEN
     return EXIT_PASSED if passed(result) else EXIT_FAILED

@@ -12,10 +12,11 @@ import os
 import sys
 from pathlib import Path
 
-from grader import __version__
+from grader import __version__, inert
 from grader.errors import GraderError
 
 EXIT_INSTRUCTOR_ERROR = 2
+MESSAGE_INDENT = " " * 9  # where a test's message starts in the self-check's summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,13 +25,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except GraderError as exc:
-        print(f"grader: error: {exc}", file=sys.stderr)
+        print(f"grader: error: {_error_text(exc)}", file=sys.stderr)
         return EXIT_INSTRUCTOR_ERROR
     except KeyboardInterrupt:
         print(
             "grader: interrupted; finished results are kept, run again to resume", file=sys.stderr
         )
         return 130
+
+
+def _error_text(exc: GraderError) -> str:
+    """The error for a terminal: its message may name a submitted file (a clash, an archive's
+    member), so each of its lines is made inert (``ProblemsError``: one line per problem)."""
+    lines = getattr(exc, "lines", None)
+    if isinstance(lines, list) and len(lines) > 1:
+        return f"{len(lines)} problems:\n  " + "\n  ".join(inert.line(str(x)) for x in lines)
+    return inert.line(str(exc))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -196,32 +206,39 @@ def _check(args: argparse.Namespace) -> int:
     verdict = canary.check(loaded, config=config, mnist=files)
     result = grade_submission(Job(args.notebook, loaded, config, files, public_only=True,
                                   reference_seconds=verdict.reference_seconds))
-    print(_summary(result))
+    print(_summary(result, width=inert.terminal_width()))
     return 0 if all(t.status == "passed" for t in result.tests) and not result.error else 1
 
 
-def _summary(result) -> str:
-    """The self-check's terminal report: one line per public test, then what to fix first."""
-    lines = [f"{result.submission}: {result.score:.2f} / {result.max_score:g} on the public tests"]
+def _summary(result, *, width: int | None = None) -> str:
+    """The self-check's terminal report: one line per public test, then what to fix first.
+
+    Everything in it that a submission can shape (its file name, its exception messages, its
+    notices) is made inert (``grader.inert``): a student's escape sequences or newlines cannot
+    hide a real line or print a fake one. ``width``: the terminal's, to wrap lines at."""
+    lines = [f"{inert.line(result.submission)}: {result.score:.2f} / {result.max_score:g} on "
+             f"the public tests"]
     if result.error:
-        return lines[0] + f"\n  cannot be graded: {result.error}"
+        lines.append(f"  cannot be graded: {inert.block(result.error, MESSAGE_INDENT)}")
+        return inert.wrap("\n".join(lines), width, MESSAGE_INDENT)
     for test in result.tests:
         mark = {"passed": "ok  ", "failed": "FAIL", "error": "ERR ", "timeout": "TIME",
                 "review": "REVW"}[test.status]
-        lines.append(f"  {mark} {test.score:>5.2f}/{test.max_score:<4g} {test.name}")
+        lines.append(f"  {mark} {test.score:>5.2f}/{test.max_score:<4g} {inert.line(test.name)}")
         if test.status != "passed":
-            lines.append(f"         {test.message}")
+            lines.append(MESSAGE_INDENT + inert.block(test.message, MESSAGE_INDENT))
             if test.diagnosis:
-                lines.append(f"         hint: {test.diagnosis}")
+                lines.append(f"{MESSAGE_INDENT}hint: {inert.block(test.diagnosis, MESSAGE_INDENT)}")
     for notice in result.notices:
         if notice.startswith("your notebook printed"):
             notice = "your notebook printed output; the feedback page shows it"
-        lines.append(f"  note: {notice.splitlines()[0][:160] if notice else ''}")
+        first = notice.split("\n", 1)[0]
+        lines.append(f"  note: {inert.line(first)[:160]}")
     lines.append(
         "Hidden tests run too when your notebook is graded; they use other sizes and "
         "strides, so test more than the examples."
     )
-    return "\n".join(lines)
+    return inert.wrap("\n".join(lines), width, MESSAGE_INDENT)
 
 
 def _export_check(args: argparse.Namespace) -> int:

@@ -248,3 +248,47 @@ def test_export_refuses_a_rubric_with_nothing_public(tmp_path: Path) -> None:
     with pytest.raises(selfcheck.GraderError, match="no public tests"):
         selfcheck.export("convolution", tmp_path / "check.pyz", solutions_dir=tmp_path)
     assert not (tmp_path / "check.pyz").exists()
+
+
+# a function whose exception sets the terminal's title, clears it, prints a fake line of
+# results over the real ones (a carriage return, then a newline), reverses a line with a bidi
+# override and conceals what follows; its printed output and file name try the same
+HOSTILE_CONV1D = r'''
+def conv1d(x, w, stride=1):
+    print("\x1b[2J\x1b[Hall ok\u202e")
+    raise ValueError("\x1b]0;pwned\x07\x1b[2J\x1b[H\r\n  ok    1.00/1    conv1d: "
+                     "lecture example, kernel [2]\n\u202eKO\u202c 15.00 / 15 on the public "
+                     "tests\u2066\x9b2J\x1b[8m")
+'''
+
+
+def assert_inert(stdout: str) -> None:
+    from tests.test_inert import unsafe_characters
+
+    assert unsafe_characters(stdout) == [], stdout
+    rows = stdout.split("\n")
+    assert "  ERR   0.00/1    conv1d: lecture example, kernel [2]" in rows  # the real line
+    assert not any(r.startswith("  ok") and "conv1d" in r for r in rows)  # and no fake one
+    assert not any(r.startswith("15.00 / 15") or "KO" in r and not r.startswith(" " * 9)
+                   for r in rows)
+
+
+@pytest.mark.slow
+def test_student_text_reaches_the_terminal_inert(checkers: dict, tmp_path: Path) -> None:
+    path = build_notebook(tmp_path, "convolution", name="evil\x1b[2J\u202e",
+                          replace={"conv1d": HOSTILE_CONV1D})
+    done = run_checker(checkers["convolution"], str(path), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert_inert(done.stdout)
+    assert done.stdout.startswith("evil\\x1b[2J\\u202e.ipynb: ")
+    as_json = run_checker(checkers["convolution"], str(path), "--json", cwd=tmp_path)
+    from tests.test_inert import unsafe_characters
+
+    assert unsafe_characters(as_json.stdout) == []
+    tests = json.loads(as_json.stdout)["tests"]  # the same document, escaped
+    assert "\x1b]0;pwned" in tests[0]["message"] and "\u202eKO" in tests[0]["message"]
+    graded = subprocess.run([sys.executable, "-m", "grader", "check", str(path),
+                             "--assignment", "convolution"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600)
+    assert graded.returncode == 1, graded.stderr
+    assert_inert(graded.stdout)
