@@ -62,12 +62,29 @@ def _run_one(spec: TestSpec, context: Context) -> TestResult:
     is that test's result (``grader_fault``), never the batch's end: only the instructor's
     mistakes and the machine's faults (``GraderError``) go further."""
     try:
-        return (_out_of_time(spec, context) or _forbid(spec, context)
-                or RUNNERS[spec.kind](spec, context))
+        return _held(spec, context, _out_of_time(spec, context) or _forbid(spec, context)
+                     or RUNNERS[spec.kind](spec, context))
     except (GraderError, OSError):  # (OSError: a full disk, a cache gone: the machine's)
         raise
     except Exception as exc:  # noqa: BLE001 - attributed to this submission, kept for review
         return grader_fault(spec, exc)
+
+
+def _held(spec: TestSpec, context: Context, found: TestResult) -> TestResult:
+    """A test whose function reaches code the static scan cannot read (a computed attribute
+    name, a function's ``__kwdefaults__``...) earns nothing until an instructor has looked:
+    such code can hide a library call from the scan and silence the runtime's guard, which
+    lives in the student's process. What it would earn is kept for the review."""
+    lines = context.held.get(spec.function, ()) + context.held.get(spec.forward or "", ())
+    if not lines or found.score <= 0 or spec.kind in ("rules", "mnist", "mnist_diagnostic"):
+        return found
+    return result(
+        spec, 0.0,
+        f"{found.message} It would earn {found.score:g} of {found.max_score:g} points, but "
+        + shortcuts.describe(lines[:3]),
+        diagnosis="code the grader cannot read", status="review",
+        details={**found.details, "would_earn": found.score,
+                 "unresolved": [line.text() for line in lines]})
 
 
 def _out_of_time(spec: TestSpec, context: Context) -> TestResult | None:
@@ -220,6 +237,10 @@ def run_rules(spec: TestSpec, context: Context) -> TestResult:
     seen = set(context.forbidden.get("<notebook>", []))
     if isinstance(answer, dict):
         seen |= set(answer.get("used", []))
+    if not seen and context.unresolved:
+        return result(spec, 0.0, shortcuts.describe(context.unresolved), status="review",
+                      diagnosis="code the grader cannot read",
+                      details={"unresolved": [line.text() for line in context.unresolved]})
     if not seen:
         return result(
             spec,

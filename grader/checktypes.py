@@ -35,6 +35,10 @@ class Context:
     mnist: Any = None  # grader.mnist.MnistFiles when the rubric needs MNIST
     status: dict[str, str] = field(default_factory=dict)  # function -> worst status so far
     total_budget: str = ""  # the submission's whole time budget in words, for messages
+    # what the static scan cannot read (``shortcuts.unresolved``): the whole notebook's lines,
+    # and per top-level function the lines it reaches (``shortcuts.unresolved_reach``)
+    unresolved: tuple[Any, ...] = ()
+    held: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 Runner = Callable[[TestSpec, Context], TestResult]

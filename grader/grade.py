@@ -165,6 +165,8 @@ def _grade_read(job: Job, read: notebook.Notebook, rubric: Rubric, ref: referenc
             rubric=rubric,
             reference=ref,
             forbidden=shortcuts.scan(read),
+            unresolved=shortcuts.unresolved(read),
+            held=shortcuts.unresolved_reach(read),
             mnist=files,
         )
         tests = tuple(checks.run(context, public_only=job.public_only))

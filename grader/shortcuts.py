@@ -122,6 +122,22 @@ def unresolved(notebook: Notebook) -> tuple[Unresolved, ...]:
     return _inspected(notebook).unresolved
 
 
+def unresolved_reach(notebook: Notebook) -> dict[str, tuple[Unresolved, ...]]:
+    """For each top-level function, the ``unresolved`` lines in it or in the notebook's
+    functions it calls, directly or not: the lines its tests cannot be credited without
+    (a computed name inside a helper hides a library call as well as one inside it)."""
+    inspection = _inspected(notebook)
+    direct: dict[str, set[str]] = {name: set() for name in inspection.calls}
+    lines: dict[str, Unresolved] = {}
+    for number, found in enumerate(inspection.unresolved):
+        if found.function in direct:
+            direct[found.function].add(str(number))
+            lines[str(number)] = found
+    reached = _reach_all(direct, {n: set(c) for n, c in inspection.calls.items()})
+    return {name: tuple(lines[k] for k in sorted(keys, key=int))
+            for name, keys in reached.items() if keys}
+
+
 # --- reading -------------------------------------------------------------------------------
 
 
@@ -137,6 +153,7 @@ class _Cell:
 class _Inspection:
     forbidden: dict[str, tuple[str, ...]]
     unresolved: tuple[Unresolved, ...]
+    calls: dict[str, frozenset[str]]  # each top-level function: the names it uses
 
 
 def _read(notebook: Notebook) -> list[_Cell]:
@@ -184,8 +201,10 @@ def _inspected(notebook: Notebook) -> _Inspection:
     top = _bind([n for c in cells if c.tree for n in _top_level(c.tree)], _Names.notebook())
     functions = [(cell.index, node, _function_names(node, top)) for cell in cells if cell.tree
                  for node in cell.tree.body if isinstance(node, _Def)]
+    calls = {node.name: frozenset(n.id for n in _walk(node) if isinstance(n, ast.Name))
+             for _, node, _ in functions}
     return _Inspection(_forbidden_uses(cells, functions, top),
-                       _unresolved_lines(cells, functions, top))
+                       _unresolved_lines(cells, functions, top), calls)
 
 
 def _forbidden_uses(cells: list[_Cell], functions: list[tuple[int, _Def, _Names]],

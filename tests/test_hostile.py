@@ -336,7 +336,7 @@ key = libc.syscall(248, b"user", b"left-for-the-next", b"secret", 6, -3)  # add_
 print("KEYRING", "REFUSED" if key < 0 else "ADDED")
 import threading, time
 try:  # a thread would go on printing (or reading later requests) after this cell
-    threading.Thread(target=lambda: [print("THREAD STILL HERE") or time.sleep(0.2)
+    threading.Thread(target=lambda: [print("THREAD STILL", "HERE") or time.sleep(0.2)
                                      for _ in range(100)], daemon=True).start()
     print("THREAD STARTED")
 except RuntimeError:

@@ -261,3 +261,40 @@ def test_a_backward_returning_a_scalar_is_the_students_mistake(tmp_path: Path,
     (diagnostic,) = result.tests
     assert "grader_fault" not in diagnostic.details, diagnostic.details.get("grader_fault")
     assert diagnostic.status != "review" and diagnostic.score == 0, diagnostic.message
+
+
+# --- 6. the library-convolution guard switched off from student code ---------------------------
+
+SILENCE_GUARD = '''
+_f = getattr(np, "".join(reversed("evlovnoc")))  # (np.convolve: the guard is one object)
+_f = getattr(_f, "_implementation", _f)
+_f.__kwdefaults__["_grader_guard"].func.__self__.depth = 10**9
+'''
+HIDDEN_CORRELATE = '''
+def conv1d(x, w, stride=1):
+    corr = getattr(np, "".join(reversed("etalerroc")))
+    return corr(np.asarray(x, float), np.asarray(w, float), mode="valid")[::stride]
+'''
+
+
+@pytest.mark.slow
+def test_a_silenced_guard_and_a_hidden_correlate_earn_nothing(tmp_path: Path,
+                                                              grade_notebook) -> None:
+    """The guard lives in the student's process, so its silence proves nothing: the line that
+    silences it and the computed name that hides np.correlate are quoted, the rules test waits
+    for review, and conv1d's tests earn nothing until an instructor has looked (on main: 23.5
+    of 23.5). Without the silencing line the guard itself takes conv1d's points."""
+    kinds = ("example", "output", "gradient", "rules")
+    tampered = build_notebook(tmp_path, "convolution", name="tampered",  # (before any call)
+                              replace={"conv1d": SILENCE_GUARD + HIDDEN_CORRELATE})
+    plain = build_notebook(tmp_path, "convolution", name="plain",
+                           replace={"conv1d": HIDDEN_CORRELATE})
+    result = grade_notebook(tampered, "convolution", kinds=kinds)
+    without = grade_notebook(plain, "convolution", kinds=kinds)
+    assert result.score <= without.score < result.max_score
+    rules = next(t for t in result.tests if t.name.startswith("Rules"))
+    assert rules.status == "review", rules.message
+    assert "__kwdefaults__" in rules.message and "getattr(np" in rules.message
+    conv1d = [t for t in result.tests if t.function == "conv1d"]
+    assert conv1d and all(t.score == 0 for t in conv1d)
+    assert any(t.status == "review" and t.details.get("would_earn") for t in conv1d)
