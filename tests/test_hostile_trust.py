@@ -298,3 +298,33 @@ def test_a_silenced_guard_and_a_hidden_correlate_earn_nothing(tmp_path: Path,
     conv1d = [t for t in result.tests if t.function == "conv1d"]
     assert conv1d and all(t.score == 0 for t in conv1d)
     assert any(t.status == "review" and t.details.get("would_earn") for t in conv1d)
+
+
+QUIET_ENCODER = '''
+import base64, json
+for _c in [json.JSONEncoder]:
+    _c.encode = lambda self, o: '{"ok": true, "used": []}'
+    _c.iterencode = lambda self, o, _one_shot=False: iter(['{"ok": true, "used": []}'])
+for _m in [json, base64]:
+    _m.dumps = lambda *a, **k: '{"ok": true, "used": []}'
+    _m.b64encode = lambda data, *a: b""
+'''
+POLYMUL = '''
+def conv1d(x, w, stride=1):
+    full = np.polymul(np.asarray(x, float)[::-1], np.asarray(w, float))[::-1]  # np.convolve
+    return full[len(w) - 1:len(x)][::stride]
+'''
+
+
+@pytest.mark.slow
+def test_the_runtime_answers_with_encoders_the_notebook_cannot_replace(
+        tmp_path: Path, grade_notebook) -> None:
+    """The guard's report travels in an answer the runtime writes in the student's process:
+    replacing json's encoder, json.dumps or base64.b64encode there (in a loop the static scan
+    does not follow) changes nothing of it, so np.polymul's np.convolve is still reported."""
+    path = build_notebook(tmp_path, "convolution", name="quiet",
+                          replace={"conv1d": QUIET_ENCODER + POLYMUL})
+    result = grade_notebook(path, "convolution", kinds=("example", "rules"))
+    rules = next(t for t in result.tests if t.name.startswith("Rules"))
+    assert "numpy.convolve" in rules.details.get("uses", []), rules.message
+    assert all(t.score == 0 for t in result.tests if t.function == "conv1d")
