@@ -161,6 +161,7 @@ def _output_case(
         kwargs,
         timeout=spec.timeout,
         reply=positions if spec.returns else "value",
+        warnings=spec.options.get("warnings"),
     )
     if not outcome.ok:
         return call_failure(spec, spec.function, outcome)

@@ -74,6 +74,7 @@ def result(
         description=spec.description,
         details=details or {},
         fraction=fraction,
+        requirement=spec.requirement,
     )
 
 
@@ -127,6 +128,12 @@ def call_failure(spec: TestSpec, function: str, outcome: CallOutcome, *,
         )
     elif kind == "crash":
         message = f"The sandbox stopped while running `{function}`: {outcome.error}."
+    elif outcome.error.startswith("FloatingPointError") and spec.options.get("warnings"):
+        message = (
+            f"`{function}` raised {outcome.error}: this test runs it with NumPy's overflow "
+            f"warnings as errors, as the notebook's check cell does. Use a formula that never "
+            f"exponentiates a large positive number."
+        )
     else:
         message = f"`{function}` raised {outcome.error}"
     details = {"traceback": outcome.traceback} if outcome.traceback else {}

@@ -105,6 +105,7 @@ class Session:
         reply: Any = "value",
         return_inputs: bool = False,
         keep_args: str | None = None,
+        warnings: str | None = None,
     ) -> CallOutcome:
         if function in self._stuck:
             return CallOutcome(False, kind="timeout", error=self._stuck[function])
@@ -114,7 +115,7 @@ class Session:
         request = {
             "op": "call", "function": function, "args": args, "kwargs": kwargs or {},
             "timeout": timeout, "store": store, "reply": reply, "return_inputs": return_inputs,
-            "keep_args": keep_args,
+            "keep_args": keep_args, "warnings": warnings,
         }
         began = time.perf_counter()  # (the answer's own "seconds" is the student's claim)
         answer = self._request(request, timeout=timeout, what=f"`{function}`")

@@ -304,6 +304,7 @@ def _diagnosis(
         notes.append(found or plain_failure(comparisons[index]))
     notes += [
         PROPERTIES[p["name"]][1].format(function=spec.function)
+        + quoted(context.rubric.side_checks.get(p["name"], ""))
         for p in properties
         if not p["passed"]
     ]
@@ -314,6 +315,12 @@ def _diagnosis(
             f"the forward first."
         )
     return " ".join(notes)
+
+
+def quoted(requirement: str) -> str:
+    """A requirement as a feedback sentence ends with it, or nothing."""
+    text = " ".join(requirement.split())
+    return f" The notebook asks: “{text}”" if text else ""
 
 
 def _same(a: Any, b: Any) -> bool:

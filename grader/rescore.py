@@ -28,7 +28,7 @@ from grader.mnist_checks import judge
 from grader.results import SubmissionResult, TestResult
 from grader.rubric import Rubric, TestSpec
 
-SCORING_FIELDS = ("points", "visibility", "description")
+SCORING_FIELDS = ("points", "visibility", "description", "requirement")
 # kind -> the options that only scoring reads. (The diagnostic's threshold is observing: it
 # decides whether the culprit search runs.)
 SCORING_OPTIONS = {"mnist": ("threshold", "floor", "review_above", "review_faster_than")}
@@ -114,6 +114,7 @@ def ungraded(rubric: Rubric, why: str, *, public_only: bool = False,
             message=f"Not graded: {why}",
             visibility=t.visibility,  # type: ignore[arg-type]
             description=t.description,
+            requirement=t.requirement,
         )
         for t in rubric.tests
         if not public_only or t.visibility == "public"

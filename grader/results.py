@@ -39,6 +39,8 @@ class TestResult:
     # the share of the points the checks established, before rounding: what re-scoring under a
     # changed rubric starts from (None in results written before re-scoring existed)
     fraction: float | None = None
+    # the handed-out notebook's sentence the test checks (``TestSpec.requirement``)
+    requirement: str = ""
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,8 @@ class SubmissionResult:
         # fields by hand, not asdict: its deep copy of every test's details (error maps, MNIST
         # pixels) was a third of what writing a re-scored result cost; JSON copies them anyway
         data = _fields(self)
-        data["tests"] = [_without_none(_fields(t), "fraction") for t in self.tests]
+        data["tests"] = [_without_empty(_without_none(_fields(t), "fraction"), "requirement")
+                         for t in self.tests]
         data["notices"] = list(self.notices)
         data["observations"] = list(self.observations)
         if not self.observations:  # documents without re-scoring data read as they always did
@@ -94,6 +97,12 @@ class SubmissionResult:
 
 def _fields(value: Any) -> dict[str, Any]:
     return {f.name: getattr(value, f.name) for f in fields(value)}
+
+
+def _without_empty(data: dict[str, Any], key: str) -> dict[str, Any]:
+    if not data.get(key):
+        data.pop(key, None)
+    return data
 
 
 def _without_none(data: dict[str, Any], key: str) -> dict[str, Any]:

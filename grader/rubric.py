@@ -60,6 +60,8 @@ class TestSpec:
     bugs: tuple[str, ...] = ()  # bug patterns to look for when a comparison fails
     shape_formula: str = ""
     timeout: budgets.Budget = 10.0  # seconds per call, or relative to the reference (budgets)
+    # the handed-out notebook's sentence this test checks, quoted (``validate`` finds it there)
+    requirement: str = ""
     options: dict[str, Any] = field(default_factory=dict)  # the kind-specific keys (OPTIONS)
 
 
@@ -76,6 +78,8 @@ class Rubric:
     cell_timeout: float = 10.0
     setup_budget: float = 30.0
     given: tuple[str, ...] = ()  # functions handed to students complete (no solution markers)
+    # the notebook's sentence behind each side check of a backward (``gradient_checks``)
+    side_checks: dict[str, str] = field(default_factory=dict)
     # Mixed into every seeded input and every disguise of MNIST: a digest of the reference
     # notebook, which no student holds, so that nothing handed out (the self-check records the
     # reference's answers on its own inputs) answers a grading input. Empty for the
@@ -188,6 +192,23 @@ def _number(low: float | None = None, high: float | None = None, *, above: bool 
     return parse
 
 
+SIDE_CHECKS = ("repeatable", "leaves inputs unchanged", "zero upstream gives zero")
+
+
+def _quotes(value: Any, where: str) -> dict[str, str]:
+    """``side_checks``: a quote for each side check, by its name."""
+    if not isinstance(value, dict):
+        raise GraderError(f"{where} must be a table of side checks and quotes (got {value!r})")
+    for name, quote in value.items():
+        if name not in SIDE_CHECKS:
+            raise GraderError(f"{where}: unknown side check {name!r}"
+                              f"{did_you_mean(name, SIDE_CHECKS)}; they are "
+                              f"{', '.join(SIDE_CHECKS)}")
+        if not isinstance(quote, str) or not quote.strip():
+            raise GraderError(f"{where}: {name!r} must be the notebook's sentence, quoted")
+    return dict(value)
+
+
 def _boolean(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise GraderError(f"{where} must be true or false (got {value!r})")
@@ -266,6 +287,11 @@ ASSIGNMENT_KEYS = (
     Key("setup_budget", "seconds > 0", 30.0,
         "How long all top-level cells together may run; after that only definitions run.",
         _number(0, above=True)),
+    Key("side_checks", "table of strings", {},
+        "For each side check of a backward pass (`repeatable`, `leaves inputs unchanged`, "
+        "`zero upstream gives zero`), the handed-out notebook's sentence that asks for it, "
+        "quoted as a test's `requirement` is. Required when a gradient test has points: a "
+        "failed side check deducts, and its feedback quotes the sentence.", _quotes),
 )
 
 _BUDGET_TYPE = "seconds > 0, or { times_reference, at_least, at_most }"
@@ -292,6 +318,12 @@ TEST_KEYS = (
         "`hidden` ones only when grading, and their feedback never shows the rubric.",
         _one_of(VISIBILITIES)),
     Key("description", "string", "", "Shown with the test's result.", _text),
+    Key("requirement", "string", "",
+        "The sentence of the handed-out notebook that this test checks, quoted exactly (line "
+        "breaks and runs of spaces may differ): the feedback of a test that loses points "
+        "quotes it, so every lost point traces to something the student was given. Required "
+        "for every test that can take points (`points` > 0, and `rules` tests, whose finds "
+        "cost other tests theirs); `validate` checks that the template holds it.", _text),
     Key("cases", "list of case tables", REQUIRED,
         "The calls to make, each a case table (below). A test with a single case may give "
         "the case's keys (`args`, `kwargs`, `expected`, `upstream`) directly instead.",
@@ -331,6 +363,11 @@ TEST_KEYS = (
         "max |got|). A float32 result is allowed float32's tolerance (with a note). "
         "Gradient tests accept at least 1e-5 against central differences.",
         _number(0, above=True), CALLED),
+    Key("warnings", "string", "—",
+        "`\"error\"`: the call runs with NumPy's overflow, invalid-value and division-by-zero "
+        "warnings raised as errors, as a notebook's own check cell can make them: a formula "
+        "that is not numerically stable fails even where its values come out right.",
+        _one_of(("error",)), ("example", "output")),
     Key("then", "string", "—",
         "`\"relu\"`: apply ReLU to the returned value before comparing (the lecture's "
         "\"convolution then ReLU\" examples).", _one_of(("relu",)), ("example", "output")),
@@ -412,7 +449,7 @@ _INPUT = {k.name: k for k in INPUT_KEYS}
 CASE_PARTS = ("cases", "args", "kwargs", "expected", "upstream")  # parsed by _cases
 COMMON = ("name", "function", "kind", "points", "visibility", "description")
 OPTIONS = tuple(k.name for k in TEST_KEYS if k.name in (
-    "then", "wrt", "kink", "numeric", "tolerance", "threshold", "floor", "budget",
+    "then", "warnings", "wrt", "kink", "numeric", "tolerance", "threshold", "floor", "budget",
     "predict_budget", "epochs", "seed"))
 
 
@@ -502,6 +539,7 @@ def _parse(data: dict[str, Any], *, path: Path, solution: Path, digest: str) -> 
         cell_timeout=settings["cell_timeout"],
         setup_budget=settings["setup_budget"],
         given=given,
+        side_checks=dict(settings.get("side_checks") or {}),
     )
 
 
@@ -577,6 +615,7 @@ def _parse_test(raw: Any, index: int, defaults: dict, file: str, functions: tupl
         bugs=tuple(values.get("bugs", ())),
         shape_formula=values.get("shape_formula", ""),
         timeout=values.get("timeout", 10.0),
+        requirement=values.get("requirement", ""),
         options={k: values[k] for k in OPTIONS if k in merged and k in values},
     )
     _cross_check(spec, merged, where, functions, problems)
@@ -772,9 +811,12 @@ key is an error with a "did you mean", and every message names the file, the tes
 and the key. Check a rubric with `make validate` (or `python -m grader validate NAME`): besides
 the format it checks keyword arguments against the reference function's signature, `outputs`
 against what the reference returns, that every function is defined in the solution notebook
-inside solution markers, that no solution reaches the template, that the reference scores full
-marks and that the untouched template scores 0. `grade` runs the same checks before any
-student, `assign` runs all but the two gradings, and `make test` runs `make validate`.
+inside solution markers, that no solution reaches the template, that every test that can take
+points quotes the sentence of the handed-out notebook it checks (`requirement`, and
+`[assignment.side_checks]` for a backward's side checks) and that the template holds it, that
+the reference scores full marks and that the untouched template scores 0. `grade` runs the
+same checks before any student, `assign` runs all but the two gradings, and `make test` runs
+`make validate`.
 
 ```toml
 [assignment]
@@ -786,6 +828,7 @@ visibility = "hidden"
 
 [[tests]]
 name = "conv1d: lecture example"
+requirement = "Valid 1-D cross-correlation of the signal x with the kernel w (no flipping)."
 function = "conv1d"
 kind = "example"
 points = 1
@@ -794,6 +837,7 @@ expected = [0, 2, -2, 1]
 
 [[tests]]
 name = "conv1d: random sizes"
+requirement = "Valid 1-D cross-correlation of the signal x with the kernel w (no flipping)."
 function = "conv1d"
 kind = "output"
 points = 2

@@ -89,7 +89,58 @@ def static(loaded: Rubric) -> list[str]:
     for spec in loaded.tests:
         if spec.kind in rubric.CALLED and _target(spec) in ref.functions:
             problems += _calls(loaded, spec, ref)
+    if not problems:  # (the template is made from a notebook that passed the checks above)
+        problems += requirements(loaded, _template_text(loaded, graded))
     return problems
+
+
+# --- every lost point traces to the notebook's text ------------------------------------------
+
+
+def requirements(loaded: Rubric, template: str) -> list[str]:
+    """Every test that can take points quotes the sentence of the handed-out notebook it
+    checks, and so does every side check of a backward where a gradient test has points; each
+    quote must be in the template (line breaks and runs of spaces aside)."""
+    where, text, problems = loaded.path.name, _words(template), []
+    for spec in loaded.tests:
+        spot = f"{where}: test {spec.name!r}: requirement"
+        if spec.requirement:
+            problems += _missing_quote(spot, spec.requirement, text, loaded)
+        elif spec.points > 0 or spec.kind == "rules":
+            problems.append(f"{spot} is required: quote the sentence of the handed-out notebook "
+                            f"this test checks (a test that can take points must trace to what "
+                            f"students were given)")
+    if any(s.kind == "gradient" and s.points > 0 for s in loaded.tests):
+        for name in rubric.SIDE_CHECKS:
+            spot = f"{where}: [assignment] side_checks: {name!r}"
+            quote = loaded.side_checks.get(name, "")
+            if not quote:
+                problems.append(f"{spot} is required: a failed side check of a backward "
+                                f"deducts, so quote the notebook's sentence that asks for it")
+            else:
+                problems += _missing_quote(spot, quote, text, loaded)
+    return problems
+
+
+def _missing_quote(spot: str, quote: str, text: str, loaded: Rubric) -> list[str]:
+    if _words(quote) in text:
+        return []
+    shown = " ".join(quote.split())
+    shown = shown if len(shown) <= 70 else shown[:69] + "…"
+    return [f"{spot} {shown!r} is not in the template made from {loaded.solution.name}: quote "
+            f"its text exactly (only line breaks and runs of spaces may differ)"]
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _template_text(loaded: Rubric, graded: list[str]) -> str:
+    """Everything students read in the handed-out notebook: every cell's text."""
+    import nbformat
+
+    made = assign.render_assignment(loaded.solution, functions=graded)
+    return "\n".join(cell.source for cell in nbformat.reads(made.decode(), as_version=4).cells)
 
 
 def write_docs(path: Path = DOCS) -> Path:

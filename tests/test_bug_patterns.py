@@ -113,7 +113,18 @@ BUGS = [
             dout[cache <= 0] = 0
             return dout
         """,
-        ("in place", "copy"),
+        ("in place", "copy", "The notebook asks: “A backward pass computes new arrays"),
+    ),
+    Bug(
+        "sigmoid that overflows for large negative inputs (right values, with a warning)",
+        "backprop",
+        "sigmoid_forward",
+        """
+        def sigmoid_forward(x):
+            out = 1 / (1 + np.exp(-x))
+            return out, out
+        """,
+        ("FloatingPointError", "overflow", "never exponentiates a large positive number"),
     ),
     Bug(
         "sigmoid derivative from the input",
@@ -136,7 +147,7 @@ BUGS = [
             out = e / (1 + e)
             return out, out
         """,
-        ("nan or inf",),
+        ("overflow",),
     ),
     Bug(
         "conv1d flips the kernel",

@@ -24,6 +24,10 @@ RANDOM_CONV1D = "conv1d: random sizes and strides"
 CONV2D_FORWARD = "conv2d_forward: batches, channels, stride and padding"
 EXAMPLE_CONV2D = "conv2d: lecture example"
 
+# (the conv2d example test as solutions/convolution.toml writes it)
+CONV2D = ('name = "conv2d: lecture example"\nrequirement = "Valid 2-D cross-correlation of one '
+          'image x (H, W) with one kernel w (KH, KW)."\nfunction = "conv2d"\n')
+
 
 def copy_rubric(folder: Path, name: str) -> Path:
     """A private copy of an assignment's rubric and reference, to edit."""
@@ -89,9 +93,7 @@ def scoring_change(root: Path, target: Path) -> Path:
     conv1d = 'bugs = ["flipped_kernel", "stride_ignored"]\nshape_formula = "(L'
     edit(toml, f'visibility = "hidden"\n{conv1d}', f'visibility = "public"\n{conv1d}')
     edit(toml, 'outputs = ["out"]\npoints = 2\n', 'outputs = ["out"]\npoints = 3\n')
-    edit(toml, 'name = "conv2d: lecture example"\nfunction = "conv2d"\n',
-         'name = "conv2d: lecture example"\nfunction = "conv2d"\n'
-         'description = "The example of the lecture."\n')
+    edit(toml, CONV2D, CONV2D + 'description = "The example of the lecture."\n')
     return target
 
 
@@ -147,8 +149,7 @@ def test_changing_a_tolerance_runs_again(graded, sandbox_config, tmp_path) -> No
     shutil.copytree(root / "first", out)
     shutil.copytree(root / "solutions", tmp_path / "solutions")
     toml = tmp_path / "solutions" / "convolution.toml"
-    edit(toml, 'name = "conv2d: lecture example"\nfunction = "conv2d"\n',
-         'name = "conv2d: lecture example"\nfunction = "conv2d"\ntolerance = 1e-3\n')
+    edit(toml, CONV2D, CONV2D + "tolerance = 1e-3\n")
     summary = grade(students, tmp_path / "solutions", out, sandbox_config)
     assert (summary.graded, summary.rescored) == (3, 1)  # the broken file has nothing to run
     assert "1 re-scored without running, 2 run." in summary.line(out)

@@ -150,7 +150,8 @@ def test_lecture_pooling_uses_the_true_values_not_the_slide_slip() -> None:
 # --- python -m grader validate: each mistake that used to reach students ----------------------
 
 COURSE_CELLS = [
-    "import numpy as np",
+    "import numpy as np\n# Backward passes leave their inputs unchanged, give the same result "
+    "twice, and zero for a zero dout.",
     '''def relu_forward(x):
     """ReLU: returns (out, cache)."""
     ### BEGIN SOLUTION
@@ -160,11 +161,13 @@ COURSE_CELLS = [
     ### END SOLUTION
     return out, cache''',
     '''def relu_backward(dout, cache):
+    """Gradient of ReLU."""
     ### BEGIN SOLUTION
     dx = dout * (cache > 0)
     ### END SOLUTION
     return dx''',
     '''def leaky(x, alpha=0.1):
+    """Leaky ReLU with slope alpha below 0."""
     ### BEGIN SOLUTION
     out = np.where(x > 0, x, alpha * x)
     ### END SOLUTION
@@ -179,8 +182,14 @@ title = "A small course"
 functions = ["relu_forward", "relu_backward", "leaky"]
 seed = 3
 
+[assignment.side_checks]
+"repeatable" = "give the same result twice"
+"leaves inputs unchanged" = "leave their inputs unchanged"
+"zero upstream gives zero" = "zero for a zero dout"
+
 [[tests]]
 name = "relu_forward: output"
+requirement = "ReLU: returns (out, cache)."
 function = "relu_forward"
 kind = "output"
 returns = ["out", "cache"]
@@ -190,6 +199,7 @@ cases = [{ args = [{ shape = [3, 4], away_from_zero = 0.1 }] }]
 
 [[tests]]
 name = "relu_backward: gradient check"
+requirement = "Gradient of ReLU."
 function = "relu_backward"
 forward = "relu_forward"
 kind = "gradient"
@@ -200,6 +210,7 @@ cases = [{ args = [{ shape = [3, 4], away_from_zero = 0.1 }] }]
 
 [[tests]]
 name = "leaky: lecture example"
+requirement = "Leaky ReLU with slope alpha below 0."
 function = "leaky"
 kind = "example"
 points = 1
@@ -235,7 +246,8 @@ def refused(folder: Path, text: str = COURSE_RUBRIC, cells: list[str] = COURSE_C
 
 
 BACKWARD = "test 'relu_backward: gradient check'"
-UNMARKED_LEAKY = "def leaky(x, alpha=0.1):\n    return np.where(x > 0, x, alpha * x)"
+UNMARKED_LEAKY = ('def leaky(x, alpha=0.1):\n    """Leaky ReLU with slope alpha below 0."""\n'
+                  "    return np.where(x > 0, x, alpha * x)")
 
 
 def test_a_rubric_written_as_the_readme_says_validates_clean(tmp_path: Path) -> None:
@@ -329,6 +341,7 @@ def test_an_unknown_distribution_names_file_test_and_key(tmp_path: Path) -> None
 
 def test_a_solution_left_outside_the_markers_scores_in_the_template(tmp_path: Path) -> None:
     cells = [*COURSE_CELLS[:3], '''def leaky(x, alpha=0.1):
+    """Leaky ReLU with slope alpha below 0."""
     if np.ndim(x) == 0:
         ### BEGIN SOLUTION
         return x if x > 0 else alpha * x
@@ -416,3 +429,33 @@ def test_a_cell_magic_in_the_reference_is_refused(tmp_path: Path) -> None:
     nbformat.write(notebook, path)
     with pytest.raises(GraderError, match="starts with a cell magic \\(%%time\\)"):
         reference.load(path)
+
+
+# --- every lost point traces to a sentence the student was given --------------------------------
+
+
+def test_a_test_that_can_take_points_needs_a_requirement(tmp_path: Path) -> None:
+    text = COURSE_RUBRIC.replace('requirement = "ReLU: returns (out, cache)."\n', "")
+    assert ("course.toml: test 'relu_forward: output': requirement is required: quote the "
+            "sentence of the handed-out notebook") in refused(tmp_path, text)
+
+
+def test_a_requirement_must_be_in_the_template(tmp_path: Path) -> None:
+    """A quote of the solution's own code (gone from the template) or a paraphrase is refused;
+    line breaks and runs of spaces may differ."""
+    text = COURSE_RUBRIC.replace('"Gradient of ReLU."', '"dx = dout * (cache > 0)"')
+    error = refused(tmp_path, text)
+    assert ("test 'relu_backward: gradient check': requirement 'dx = dout * (cache > 0)' is "
+            "not in the template made from course.ipynb") in error
+    spaced = COURSE_RUBRIC.replace('"Gradient of ReLU."', '"Gradient   of\\nReLU."')
+    done = validate(tmp_path, "course", "--solutions", str(course(tmp_path, spaced)))
+    assert done.returncode == 0, done.stderr
+
+
+def test_side_checks_need_their_sentences(tmp_path: Path) -> None:
+    text = COURSE_RUBRIC.replace('"repeatable" = "give the same result twice"\n', "")
+    assert ("course.toml: [assignment] side_checks: 'repeatable' is required: a failed side "
+            "check of a backward deducts") in refused(tmp_path, text)
+    typo = COURSE_RUBRIC.replace('"repeatable" =', '"repeatabel" =')
+    assert "unknown side check 'repeatabel' (did you mean 'repeatable'?)" in refused(tmp_path,
+                                                                                  typo)

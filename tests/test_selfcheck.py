@@ -95,11 +95,14 @@ def test_no_reference_source_and_no_hidden_test(checkers: dict, assignment: str)
     for body in bodies:  # as written, and as a JSON string would hold it
         assert body.strip() and body.strip() not in text
         assert json.dumps(body.strip())[1:-1] not in text
-    # line by line too: only lines of the code every sandbox already shows students
-    # (grader/inside) may coincide; the diagnostic's training loop is not carried at all
+    # line by line too: only lines students already have may coincide: the handed-out
+    # notebook's (docstrings, which requirements quote) and the code every sandbox shows
+    # (grader/inside); the diagnostic's training loop is not carried at all
     assert not any(name.endswith(selfcheck.NOT_BUNDLED)
                    for name in zipfile.ZipFile(checkers[assignment]).namelist())
     inside = "\n".join(p.read_text() for p in (ROOT / "grader" / "inside").glob("*.py"))
+    template = nbformat.read(ROOT / "assignments" / f"{assignment}.ipynb", as_version=4)
+    inside += "\n".join(cell.source for cell in template.cells)
     lines = {line.strip() for body in bodies for line in body.splitlines()
              if len(line.strip()) >= 30}
     assert lines and all(line not in text or line in inside for line in lines)

@@ -15,6 +15,7 @@ request, processes the student's code left running are killed and counted (``str
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import importlib.abc
 import importlib.util
@@ -125,9 +126,12 @@ class Runtime:
             self.stored[request["keep_args"]] = args
         guards_before = len(self.guard_log)
         started = time.perf_counter()
+        strict = (np.errstate(over="raise", invalid="raise", divide="raise")
+                  if request.get("warnings") == "error" else contextlib.nullcontext())
         try:
             with _Alarm(request.get("timeout")):
-                result = function(*args, **kwargs)
+                with strict:  # (only the call: turning the result into data is the grader's)
+                    result = function(*args, **kwargs)
                 seconds = time.perf_counter() - started
                 # turning the result into plain data runs student code too (__iter__, __len__,
                 # subclasses...), so it happens under the same alarm and the same except
