@@ -59,7 +59,7 @@ def scan(notebook: Notebook) -> dict[str, list[str]]:
     for cell in notebook.cells:
         try:
             trees.append(ast.parse(cell.source))
-        except (SyntaxError, ValueError, RecursionError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
     aliases = _aliases([n for tree in trees for n in _top_level(tree)], _DEFAULT_ALIASES)
     direct: dict[str, set[str]] = {}
