@@ -99,7 +99,8 @@ def write(results: Sequence[SubmissionResult], out_dir: Path, rubric: Rubric, *,
             write_atomic(folder / function_page(view.name), render_function(view, generated))
         sources = {r.student: _strings(r.sources) for r in graded}
         found = similarity.compare(_own_functions(sources, rubric),
-                                   template=template_sources(rubric))
+                                   template=template_sources(rubric),
+                                   unseen=unseen(graded, rubric))
         write_atomic(folder / SIMILARITY_PAGE, render_similarity(found, sources, generated))
         document = {"schema": SCHEMA_VERSION, **asdict(found)}
         write_atomic(folder / "similarity.json", json.dumps(document, indent=1) + "\n")
@@ -322,6 +323,23 @@ def _strings(sources: Any) -> dict[str, str]:
         return {}
     return {notebook.without_surrogates(str(k)): notebook.without_surrogates(v)
             for k, v in sources.items() if isinstance(v, str)}
+
+
+def unseen(graded: Sequence[SubmissionResult], rubric: Rubric) -> list[similarity.Note]:
+    """What the similarity cannot see, said on its page: cells the reader did not read (too
+    long), and functions that earned points with no code to show (defined in such a cell, or
+    by ``exec`` and the like). Padding a copied cell past the reader's cap hides nothing."""
+    own = [f for f in rubric.functions if f not in rubric.given]
+    found = []
+    for result in graded:
+        if any(notebook.UNREAD in notice for notice in result.notices):
+            found.append(similarity.Note(result.student, "", "some of its cells were too long "
+                                         "for the grader to read: their code is not compared"))
+        earned = {t.function for t in result.tests if t.score > 0}
+        found += [similarity.Note(result.student, f, "not compared: it earned points, but the "
+                                  "grader found no code of it that it could read")
+                  for f in own if f in earned and f not in result.sources]
+    return found
 
 
 def _own_functions(sources: Mapping[str, Mapping[str, str]],

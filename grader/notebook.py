@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ MAX_READ_CHARS = 100_000  # nor the cells after this much code in all
 MAX_SOURCE_CHARS = 10_000  # a function with its helpers, as results keep it (honest: < 3,000)
 CUT = "# [cut by the grader"  # how a kept source says that its function was cut
 LEFT_OUT = "# [helpers not kept by the grader"  # and that some of its helpers were left out
+UNREAD = "the grader did not read the code there"  # how a notice says cells were not read
 
 _TARGETS = re.compile(r"[\w., ]+")  # what ``x, y = %magic`` may assign
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -212,8 +214,8 @@ def _from_document(path: Path, digest: str, document: object) -> Notebook | Unre
 
 def _unread_notice(unread: list[int]) -> str:
     shown = ", ".join(f"In [{i}]" for i in unread[:5]) + (" and more" if unread[5:] else "")
-    return (f"{'cells' if unread[1:] else 'cell'} {shown} ran as usual, but the grader did not "
-            f"read the code there outside the sandbox (it reads {MAX_CELL_CHARS:,} characters "
+    return (f"{'cells' if unread[1:] else 'cell'} {shown} ran as usual, but {UNREAD} "
+            f"outside the sandbox (it reads {MAX_CELL_CHARS:,} characters "
             f"of a cell, {MAX_READ_CHARS:,} in all): functions defined there are not shown with "
             f"your results or compared with the class")
 
@@ -258,7 +260,9 @@ def _parse(source: str) -> ast.Module | None:
     """The cell's syntax tree; None for anything Python's parser refuses, however it refuses:
     a student's text is never the grader's error."""
     try:
-        return ast.parse(source)
+        with warnings.catch_warnings():  # ("invalid escape sequence": the student's business)
+            warnings.simplefilter("ignore")
+            return ast.parse(source)
     except Exception:  # noqa: BLE001 - SyntaxError, ValueError, MemoryError, RecursionError...
         return None
 
@@ -385,10 +389,12 @@ def _module_statements(tree: ast.Module) -> list[ast.stmt]:
 def _uses(node: ast.AST) -> tuple[str, ...]:
     """The names ``node`` reads but does not bind itself (its parameters, its locals, its
     imports), in order of first use: the globals it needs, among them the helpers it calls.
-    (Its nested scopes count as its own: a shadowed global is missed rather than a local
-    mistaken for a helper.)"""
+    Then the names it reaches otherwise: ``from __main__ import helper``, and a string that
+    is a name (``globals()["helper"]``, ``getattr(module, "helper")``). (Its nested scopes
+    count as its own: a shadowed global is missed rather than a local mistaken for a
+    helper.)"""
     nodes = _walk(node)
-    bound, declared = set(), set()
+    bound, declared, reached = set(), set(), []
     for inner in nodes:
         if isinstance(inner, ast.Name) and not isinstance(inner.ctx, ast.Load):
             bound.add(inner.id)
@@ -396,15 +402,21 @@ def _uses(node: ast.AST) -> tuple[str, ...]:
             bound.add(inner.arg)
         elif isinstance(inner, ast.Import | ast.ImportFrom):
             bound.update((a.asname or a.name).split(".")[0] for a in inner.names)
+            if isinstance(inner, ast.ImportFrom) and inner.module == "__main__":
+                reached += [a.name for a in inner.names]
         elif isinstance(inner, ast.Global):
             declared.update(inner.names)
         elif inner is not node and isinstance(inner, _SCOPES):
             bound.add(inner.name)
         elif isinstance(inner, ast.ExceptHandler | ast.MatchAs | ast.MatchStar) and inner.name:
             bound.add(inner.name)
+        elif isinstance(inner, ast.Constant) and isinstance(inner.value, str) \
+                and inner.value.isidentifier():
+            reached.append(inner.value)
     bound -= declared
-    return tuple(dict.fromkeys(n.id for n in nodes if isinstance(n, ast.Name)
-                               and isinstance(n.ctx, ast.Load) and n.id not in bound))
+    loaded = [n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+              and n.id not in bound]
+    return tuple(dict.fromkeys(loaded + reached))
 
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)

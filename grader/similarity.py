@@ -24,6 +24,7 @@ import copy
 import hashlib
 import math
 import re
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -176,7 +177,9 @@ def _parse(source: str) -> ast.Module | None:
     if len(source) > MAX_CHARS:
         return None
     try:
-        return ast.parse(source)
+        with warnings.catch_warnings():  # ("invalid escape sequence": the student's business)
+            warnings.simplefilter("ignore")
+            return ast.parse(source)
     except Exception:  # noqa: BLE001 - SyntaxError, ValueError, MemoryError, RecursionError...
         return None
 
@@ -425,11 +428,14 @@ def compare(
     template: Mapping[str, str] | None = None,
     threshold: float = THRESHOLD,
     common_fraction: float = COMMON_FRACTION,
+    unseen: Iterable[Note] = (),
 ) -> Similarity:
     """Suspicious pairs and clusters among ``sources`` (student -> function -> source).
-    ``template`` holds the handed-out functions: what they contain is nobody's own code."""
+    ``template`` holds the handed-out functions: what they contain is nobody's own code.
+    ``unseen``: what the caller knows is missing from ``sources`` (code the reader did not
+    read), listed with what could not be compared."""
     given = set().union(*(all_hashes(s) for s in (template or {}).values()))
-    held, notes = {}, []
+    held, notes = {}, list(unseen)
     for student, functions in sorted(sources.items()):
         held[student] = _held(student, functions, given, notes)
     held = {student: prints for student, prints in held.items() if prints}

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
+import html
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import textwrap
@@ -402,3 +405,25 @@ def test_hostile_text_never_stops_a_real_batch(tmp_path: Path) -> None:
     assert all(f"{name}.html" in index for name in results if name != "similarity")
     assert (out / "class" / "similarity.html").is_file()
     assert textwrap.dedent(results["honest"]["sources"]["conv1d"]).startswith("def conv1d(")
+
+
+def test_a_copy_padded_past_the_readers_cap_is_named_not_hidden(tmp_path: Path) -> None:
+    """A copier who pads the copied cell with a comment longer than the reader reads would
+    leave nothing to compare: the similarity page names the student, and the function that
+    earned points with no code to show."""
+    rng = random.Random(4)
+    honest = {f: write_function(f, rng) for f in FUNCTIONS}
+    padded = "# " + "padding " * (notebook.MAX_CELL_CHARS // 8) + "\n" + "\n\n".join(
+        honest.values())
+    read_back = read("import numpy as np", padded)
+    assert read_back.function_sources(list(FUNCTIONS)) == {}
+    results = [_result(f"s{i}", {f: write_function(f, rng) for f in FUNCTIONS}) for i in range(4)]
+    results.append(_result("original", honest))
+    results.append(dataclasses.replace(_result("padded", {}), notices=read_back.notices))
+    view = classview.write(results, tmp_path, rubric.load("backprop"), generated="2026-12-01")
+    assert view["problem"] is None
+    page = html.unescape(re.sub(r"<[^>]+>", "", (tmp_path / "class" / "similarity.html")
+                                .read_text()))
+    assert "padded: some of its cells were too long for the grader to read" in page
+    assert ("padded: dense_backward, not compared: it earned points, but the grader found no "
+            "code of it that it could read") in page

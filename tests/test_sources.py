@@ -189,3 +189,37 @@ def test_magics_are_neutralised_and_long_lines_cost_nothing(line: str, code: str
     cell = read(f"{line}\nz = 1").cells[0]
     assert cell.source == f"{code}\nz = 1"
     assert cell.magics == ((line.strip(),) if removed else ())
+
+
+def test_helpers_reached_by_name_are_followed() -> None:
+    """``globals()["_impl"]``, ``getattr(module, "_impl")`` and ``from __main__ import _impl``
+    reach a helper without naming it in code: the string or the import counts."""
+    cells = ('''
+             def _impl(x, w):
+                 return x * w
+
+             def _other(x, w):
+                 return x + w
+
+             def conv1d(x, w):
+                 return globals()["_impl"](x, w)
+
+             def conv2d(x, w):
+                 from __main__ import _other as f
+                 return f(x, w)
+             ''',)
+    found = read(*cells).function_sources(["conv1d", "conv2d"])
+    assert defined(found["conv1d"]) == ["conv1d", "_impl"]
+    assert defined(found["conv2d"]) == ["conv2d", "_other"]
+
+
+def test_a_cell_too_long_to_read_is_named_in_a_notice() -> None:
+    padded = "# " + "x" * notebook.MAX_CELL_CHARS + "\n" + CONV1D_INLINE
+    found = read("import numpy as np", padded)
+    assert found.function_sources(["conv1d"]) == {}
+    assert found.cells[1].source.endswith("return out")  # it still runs, in the sandbox
+    assert [n for n in found.notices if notebook.UNREAD in n] == [
+        f"cell In [2] ran as usual, but {notebook.UNREAD} outside the sandbox (it reads "
+        f"{notebook.MAX_CELL_CHARS:,} characters of a cell, {notebook.MAX_READ_CHARS:,} in "
+        "all): functions defined there are not shown with your results or compared with the "
+        "class"]
