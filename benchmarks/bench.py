@@ -3,8 +3,10 @@
 Prints one table: the time of each grading stage and of each group of checks, the cost of one
 submission without the student's own MNIST training, throughput with 1 and 2 workers, peak
 memory per worker, MNIST loading cold and cached, the reference network's MNIST training, the
-diagnostic's fixed-network training and the sandbox's start-up. Targets sit next to the figures;
-nothing here asserts, a benchmark only reports.
+diagnostic's fixed-network training and the sandbox's start-up; then the class view of a
+generated class of 300, and what large and hostile notebooks cost the grader's own process
+(``--large`` for that table alone). Targets sit next to the figures; nothing here asserts, a
+benchmark only reports.
 
 The submissions are built from ``solutions/`` like the tests build theirs: each assignment's
 reference and template, one notebook per bug of the bug-pattern corpus and one unreadable file.
@@ -672,6 +674,134 @@ def class_view_table() -> str:
     return render([row(label, class_view_seconds(), "seconds")], "Class view", [])
 
 
+# --- large and hostile notebooks: the grader's own work on one submission's text --------------
+
+LARGE_RUNS = 3
+TARGET_TEXT_S = 2.0  # issue 21: "at most a few seconds" of the grader's own process
+REDEFINITION = "def conv1d(x, w, stride=1):\n    return x\n"
+CONVOLUTION_FUNCTIONS = ("conv1d", "conv2d", "max_pool2d", "avg_pool2d", "conv2d_forward",
+                         "conv2d_backward", "max_pool2d_forward", "max_pool2d_backward")
+
+
+def large_notebooks(folder: Path) -> dict[str, Path]:
+    """The convolution reference with one more cell each: the attacks of issue 21 on the
+    grader's own reading (ten thousand unary minus signs; 4,000 and 40,000 redefinitions in a
+    cell; 2 MB of code in cells just under the cap), every function kept at the most the
+    reader keeps of a text slow to compare and to highlight (one helper of 9,000 characters
+    of ``a=1;`` that all of them call), and a notebook near the size limit."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from grader import notebook
+    from tests.conftest import build_notebook
+
+    per_cell = notebook.MAX_CELL_CHARS // len(REDEFINITION)
+    extra = {
+        "reference (an honest notebook)": [],
+        "10,000 unary minus signs": ["z = " + "-" * 10_000 + "1"],
+        "4,000 redefinitions in a cell (200 KB)": [REDEFINITION * 4_000],
+        "40,000 redefinitions in a cell (2 MB)": [REDEFINITION * 40_000],
+        "2 MB in cells under the cap": [REDEFINITION * per_cell] * (40_000 // per_cell),
+        "every function as long as kept, slow to compare and to lex": [
+            "def _helper(x):\n" + ("    " + "a=1;" * 20 + "\n") * 110 + "".join(
+                f"def {name}(x, *args):\n    return _helper(x)\n"
+                for name in CONVOLUTION_FUNCTIONS)],
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    built = {label: build_notebook(folder, "convolution", name=f"large-{number}",
+                                   extra_cells=cells)
+             for number, (label, cells) in enumerate(extra.items())}
+    huge = build_notebook(folder, "convolution", name="large-huge")
+    document = json.loads(huge.read_text())
+    lines = REDEFINITION.splitlines(keepends=True) * (120_000_000 // len(REDEFINITION))
+    document["cells"].append(nbformat_cell(lines))  # as Jupyter saves it: a list of lines
+    with huge.open("w") as handle:
+        json.dump(document, handle)  # (written as it is encoded: no 120 MB string here)
+    return {**built, "120 MB of code in a cell, as Jupyter saves it": huge}
+
+
+def nbformat_cell(lines: list[str]) -> dict[str, Any]:
+    return {"cell_type": "code", "execution_count": None, "id": "large", "metadata": {},
+            "outputs": [], "source": lines}
+
+
+def child_large(path: Path, *, scan: bool) -> dict[str, Any]:
+    """One notebook's text through what the grader does with it in its own process: read it
+    and keep its functions' sources (``grade``), fingerprint and highlight them for the class
+    pages (``classview.prepare``, then the pages' own work with nothing remembered), and the
+    forbidden-calls scan, which reads the same text (another step's, for comparison). CPU
+    time of this process, which is what the grader spends: on a shared machine its wall time
+    doubles with the load."""
+    from grader import classview, notebook, rubric, shortcuts
+    from grader.results import SubmissionResult
+
+    loaded = rubric.load("convolution")
+    classview.warm_up(loaded)
+    timings: dict[str, float] = {}
+    started = time.process_time()
+    read = notebook.read(path)
+    if isinstance(read, notebook.UnreadableNotebook):
+        raise SystemExit(f"{path.name}: {read.error}")
+    sources = read.function_sources(list(loaded.functions))
+    timings["read"] = time.process_time() - started
+    result = SubmissionResult("large", "convolution", path.name, read.sha256, None, (), (),
+                              "bench", 0.0, sources=sources)
+    started = time.process_time()
+    classview.forget()
+    classview.prepare(result, loaded)
+    for name, source in sources.items():
+        classview._normalised(source)
+        classview.similarity.fingerprints(name, source)
+        classview._code(source, (1, 2))
+    timings["class_view"] = time.process_time() - started
+    timings["peak_mb"] = _high_water_mb()
+    if scan:
+        started = time.process_time()
+        shortcuts.scan(read)
+        timings["scan"] = time.process_time() - started
+    timings["bytes"] = path.stat().st_size
+    return timings
+
+
+def _high_water_mb() -> float:
+    """This process's peak resident memory since it started (``ru_maxrss`` would carry the
+    peak of the process it was forked from across ``exec``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def large_notebook_table() -> str:
+    rows = [section("the grader's own process on one notebook's text: CPU time, median of "
+                    f"{LARGE_RUNS} fresh processes (the sandbox's run of it is not counted)")]
+    with tempfile.TemporaryDirectory(prefix="grader-bench-large-") as scratch:
+        for label, path in large_notebooks(Path(scratch)).items():
+            scan = path.stat().st_size < 10 << 20  # (it parses all: 120 MB would take GBs)
+            runs = [run_child(["large", str(path), "scan" if scan else "no-scan"])[0]
+                    for _ in range(LARGE_RUNS)]
+            size = runs[0]["bytes"]
+            shown = f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 1024:.0f} KB"
+            read = [r["read"] for r in runs]
+            target = TARGET_TEXT_S * max(1.0, size / (100 << 20))  # linear beyond 100 MB
+            rows.append(row(f"{label} ({shown}): read, sources kept", read,
+                            f"<= {target:.1f} s", check(max(read) <= target)))
+            rows.append(row("  the class pages' work on its sources",
+                            [r["class_view"] for r in runs], f"<= {TARGET_TEXT_S:g} s",
+                            check(max(r["class_view"] for r in runs) <= TARGET_TEXT_S)))
+            rows.append(row("  the forbidden-calls scan of it (grader.shortcuts)",
+                            [r.get("scan") for r in runs]))
+            rows.append(row("  peak memory of the process, before the scan",
+                            [r["peak_mb"] for r in runs],
+                            fmt=lambda v: f"{v:.0f} MB"))
+    notes = ["A cell longer than notebook.MAX_CELL_CHARS, or beyond MAX_READ_CHARS of code in "
+             "all, runs in the sandbox but is not read by the grader (the student is told): "
+             "reading is then linear in the file (JSON, the sources joined, the hash), "
+             f"{TARGET_TEXT_S:g} s per 100 MB at most. The scan is another step's and is not "
+             "capped yet; it is not run on the 120 MB notebook. Peak memory includes Python, "
+             "NumPy and the grader's modules (about 60 MB)."]
+    return render(rows, "Large and hostile notebooks", notes)
+
+
 # --- entry point -----------------------------------------------------------------------------
 
 
@@ -685,12 +815,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mnist-runs", type=int, default=2)
     parser.add_argument("--class-view", action="store_true",
                         help="only the class view's row (no grading)")
+    parser.add_argument("--large", action="store_true",
+                        help="only the large and hostile notebooks' table (no grading)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return _child(args.child)
     if args.class_view:
         print(class_view_table())
+        return 0
+    if args.large:
+        print(large_notebook_table())
         return 0
 
     with tempfile.TemporaryDirectory(prefix="grader-bench-") as scratch:
@@ -715,6 +850,7 @@ def main(argv: list[str] | None = None) -> int:
         loading = mnist_loading()
         print(report_table(counts, stages, throughput, loading, stage_seen))
     print(class_view_table())
+    print(large_notebook_table())
     return 0
 
 
@@ -722,6 +858,8 @@ def _child(argv: list[str]) -> int:
     mode, folder, *rest = argv
     if mode == "stages":
         result = child_stages(Path(folder), mnist_runs=int(rest[0]), starts=int(rest[1]))
+    elif mode == "large":
+        result = child_large(Path(folder), scan=rest == ["scan"])
     elif mode == "throughput":
         result = child_throughput(Path(folder), Path(rest[0]), jobs=int(rest[1]),
                                   one_core=rest[2:] == ["one-core"])

@@ -15,6 +15,7 @@ character; everything else goes through Jinja's autoescape.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import re
@@ -39,7 +40,7 @@ from grader.rubric import Rubric
 
 FOLDER = "class"
 SIMILARITY_PAGE = "similarity.html"
-MAX_SOURCE_CHARS = 30_000
+MAX_SOURCE_CHARS = notebook.MAX_SOURCE_CHARS + 1_000  # shown of older results' longer code
 MAX_SIDE_BY_SIDE = 100  # pairs drawn in full; the table lists every one
 STATUS_WORDS = {"passed": "passed", "failed": "failed", "error": "crashed",
                 "timeout": "timed out", "review": "needs review"}
@@ -88,7 +89,8 @@ def write(results: Sequence[SubmissionResult], out_dir: Path, rubric: Rubric, *,
     batch."""
     generated = generated or date.today().isoformat()
     folder = out_dir / FOLDER
-    graded = [r for r in results if r.error is None]
+    graded = [dataclasses.replace(r, sources=_strings(r.sources))
+              for r in results if r.error is None]
     if not graded:
         return None
     try:
@@ -97,7 +99,8 @@ def write(results: Sequence[SubmissionResult], out_dir: Path, rubric: Rubric, *,
             write_atomic(folder / function_page(view.name), render_function(view, generated))
         sources = {r.student: _strings(r.sources) for r in graded}
         found = similarity.compare(_own_functions(sources, rubric),
-                                   template=template_sources(rubric))
+                                   template=template_sources(rubric),
+                                   unseen=unseen(graded, rubric))
         write_atomic(folder / SIMILARITY_PAGE, render_similarity(found, sources, generated))
         document = {"schema": SCHEMA_VERSION, **asdict(found)}
         write_atomic(folder / "similarity.json", json.dumps(document, indent=1) + "\n")
@@ -111,13 +114,15 @@ def prepare(result: SubmissionResult, rubric: Rubric) -> None:
     """Work out now what ``write`` will need of one result's code (normalised tokens and
     fingerprints, remembered per source), while a batch's workers still grade: the parent
     is mostly idle then, and ``write`` at the end, which nothing overlaps, gets shorter.
-    Never raises: whatever fails here fails again in ``write``, which says so."""
+    Sources too long to be remembered are left to ``write`` (worked out here, they would be
+    worked out there again). Never raises: whatever fails here fails again in ``write``,
+    which says so."""
     if result.error is not None:
         return
     given = set(rubric.given)
     try:
         for name, source in _strings(result.sources).items():
-            if name not in given:
+            if name not in given and len(source) <= similarity.MEMORY_CHARS:
                 similarity.normalised(source)
                 similarity.fingerprints(name, source)
                 _lexed(source)  # what the pages show is what students wrote
@@ -175,11 +180,14 @@ def template_sources(rubric: Rubric) -> dict[str, str]:
 @lru_cache(maxsize=8)
 def _template_functions(path: Path, raw: bytes,
                         functions: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """Remembered per template text (``warm_up`` reads it while the workers grade)."""
+    """Remembered per template text (``warm_up`` reads it while the workers grade). Every
+    definition of the template, not only the rubric's functions: a student's function is
+    compared with the helpers it calls, and a helper handed out is nobody's own either."""
     read = notebook.from_bytes(path, raw)
     if isinstance(read, notebook.UnreadableNotebook):
         raise ValueError(f"the template {path.name} cannot be read: {read.error}")
-    return tuple(read.function_sources(list(functions)).items())
+    defined = (d.name for cell in read.cells for d in cell.definitions)
+    return tuple(read.function_sources(list(dict.fromkeys([*functions, *defined]))).items())
 
 
 # --------------------------------------------------------------------------- grouping
@@ -287,11 +295,20 @@ def _variants(name: str, results: list[SubmissionResult]) -> tuple[Variant, ...]
     by_code: dict[str, list[SubmissionResult]] = defaultdict(list)
     for result in results:
         source = result.sources.get(name) if isinstance(result.sources, dict) else None
-        key = similarity.normalised(source) if isinstance(source, str) else "\x00missing"
+        key = _normalised(source) if isinstance(source, str) else "\x00missing"
         by_code[key or f"\x00raw:{source}"].append(result)
     variants = [Variant(tuple(r.student for r in found), _source(found[0], name))
                 for found in by_code.values()]
     return tuple(sorted(variants, key=lambda v: (-len(v.students), v.students)))
+
+
+def _normalised(source: str) -> str:
+    """Empty when the code cannot be normalised, however it fails: it is then compared as
+    written, and one student's text never stops the page."""
+    try:
+        return similarity.normalised(source)
+    except Exception:  # noqa: BLE001 - see the docstring
+        return ""
 
 
 def _source(result: SubmissionResult, name: str) -> str:
@@ -300,10 +317,29 @@ def _source(result: SubmissionResult, name: str) -> str:
 
 
 def _strings(sources: Any) -> dict[str, str]:
-    """A result's sources as read back from JSON: only text is code."""
+    """A result's sources as read back from JSON: only text is code, and only text a page
+    can hold (a result written before the reader replaced surrogates may have them)."""
     if not isinstance(sources, dict):
         return {}
-    return {str(k): v for k, v in sources.items() if isinstance(v, str)}
+    return {notebook.without_surrogates(str(k)): notebook.without_surrogates(v)
+            for k, v in sources.items() if isinstance(v, str)}
+
+
+def unseen(graded: Sequence[SubmissionResult], rubric: Rubric) -> list[similarity.Note]:
+    """What the similarity cannot see, said on its page: cells the reader did not read (too
+    long), and functions that earned points with no code to show (defined in such a cell, or
+    by ``exec`` and the like). Padding a copied cell past the reader's cap hides nothing."""
+    own = [f for f in rubric.functions if f not in rubric.given]
+    found = []
+    for result in graded:
+        if any(notebook.UNREAD in notice for notice in result.notices):
+            found.append(similarity.Note(result.student, "", "some of its cells were too long "
+                                         "for the grader to read: their code is not compared"))
+        earned = {t.function for t in result.tests if t.score > 0}
+        found += [similarity.Note(result.student, f, "not compared: it earned points, but the "
+                                  "grader found no code of it that it could read")
+                  for f in own if f in earned and f not in result.sources]
+    return found
 
 
 def _own_functions(sources: Mapping[str, Mapping[str, str]],
@@ -345,10 +381,15 @@ def forget() -> None:
 
 
 def _code(source: str, lines: Sequence[int] = ()) -> Markup | None:
-    """Pygments escapes every character of the source; its markup is safe to embed."""
-    if len(source) > similarity.MEMORY_CHARS:  # (a hostile giant is not kept)
-        return _highlighted.__wrapped__(source, tuple(lines))
-    return _highlighted(source, tuple(lines))
+    """Pygments escapes every character of the source; its markup is safe to embed. Code
+    that cannot be shown, however it fails, says so in its place."""
+    try:
+        if len(source) > similarity.MEMORY_CHARS:  # (a hostile giant is not kept)
+            return _highlighted.__wrapped__(source, tuple(lines))
+        return _highlighted(source, tuple(lines))
+    except Exception as error:  # noqa: BLE001 - one student's text never stops a page
+        return Markup('<p class="muted">This code could not be shown ({}).</p>').format(
+            type(error).__name__)
 
 
 @lru_cache(maxsize=similarity.MEMORY)
@@ -375,8 +416,10 @@ def _lexed(source: str) -> tuple[tuple[Any, str], ...]:
 
 @lru_cache(maxsize=similarity.MEMORY)
 def _tokens(source: str) -> tuple[tuple[Any, str], ...]:
-    text = source if len(source) <= MAX_SOURCE_CHARS else source[:MAX_SOURCE_CHARS] + "\n…"
-    return tuple(PythonLexer().get_tokens(text))
+    if len(source) > MAX_SOURCE_CHARS:  # (results keep less: this is for older ones)
+        source = (f"{source[:MAX_SOURCE_CHARS]}\n# … [the first {MAX_SOURCE_CHARS:,} of "
+                  f"{len(source):,} characters are shown]")
+    return tuple(PythonLexer().get_tokens(source))
 
 
 @lru_cache(maxsize=1)

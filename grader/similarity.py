@@ -24,11 +24,14 @@ import copy
 import hashlib
 import math
 import re
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
+
+from grader import notebook
 
 K = 10  # tokens per fingerprinted k-gram: shorter runs are too common to mean anything
 WINDOW = 4  # winnowing window: every match of K + WINDOW - 1 = 13 tokens is caught
@@ -36,8 +39,12 @@ COMMON_FRACTION = 0.2  # fingerprints held by more of the class than this weigh 
 THRESHOLD = 0.5  # weighted Jaccard at or above which a pair is listed as suspicious
 MIN_SHARED = 3  # rare fingerprints a pair must share: one short match is no case
 LOCAL = "V"
+_NUMBERED = re.compile(rf"{LOCAL}\d+")
+HELPER = "H"  # the notebook's own helpers, stored with the function that uses them
+MAX_CHARS = notebook.MAX_SOURCE_CHARS + 1_000  # longer: not compared (nor kept by a result)
 MEMORY = 2048  # sources whose normalised text and fingerprints a process remembers
 MEMORY_CHARS = 4_000  # longer sources (a function is rarely 1,000) are worked out, not kept
+LONG_MEMORY = 64  # but the tokens of this many longer ones are (each up to MAX_CHARS)
 
 # unparse prints canonical Python, so a small pattern tokenises it: strings (with prefixes),
 # numbers, names, two- and three-character operators, then any other single character.
@@ -83,6 +90,15 @@ class Pair:
 
 
 @dataclass(frozen=True)
+class Note:
+    """A function compared only in part, or not at all, and why."""
+
+    student: str
+    function: str
+    why: str
+
+
+@dataclass(frozen=True)
 class Similarity:
     students: tuple[str, ...]  # those with code of their own to compare
     pairs: tuple[Pair, ...]  # suspicious pairs, highest score first
@@ -91,36 +107,119 @@ class Similarity:
     common: int  # fingerprints ignored because too many students share them
     ceiling: int  # the most submissions a fingerprint may be shared by and still count
     best_unflagged: float  # the highest score below the threshold: how close the rest came
+    notes: tuple[Note, ...] = ()  # functions compared in part or not at all
 
 
 # --------------------------------------------------------------------------- normalising
 
 
 def tokens(source: str, *, numbered: bool = False) -> tuple[Token, ...]:
-    """The normalised tokens of a function's body: no docstring, names of the student's own
-    replaced (parameters by position ``P0, P1...``; other locals by ``V``, or, ``numbered``,
-    by order of first use ``V0, V1...``), layout and comments gone. Source that does not parse
-    gives none (it is shown, not compared)."""
-    function = _parse_function(source)
-    if function is None:
-        return ()
-    body = function.body
+    """The normalised tokens of a function's body and of the helpers stored with it (see
+    ``grader.notebook``): no docstrings, names of the student's own replaced (parameters by
+    position ``P0, P1...``; other locals by ``V``, or, ``numbered``, by order of first use
+    ``V0, V1...``; the notebook's own helpers by ``H``), layout and comments gone. Source that
+    does not parse gives none (it is shown, not compared)."""
+    parts = _parts(source) if numbered else _plain_parts(source)
+    return tuple(token for part in parts or () for token in part)
+
+
+def _parts(source: str) -> tuple[tuple[Token, ...], ...] | None:
+    """The numbered tokens of each definition in ``source``, remembered per source (a few
+    long ones too): the class view asks for them once for its pages and once for the
+    similarity, and one parse serves both."""
+    return _long(source) if len(source) > MEMORY_CHARS else _short(source)
+
+
+def _analyse(source: str) -> tuple[tuple[Token, ...], ...] | None:
+    """The tokens of each definition in ``source``, apart: a k-gram never spans two of them,
+    so that the order helpers are stored in changes nothing. None: not Python that parses (or
+    not within the walkers' depth). Whatever a student's text makes the parser or the tree
+    walkers raise, it is that text's problem, never the batch's."""
+    tree = _parse(source)
+    if tree is None:
+        return None
+    helpers = {name for node in tree.body[1:] for name in _binds(node)}
+    try:
+        return tuple(_node_tokens(node, helpers) for node in _pieces(tree.body))
+    except Exception:  # noqa: BLE001 - RecursionError for a deep expression, and the like
+        return None
+
+
+_short = lru_cache(maxsize=MEMORY)(_analyse)
+_long = lru_cache(maxsize=LONG_MEMORY)(_analyse)
+
+
+def _plain_parts(source: str) -> tuple[tuple[Token, ...], ...] | None:
+    """``_parts`` with every local one ``V``, as MOSS has it for fingerprints: moving a
+    statement then changes only the k-grams around it. (A global the student named ``V3``
+    becomes ``V`` too: harmless.)"""
+    parts = _parts(source)
+    if parts is None:
+        return None
+    return tuple(tuple(Token(LOCAL, t.first, t.last) if _NUMBERED.fullmatch(t.text) else t
+                       for t in part) for part in parts)
+
+
+def _pieces(body: list[ast.stmt]) -> list[ast.stmt]:
+    """The statements of ``body`` with every class opened: each method is a piece of its
+    own, as a function is (a copy moved into static methods is no new code)."""
+    found, stack = [], list(reversed(body))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.ClassDef):
+            stack += reversed(node.body)
+        else:
+            found.append(node)
+    return found
+
+
+def _parse(source: str) -> ast.Module | None:
+    if len(source) > MAX_CHARS:
+        return None
+    try:
+        with warnings.catch_warnings():  # ("invalid escape sequence": the student's business)
+            warnings.simplefilter("ignore")
+            return ast.parse(source)
+    except Exception:  # noqa: BLE001 - SyntaxError, ValueError, MemoryError, RecursionError...
+        return None
+
+
+def _binds(node: ast.stmt) -> list[str]:
+    """The names a stored definition binds (``def``, ``class``, ``name = ...``)."""
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return [node.name]
+    if isinstance(node, ast.Assign | ast.AnnAssign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return [t.id for t in targets if isinstance(t, ast.Name)]
+    return []
+
+
+def _node_tokens(node: ast.stmt, helpers: set[str]) -> tuple[Token, ...]:
+    """A function's body as it renames it; any other statement with only the helpers
+    renamed."""
+    found: list[Token] = []
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        names = {**dict.fromkeys(helpers, HELPER), **_placeholders(node)}
+        for statement in _Renamer(names).visit(ast.Module(body=_body(node), type_ignores=[])).body:
+            _statement_tokens(statement, found)
+    else:
+        _statement_tokens(_Renamer(dict.fromkeys(helpers, HELPER)).visit(node), found)
+    return tuple(found)
+
+
+def _body(node: ast.FunctionDef | ast.AsyncFunctionDef) -> list[ast.stmt]:
+    """Without the docstring: the template's, or a comment's worth of words."""
+    body = node.body
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
             and isinstance(body[0].value.value, str):
-        body = body[1:]
-    found: list[Token] = []
-    try:
-        names = _placeholders(function, numbered)
-        renamed = _Renamer(names).visit(ast.Module(body=body, type_ignores=[]))
-        for statement in renamed.body:
-            _statement_tokens(statement, found)
-    except RecursionError:  # an expression nested deeper than the tree walkers go
-        return ()
-    return tuple(found)
+        return body[1:]
+    return body
 
 
 def forget() -> None:
     """Drop what this process remembers of sources (a benchmark's cold start, a test)."""
+    _short.cache_clear()
+    _long.cache_clear()
     _normalised.cache_clear()
     _fingerprints.cache_clear()
     _all_hashes.cache_clear()
@@ -138,30 +237,20 @@ def normalised(source: str) -> str:
 def _normalised(source: str) -> str:
     """Remembered per source, as the fingerprints are: the class view and the similarity
     page ask for every function, and handed-out and copied code recur across a class."""
-    return " ".join(t.text for t in tokens(source, numbered=True))
+    parts = _parts(source) or ()
+    return " | ".join(" ".join(t.text for t in part) for part in parts if part)
 
 
-def _parse_function(source: str) -> ast.FunctionDef | None:
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-    found = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
-    return found[0] if found else None
-
-
-def _placeholders(function: ast.FunctionDef, numbered: bool) -> dict[str, str]:
-    """What each name of the student's own becomes. Globals (``np``, ``range``, helpers) and
-    attributes keep their names: they carry meaning. Fingerprints use one ``V`` for every
-    local, as MOSS does, so that moving a statement changes only the k-grams around it."""
+def _placeholders(function: ast.FunctionDef) -> dict[str, str]:
+    """What each name of the student's own becomes: parameters by position, other locals by
+    order of first use. Globals (``np``, ``range``) and attributes keep their names: they
+    carry meaning."""
     arguments = function.args
     params = [a.arg for a in (*arguments.posonlyargs, *arguments.args, arguments.vararg,
                               *arguments.kwonlyargs, arguments.kwarg) if a is not None]
     names = {name: f"P{i}" for i, name in enumerate(params)}
     local, uses = _local_names(function)
     local -= names.keys()
-    if not numbered:
-        return {**names, **dict.fromkeys(local, LOCAL)}
     first_use = sorted((where, name) for name, where in uses.items() if name in local)
     for name in [name for _, name in first_use] + sorted(local - uses.keys()):
         names[name] = f"{LOCAL}{len(names) - len(params)}"
@@ -195,6 +284,11 @@ class _Renamer(ast.NodeTransformer):
 
     def visit_Name(self, node: ast.Name) -> ast.Name:
         return ast.Name(id=self.names.get(node.id, node.id), ctx=node.ctx)
+
+    def visit_JoinedStr(self, node: ast.JoinedStr) -> ast.Constant:
+        """An f-string is a string: one ``S`` token whatever its fields, so they are neither
+        renamed nor printed (one with thousands of fields took a third of a second)."""
+        return ast.Constant(value="")
 
     def visit_arg(self, node: ast.arg) -> ast.arg:
         return ast.arg(arg=self.names.get(node.arg, node.arg))
@@ -270,24 +364,39 @@ def _token_class(word: str) -> str:
 
 def fingerprints(function: str, source: str, *, k: int = K,
                  window: int = WINDOW) -> tuple[Fingerprint, ...]:
-    """The winnowed fingerprints of one function's body (Schleimer, Wilkerson and Aiken)."""
+    """The winnowed fingerprints of one function's body and its helpers' (Schleimer,
+    Wilkerson and Aiken), each definition's apart."""
+    return _winnowed(function, source, k, window) or ()
+
+
+def _winnowed(function: str, source: str, k: int = K,
+              window: int = WINDOW) -> tuple[Fingerprint, ...] | None:
+    """``fingerprints``, or None for source that does not parse."""
     if len(source) > MEMORY_CHARS:
         return _fingerprints.__wrapped__(function, source, k, window)
     return _fingerprints(function, source, k, window)
 
 
 @lru_cache(maxsize=MEMORY)
-def _fingerprints(function: str, source: str, k: int, window: int) -> tuple[Fingerprint, ...]:
-    found = tokens(source)
-    grams = [_kgram(found[i:i + k], function) for i in range(len(found) - k + 1)]
+def _fingerprints(function: str, source: str, k: int,
+                  window: int) -> tuple[Fingerprint, ...] | None:
+    parts = _plain_parts(source)
+    if parts is None:
+        return None
+    return tuple(chosen for part in parts
+                 for chosen in _winnow([_kgram(part[i:i + k], function)
+                                        for i in range(len(part) - k + 1)], window))
+
+
+def _winnow(grams: list[Fingerprint], window: int) -> list[Fingerprint]:
     if len(grams) <= window:
-        return tuple(grams[:1] and [min(grams, key=lambda g: g.hash)])
+        return grams[:1] and [min(grams, key=lambda g: g.hash)]
     chosen: dict[int, Fingerprint] = {}
     for start in range(len(grams) - window + 1):
         span = grams[start:start + window]
         best = min(range(window), key=lambda i: (span[i].hash, -i))  # rightmost minimum
         chosen.setdefault(start + best, span[best])
-    return tuple(chosen[i] for i in sorted(chosen))
+    return [chosen[i] for i in sorted(chosen)]
 
 
 def all_hashes(source: str, *, k: int = K) -> frozenset[int]:
@@ -300,8 +409,8 @@ def all_hashes(source: str, *, k: int = K) -> frozenset[int]:
 
 @lru_cache(maxsize=64)
 def _all_hashes(source: str, k: int) -> frozenset[int]:
-    found = tokens(source)
-    return frozenset(_kgram(found[i:i + k], "").hash for i in range(len(found) - k + 1))
+    return frozenset(_kgram(part[i:i + k], "").hash for part in _plain_parts(source) or ()
+                     for i in range(len(part) - k + 1))
 
 
 def _kgram(run: tuple[Token, ...], function: str) -> Fingerprint:
@@ -319,11 +428,16 @@ def compare(
     template: Mapping[str, str] | None = None,
     threshold: float = THRESHOLD,
     common_fraction: float = COMMON_FRACTION,
+    unseen: Iterable[Note] = (),
 ) -> Similarity:
     """Suspicious pairs and clusters among ``sources`` (student -> function -> source).
-    ``template`` holds the handed-out functions: what they contain is nobody's own code."""
+    ``template`` holds the handed-out functions: what they contain is nobody's own code.
+    ``unseen``: what the caller knows is missing from ``sources`` (code the reader did not
+    read), listed with what could not be compared."""
     given = set().union(*(all_hashes(s) for s in (template or {}).values()))
-    held = {student: _held(functions, given) for student, functions in sorted(sources.items())}
+    held, notes = {}, list(unseen)
+    for student, functions in sorted(sources.items()):
+        held[student] = _held(student, functions, given, notes)
     held = {student: prints for student, prints in held.items() if prints}
     holders: dict[int, list[str]] = defaultdict(list)
     for student, prints in held.items():
@@ -343,19 +457,45 @@ def compare(
     pairs.sort(key=lambda p: (-p.score, p.a, p.b))
     common_count = sum(1 for h in holders if weight[h] == 0.0 and len(holders[h]) > 1)
     return Similarity(tuple(held), tuple(pairs), _clusters(pairs), threshold, common_count,
-                      _ceiling(len(held), common_fraction), round(min(best_below, threshold), 4))
+                      _ceiling(len(held), common_fraction), round(min(best_below, threshold), 4),
+                      tuple(notes))
 
 
-def _held(functions: Mapping[str, str], given: set[int]) -> dict[int, list[Fingerprint]]:
-    """A submission's fingerprints by hash, the template's left out."""
+def _held(student: str, functions: Mapping[str, str], given: set[int],
+          notes: list[Note]) -> dict[int, list[Fingerprint]]:
+    """A submission's fingerprints by hash, the template's left out; what could not be
+    compared goes to ``notes``, whatever went wrong: one student's text never stops the
+    comparison of the others."""
     found: dict[int, list[Fingerprint]] = defaultdict(list)
     for name, source in sorted(functions.items()):
         if not isinstance(source, str):
             continue
-        for fingerprint in fingerprints(name, source):
+        try:
+            prints = _winnowed(name, source)
+        except Exception as error:  # noqa: BLE001 - see the docstring
+            prints, why = None, f"could not be compared ({type(error).__name__})"
+        else:
+            why = _why_not(source)
+        if prints is None or notebook.CUT in source or notebook.LEFT_OUT in source:
+            notes.append(Note(student, name, why if prints is None else _in_part(source)))
+        for fingerprint in prints or ():
             if fingerprint.hash not in given:
                 found[fingerprint.hash].append(fingerprint)
     return dict(found)
+
+
+def _why_not(source: str) -> str:
+    if len(source) > MAX_CHARS:
+        return f"not compared: {len(source):,} characters, more than the {MAX_CHARS:,} compared"
+    if notebook.CUT in source:
+        return "not compared: the grader kept only the start of this long function"
+    return "not compared: its code does not parse (it is shown, not compared)"
+
+
+def _in_part(source: str) -> str:
+    if notebook.CUT in source:
+        return "compared in part: the grader kept only the start of this long function"
+    return "compared without some of its helpers: the grader keeps a function's first ones"
 
 
 def _weights(holders: Mapping[int, list[str]], count: int,

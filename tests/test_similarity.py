@@ -3,12 +3,17 @@ generated class of 55 with known copies (tests/classgen.py)."""
 
 from __future__ import annotations
 
+import ast
+import json
 import random
+import textwrap
 from itertools import combinations
+from pathlib import Path
 
+import nbformat
 import pytest
 
-from grader import rubric, similarity
+from grader import notebook, rubric, similarity
 from grader.classview import template_sources
 from tests.classgen import FUNCTIONS, HEADERS, disguise, make_class, stub, write_function
 
@@ -212,3 +217,89 @@ def test_same_input_same_output(generated, template, found) -> None:
     random.Random(1).shuffle(shuffled)
     again = similarity.compare({r.student: r.sources for r in shuffled}, template=template)
     assert again == found
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def moved(functions: dict[str, str], how: str) -> list[str]:
+    """Cells that define ``functions`` (name -> source) with their bodies elsewhere: in
+    helpers behind one-line wrappers, in helpers the names are bound to, in static methods of
+    one class, or inside a top-level ``if``; "inline" keeps them as they are."""
+    cells, methods = [], []
+    for function, source in functions.items():
+        impl = f"_{function}_impl"
+        params = ", ".join(a.arg for a in ast.parse(source).body[0].args.args)
+        helper = source.replace(f"def {function}(", f"def {impl}(", 1)
+        if how == "wrapper":
+            cells.append(f"{helper}\n\n\ndef {function}({params}):\n    return {impl}({params})")
+        elif how == "alias":
+            cells.append(f"{helper}\n\n{function} = {impl}")
+        elif how == "method":
+            methods.append(f"    @staticmethod\n{textwrap.indent(helper, '    ')}")
+            cells.append(f"{function} = Layers.{impl}")
+        elif how == "guarded":
+            cells.append(f"if True:\n{textwrap.indent(source, '    ')}")
+        else:
+            cells.append(source)
+    return ["class Layers:\n" + "\n\n".join(methods)] * bool(methods) + cells
+
+
+def read_sources(cells: list[str]) -> dict[str, str]:
+    """What a result keeps of a notebook of ``cells`` (grader.grade stores exactly this)."""
+    made = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    read = notebook.from_bytes(Path("s.ipynb"), json.dumps(made).encode())
+    return read.function_sources(list(FUNCTIONS))
+
+
+@pytest.mark.parametrize("how", ["wrapper", "alias", "method", "guarded"])
+def test_a_copy_moved_into_helpers_is_flagged(template, how: str) -> None:
+    """Issue 21's copy: the functions renamed ``_f_impl`` behind one-line wrappers (and the
+    same move by other means) pairs with the original that keeps the bodies inline."""
+    rng = random.Random(11)
+    students = {f"s{i:02d}": {f: write_function(f, rng) for f in FUNCTIONS} for i in range(20)}
+    copied = {f: disguise(code, rng) for f, code in students["s05"].items()}
+    students["copy"] = read_sources(["import numpy as np", *moved(copied, how)])
+    assert set(students["copy"]) == set(FUNCTIONS)
+    found = similarity.compare(students, template=template)
+    assert [(p.a, p.b) for p in found.pairs] == [("copy", "s05")]
+    assert found.pairs[0].score >= 0.9
+    assert found.best_unflagged < found.threshold
+
+
+def test_honest_helpers_do_not_make_independent_students_pair(template) -> None:
+    """Twenty students who write their code themselves, half of them moving some of it into
+    helpers of their own (and calling a helper the template hands out): no pair, and none as
+    close to the threshold as a copy."""
+    rng = random.Random(5)
+    students = {}
+    given = "def numerical_gradient(f, x, h=1e-5):\n    return (f(x + h) - f(x - h)) / (2 * h)\n"
+    for i in range(20):
+        written = {f: write_function(f, rng) for f in FUNCTIONS}
+        cells = ["import numpy as np", given]
+        for f, code in written.items():
+            how = rng.choice(["wrapper", "alias", "guarded"]) if i % 2 else "inline"
+            cells += moved({f: code}, how)
+        cells.append("def dense_forward(x, W, b):\n    return _affine(x, W) + b\n\n"
+                     "def _affine(x, W):\n    check = numerical_gradient(np.sum, x)\n"
+                     "    return x @ W\n" if i % 4 == 1 else "pass")
+        students[f"s{i:02d}"] = read_sources(cells)
+    found = similarity.compare(students, template={**template, "numerical_gradient": given})
+    assert found.pairs == ()
+    assert found.best_unflagged < found.threshold - 0.1
+    with_helpers = [s for s, f in students.items() if "_impl" in f["relu_forward"]]
+    assert len(with_helpers) >= 5  # the helpers were there to be compared
+
+
+def test_a_helper_shared_by_two_functions_counts_once(template) -> None:
+    """Two functions calling one helper store it twice; its code weighs once in the score."""
+    rng = random.Random(2)
+    helper = write_function("relu_forward", rng).replace("def relu_forward(", "def _relu(", 1)
+    students = {f"s{i}": {f: write_function(f, rng) for f in FUNCTIONS} for i in range(6)}
+    a = {**students["s0"], "relu_forward": "def relu_forward(x):\n    return _relu(x)\n\n\n" +
+         helper, "sigmoid_forward": "def sigmoid_forward(x):\n    return _relu(x)\n\n\n" + helper}
+    b = {**students["s0"], "relu_forward": "def relu_forward(x):\n    return _relu(x)\n\n\n" +
+         helper}
+    found = similarity.compare({**students, "a": a, "b": b}, template=template)
+    pair = next(p for p in found.pairs if {p.a, p.b} == {"a", "b"})
+    assert pair.score > 0.9
