@@ -18,7 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from grader import diagnose, expectations, gradient_checks, mnist_checks, scoring, shortcuts
+from grader import (
+    counterexample,
+    diagnose,
+    expectations,
+    gradient_checks,
+    mnist_checks,
+    scoring,
+    shortcuts,
+)
 from grader.checktypes import (
     Context,
     Runner,
@@ -40,6 +48,7 @@ from grader.results import TestResult
 from grader.rubric import Case, TestSpec
 
 __all__ = ["Context", "run"]
+SMALL_CALL = 2.0  # seconds for a call on a counterexample's few numbers
 
 
 def run(context: Context, *, public_only: bool = False) -> list[TestResult]:
@@ -140,12 +149,37 @@ def run_output(spec: TestSpec, context: Context) -> TestResult:
         if diagnosis is None and not verdict.passed:
             diagnosis = _explain(spec, context, comparisons, args, kwargs)
     total = len(spec.cases)
+    failed = next((n for n, v in enumerate(verdicts) if not v.passed), None)
+    found = (counterexample.search(spec, context, failed, _student_output(spec, context))
+             if failed is not None else None)
+    if found is not None:
+        diagnosis = f"{diagnosis} {found.text()}" if diagnosis else found.text()
     message = f"All {total} case{'s' * (total != 1)} match." if total > 1 else "Correct."
     if notes:
         message += " Note: " + "; ".join(sorted(notes)) + "."
     failing = next((d for d in case_details if not all(o["passed"] for o in d["outputs"])), None)
     details = {"cases": case_details, **(failing or {"outputs": case_details[-1]["outputs"]})}
+    if found is not None:
+        details["counterexample"] = found.details()
     return scored(spec, verdicts, message, diagnosis=diagnosis, details=details)
+
+
+def _student_output(spec: TestSpec, context: Context) -> Callable[[Any], list[Any] | None]:
+    """What the student's function gives on a small input (``grader.counterexample``), as the
+    values the test compares; None where the call gives nothing to compare."""
+    positions = expectations.positions(spec)
+
+    def got_of(candidate: Any) -> list[Any] | None:
+        outcome = context.session.call(
+            spec.function, candidate.args, candidate.kwargs,
+            timeout=min(float(spec.timeout), SMALL_CALL), warnings=spec.options.get("warnings"),
+            reply=positions if spec.returns else "value")
+        got = unpack(outcome.value, 1) if outcome.ok and not spec.returns else outcome.value
+        if not outcome.ok or outcome.guards or not isinstance(got, list):
+            return None
+        return [_finish(spec, as_array(g)) for g in got]
+
+    return got_of
 
 
 def _output_case(

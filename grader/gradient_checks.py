@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from grader import diagnose, expectations, scoring
+from grader import counterexample, diagnose, expectations, scoring
 from grader.checktypes import (
     Context,
     as_array,
@@ -89,6 +89,13 @@ def run_gradient(spec: TestSpec, context: Context) -> TestResult:
         "cases": case_details,
         **{k: failing[k] for k in ("outputs", "inputs", "properties")},
     }
+    wrong = next((n for n, d in enumerate(case_details)
+                  if not all(o["passed"] for o in d["outputs"])), None)
+    found = (counterexample.search(spec, context, wrong, _student_gradients(spec, context))
+             if wrong is not None else None)
+    if found is not None:
+        diagnosis = f"{diagnosis} {found.text()}" if diagnosis else found.text()
+        details["counterexample"] = found.details()
     message = "All gradients match and the backward behaves well."
     return scored(spec, verdicts, message, diagnosis=diagnosis, details=details)
 
@@ -145,6 +152,24 @@ def _check_case(
         "all_passed": verdict.passed,
     }
     return verdict, details, found
+
+
+def _student_gradients(spec: TestSpec, context: Context) -> Any:
+    """The student's forward then backward on a small input (``grader.counterexample``): the
+    gradients the test compares, or None where a call gives nothing to compare."""
+    session, timeout = context.session, min(float(spec.timeout), 2.0)
+
+    def got_of(candidate: Any) -> list[Any] | None:
+        fwd = session.call(spec.forward or "", candidate.args, candidate.kwargs,
+                           timeout=timeout, store="small", reply=[0])
+        if not fwd.ok or fwd.guards:
+            return None
+        bwd = session.call(spec.function, [candidate.dout, {"__ref__": "small", "index": 1}],
+                           timeout=timeout)
+        got = unpack(bwd.value, len(spec.outputs)) if bwd.ok and not bwd.guards else None
+        return [as_array(g) for g in got] if got is not None else None
+
+    return got_of
 
 
 def _compare_gradients(case: GradientCase, got: list[Any]) -> tuple[list[Comparison], list[dict]]:

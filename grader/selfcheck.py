@@ -6,7 +6,9 @@ rubric (hidden tests are left out entirely: names, inputs, points) and the refer
 to every call those tests can make, recorded here and replayed by ``grader.checker``. It holds
 no reference code: the recording is plain data (JSON and an ``.npz`` read without pickle).
 
-Which calls can a public test make? The expected outputs and gradients on the test's seeded
+Which calls can a public test make? The smallest-counterexample search's candidates
+(``grader.counterexample``: a fixed list, the same for every notebook); the expected outputs and
+gradients on the test's seeded
 inputs; the central differences of the reference forward (whose random coordinates depend on
 which gradients have the right shape, so every such combination is recorded); and the bug
 patterns' reruns of the reference on changed inputs, recorded by diagnosing made-up wrong
@@ -29,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from grader import checks, gradient_checks, reference, replay, rubric
+from grader import checks, counterexample, gradient_checks, reference, replay, rubric
 from grader.checktypes import Context, case_inputs
 from grader.compare import compare
 from grader.errors import GraderError
@@ -154,6 +156,7 @@ def record(exported: Rubric,
 def _record_output(spec: TestSpec, context: Context) -> None:
     positions = checks._positions(spec)
     for number, case in enumerate(spec.cases):
+        counterexample.candidates(spec, context.rubric, context.reference, number)
         args, kwargs = case_inputs(spec, context, number, case)
         expected = checks._expected(spec, case, context.reference[spec.function], args, kwargs,
                                     positions)
@@ -168,6 +171,7 @@ def _record_gradient(spec: TestSpec, context: Context) -> None:
     count = len(spec.outputs)
     positions = spec.options.get("wrt", list(range(count)))
     for number in range(len(spec.cases)):
+        counterexample.candidates(spec, context.rubric, context.reference, number)
         # a gradient of the wrong shape is skipped, and the ones after it then draw other
         # random coordinates: every combination has its own calls
         for right_shape in itertools.product((True, False), repeat=len(positions)):

@@ -133,9 +133,11 @@ def _comparable(test: dict) -> dict:
     carries answers a grading input), so the numbers in messages and details differ; the
     verdicts, points and diagnoses do not."""
     keys = ("name", "status", "score", "max_score")
-    numbers = re.compile(r"\d+(\.\d+)?(e[-+]?\d+)?")  # (where, how large: the inputs')
+    numbers = re.compile(r"-?\d+(\.\d+)?(e[-+]?\d+)?")  # (where, how large: the inputs')
+    diagnosis, _, counterexample = (test["diagnosis"] or "").partition("Smallest failing input")
     return {**{k: test[k] for k in keys},
-            "diagnosis": numbers.sub("#", test["diagnosis"]) if test["diagnosis"] else None}
+            "diagnosis": numbers.sub("#", diagnosis) if test["diagnosis"] else None,
+            "counterexample": bool(counterexample)}
 
 
 EXAMPLES = sorted((ROOT / "submissions" / "convolution").glob("*.ipynb"))

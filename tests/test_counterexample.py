@@ -1,0 +1,133 @@
+"""The smallest input that shows the bug (``grader.counterexample``): a fixed, small list of
+fresh inputs per test, tried through the session, the first disagreement shown; bounded in
+calls, the same for every student, and carried by the self-check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from grader import counterexample, expectations, reference, rubric, selfcheck
+from grader.checktypes import Context
+from grader.execute import CallOutcome
+from tests.conftest import UNIT_KINDS, build_notebook
+from tests.test_bug_patterns import BUGS
+
+SEARCHED = [(name, spec.name, number)
+            for name in ("backprop", "convolution")
+            for spec in rubric.load(name).tests if spec.kind in ("output", "gradient")
+            for number in range(len(spec.cases))]
+
+
+@pytest.fixture(scope="module")
+def loaded() -> dict[str, tuple[Any, Any]]:
+    return {name: (rubric.load(name), reference.load(rubric.load(name).solution))
+            for name in ("backprop", "convolution")}
+
+
+@pytest.mark.parametrize("assignment, test, number", SEARCHED)
+def test_candidates_are_small_fresh_and_the_same_every_time(loaded, assignment: str,
+                                                            test: str, number: int) -> None:
+    spec_rubric, ref = loaded[assignment]
+    spec = next(t for t in spec_rubric.tests if t.name == test)
+    found = counterexample.candidates(spec, spec_rubric, ref, number)
+    if spec.options.get("kink"):
+        assert found == []  # (any subgradient is right there: no single answer to show)
+        return
+    assert 1 <= len(found) <= counterexample.MAX_TRIES
+    args, _ = expectations.case_inputs(spec, spec_rubric, number)
+    for candidate in found:
+        numbers = sum(a.size for a in candidate.args if isinstance(a, np.ndarray))
+        assert numbers <= counterexample.MAX_NUMBERS
+        assert all(np.all(np.isfinite(e)) and e.size for e in candidate.expected)
+        assert not any(isinstance(a, np.ndarray) and a.shape == b.shape and np.array_equal(a, b)
+                       for a, b in zip(candidate.args, args))  # never the test's own input
+    counterexample._MEMORY.clear()
+    again = counterexample.candidates(spec, spec_rubric, ref, number)
+    assert [c.same_input(d) for c, d in zip(found, again)] == [True] * len(found)
+
+
+class Counting:
+    """A session whose every call returns zeros of the right kind, counting the calls."""
+
+    out_of_time = False
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def call(self, function: str, args: list, kwargs: dict | None = None, **_: Any
+             ) -> CallOutcome:
+        self.calls += 1
+        return CallOutcome(True, value=[np.zeros(1)] * 3)
+
+
+def test_the_search_is_bounded_in_calls(loaded) -> None:
+    """A function that is wrong everywhere in a way that never compares (the wrong shape every
+    time) costs at most MAX_TRIES calls of it."""
+    spec_rubric, ref = loaded["backprop"]
+    spec = next(t for t in spec_rubric.tests if t.name == "dense_forward: output")
+    session = Counting()
+    context = Context(session=session, rubric=spec_rubric, reference=ref, forbidden={})
+    found = counterexample.search(spec, context, 0, lambda c: [session.call("x", [])] and None)
+    tried = counterexample.candidates(spec, spec_rubric, ref, 0)
+    assert found is None and session.calls == len(tried) <= counterexample.MAX_TRIES
+
+
+BY_NAME = {bug.name: bug for bug in BUGS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bug, test, shows", [
+    ("dense backward with a flipped sign", "dense_backward: gradient check", "dx"),
+    ("softmax gradient without 1/N", "softmax_cross_entropy: loss and gradient", "dlogits"),
+    ("conv1d flips the kernel", "conv1d: random sizes and strides", "out"),
+    ("conv1d ignores the stride", "conv1d: random sizes and strides", "out"),
+    ("max pooling that averages", "max_pool2d: random sizes, overlapping windows", "out"),
+    ("conv2d_forward ignores the padding",
+     "conv2d_forward: batches, channels, stride and padding", "out"),
+])
+def test_a_failing_test_shows_a_counterexample_of_a_dozen_numbers(
+        bug: str, test: str, shows: str, submission, grade_notebook) -> None:
+    found = BY_NAME[bug]
+    path = submission(found.assignment, replace={found.function: found.code})
+    result = grade_notebook(path, found.assignment, kinds=UNIT_KINDS)
+    failed = next(t for t in result.tests if t.name == test)
+    shown = failed.details["counterexample"]
+    assert shown["output"] == shows and shown["expected"] != shown["got"]
+    assert not shown["large"]
+    numbers = sum(str(shown["inputs"]).count(c) for c in ",[") - str(shown["inputs"]).count("[")
+    assert numbers <= 16, shown["inputs"]
+    assert "Smallest failing input: " in failed.diagnosis
+    assert f"Expected {shows} = " in failed.diagnosis and ", yours " in failed.diagnosis
+
+
+@pytest.mark.slow
+def test_a_bug_only_large_values_show_says_so(submission, grade_notebook) -> None:
+    """Softmax without the shift is right on small logits: the smallest failing input is one
+    with logits as large as the test's, and the page says no small integers show it."""
+    found = BY_NAME["softmax that overflows"]
+    path = submission("backprop", replace={found.function: found.code})
+    result = grade_notebook(path, "backprop", kinds=UNIT_KINDS)
+    failed = next(t for t in result.tests if t.name.startswith("softmax_cross_entropy: large"))
+    assert failed.details["counterexample"]["large"]
+    assert "no small integers show it" in failed.diagnosis
+
+
+@pytest.mark.slow
+def test_the_self_check_shows_its_own_counterexample(tmp_path: Path) -> None:
+    """The checker carries the reference's answers to its own candidates (it has no reference
+    code), so a student sees a counterexample before submitting."""
+    pyz = selfcheck.export("backprop", tmp_path / "check.pyz")
+    found = BY_NAME["dense backward with a flipped sign"]
+    path = build_notebook(tmp_path, "backprop", replace={found.function: found.code})
+    done = subprocess.run([sys.executable, str(pyz), str(path), "--json"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    tests = {t["name"]: t for t in json.loads(done.stdout)["tests"]}
+    failed = tests["dense_backward: gradient check"]
+    assert "Smallest failing input: " in failed["diagnosis"], failed["diagnosis"]
