@@ -3,14 +3,16 @@
 One TOML file (``--course course.toml``, remembered by the output folder) that lives beside
 the results and survives every regrade: nothing in it touches a stored result; the final
 grades are computed from results and this file each time (``grader.final``). Read strictly:
-an unknown key or a value of the wrong type stops with the key named. The format is in the
-README ("The course file").
+an unknown key, an unknown assignment or a value of the wrong type stops with the key named
+and a "did you mean". The format is in the README ("The course file").
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -101,19 +103,24 @@ class Course:
 NO_COURSE = Course()
 
 
-def load(path: Path) -> Course:
-    """Read and check a course file; raises ``GraderError`` naming the file and the key."""
+def load(path: Path, *, assignments: Collection[str] | None = None) -> Course:
+    """Read and check a course file; raises ``GraderError`` naming the file and the key.
+    ``assignments``: the names it may use (default: every rubric in ``solutions/``)."""
+    if assignments is None:
+        from grader import rubric  # (only its list of names)
+
+        assignments = rubric.available()
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise GraderError(f"cannot read the course file {path}: {exc}") from None
     try:
-        return _course(data, str(path))
+        return _course(data, str(path), assignments)
     except GraderError as exc:
         raise GraderError(f"{path}: {exc}") from None
 
 
-def _course(data: dict[str, Any], source: str) -> Course:
+def _course(data: dict[str, Any], source: str, known: Collection[str]) -> Course:
     _known(data, TOP_KEYS, "")
     zone = _text(data.get("timezone", "UTC"), "timezone")
     try:
@@ -123,6 +130,8 @@ def _course(data: dict[str, Any], source: str) -> Course:
                           f"'America/New_York', 'UTC')") from None
     default = _late(data.get("late", {}), "late")
     assignments = _table(data.get("assignments", {}), "assignments")
+    for name in assignments:
+        _assignment(name, f"assignments.{name}", known)
     adjustments = data.get("adjustments", [])
     if not isinstance(adjustments, list):
         raise GraderError("adjustments: must be a list of tables ([[adjustments]])")
@@ -131,9 +140,19 @@ def _course(data: dict[str, Any], source: str) -> Course:
         file_times=_flag(data.get("file_times", False), "file_times"),
         assignments={name: _rules(rules, f"assignments.{name}", default, tz)
                      for name, rules in assignments.items()},
-        adjustments=tuple(_adjustment(a, f"adjustments[{i}]") for i, a in enumerate(adjustments)),
+        adjustments=tuple(_adjustment(a, f"adjustments[{i}]", known)
+                          for i, a in enumerate(adjustments)),
         source=source,
     )
+
+
+def _assignment(name: str, where: str, known: Collection[str]) -> str:
+    """An assignment the grader has a rubric for: a misspelt one would take its deadline,
+    late rule or adjustment away from the real one without a word."""
+    if name not in known:
+        raise GraderError(f"{where}: unknown assignment {name!r}{_did_you_mean(name, known)}; "
+                          f"known: {', '.join(sorted(known)) or 'none'}")
+    return name
 
 
 def _rules(data: Any, where: str, default: LateRule, tz: ZoneInfo) -> Rules:
@@ -174,7 +193,7 @@ def _late(data: Any, where: str) -> LateRule:
     return LateRule(per_day=per_day, zero_after_days=zero, grace_minutes=grace)
 
 
-def _adjustment(data: Any, where: str) -> Adjustment:
+def _adjustment(data: Any, where: str, known: Collection[str]) -> Adjustment:
     data = _table(data, where)
     _known(data, ADJUSTMENT_KEYS, where)
     for key in ("student", "points", "comment", "by"):
@@ -189,7 +208,9 @@ def _adjustment(data: Any, where: str) -> Adjustment:
     assignment = data.get("assignment")
     return Adjustment(
         student=_text(data["student"], f"{where}.student"),
-        assignment=_text(assignment, f"{where}.assignment") if assignment is not None else None,
+        assignment=(_assignment(_text(assignment, f"{where}.assignment"),
+                                f"{where}.assignment", known)
+                    if assignment is not None else None),
         test=_text(test, f"{where}.test") if test is not None else None,
         points=_number(data["points"], f"{where}.points"),
         comment=comment,
@@ -200,11 +221,17 @@ def _adjustment(data: Any, where: str) -> Adjustment:
 # --------------------------------------------------------------------------- value checks
 
 
+def _did_you_mean(word: str, known: Collection[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _known(data: dict[str, Any], keys: set[str], where: str) -> None:
     for key in data:
         if key not in keys:
             prefix = f"{where}." if where else ""
-            raise GraderError(f"{prefix}{key}: unknown key; known: {', '.join(sorted(keys))}")
+            raise GraderError(f"{prefix}{key}: unknown key{_did_you_mean(key, keys)}; known: "
+                              f"{', '.join(sorted(keys))}")
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:
