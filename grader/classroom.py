@@ -79,10 +79,14 @@ def intake(paths: list[Path], *, out_dir: Path | None = None, roster_path: Path 
            course_path: Path | None = None, lms: str = "auto") -> Iterator[Intake]:
     """Read the roster and course file (refusing a bad one before any grading), find and match
     the submissions; archives stay extracted while the context lasts. Without ``roster_path``
-    the roster ``out_dir`` remembers is used, so a late file joins its student."""
+    the roster ``out_dir`` remembers is used, so a late file joins its student; a student the
+    course file (given or remembered) names must be on the roster, checked before grading."""
     loaded = roster.load(roster_path) if roster_path else _remembered_roster(out_dir)
-    if course_path:
-        course_file.load(course_path)
+    course = (course_file.load(course_path) if course_path
+              else _course(_state(out_dir), out_dir) if out_dir is not None
+              else course_file.NO_COURSE)
+    if loaded is not None:  # every student the course file names must be on it
+        course_file.resolve(course, loaded.students, roster=True)
     with ingest.collect(paths, lms=lms) as (found, refused):
         matched = ingest.match(found, loaded, refused)
         yield Intake(matched, loaded, _absolute(roster_path), _absolute(course_path))
@@ -105,9 +109,10 @@ def rebuild(out_dir: Path, *, assignment: str, max_score: float, intake: Intake 
     from every result in the folder too. ``known``: results the caller holds exactly as it
     wrote them into the folder in this run (under its lock), not read back again."""
     state = _merged(_state(out_dir), intake)
-    course = _course(state, out_dir)
     results = _results(out_dir, assignment, known)
     people = _people(state, results)
+    course = course_file.resolve(_course(state, out_dir), people, roster=bool(state["roster"]),
+                                 assignment=assignment, tests=_tests(rubric, results))
     finals = tuple(final.compute(results.get(roster.result_name(s.id)), s, course,
                                  assignment=assignment,
                                  max_score=max_score, intake=state["submissions"].get(s.id))
@@ -204,6 +209,13 @@ def _results(out_dir: Path, assignment: str,
         if result.assignment == assignment:
             found[result.student] = result
     return found
+
+
+def _tests(rubric: Rubric | None, results: dict[str, SubmissionResult]) -> set[str]:
+    """The assignment's test names: the rubric's, else those its results hold."""
+    if rubric is not None:
+        return {t.name for t in rubric.tests}
+    return {t.name for r in results.values() for t in r.tests}
 
 
 def _people(state: dict[str, Any], results: dict[str, SubmissionResult]) -> list[Student]:

@@ -4,15 +4,19 @@ One TOML file (``--course course.toml``, remembered by the output folder) that l
 the results and survives every regrade: nothing in it touches a stored result; the final
 grades are computed from results and this file each time (``grader.final``). Read strictly:
 an unknown key, an unknown assignment or a value of the wrong type stops with the key named
-and a "did you mean". The format is in the README ("The course file").
+and a "did you mean". The students it names are resolved against the roster (``resolve``):
+any identifier the roster holds will do, and one that is nobody's, or more than one
+student's, stops too, since its extension or adjustment would otherwise reach nobody. The
+format is in the README ("The course file").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import tomllib
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -20,6 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from grader.errors import GraderError
+from grader.roster import IDENTIFIERS, Student, identifiers, lookup
 
 TOP_KEYS = {"timezone", "file_times", "late", "assignments", "adjustments"}
 LATE_KEYS = {"per_day", "zero_after_days", "grace_minutes"}
@@ -216,6 +221,113 @@ def _adjustment(data: Any, where: str, known: Collection[str]) -> Adjustment:
         comment=comment,
         by=by,
     )
+
+
+# --------------------------------------------------------------------------- students
+
+
+def resolve(course: Course, students: Sequence[Student], *, roster: bool,
+            assignment: str | None = None, tests: Collection[str] = ()) -> Course:
+    """The course file with every student it names written as their ``id``, which results
+    and final grades go by; ``GraderError`` names the key of a name that is nobody's or more
+    than one student's, and of an adjustment's test that ``assignment`` lacks (``tests``).
+
+    With a ``roster`` the class is known, so every entry is checked, whatever its
+    assignment. Without one, ``students`` are those graded in this folder, so only
+    ``assignment``'s entries are: another assignment's belong to its own folder."""
+    names = _Names(tuple(students), roster)
+
+    def applies(name: str | None) -> bool:
+        return roster or assignment is None or name in (None, assignment)
+
+    try:
+        rules = {name: _resolved_rules(r, f"assignments.{name}", names) if applies(name) else r
+                 for name, r in course.assignments.items()}
+        adjustments = tuple(_resolved_adjustment(a, f"adjustments[{i}]", names)
+                            if applies(a.assignment) else a
+                            for i, a in enumerate(course.adjustments))
+        if assignment is not None and tests:
+            _check_tests(adjustments, assignment, tests)
+    except GraderError as exc:
+        raise GraderError(f"{course.source}: {exc}" if course.source else str(exc)) from None
+    return dataclasses.replace(course, assignments=rules, adjustments=adjustments)
+
+
+@dataclass(frozen=True)
+class _Names:
+    """Who a course file may name: the roster's students, or without one those graded."""
+
+    students: tuple[Student, ...]
+    roster: bool
+
+    def id_of(self, identifier: str, where: str) -> str:
+        found = lookup(self.students, identifier)
+        if len(found) == 1:
+            return found[0][0].id
+        if found:
+            whose = ", ".join(f"{s.id} ({label})" for s, label in found)
+            raise GraderError(f"{where}: {identifier!r} is an identifier of {len(found)} "
+                              f"students: {whose}; name the one you mean by their id")
+        raise GraderError(f"{where}: {identifier!r} is nobody {self._among()}"
+                          f"{self._close(identifier)}")
+
+    def _among(self) -> str:
+        if self.roster:
+            *others, last = IDENTIFIERS.values()
+            return f"on the roster (name a student by their {', '.join(others)} or {last})"
+        return ("graded in this folder (without a roster, a student is named as their "
+                "result is; give --roster to name students by their ids)")
+
+    def _close(self, identifier: str) -> str:
+        known = identifiers(self.students)
+        close = difflib.get_close_matches(identifier, list(known), n=1, cutoff=0.6)
+        if not close:
+            return ""
+        student, label = known[close[0]]
+        whose = f"{student.name} ({student.id})" if student.name else student.id
+        return f"; did you mean {close[0]!r}, the {label} of {whose}?"
+
+
+def _resolved_rules(rules: Rules, where: str, names: _Names) -> Rules:
+    return dataclasses.replace(
+        rules, extensions=_by_id(rules.extensions, f"{where}.extensions", names),
+        submitted=_by_id(rules.submitted, f"{where}.submitted", names))
+
+
+def _resolved_adjustment(adjustment: Adjustment, where: str, names: _Names) -> Adjustment:
+    try:
+        student = names.id_of(adjustment.student, f"{where}.student")
+    except GraderError as exc:
+        if adjustment.assignment is None and not names.roster:
+            raise GraderError(f"{exc}; without assignment, an adjustment is for every "
+                              f"assignment: give its own") from None
+        raise
+    return dataclasses.replace(adjustment, student=student)
+
+
+def _by_id(table: dict[str, datetime], where: str, names: _Names) -> dict[str, datetime]:
+    """``table`` keyed by student id; two keys for one student would let one silently win."""
+    resolved: dict[str, datetime] = {}
+    written: dict[str, str] = {}
+    for key, value in table.items():
+        student = names.id_of(key, f"{where}.{key}")
+        if student in written:
+            raise GraderError(f"{where}: {written[student]!r} and {key!r} are the same "
+                              f"student ({student}); keep one")
+        resolved[student], written[student] = value, key
+    return resolved
+
+
+def _check_tests(adjustments: Sequence[Adjustment], assignment: str,
+                 tests: Collection[str]) -> None:
+    """An adjustment on a test the rubric does not have would change nothing."""
+    for i, a in enumerate(adjustments):
+        if a.test is None or a.assignment not in (None, assignment) or a.test in tests:
+            continue
+        hint = ("; without assignment, an adjustment is for every assignment: give its own"
+                if a.assignment is None else "")
+        raise GraderError(f"adjustments[{i}].test: {assignment} has no test {a.test!r}"
+                          f"{_did_you_mean(a.test, tests)}{hint}")
 
 
 # --------------------------------------------------------------------------- value checks
