@@ -7,9 +7,10 @@ course file over them (``grader.final``) and writes the overview, ``grades.csv``
 and Moodle upload files and the pages of students whose final grade changed. So grading one
 late file into the class's folder adds that student and keeps everyone else.
 
-What the folder remembers lives in ``intake/state.json``: the roster (as data), the course
-file's path (read again on every run, so an edited file counts without a regrade), each
-student's submission (file, LMS, time, earlier attempts) and the files that matched nobody.
+What the folder remembers lives in ``intake/state.json``: its assignment, the roster (as
+data), the course file's path (read again on every run, so an edited file counts without a
+regrade), each student's submission (file, LMS, time, earlier attempts) and the files that
+matched nobody.
 """
 
 from __future__ import annotations
@@ -92,6 +93,25 @@ def intake(paths: list[Path], *, out_dir: Path | None = None, roster_path: Path 
         yield Intake(matched, loaded, _absolute(roster_path), _absolute(course_path))
 
 
+def assignment_of(out_dir: Path) -> str | None:
+    """The assignment a class's folder holds: the one its record names, else (a folder from
+    before the record kept it) the one its results share; None where it holds none."""
+    if not out_dir.is_dir():
+        return None
+    if (out_dir / STATE).exists() and _state(out_dir).get("assignment"):
+        return str(_state(out_dir)["assignment"])
+    held = set()
+    for path in out_dir.glob("*.json"):
+        try:
+            held.add(load(path).assignment)
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+    if len(held) > 1:
+        raise GraderError(f"{out_dir} holds results of {', '.join(sorted(held))}; give "
+                          f"--assignment")
+    return held.pop() if held else None
+
+
 def _remembered_roster(out_dir: Path | None) -> Roster | None:
     if out_dir is None or not (out_dir / STATE).exists():
         return None
@@ -125,6 +145,7 @@ def rebuild(out_dir: Path, *, assignment: str, max_score: float, intake: Intake 
     class_view = classview.write(every, out_dir, rubric) if rubric is not None else None
     write_atomic(out_dir / "index.html", report.render_index(
         every, machine=machine, gradebook=view, class_view=class_view))
+    state["assignment"] = assignment
     write_atomic(out_dir / STATE, json.dumps(state, indent=1, sort_keys=True) + "\n")
     return ClassView(counts, finals, tuple(view["notes"]), files)
 
@@ -147,8 +168,8 @@ def warm_up(rubric: Rubric | None = None) -> None:
 
 def _state(out_dir: Path) -> dict[str, Any]:
     path = out_dir / STATE
-    empty = {"version": STATE_VERSION, "roster": None, "roster_file": None, "course": None,
-             "submissions": {}, "unmatched": [], "refused": [], "pages": {}}
+    empty = {"version": STATE_VERSION, "assignment": None, "roster": None, "roster_file": None,
+             "course": None, "submissions": {}, "unmatched": [], "refused": [], "pages": {}}
     if not path.exists():
         return empty
     try:
