@@ -207,8 +207,10 @@ def _gradebook(args: argparse.Namespace) -> int:
     loaded = rubric.load(_assignment(args))
     with (classroom.intake([], roster_path=args.roster, course_path=args.course) as intake,
           _only_run_on(args.out)):
+        # with the rubric, the class's function and similarity pages (and the overview's
+        # links to them) are rebuilt too, as after grading, instead of vanishing
         view = classroom.rebuild(args.out, assignment=loaded.name, max_score=loaded.max_score,
-                                 intake=intake)
+                                 intake=intake, rubric=loaded)
     print(view.counts.line() + ".")
     print(f"Written: {', '.join(view.files)} and index.html in {args.out}")
     return 0

@@ -236,6 +236,7 @@ def test_cli_summary_overview_and_gradebook_command_agree(tmp_path, course_files
     again = cli("gradebook", "--out", str(out))  # the folder knows its assignment
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines()[0] == counts
+    assert 'href="class/function-conv1d.html"' in (out / "index.html").read_text()
 
     # Grace's late file, into the folder alone: its assignment, roster and course file are known
     late = tmp_path / "late.zip"
