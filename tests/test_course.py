@@ -175,8 +175,10 @@ def test_course_file_errors_name_the_key(tmp_path, text, words) -> None:
 
 
 def test_the_readme_example_is_a_valid_course_file(tmp_path) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    example = readme.split("**The course file**")[1].split("```toml\n")[1].split("```")[0]
+    from tests import readme
+
+    example = readme.blocks(readme.after("**The course file**", readme.README.read_text()),
+                            "toml")[0]
     path = tmp_path / "course.toml"
     path.write_text(example)
     loaded = course.load(path)
