@@ -7,9 +7,10 @@ course file over them (``grader.final``) and writes the overview, ``grades.csv``
 and Moodle upload files and the pages of students whose final grade changed. So grading one
 late file into the class's folder adds that student and keeps everyone else.
 
-What the folder remembers lives in ``intake/state.json``: the roster (as data), the course
-file's path (read again on every run, so an edited file counts without a regrade), each
-student's submission (file, LMS, time, earlier attempts) and the files that matched nobody.
+What the folder remembers lives in ``intake/state.json``: its assignment, the roster (as
+data), the course file's path (read again on every run, so an edited file counts without a
+regrade), each student's submission (file, LMS, time, earlier attempts) and the files that
+matched nobody.
 """
 
 from __future__ import annotations
@@ -79,13 +80,36 @@ def intake(paths: list[Path], *, out_dir: Path | None = None, roster_path: Path 
            course_path: Path | None = None, lms: str = "auto") -> Iterator[Intake]:
     """Read the roster and course file (refusing a bad one before any grading), find and match
     the submissions; archives stay extracted while the context lasts. Without ``roster_path``
-    the roster ``out_dir`` remembers is used, so a late file joins its student."""
+    the roster ``out_dir`` remembers is used, so a late file joins its student; a student the
+    course file (given or remembered) names must be on the roster, checked before grading."""
     loaded = roster.load(roster_path) if roster_path else _remembered_roster(out_dir)
-    if course_path:
-        course_file.load(course_path)
+    course = (course_file.load(course_path) if course_path
+              else _course(_state(out_dir), out_dir) if out_dir is not None
+              else course_file.NO_COURSE)
+    if loaded is not None:  # every student the course file names must be on it
+        course_file.resolve(course, loaded.students, roster=True)
     with ingest.collect(paths, lms=lms) as (found, refused):
         matched = ingest.match(found, loaded, refused)
         yield Intake(matched, loaded, _absolute(roster_path), _absolute(course_path))
+
+
+def assignment_of(out_dir: Path) -> str | None:
+    """The assignment a class's folder holds: the one its record names, else (a folder from
+    before the record kept it) the one its results share; None where it holds none."""
+    if not out_dir.is_dir():
+        return None
+    if (out_dir / STATE).exists() and _state(out_dir).get("assignment"):
+        return str(_state(out_dir)["assignment"])
+    held = set()
+    for path in out_dir.glob("*.json"):
+        try:
+            held.add(load(path).assignment)
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+    if len(held) > 1:
+        raise GraderError(f"{out_dir} holds results of {', '.join(sorted(held))}; give "
+                          f"--assignment")
+    return held.pop() if held else None
 
 
 def _remembered_roster(out_dir: Path | None) -> Roster | None:
@@ -105,9 +129,10 @@ def rebuild(out_dir: Path, *, assignment: str, max_score: float, intake: Intake 
     from every result in the folder too. ``known``: results the caller holds exactly as it
     wrote them into the folder in this run (under its lock), not read back again."""
     state = _merged(_state(out_dir), intake)
-    course = _course(state, out_dir)
     results = _results(out_dir, assignment, known)
     people = _people(state, results)
+    course = course_file.resolve(_course(state, out_dir), people, roster=bool(state["roster"]),
+                                 assignment=assignment, tests=_tests(rubric, results))
     finals = tuple(final.compute(results.get(roster.result_name(s.id)), s, course,
                                  assignment=assignment,
                                  max_score=max_score, intake=state["submissions"].get(s.id))
@@ -120,6 +145,7 @@ def rebuild(out_dir: Path, *, assignment: str, max_score: float, intake: Intake 
     class_view = classview.write(every, out_dir, rubric) if rubric is not None else None
     write_atomic(out_dir / "index.html", report.render_index(
         every, machine=machine, gradebook=view, class_view=class_view))
+    state["assignment"] = assignment
     write_atomic(out_dir / STATE, json.dumps(state, indent=1, sort_keys=True) + "\n")
     return ClassView(counts, finals, tuple(view["notes"]), files)
 
@@ -142,8 +168,8 @@ def warm_up(rubric: Rubric | None = None) -> None:
 
 def _state(out_dir: Path) -> dict[str, Any]:
     path = out_dir / STATE
-    empty = {"version": STATE_VERSION, "roster": None, "roster_file": None, "course": None,
-             "submissions": {}, "unmatched": [], "refused": [], "pages": {}}
+    empty = {"version": STATE_VERSION, "assignment": None, "roster": None, "roster_file": None,
+             "course": None, "submissions": {}, "unmatched": [], "refused": [], "pages": {}}
     if not path.exists():
         return empty
     try:
@@ -204,6 +230,13 @@ def _results(out_dir: Path, assignment: str,
         if result.assignment == assignment:
             found[result.student] = result
     return found
+
+
+def _tests(rubric: Rubric | None, results: dict[str, SubmissionResult]) -> set[str]:
+    """The assignment's test names: the rubric's, else those its results hold."""
+    if rubric is not None:
+        return {t.name for t in rubric.tests}
+    return {t.name for r in results.values() for t in r.tests}
 
 
 def _people(state: dict[str, Any], results: dict[str, SubmissionResult]) -> list[Student]:

@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
 
     grade = commands.add_parser("grade", help="grade submitted notebooks (files or folders)")
     grade.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    grade.add_argument("--assignment", required=True, help="e.g. backprop or convolution")
+    grade.add_argument("--assignment", help="e.g. backprop or convolution (default: the one "
+                       "the --out folder holds)")
     grade.add_argument("--out", required=True, type=Path, help="folder for results and feedback")
     grade.add_argument(
         "--jobs",
@@ -77,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     book = commands.add_parser(
         "gradebook", help="rebuild the overview and gradebooks of an output folder, no grading "
         "(after editing the course file)")
-    book.add_argument("--assignment", required=True)
+    book.add_argument("--assignment", help="default: the one the --out folder holds")
     book.add_argument("--out", required=True, type=Path)
     _class_options(book)
     book.set_defaults(run=_gradebook)
@@ -136,6 +137,24 @@ def _class_options(command: argparse.ArgumentParser) -> None:
                          "adjustments (TOML); remembered by --out")
 
 
+def _assignment(args: argparse.Namespace) -> str:
+    """The assignment to grade into ``--out``: the one given, else the one the folder holds
+    (so a late file needs only the folder). One that differs from the folder's is refused:
+    its results would replace the others' under the same student names."""
+    from grader import classroom
+
+    held = classroom.assignment_of(args.out)
+    if args.assignment is None:
+        if held is None:
+            raise GraderError(f"--assignment is needed: {args.out} holds no graded "
+                              f"assignment yet")
+        return held
+    if held is not None and held != args.assignment:
+        raise GraderError(f"{args.out} holds the results of {held}, not {args.assignment}; "
+                          f"give --assignment {held}, or another --out for {args.assignment}")
+    return args.assignment
+
+
 def _setup(assignment: str, *, trusted: bool):
     from grader import rubric
     from grader.sandbox import SandboxConfig, plan_layers
@@ -158,7 +177,7 @@ def _grade(args: argparse.Namespace) -> int:
 
     if args.jobs < 1:
         raise GraderError("--jobs must be at least 1")
-    loaded, files, config = _setup(args.assignment, trusted=args.trusted)
+    loaded, files, config = _setup(_assignment(args), trusted=args.trusted)
     validate.assignment(loaded, config=config, mnist=files)  # before any student
     with classroom.intake(args.paths, out_dir=args.out, roster_path=args.roster,
                           course_path=args.course, lms=args.lms) as intake:
@@ -185,11 +204,13 @@ def _gradebook(args: argparse.Namespace) -> int:
         raise GraderError(f"no results in {args.out}; grade into it first")
     from grader.batch import _only_run_on
 
-    loaded = rubric.load(args.assignment)
+    loaded = rubric.load(_assignment(args))
     with (classroom.intake([], roster_path=args.roster, course_path=args.course) as intake,
           _only_run_on(args.out)):
+        # with the rubric, the class's function and similarity pages (and the overview's
+        # links to them) are rebuilt too, as after grading, instead of vanishing
         view = classroom.rebuild(args.out, assignment=loaded.name, max_score=loaded.max_score,
-                                 intake=intake)
+                                 intake=intake, rubric=loaded)
     print(view.counts.line() + ".")
     print(f"Written: {', '.join(view.files)} and index.html in {args.out}")
     return 0

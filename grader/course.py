@@ -3,14 +3,20 @@
 One TOML file (``--course course.toml``, remembered by the output folder) that lives beside
 the results and survives every regrade: nothing in it touches a stored result; the final
 grades are computed from results and this file each time (``grader.final``). Read strictly:
-an unknown key or a value of the wrong type stops with the key named. The format is in the
-README ("The course file").
+an unknown key, an unknown assignment or a value of the wrong type stops with the key named
+and a "did you mean". The students it names are resolved against the roster (``resolve``):
+any identifier the roster holds will do, and one that is nobody's, or more than one
+student's, stops too, since its extension or adjustment would otherwise reach nobody. The
+format is in the README ("The course file").
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import math
 import tomllib
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -18,6 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from grader.errors import GraderError
+from grader.roster import IDENTIFIERS, Student, identifiers, lookup
 
 TOP_KEYS = {"timezone", "file_times", "late", "assignments", "adjustments"}
 LATE_KEYS = {"per_day", "zero_after_days", "grace_minutes"}
@@ -101,19 +108,24 @@ class Course:
 NO_COURSE = Course()
 
 
-def load(path: Path) -> Course:
-    """Read and check a course file; raises ``GraderError`` naming the file and the key."""
+def load(path: Path, *, assignments: Collection[str] | None = None) -> Course:
+    """Read and check a course file; raises ``GraderError`` naming the file and the key.
+    ``assignments``: the names it may use (default: every rubric in ``solutions/``)."""
+    if assignments is None:
+        from grader import rubric  # (only its list of names)
+
+        assignments = rubric.available()
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise GraderError(f"cannot read the course file {path}: {exc}") from None
     try:
-        return _course(data, str(path))
+        return _course(data, str(path), assignments)
     except GraderError as exc:
         raise GraderError(f"{path}: {exc}") from None
 
 
-def _course(data: dict[str, Any], source: str) -> Course:
+def _course(data: dict[str, Any], source: str, known: Collection[str]) -> Course:
     _known(data, TOP_KEYS, "")
     zone = _text(data.get("timezone", "UTC"), "timezone")
     try:
@@ -123,6 +135,8 @@ def _course(data: dict[str, Any], source: str) -> Course:
                           f"'America/New_York', 'UTC')") from None
     default = _late(data.get("late", {}), "late")
     assignments = _table(data.get("assignments", {}), "assignments")
+    for name in assignments:
+        _assignment(name, f"assignments.{name}", known)
     adjustments = data.get("adjustments", [])
     if not isinstance(adjustments, list):
         raise GraderError("adjustments: must be a list of tables ([[adjustments]])")
@@ -131,9 +145,19 @@ def _course(data: dict[str, Any], source: str) -> Course:
         file_times=_flag(data.get("file_times", False), "file_times"),
         assignments={name: _rules(rules, f"assignments.{name}", default, tz)
                      for name, rules in assignments.items()},
-        adjustments=tuple(_adjustment(a, f"adjustments[{i}]") for i, a in enumerate(adjustments)),
+        adjustments=tuple(_adjustment(a, f"adjustments[{i}]", known)
+                          for i, a in enumerate(adjustments)),
         source=source,
     )
+
+
+def _assignment(name: str, where: str, known: Collection[str]) -> str:
+    """An assignment the grader has a rubric for: a misspelt one would take its deadline,
+    late rule or adjustment away from the real one without a word."""
+    if name not in known:
+        raise GraderError(f"{where}: unknown assignment {name!r}{_did_you_mean(name, known)}; "
+                          f"known: {', '.join(sorted(known)) or 'none'}")
+    return name
 
 
 def _rules(data: Any, where: str, default: LateRule, tz: ZoneInfo) -> Rules:
@@ -174,7 +198,7 @@ def _late(data: Any, where: str) -> LateRule:
     return LateRule(per_day=per_day, zero_after_days=zero, grace_minutes=grace)
 
 
-def _adjustment(data: Any, where: str) -> Adjustment:
+def _adjustment(data: Any, where: str, known: Collection[str]) -> Adjustment:
     data = _table(data, where)
     _known(data, ADJUSTMENT_KEYS, where)
     for key in ("student", "points", "comment", "by"):
@@ -189,7 +213,9 @@ def _adjustment(data: Any, where: str) -> Adjustment:
     assignment = data.get("assignment")
     return Adjustment(
         student=_text(data["student"], f"{where}.student"),
-        assignment=_text(assignment, f"{where}.assignment") if assignment is not None else None,
+        assignment=(_assignment(_text(assignment, f"{where}.assignment"),
+                                f"{where}.assignment", known)
+                    if assignment is not None else None),
         test=_text(test, f"{where}.test") if test is not None else None,
         points=_number(data["points"], f"{where}.points"),
         comment=comment,
@@ -197,14 +223,127 @@ def _adjustment(data: Any, where: str) -> Adjustment:
     )
 
 
+# --------------------------------------------------------------------------- students
+
+
+def resolve(course: Course, students: Sequence[Student], *, roster: bool,
+            assignment: str | None = None, tests: Collection[str] = ()) -> Course:
+    """The course file with every student it names written as their ``id``, which results
+    and final grades go by; ``GraderError`` names the key of a name that is nobody's or more
+    than one student's, and of an adjustment's test that ``assignment`` lacks (``tests``).
+
+    With a ``roster`` the class is known, so every entry is checked, whatever its
+    assignment. Without one, ``students`` are those graded in this folder, so only
+    ``assignment``'s entries are: another assignment's belong to its own folder."""
+    names = _Names(tuple(students), roster)
+
+    def applies(name: str | None) -> bool:
+        return roster or assignment is None or name in (None, assignment)
+
+    try:
+        rules = {name: _resolved_rules(r, f"assignments.{name}", names) if applies(name) else r
+                 for name, r in course.assignments.items()}
+        adjustments = tuple(_resolved_adjustment(a, f"adjustments[{i}]", names)
+                            if applies(a.assignment) else a
+                            for i, a in enumerate(course.adjustments))
+        if assignment is not None and tests:
+            _check_tests(adjustments, assignment, tests)
+    except GraderError as exc:
+        raise GraderError(f"{course.source}: {exc}" if course.source else str(exc)) from None
+    return dataclasses.replace(course, assignments=rules, adjustments=adjustments)
+
+
+@dataclass(frozen=True)
+class _Names:
+    """Who a course file may name: the roster's students, or without one those graded."""
+
+    students: tuple[Student, ...]
+    roster: bool
+
+    def id_of(self, identifier: str, where: str) -> str:
+        found = lookup(self.students, identifier)
+        if len(found) == 1:
+            return found[0][0].id
+        if found:
+            whose = ", ".join(f"{s.id} ({label})" for s, label in found)
+            raise GraderError(f"{where}: {identifier!r} is an identifier of {len(found)} "
+                              f"students: {whose}; name the one you mean by their id")
+        raise GraderError(f"{where}: {identifier!r} is nobody {self._among()}"
+                          f"{self._close(identifier)}")
+
+    def _among(self) -> str:
+        if self.roster:
+            *others, last = IDENTIFIERS.values()
+            return f"on the roster (name a student by their {', '.join(others)} or {last})"
+        return ("graded in this folder (without a roster, a student is named as their "
+                "result is; give --roster to name students by their ids)")
+
+    def _close(self, identifier: str) -> str:
+        known = identifiers(self.students)
+        close = difflib.get_close_matches(identifier, list(known), n=1, cutoff=0.6)
+        if not close:
+            return ""
+        student, label = known[close[0]]
+        whose = f"{student.name} ({student.id})" if student.name else student.id
+        return f"; did you mean {close[0]!r}, the {label} of {whose}?"
+
+
+def _resolved_rules(rules: Rules, where: str, names: _Names) -> Rules:
+    return dataclasses.replace(
+        rules, extensions=_by_id(rules.extensions, f"{where}.extensions", names),
+        submitted=_by_id(rules.submitted, f"{where}.submitted", names))
+
+
+def _resolved_adjustment(adjustment: Adjustment, where: str, names: _Names) -> Adjustment:
+    try:
+        student = names.id_of(adjustment.student, f"{where}.student")
+    except GraderError as exc:
+        if adjustment.assignment is None and not names.roster:
+            raise GraderError(f"{exc}; without assignment, an adjustment is for every "
+                              f"assignment: give its own") from None
+        raise
+    return dataclasses.replace(adjustment, student=student)
+
+
+def _by_id(table: dict[str, datetime], where: str, names: _Names) -> dict[str, datetime]:
+    """``table`` keyed by student id; two keys for one student would let one silently win."""
+    resolved: dict[str, datetime] = {}
+    written: dict[str, str] = {}
+    for key, value in table.items():
+        student = names.id_of(key, f"{where}.{key}")
+        if student in written:
+            raise GraderError(f"{where}: {written[student]!r} and {key!r} are the same "
+                              f"student ({student}); keep one")
+        resolved[student], written[student] = value, key
+    return resolved
+
+
+def _check_tests(adjustments: Sequence[Adjustment], assignment: str,
+                 tests: Collection[str]) -> None:
+    """An adjustment on a test the rubric does not have would change nothing."""
+    for i, a in enumerate(adjustments):
+        if a.test is None or a.assignment not in (None, assignment) or a.test in tests:
+            continue
+        hint = ("; without assignment, an adjustment is for every assignment: give its own"
+                if a.assignment is None else "")
+        raise GraderError(f"adjustments[{i}].test: {assignment} has no test {a.test!r}"
+                          f"{_did_you_mean(a.test, tests)}{hint}")
+
+
 # --------------------------------------------------------------------------- value checks
+
+
+def _did_you_mean(word: str, known: Collection[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _known(data: dict[str, Any], keys: set[str], where: str) -> None:
     for key in data:
         if key not in keys:
             prefix = f"{where}." if where else ""
-            raise GraderError(f"{prefix}{key}: unknown key; known: {', '.join(sorted(keys))}")
+            raise GraderError(f"{prefix}{key}: unknown key{_did_you_mean(key, keys)}; known: "
+                              f"{', '.join(sorted(keys))}")
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import io
 import itertools
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -77,6 +78,40 @@ class Roster:
 
     def get(self, student_id: str) -> Student | None:
         return next((s for s in self.students if s.id == student_id), None)
+
+
+# The identifiers an instructor may name a student by (in the course file), as said in messages.
+IDENTIFIERS = {"id": "id", "sis_id": "SIS id", "login": "login", "email": "email",
+               "canvas_id": "Canvas id", "moodle_id": "Moodle id"}
+
+
+def lookup(students: Iterable[Student], identifier: str) -> list[tuple[Student, str]]:
+    """Every student ``identifier`` is an identifier of, each with which one (``'SIS id'``).
+
+    An instructor writes whichever id is at hand (the SIS id from the registry, an email, the
+    LMS's number) while results are named by the roster's ``id``, which in a Canvas gradebook
+    export is Canvas's number. Emails compare without case; a student is listed once, under
+    the first identifier that matches."""
+    found = []
+    for student in students:
+        for name, label in IDENTIFIERS.items():
+            value = getattr(student, name)
+            if value and (value == identifier or name == "email"
+                          and value.casefold() == identifier.casefold()):
+                found.append((student, label))
+                break
+    return found
+
+
+def identifiers(students: Iterable[Student]) -> dict[str, tuple[Student, str]]:
+    """Each identifier of each student, with whose and which (for a "did you mean")."""
+    known: dict[str, tuple[Student, str]] = {}
+    for student in students:
+        for name, label in IDENTIFIERS.items():
+            value = getattr(student, name)
+            if value:
+                known.setdefault(value, (student, label))
+    return known
 
 
 def reserved(name: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -152,8 +153,16 @@ def test_adjustment_on_an_unknown_test_names_it(loaded) -> None:
     ("dedline = 1", "dedline: unknown key"),
     ("timezone = 'Mars/Olympus'", "unknown time zone"),
     ("[late]\nper_day = 10", "late.per_day: a fraction"),
-    ("[assignments.x]\ndeadline = 'soon'", "assignments.x.deadline: not a date-time"),
-    ("[assignments.x.extensions]\ns1 = 2", "need the assignment's deadline"),
+    ("[assignments.convolution]\ndeadline = 'soon'",
+     "assignments.convolution.deadline: not a date-time"),
+    ("[assignments.convolution.extensions]\ns1 = 2", "need the assignment's deadline"),
+    ("[assignments.backprob]\ndeadline = 2026-11-20T23:59:00",
+     "assignments.backprob: unknown assignment 'backprob' (did you mean 'backprop'?)"),
+    ("[[adjustments]]\nstudent = 's1'\nassignment = 'convolutoin'\npoints = 1\nby = 'me'\n"
+     "comment = 'c'", "adjustments[0].assignment: unknown assignment 'convolutoin' (did you "
+     "mean 'convolution'?)"),
+    ("[assignments.convolution]\ndedline = 2026-11-20T23:59:00",
+     "assignments.convolution.dedline: unknown key (did you mean 'deadline'?)"),
     ("[[adjustments]]\nstudent = 's1'\npoints = 1\nby = 'me'", "adjustments[0].comment: missing"),
     ("[[adjustments]]\nstudent = 's1'\npoints = 'x'\nby = 'me'\ncomment = 'c'",
      "adjustments[0].points: must be a number"),
@@ -161,13 +170,15 @@ def test_adjustment_on_an_unknown_test_names_it(loaded) -> None:
 def test_course_file_errors_name_the_key(tmp_path, text, words) -> None:
     path = tmp_path / "course.toml"
     path.write_text(text)
-    with pytest.raises(GraderError, match=words.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(GraderError, match=re.escape(words)):
         course.load(path)
 
 
 def test_the_readme_example_is_a_valid_course_file(tmp_path) -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    example = readme.split("**The course file**")[1].split("```toml\n")[1].split("```")[0]
+    from tests import readme
+
+    example = readme.blocks(readme.after("**The course file**", readme.README.read_text()),
+                            "toml")[0]
     path = tmp_path / "course.toml"
     path.write_text(example)
     loaded = course.load(path)
@@ -186,3 +197,134 @@ def test_class_modules_stay_away_from_execution(module: str) -> None:
     used = {n.split(".")[1] for n in imports_of(GRADER / f"{module}.py")
             if n.startswith("grader.")}
     assert not used & {"sandbox", "execute", "reference", "checks", "scoring", "inside"}, used
+
+
+# --------------------------------------------------------------------------- who is named
+
+# A Canvas gradebook export as it is: results are named by its ID (Canvas's number), while an
+# instructor writes the SIS id they know (the README's s042).
+CANVAS_ROSTER = ("Student,ID,SIS User ID,SIS Login ID,Section,Convolution (4242)\n"
+                 "    Points Possible,,,,,5\n"
+                 '"Lovelace, Ada",1001,s042,ada,A,\n'
+                 '"Turing, Alan",1002,s077,alan,B,\n'
+                 '"Hopper, Grace",1003,s013,grace,A,\n')
+NAMED_BY_SIS_ID = """
+[late]
+per_day = 0.1
+[assignments.convolution]
+deadline = 2026-11-20T23:59:00
+extensions = { s042 = 2 }
+submitted = { s042 = 2026-11-22T10:00:00, s077 = 2026-11-22T10:00:00 }
+[[adjustments]]
+student = "s042"
+assignment = "convolution"
+test = "b"
+points = 1.5
+comment = "Your derivation is right"
+by = "Dr. Lee"
+"""
+
+
+def class_folder(tmp_path: Path, course_text: str, *, students: tuple[str, ...] = ("1001", "1002"),
+                 roster_text: str | None = CANVAS_ROSTER) -> dict[str, dict[str, str]]:
+    """Results of ``students`` rebuilt with the roster and course file: grades.csv by id."""
+    import csv
+
+    from grader import classroom
+    from grader.results import save
+
+    out = tmp_path / "out"
+    for student in students:
+        save(result(student), out / f"{student}.json")
+    (tmp_path / "course.toml").write_text(course_text)
+    files = {"course_path": tmp_path / "course.toml"}
+    if roster_text is not None:
+        (tmp_path / "roster.csv").write_text(roster_text)
+        files["roster_path"] = tmp_path / "roster.csv"
+    with classroom.intake([], out_dir=out, **files) as intake:
+        classroom.rebuild(out, assignment="convolution", max_score=5.0, intake=intake)
+    return {r["id"]: r for r in csv.DictReader((out / "grades.csv").open(encoding="utf-8"))}
+
+
+def test_a_student_named_by_sis_id_gets_the_extension_and_adjustment(tmp_path) -> None:
+    book = class_folder(tmp_path, NAMED_BY_SIS_ID)
+    ada, alan = book["1001"], book["1002"]
+    assert (ada["status"], ada["late_days"], ada["adjustment"]) == ("graded", "0", "1.5")
+    assert float(ada["score"]) == 3.0 + 1.5 and ada["b"] == "2.5"
+    assert (alan["status"], alan["late_days"], float(alan["score"])) == ("late", "2", 2.4)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("id", "s1"), ("sis_id", "S-0001"), ("login", "ada"), ("email", "Ada@Uni.EDU"),
+    ("canvas_id", "1001"), ("moodle_id", "501")])
+def test_every_identifier_the_roster_holds_names_the_student(field, value) -> None:
+    ada = Student("s1", "Ada", "ada@uni.edu", "A", "S-0001", "ada", "1001", "501")
+    alan = Student("s2", "Alan", "alan@uni.edu", "B", "S-0002", "alan", "1002", "502")
+    wrote = course.Course(assignments={"convolution": course.Rules(extensions={
+        value: datetime(2026, 11, 22, tzinfo=ZoneInfo("UTC"))})})
+    resolved = course.resolve(wrote, [alan, ada], roster=True)
+    assert list(resolved.rules("convolution").extensions) == ["s1"], field
+
+
+def test_a_name_that_is_nobody_stops_before_grading_with_a_did_you_mean(tmp_path) -> None:
+    from grader import classroom
+
+    (tmp_path / "roster.csv").write_text(CANVAS_ROSTER)
+    (tmp_path / "course.toml").write_text(
+        NAMED_BY_SIS_ID.replace("extensions = { s042", "extensions = { s0042"))
+    with pytest.raises(GraderError) as caught, classroom.intake(  # (what grade reads first)
+            [], roster_path=tmp_path / "roster.csv", course_path=tmp_path / "course.toml"):
+        pass
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'course.toml'}: assignments.convolution."
+                              f"extensions.s0042: 's0042' is nobody on the roster")
+    assert "did you mean 's042', the SIS id of Lovelace, Ada (1001)?" in message
+    assert "\n" not in message
+
+
+def test_a_name_of_two_students_stops(tmp_path) -> None:
+    roster_text = "id,name,canvas id\ns1,Ada,1002\n1002,Alan,1003\n"
+    text = ('[[adjustments]]\nstudent = "1002"\npoints = 1\ncomment = "c"\nby = "me"\n')
+    with pytest.raises(GraderError, match=r"adjustments\[0\]\.student: '1002' is an identifier "
+                                          r"of 2 students: s1 \(Canvas id\), 1002 \(id\)"):
+        class_folder(tmp_path, text, students=("s1",), roster_text=roster_text)
+
+
+def test_two_names_of_one_student_in_one_table_stop(tmp_path) -> None:
+    text = NAMED_BY_SIS_ID.replace("extensions = { s042 = 2 }",
+                                   "extensions = { s042 = 2, 1001 = 3 }")
+    with pytest.raises(GraderError, match="extensions: 's042' and '1001' are the same student "
+                                          r"\(1001\); keep one"):
+        class_folder(tmp_path, text)
+
+
+def test_an_adjustment_on_a_test_the_rubric_lacks_stops_even_for_a_missing_student(
+        tmp_path) -> None:
+    """Grace (1003) has no result: an adjustment on a misspelt test was dropped unseen."""
+    text = NAMED_BY_SIS_ID.replace('student = "s042"', 'student = "s013"').replace(
+        'test = "b"', 'test = "bb"')
+    with pytest.raises(GraderError, match=r"adjustments\[0\]\.test: convolution has no test "
+                                          r"'bb' \(did you mean 'b'\?\)"):
+        class_folder(tmp_path, text)
+
+
+def test_without_a_roster_a_name_must_be_a_graded_student(tmp_path) -> None:
+    with pytest.raises(GraderError, match=r"extensions\.s042: 's042' is nobody graded in this "
+                                          r"folder .*give --roster"):
+        class_folder(tmp_path, NAMED_BY_SIS_ID, roster_text=None)
+    other = tmp_path / "other"
+    other.mkdir()
+    text = NAMED_BY_SIS_ID.replace("s042", "1001").replace("s077", "1002")
+    assert class_folder(other, text, roster_text=None)["1001"]["adjustment"] == "1.5"
+
+
+def test_the_command_line_stops_on_a_course_file_naming_nobody(tmp_path) -> None:
+    """The issue's case through ``gradebook``: exit 2 and one line, where it exited 0."""
+    from tests.test_gradebook import cli
+
+    class_folder(tmp_path, NAMED_BY_SIS_ID)
+    (tmp_path / "course.toml").write_text(NAMED_BY_SIS_ID.replace('"s042"', '"s04"'))
+    done = cli("gradebook", "--assignment", "convolution", "--out", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stdout
+    assert done.stderr.count("\n") == 1 and "adjustments[0].student: 's04' is nobody" in \
+        done.stderr

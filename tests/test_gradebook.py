@@ -6,6 +6,7 @@ The notebooks are graded for real (convolution: about a second each) through
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -232,9 +233,19 @@ def test_cli_summary_overview_and_gradebook_command_agree(tmp_path, course_files
     index = (out / "index.html").read_text()
     assert counts.rstrip(".") in index
     assert "turingalan_1002_70001_convolution.ipynb" in index  # the earlier one, listed
-    again = cli("gradebook", "--assignment", "convolution", "--out", str(out))
+    again = cli("gradebook", "--out", str(out))  # the folder knows its assignment
     assert again.returncode == 0, again.stderr
     assert again.stdout.splitlines()[0] == counts
+    assert 'href="class/function-conv1d.html"' in (out / "index.html").read_text()
+
+    # Grace's late file, into the folder alone: its assignment, roster and course file are known
+    late = tmp_path / "late.zip"
+    with zipfile.ZipFile(late, "w") as zf:
+        zf.write(ada, "hoppergrace_LATE_1003_70004_convolution.ipynb")
+    done = cli("grade", "--out", str(out), str(late), "--quiet", "--jobs", "1")
+    assert done.returncode == 0, done.stderr
+    book = {r["id"]: r["status"] for r in rows(out / "grades.csv")}
+    assert book == {"s1": "graded", "s2": "late", "s3": "late"}
 
 
 def test_a_roster_id_unsafe_as_a_file_name_stays_in_the_folder(tmp_path, sandbox_config) -> None:
@@ -249,3 +260,50 @@ def test_a_roster_id_unsafe_as_a_file_name_stays_in_the_folder(tmp_path, sandbox
     assert not (tmp_path / "evil dir").exists() and not (tmp_path / "deep" / "evil dir").exists()
     [row] = rows(out / "grades.csv")
     assert row["id"] == "../../evil dir/x" and row["status"] == "graded"
+
+
+def graded_folder(out: Path, assignment: str = "convolution") -> Path:
+    """A class's folder as ``grade`` leaves it, without running anything: a result and the
+    folder's record."""
+    from grader.results import save
+    from tests.test_course import result
+
+    save(dataclasses.replace(result("s1"), assignment=assignment), out / "s1.json")
+    classroom.rebuild(out, assignment=assignment, max_score=5.0)
+    return out
+
+
+def test_gradebook_takes_the_assignment_from_the_folder(tmp_path) -> None:
+    out = graded_folder(tmp_path / "out")
+    done = cli("gradebook", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("1 students: 1 graded")
+
+
+def test_a_folder_from_before_its_record_named_the_assignment_is_read_from_its_results(
+        tmp_path) -> None:
+    out = graded_folder(tmp_path / "out")
+    state = json.loads((out / classroom.STATE).read_text())
+    del state["assignment"]
+    (out / classroom.STATE).write_text(json.dumps(state))
+    assert classroom.assignment_of(out) == "convolution"
+    assert classroom.assignment_of(tmp_path / "none") is None
+
+
+def test_the_assignment_is_needed_where_the_folder_has_none(tmp_path) -> None:
+    (tmp_path / "late.zip").write_bytes(b"")
+    done = cli("grade", "--out", str(tmp_path / "new"), str(tmp_path / "late.zip"))
+    assert done.returncode == 2
+    assert done.stderr == f"grader: error: --assignment is needed: {tmp_path / 'new'} holds " \
+                          f"no graded assignment yet\n"
+
+
+@pytest.mark.parametrize("command", ["grade", "gradebook"])
+def test_another_assignment_into_a_class_folder_is_refused(tmp_path, command) -> None:
+    """Its results would replace the folder's under the same student names."""
+    out = graded_folder(tmp_path / "out")
+    paths = [str(out / "s1.json")] if command == "grade" else []
+    done = cli(command, "--assignment", "backprop", "--out", str(out), *paths)
+    assert done.returncode == 2
+    assert "holds the results of convolution, not backprop" in done.stderr
+    assert json.loads((out / "s1.json").read_text())["assignment"] == "convolution"
