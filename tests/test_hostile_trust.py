@@ -16,8 +16,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from grader import rubric, selfcheck
+from grader.batch import grade_all
 from tests.conftest import ROOT, build_notebook
 
 # --- 1. the self-check holds the grading answers -------------------------------------------
@@ -328,3 +331,37 @@ def test_the_runtime_answers_with_encoders_the_notebook_cannot_replace(
     rules = next(t for t in result.tests if t.name.startswith("Rules"))
     assert "numpy.convolve" in rules.details.get("uses", []), rules.message
     assert all(t.score == 0 for t in result.tests if t.function == "conv1d")
+
+
+# --- any text at all: every submission gets a result, the batch exits 0 ------------------------
+
+HOSTILE_TEXT = st.one_of(
+    st.text(max_size=300),
+    st.builds(lambda n, c: c * n, st.integers(1, 20_000), st.sampled_from(["-", "(", "[", "not ",
+                                                                           "~", "lambda: "])),
+    st.builds(lambda body: f"def conv1d(x, w, stride=1):\n    {body}\n", st.text(max_size=200)),
+    st.sampled_from(["\udcff", "\x00", "\u2028def conv1d(x, w):\n    return x",
+                     "f'" + "{x}" * 5000 + "'", "x = " + "1" * 5000]),
+)
+
+
+@pytest.mark.slow
+@settings(max_examples=4, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(cells=st.lists(HOSTILE_TEXT, min_size=1, max_size=3))
+def test_any_text_gets_a_result_and_the_batch_goes_on(cells: list[str], tmp_path: Path) -> None:
+    """Arbitrary and adversarial cell text, in a real batch beside the reference: exit 0 (no
+    exception), a result for every notebook, the reference's full marks, no grader fault."""
+    from grader.sandbox import SandboxConfig
+
+    folder = tmp_path / f"in-{abs(hash(tuple(cells)))}"
+    folder.mkdir()
+    build_notebook(folder, "convolution", name="hostile", extra_cells=cells)
+    build_notebook(folder, "convolution", name="reference")
+    out = folder.parent / f"out-{folder.name}"
+    summary = grade_all([folder], rubric.load("convolution"), out,
+                        sandbox=SandboxConfig.from_env(), progress=False, check_reference=False)
+    scores = {r.student: r for r in summary.results}
+    assert set(scores) == {"hostile", "reference"}
+    assert scores["reference"].score == scores["reference"].max_score
+    assert not summary.faults, (out / "grader-faults.txt").read_text()
