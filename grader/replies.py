@@ -31,7 +31,8 @@ import numpy as np
 
 MAX_DEPTH = 32  # a tuple of tuples of ... (a forward's cache is two or three levels deep)
 MAX_TEXT = 4000  # an error's text; a traceback's six lines of student code
-MAX_ITEMS = 64  # cell errors, guard reports
+MAX_ITEMS = 64  # cell errors
+MAX_GUARDS = 1000  # guard reports (each import of a forbidden package's submodules is one)
 FAILURES = frozenset({"missing", "not_implemented", "exception", "exit", "timeout",
                       "unsendable", "too_large"})
 # Every label the runtime's guard reports (grader.inside.runtime's GUARDED_FUNCTIONS and
@@ -135,7 +136,8 @@ def _guards(items: Any) -> list[str]:
 def _list(items: Any, what: str, each: Any) -> list[Any]:
     if not isinstance(items, list):
         raise Interference(f"{_kind(items)} where a list of {what} belongs")
-    if what != "inputs" and len(items) > MAX_ITEMS:
+    most = {"inputs": None, "guard reports": MAX_GUARDS}.get(what, MAX_ITEMS)
+    if most is not None and len(items) > most:
         raise Interference(f"{len(items)} {what}, more than the runtime ever sends")
     return [each(item) for item in items]
 
