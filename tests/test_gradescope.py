@@ -124,6 +124,56 @@ def test_setup_sh_syntax_and_dry_run(tmp_path: Path) -> None:
     assert stat.S_IMODE((root / "source" / "solutions").stat().st_mode) == 0o700
 
 
+FAKE_APT = """#!/bin/sh
+echo "apt-get $*" >> "$STUBS/apt.log"
+case "$1" in
+  update) touch "$STUBS/lists";;
+  install) [ -z "$APT_BROKEN" ] && [ -e "$STUBS/lists" ] && exit 0
+           echo "E: Unable to locate package bubblewrap" >&2; exit 100;;
+esac
+"""
+# a python3.13 that is new enough, makes a venv of itself and installs nothing
+FAKE_PYTHON = """#!/bin/sh
+if [ "$1 $2" = "-m venv" ]; then mkdir -p "$3/bin" && cp "$0" "$3/bin/python"; fi
+exit 0
+"""
+
+
+def run_setup_with_stubs(root: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """setup.sh for real, with apt-get and python3.13 stubbed (``$STUBS/apt.log`` says what
+    apt-get was asked): an image whose package lists are empty until ``apt-get update``."""
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    for name, text in (("apt-get", FAKE_APT), ("python3.13", FAKE_PYTHON)):
+        (stubs / name).write_text(text)
+        (stubs / name).chmod(0o755)
+    return subprocess.run(["bash", str(root / "source" / "setup.sh")], capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "AUTOGRADER_ROOT": str(root), "STUBS": str(stubs),
+                               "PATH": f"{stubs}:{os.environ['PATH']}",
+                               "GRADER_VENV": str(tmp_path / "venv"), **env})
+
+
+def test_setup_sh_updates_the_package_lists_before_installing(convolution_zip: Path,
+                                                              tmp_path: Path) -> None:
+    root = unpack(convolution_zip, tmp_path)
+    done = run_setup_with_stubs(root, tmp_path)
+    assert done.returncode == 0, done.stderr
+    asked = (tmp_path / "stubs" / "apt.log").read_text().splitlines()
+    assert asked[0] == "apt-get update"
+    assert asked[1].startswith("apt-get install -y --no-install-recommends bubblewrap")
+    assert "WARNING" not in done.stderr and "Unable to locate" not in done.stderr
+
+
+def test_setup_sh_says_when_bubblewrap_cannot_be_installed(convolution_zip: Path,
+                                                           tmp_path: Path) -> None:
+    root = unpack(convolution_zip, tmp_path)
+    done = run_setup_with_stubs(root, tmp_path, APT_BROKEN="1")
+    assert done.returncode == 0, done.stderr  # the bwrap from PyPI still sandboxes
+    assert "setup.sh: WARNING: apt-get could not install bubblewrap" in done.stderr
+    assert "no uid drop" in done.stderr
+
+
 @pytest.mark.slow
 def test_reference_notebook_gets_full_marks(convolution_zip: Path, tmp_path: Path) -> None:
     root = unpack(convolution_zip, tmp_path)
@@ -134,6 +184,9 @@ def test_reference_notebook_gets_full_marks(convolution_zip: Path, tmp_path: Pat
     maximum = rubric.load("convolution").max_score
     assert data["score"] == maximum and data["tests"]
     assert all(t["status"] == "passed" for t in data["tests"])
+    # the batch's summary, without the temporary folder its feedback page went to
+    assert "1 submissions in this run" in done.stdout
+    assert "Feedback:" not in done.stdout and "index.html" not in done.stdout
 
 
 @pytest.mark.slow
@@ -167,6 +220,20 @@ def test_two_notebooks_grades_the_assignments_one_and_says_so(convolution_zip: P
                                      "for work/Convolution.ipynb (not scratch.ipynb)")
     assert 0 < data["score"] < rubric.load("convolution").max_score  # frank's, not the reference
     assert any("flipped" in t["output"] for t in data["tests"])
+
+
+def test_choose_notebook_finds_an_upper_case_extension(tmp_path: Path) -> None:
+    """``Backprop.IPYNB`` (as Windows and some zip tools write it) is the assignment's
+    notebook, not a file to pass over for another one."""
+    (tmp_path / "sub").mkdir()
+    for name in ("sub/Backprop.IPYNB", "scratch.ipynb", "notes.txt", "sub/.hidden.IPYNB"):
+        (tmp_path / name).write_text("{}")
+    choice = autograder.choose_notebook(tmp_path, "backprop")
+    assert choice.notebook == tmp_path / "sub" / "Backprop.IPYNB"
+    assert choice.others == (tmp_path / "scratch.ipynb",)
+    (tmp_path / "scratch.ipynb").unlink()
+    only = autograder.choose_notebook(tmp_path, "other")
+    assert only.notebook == tmp_path / "sub" / "Backprop.IPYNB"
 
 
 def test_choose_notebook_ignores_debris(tmp_path: Path) -> None:
