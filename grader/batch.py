@@ -172,16 +172,16 @@ def grade_all(
 
 @contextmanager
 def _report_failures_in(out_dir: Path) -> Iterator[None]:
-    """Keep what the instructor needs to report a grader failure beside the results."""
+    """Keep what the instructor needs to report a grader failure beside the results: every
+    stop for the machine or the grader writes ``grader-error.txt``, as the README promises,
+    with the detail (a traceback, what the sandbox said) where there is one."""
     try:
         yield
     except InfrastructureError as exc:
-        if exc.detail:
-            log = out_dir / "grader-error.txt"
-            write_atomic(log, f"{exc.message}\n\n{exc.detail}")
-            raise InfrastructureError(f"{exc.message} (details in {log}); results finished "
-                                      f"so far are kept, run again to resume") from None
-        raise
+        log = out_dir / "grader-error.txt"
+        write_atomic(log, f"{exc.message}\n\n{exc.detail or '(nothing more is known)'}\n")
+        raise InfrastructureError(f"{exc.message} (details in {log}); results finished "
+                                  f"so far are kept, run again to resume") from None
 
 
 @contextmanager

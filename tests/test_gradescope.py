@@ -337,6 +337,34 @@ def test_a_grader_failure_writes_no_grade(convolution_zip: Path, tmp_path: Path)
     assert not (root / "results" / "results.json").exists()
 
 
+@pytest.mark.slow
+def test_a_machine_fault_shows_its_log_in_the_output(convolution_zip: Path,
+                                                     tmp_path: Path) -> None:
+    """A bwrap gone between two submissions: the grader-error.txt of the stopped batch lives
+    in the autograder's temporary folder, so its text goes to the output, which stays."""
+    from grader import bubblewrap
+
+    real = bubblewrap.find()
+    assert real is not None
+    root = unpack(convolution_zip, tmp_path)
+    shutil.copy(EXAMPLES / "erin_reference.ipynb", root / "submission" / "convolution.ipynb")
+    wrapper = tmp_path / "bwrap"
+    probes = f"case \"$*\" in --version|*' -- true') exec {real.path} \"$@\";; esac\n"
+    env = {"GRADER_BWRAP": str(wrapper), "GRADER_ZYGOTE": "off",
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    wrapper.write_text(f"#!/bin/sh\nexec {real.path} \"$@\"\n")
+    wrapper.chmod(0o755)
+    assert run_autograder(root, **env).returncode == 0  # (the canary, cached for this bwrap)
+    (root / "results" / "results.json").unlink()
+    wrapper.write_text(f"#!/bin/sh\n{probes}rm -f \"$0\"\necho 'bwrap: removed' >&2\nexit 127\n")
+    done = run_autograder(root, **env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"({wrapper}), which is gone" in done.stderr and "GRADER_BWRAP=bundled" in done.stderr
+    assert "grader-error.txt:\nthe sandbox could not start" in done.stdout
+    assert "try 3:" in done.stdout and "bwrap: removed" in done.stdout
+    assert not (root / "results" / "results.json").exists()
+
+
 def test_uid_isolation_is_an_explicit_choice(tmp_path: Path) -> None:
     plain = gradescope.build("convolution", tmp_path / "plain.zip")
     chosen = gradescope.build("convolution", tmp_path / "uid.zip", uid_isolation=True)
