@@ -41,25 +41,29 @@ class Choice:
 def choose_notebook(submission: Path, assignment: str) -> Choice:
     """The one notebook to grade: ``<assignment>.ipynb`` when present (any case, any folder),
     else the only one, else the first by path; ``.IPYNB`` is a notebook too (Windows and some
-    zip tools write it so). Checkpoints, ``__MACOSX`` and hidden files are copies or debris,
-    never the student's work. A link (or a notebook in a linked folder) is never chosen: it
-    is listed in ``refused``."""
-    found: list[Path] = []
+    zip tools write it so). Without any notebook, a Python file (``.py``) is chosen the same
+    way: the grader reads it as a notebook of one cell and says so (``grader.handins``).
+    Checkpoints, ``__MACOSX`` and hidden files are copies or debris, never the student's work.
+    A link (or a file in a linked folder) is never chosen: it is listed in ``refused``."""
+    found: dict[str, list[Path]] = {".ipynb": [], ".py": []}
     refused: list[tuple[Path, str]] = []
     for path in sorted(submission.rglob("*")):
-        if path.suffix.lower() != ".ipynb" or _is_debris(path, submission):
+        suffix = path.suffix.lower()
+        if suffix not in found or _is_debris(path, submission):
             continue
         why = _refusal(path, submission)
         if why:
             refused.append((path, why))
         elif path.is_file():
-            found.append(path)
-    if not found:
-        return Choice(None, refused=tuple(refused))
-    wanted = f"{assignment}.ipynb".lower()
-    named = [p for p in found if p.name.lower() == wanted]
-    chosen = min(named or found, key=lambda p: (len(p.relative_to(submission).parts), str(p)))
-    return Choice(chosen, tuple(p for p in found if p != chosen), tuple(refused))
+            found[suffix].append(path)
+    for suffix, candidates in found.items():
+        if candidates:
+            wanted = f"{assignment}{suffix}".lower()
+            named = [p for p in candidates if p.name.lower() == wanted]
+            chosen = min(named or candidates,
+                         key=lambda p: (len(p.relative_to(submission).parts), str(p)))
+            return Choice(chosen, tuple(p for p in candidates if p != chosen), tuple(refused))
+    return Choice(None, refused=tuple(refused))
 
 
 def _is_debris(path: Path, submission: Path) -> bool:

@@ -69,7 +69,7 @@ def check(notebook_path: str | Path, *, bundle: Bundle | None = None,
     check`` and return the ``SubmissionResult``. From a notebook cell (save it first):
     ``import sys; sys.path.insert(0, "backprop-check.pyz"); import grader.checker as c;
     c.check("my_backprop.ipynb")``."""
-    from grader import grade, notebook
+    from grader import grade, notebook, scripts
     from grader.grade import Job
     from grader.sandbox import SandboxConfig
 
@@ -77,7 +77,7 @@ def check(notebook_path: str | Path, *, bundle: Bundle | None = None,
     path = Path(notebook_path)
     config = SandboxConfig(mode="off", allow_unisolated=True)  # the student's own code
     job = Job(path, bundle.rubric, config, None, public_only=True)
-    started, read = time.perf_counter(), notebook.read(path)
+    started, read = time.perf_counter(), scripts.read(path)  # (a .py: one cell)
     base = dict(student=grade.student_name(path), assignment=bundle.rubric.name,
                 submission=notebook.display_name(path), sha256=read.sha256,
                 grader_version=_version(), cache_key="")
@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         prog=inert.line(Path(sys.argv[0]).name),
         description="Check your notebook with the public tests, as the grader runs them.",
     )
-    parser.add_argument("notebook", type=Path, help="your .ipynb file (save it first)")
+    parser.add_argument("notebook", type=Path,
+                        help="your .ipynb file (save it first), or your .py file")
     parser.add_argument("--json", action="store_true",
                         help="print the result as the grader's JSON instead of the summary")
     args = parser.parse_args(argv)  # a usage error exits 2

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader import classview, final, gradebook, ingest, report, roster
+from grader import classview, final, gradebook, handins, ingest, report, roster
 from grader import course as course_file
 from grader.errors import GraderError
 from grader.export import rubric_order
@@ -83,8 +83,10 @@ def intake(paths: list[Path], *, out_dir: Path | None = None, roster_path: Path 
     loaded = roster.load(roster_path) if roster_path else _remembered_roster(out_dir)
     if course_path:
         course_file.load(course_path)
-    with ingest.collect(paths, lms=lms) as (found, refused):
-        matched = ingest.match(found, loaded, refused)
+    with ingest.collect(paths, lms=lms) as (found, refused), \
+            handins.collect(paths, lms=lms) as others:  # (.py hand-ins; the rest, listed)
+        matched = ingest.match(found, loaded, [*refused, *others.skipped])
+        matched = handins.join(matched, others.scripts, loaded)
         yield Intake(matched, loaded, _absolute(roster_path), _absolute(course_path))
 
 
@@ -273,8 +275,8 @@ def _overview(counts: gradebook.Counts, finals: Sequence[final.FinalGrade],
         notes.append(f"{len(state['unmatched'])} file(s) matched nobody on the roster and were "
                      f"not graded")
     if state["refused"]:
-        notes.append(f"{len(state['refused'])} file(s) refused and not graded (links, unsafe or "
-                     f"damaged archive members)")
+        notes.append(f"{len(state['refused'])} file(s) refused and not graded (not notebooks, "
+                     f"links, unsafe or damaged archive members)")
     mean = counts.mean
     return {"line": counts.line(), "counts": counts,
             "mean": "—" if mean is None else f"{mean:.2f} / {counts.max_score:g}",

@@ -236,6 +236,25 @@ def test_choose_notebook_finds_an_upper_case_extension(tmp_path: Path) -> None:
     assert only.notebook == tmp_path / "sub" / "Backprop.IPYNB"
 
 
+@pytest.mark.slow
+def test_a_python_file_is_graded_when_there_is_no_notebook(convolution_zip: Path,
+                                                           tmp_path: Path) -> None:
+    from tests.test_handins import script_of
+
+    root = unpack(convolution_zip, tmp_path)
+    (root / "submission" / "convolution.py").write_text(script_of(EXAMPLES /
+                                                                  "erin_reference.ipynb"))
+    (root / "submission" / "notes.txt").write_text("see the .py")
+    done = run_autograder(root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = results_of(root)
+    assert data["score"] == rubric.load("convolution").max_score
+    assert "you handed in a Python file, not a notebook" in json.dumps(data)
+    (root / "submission" / "scratch.ipynb").write_text("{}")  # a notebook comes first
+    assert autograder.choose_notebook(root / "submission", "convolution").notebook.name == \
+        "scratch.ipynb"
+
+
 def test_choose_notebook_ignores_debris(tmp_path: Path) -> None:
     for name in ("__MACOSX/backprop.ipynb", "._backprop.ipynb", ".ipynb_checkpoints/b.ipynb",
                  "b/answer.ipynb", "a.ipynb"):

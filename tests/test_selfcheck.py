@@ -353,3 +353,15 @@ def test_notes_are_wrapped_not_cut(width: int | None) -> None:
     assert len(note) > 1 and " ".join(r.strip() for r in note) == "note: " + LONG_NOTICE
     assert all(len(r) < (width or checker.NOTE_WIDTH) for r in note), note
     assert "  note: your notebook printed output; the feedback page shows it" in rows
+
+
+def test_a_python_file_is_checked_as_a_notebook_of_one_cell(checkers: dict,
+                                                            tmp_path: Path) -> None:
+    from tests.test_handins import script_of
+
+    script = tmp_path / "mine.py"
+    script.write_text(script_of(ROOT / "submissions" / "convolution" / "erin_reference.ipynb"))
+    done = run_checker(checkers["convolution"], str(script), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("mine.py: 15.00 / 15 on the public tests")
+    assert "  note: you handed in a Python file, not a notebook" in done.stdout
