@@ -25,10 +25,14 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any
 
+from grader import ingest, nofollow, zipdir
 from grader.errors import GraderError
+from grader.ingest import Matched, Refused, Submission
+from grader.roster import Roster
 from grader.scripts import is_script
+
+Entries = list[tuple[Path, PurePosixPath]]  # a file and its path in its folder or archive
 
 NOT_A_NOTEBOOK = "not a notebook or a Python file ({kind}); not graded"
 DEBRIS = ("a copy Jupyter or macOS makes beside the real file (in .ipynb_checkpoints, "
@@ -44,8 +48,8 @@ class Found:
     """What the folders and archives given hold besides their notebooks: the Python files to
     grade (as ``ingest.Submission``) and the files not graded (``ingest.Refused``)."""
 
-    scripts: list[Any]
-    skipped: list[Any]
+    scripts: list[Submission]
+    skipped: list[Refused]
 
 
 @contextlib.contextmanager
@@ -53,13 +57,13 @@ def collect(paths: list[Path], *, lms: str = "auto") -> Iterator[Found]:
     """Every file under the folders and in the archives of ``paths`` that ``ingest`` leaves
     out: Python files, each read in its download's naming (``ingest._read``), and the rest
     with why. A file given by name is ingest's, whatever it is. Raises when the folders and
-    archives given hold no notebook and no Python file, and no file was given by name. Python files
-    in archives are extracted, as ingest extracts notebooks, into a private folder that lives
-    as long as the context."""
-    from grader import ingest
-
+    archives given hold no notebook and no Python file, and no file was given by name.
+    Python files in archives are extracted, as ingest extracts notebooks, into a private
+    folder that lives as long as the context."""
     with tempfile.TemporaryDirectory(prefix="grader-handins-") as scratch:
-        scripts, skipped, candidates = [], [], 0
+        scripts: list[Submission] = []
+        skipped: list[Refused] = []
+        candidates = 0
         for number, path in enumerate(paths):
             if path.is_file() and not zipfile.is_zipfile(path):
                 candidates += 1
@@ -76,17 +80,15 @@ def collect(paths: list[Path], *, lms: str = "auto") -> Iterator[Found]:
         yield Found(scripts, skipped)
 
 
-def _folder(folder: Path, skipped: list[Any]) -> tuple[list[tuple[Path, PurePosixPath]], int]:
+def _folder(folder: Path, skipped: list[Refused]) -> tuple[Entries, int]:
     """The Python files of ``folder`` (read without following links), the others into
     ``skipped``, and how many notebooks and Python files it holds."""
-    from grader import ingest, nofollow
-
     files, links = nofollow.search(folder, "*")
     entries, count = [], 0
     for link in links:
         relative = link.relative_to(folder).as_posix()
         if not ingest._wanted(relative):  # (a linked notebook: ingest refuses it)
-            skipped.append(ingest.Refused(ingest._printable(f"{folder.name}/{relative}"),
+            skipped.append(Refused(ingest._printable(f"{folder.name}/{relative}"),
                                           nofollow.LINK))
     for path in files:
         relative = PurePosixPath(path.relative_to(folder).as_posix())
@@ -95,16 +97,13 @@ def _folder(folder: Path, skipped: list[Any]) -> tuple[list[tuple[Path, PurePosi
         if kind == "script":
             entries.append((path, relative))
         elif kind != "notebook":
-            skipped.append(ingest.Refused(ingest._printable(f"{folder.name}/{relative}"), kind))
+            skipped.append(Refused(ingest._printable(f"{folder.name}/{relative}"), kind))
     return entries, count
 
 
-def _archive(archive: Path, target: Path,
-             skipped: list[Any]) -> tuple[list[tuple[Path, PurePosixPath]], int]:
+def _archive(archive: Path, target: Path, skipped: list[Refused]) -> tuple[Entries, int]:
     """``_folder`` for a zip: its Python files extracted under ``target`` (with ingest's
     limits), its other files into ``skipped``. Members ingest refuses are left to it."""
-    from grader import ingest, zipdir
-
     zf, bad_names = zipdir.open_zip(archive)  # (ingest has read it already: it can be read)
     entries, count, seen, total = [], 0, set(), 0
     with zf:
@@ -115,28 +114,26 @@ def _archive(archive: Path, target: Path,
             count += kind in ("notebook", "script")
             shown = ingest._printable(f"{archive.name}/{info.filename}")
             if kind not in ("notebook", "script"):
-                skipped.append(ingest.Refused(shown, kind))
+                skipped.append(Refused(shown, kind))
             if kind != "script":
                 continue
             relative = ingest._safe_relative(info.filename)
             if relative in seen:
-                skipped.append(ingest.Refused(shown, "in the archive twice; the first is kept"))
+                skipped.append(Refused(shown, "in the archive twice; the first is kept"))
                 continue
             seen.add(relative)
             written = _extract(zf, info, target / relative, ingest.MAX_TOTAL_BYTES - total)
             if isinstance(written, str):
-                skipped.append(ingest.Refused(shown, written))
+                skipped.append(Refused(shown, written))
             else:
                 total += written
                 entries.append((target / relative, PurePosixPath(relative.as_posix())))
     return entries, count
 
 
-def _extract(zf: Any, info: Any, dest: Path, budget: int) -> int | str:
+def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, budget: int) -> int | str:
     """One Python file out of an archive, as ingest extracts a notebook (within ``budget``
     bytes for all of them): the size it wrote, or why it was not extracted."""
-    from grader import ingest
-
     dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         return ingest._copy_member(zf, info, dest, budget)
@@ -146,8 +143,6 @@ def _extract(zf: Any, info: Any, dest: Path, budget: int) -> int | str:
 
 def _kind(relative: str) -> str:
     """``notebook`` (ingest's), ``script``, or why any other file is not graded."""
-    from grader import ingest
-
     parts = PurePosixPath(relative).parts
     if any(p in ingest.IGNORED_PARTS or p.startswith("._") for p in parts):
         return DEBRIS
@@ -159,7 +154,8 @@ def _kind(relative: str) -> str:
     return NOT_A_NOTEBOOK.format(kind=f"a {suffix} file" if suffix else "no file extension")
 
 
-def nothing_to_grade(paths: list[Path], skipped: list[Any]) -> str:
+def nothing_to_grade(paths: list[Path], skipped: list[Refused]) -> str:
+    """Why a run stops that found nothing to grade, with what the paths hold instead."""
     given = ", ".join(str(p) for p in paths) or "nothing"
     others = [s.original for s in skipped]
     seen = (f"; it holds {len(others)} other file(s): {', '.join(others[:5])}"
@@ -171,12 +167,10 @@ def nothing_to_grade(paths: list[Path], skipped: list[Any]) -> str:
 # --------------------------------------------------------------------------- matching
 
 
-def join(matched: Any, scripts: list[Any], roster: Any) -> Any:
+def join(matched: Matched, scripts: list[Submission], roster: Roster | None) -> Matched:
     """``matched`` (``ingest.Matched``, the notebooks) with the Python files matched to their
     students the same way: graded for a student without a notebook, listed as not graded
     beside one that has a notebook (the notebook is the hand-in)."""
-    from grader import ingest
-
     if not scripts:
         return matched
     # a notebook and a Python file of one name (``a.ipynb``, ``a.py``) are one student's
@@ -184,7 +178,7 @@ def join(matched: Any, scripts: list[Any], roster: Any) -> Any:
     refused = list(matched.refused)
     for script in [s for s in scripts if _stem(s.original) in notebooks]:
         why = BESIDE_A_NOTEBOOK.format(notebook=notebooks[_stem(script.original)].original)
-        refused.append(ingest.Refused(script.original, why))
+        refused.append(Refused(script.original, why))
     extra = ingest.match([s for s in scripts if _stem(s.original) not in notebooks], roster)
     latest, earlier = dict(matched.latest), dict(matched.earlier)
     refused += extra.refused
@@ -192,7 +186,7 @@ def join(matched: Any, scripts: list[Any], roster: Any) -> Any:
         attempts = (*extra.earlier.get(student, ()), script)
         if student in latest:
             why = BESIDE_A_NOTEBOOK.format(notebook=latest[student].original)
-            refused += [ingest.Refused(s.original, why) for s in attempts]
+            refused += [Refused(s.original, why) for s in attempts]
         else:
             latest[student] = script
             if attempts[:-1]:
