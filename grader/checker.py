@@ -4,11 +4,16 @@ answers (``grader.replay``), and the same summary as ``python -m grader check``.
 
 The student's notebook runs in a plain subprocess (``GRADER_SANDBOX=off``): it is their own
 code, on their own machine, and the checker holds no secret it could read.
+
+This module imports only the standard library at its top, so that a Python without NumPy or
+nbformat gets one line saying what to install (``EXIT_NEEDS``), not a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
 import importlib.resources
 import io
 import json
@@ -18,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from grader import inert
-from grader.replay import NotRecorded, stand_in
 
 BUNDLE_PACKAGE = "checker_data"  # the recorded answers' folder at the root of the .pyz
-EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_BROKEN = 0, 1, 2, 3
+# 4: this Python cannot run the checker (too old, or without NumPy or nbformat); 1 is kept
+# for "your tests do not pass yet", so that nobody reads a missing package as a failing test
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE, EXIT_BROKEN, EXIT_NEEDS = 0, 1, 2, 3, 4
+NEEDS = ("numpy", "nbformat")  # beside the standard library; Jupyter has both
+NOTE_WIDTH = 100  # where notes wrap when the output is no terminal (a notebook cell's `!`)
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,10 @@ class Bundle:
 
 def load_bundle() -> Bundle:
     """The bundle inside the .pyz this module was loaded from."""
+    import numpy as np
+
+    from grader.replay import stand_in
+
     folder = importlib.resources.files(BUNDLE_PACKAGE)
     data = json.loads(folder.joinpath("answers.json").read_text(encoding="utf-8"))
     raw_arrays = folder.joinpath("arrays.npz").read_bytes()
@@ -59,7 +69,7 @@ def check(notebook_path: str | Path, *, bundle: Bundle | None = None,
     check`` and return the ``SubmissionResult``. From a notebook cell (save it first):
     ``import sys; sys.path.insert(0, "backprop-check.pyz"); import grader.checker as c;
     c.check("my_backprop.ipynb")``."""
-    from grader import grade, notebook
+    from grader import grade, notebook, scripts
     from grader.grade import Job
     from grader.sandbox import SandboxConfig
 
@@ -67,7 +77,7 @@ def check(notebook_path: str | Path, *, bundle: Bundle | None = None,
     path = Path(notebook_path)
     config = SandboxConfig(mode="off", allow_unisolated=True)  # the student's own code
     job = Job(path, bundle.rubric, config, None, public_only=True)
-    started, read = time.perf_counter(), notebook.read(path)
+    started, read = time.perf_counter(), scripts.read(path)  # (a .py: one cell)
     base = dict(student=grade.student_name(path), assignment=bundle.rubric.name,
                 submission=notebook.display_name(path), sha256=read.sha256,
                 grader_version=_version(), cache_key="")
@@ -90,14 +100,33 @@ def check(notebook_path: str | Path, *, bundle: Bundle | None = None,
 
 def report(result: Any, bundle: Bundle, *, width: int | None = None) -> str:
     """The grader's self-check summary (student text in it made inert: ``cli._summary``),
-    plus the public tests this checker leaves out; ``width``: the terminal's."""
+    plus the public tests this checker leaves out, then the notices whole; ``width``: the
+    terminal's."""
     from grader import cli
 
-    lines = [cli._summary(result, width=width)]
+    # (a copy for the summary alone: ``cli._summary`` cuts each note at 160 characters,
+    # mid-word; here they are written whole and wrapped, even where nothing else wraps)
+    lines = [cli._summary(dataclasses.replace(result, notices=()), width=width)]
     for name in bundle.skipped:
         lines.append(f"  (not run here: {inert.line(name)}. It needs MNIST and the full "
                      f"training; it runs when your notebook is graded.)")
-    return inert.wrap("\n".join(lines), width, cli.MESSAGE_INDENT)
+    text = inert.wrap("\n".join(lines), width, cli.MESSAGE_INDENT)
+    notes = [inert.wrap(line, width or NOTE_WIDTH, cli.MESSAGE_INDENT)
+             for line in note_lines(result)]
+    return "\n".join([text, *notes])
+
+
+def note_lines(result: Any) -> list[str]:
+    """One line per notice of a graded notebook, as the summary gives them: the first line of
+    each, made inert; printed output only named (the feedback page shows it)."""
+    if result.error:
+        return []
+    lines = []
+    for notice in result.notices:
+        if notice.startswith("your notebook printed"):
+            notice = "your notebook printed output; the feedback page shows it"
+        lines.append(f"  note: {inert.line(notice.split(chr(10), 1)[0])}")
+    return lines
 
 
 def passed(result: Any) -> bool:
@@ -110,15 +139,44 @@ def _version() -> str:
     return __version__
 
 
+def unmet_needs(version: tuple[int, ...] = tuple(sys.version_info)) -> str | None:
+    """What this Python lacks to run the checker, as a sentence that says what to do, or
+    None. Asked before anything imports NumPy: without it, a traceback would end in exit
+    status 1, which means "your tests do not pass yet"."""
+    if version[:2] < (3, 11):
+        shown = ".".join(map(str, version[:3]))
+        return (f"this checker needs Python 3.11 or newer, and this is Python {shown}; run it "
+                f"with a newer python (Jupyter's, for instance)")
+    missing = []
+    for name in NEEDS:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if not missing:
+        return None
+    return (f"this Python ({inert.line(sys.executable)}) has no {' or '.join(missing)}; "
+            f"install {'them' if len(missing) > 1 else 'it'} with "
+            f"`python -m pip install {' '.join(missing)}`, or run the checker with the "
+            f"python of your Jupyter, which has both")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=inert.line(Path(sys.argv[0]).name),
         description="Check your notebook with the public tests, as the grader runs them.",
     )
-    parser.add_argument("notebook", type=Path, help="your .ipynb file (save it first)")
+    parser.add_argument("notebook", type=Path,
+                        help="your .ipynb file (save it first), or your .py file")
     parser.add_argument("--json", action="store_true",
                         help="print the result as the grader's JSON instead of the summary")
     args = parser.parse_args(argv)  # a usage error exits 2
+    needs = unmet_needs()
+    if needs:
+        print(f"{parser.prog}: {needs}", file=sys.stderr)
+        return EXIT_NEEDS
+    from grader.replay import NotRecorded
+
     if not args.notebook.is_file():
         print(f"{parser.prog}: error: no such notebook: {inert.line(str(args.notebook))}",
               file=sys.stderr)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader import classview, final, gradebook, ingest, report, roster
+from grader import classview, final, gradebook, handins, ingest, report, roster
 from grader import course as course_file
 from grader.errors import GraderError
 from grader.export import rubric_order
@@ -88,8 +88,10 @@ def intake(paths: list[Path], *, out_dir: Path | None = None, roster_path: Path 
               else course_file.NO_COURSE)
     if loaded is not None:  # every student the course file names must be on it
         course_file.resolve(course, loaded.students, roster=True)
-    with ingest.collect(paths, lms=lms) as (found, refused):
-        matched = ingest.match(found, loaded, refused)
+    with ingest.collect(paths, lms=lms) as (found, refused), \
+            handins.collect(paths, lms=lms) as others:  # (.py hand-ins; the rest, listed)
+        matched = ingest.match(found, loaded, [*refused, *others.skipped])
+        matched = handins.join(matched, others.scripts, loaded)
         yield Intake(matched, loaded, _absolute(roster_path), _absolute(course_path))
 
 
@@ -306,8 +308,8 @@ def _overview(counts: gradebook.Counts, finals: Sequence[final.FinalGrade],
         notes.append(f"{len(state['unmatched'])} file(s) matched nobody on the roster and were "
                      f"not graded")
     if state["refused"]:
-        notes.append(f"{len(state['refused'])} file(s) refused and not graded (links, unsafe or "
-                     f"damaged archive members)")
+        notes.append(f"{len(state['refused'])} file(s) refused and not graded (not notebooks, "
+                     f"links, unsafe or damaged archive members)")
     mean = counts.mean
     return {"line": counts.line(), "counts": counts,
             "mean": "—" if mean is None else f"{mean:.2f} / {counts.max_score:g}",

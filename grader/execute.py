@@ -18,7 +18,14 @@ from typing import Any
 from grader import replies
 from grader.errors import InfrastructureError
 from grader.notebook import CodeCell, Notebook
-from grader.sandbox import Sandbox, SandboxConfig, SandboxCrashed, SandboxTimedOut, ZygoteLost
+from grader.sandbox import (
+    Sandbox,
+    SandboxConfig,
+    SandboxCrashed,
+    SandboxTimedOut,
+    ZygoteLost,
+    program_note,
+)
 
 MAX_RESTARTS = 12
 INTERFERED_SHORT = "your notebook interfered with the grader"
@@ -425,17 +432,23 @@ def _zygote_lost_twice() -> InfrastructureError:
 def _started_sandbox(config: SandboxConfig) -> Sandbox:
     """A running sandbox. It starts before any student code runs in it, so a start that fails
     again and again is the machine's fault: the batch stops rather than give the student a
-    zero for it. (A few tries first: right after a hostile cell was killed, the machine may
-    need a moment to free what it held.)"""
+    zero for it, naming the program that failed (``sandbox.program_note``: a bwrap that a
+    system update removed mid-run, for instance), with each try's words in the detail for
+    ``grader-error.txt``. (A few tries first: right after a hostile cell was killed, the
+    machine may need a moment to free what it held.)"""
+    tries: list[str] = []
     for attempt in range(START_ATTEMPTS):
         sandbox = Sandbox(config)
         try:
             sandbox.start()
             return sandbox
-        except SandboxCrashed as exc:
-            failure = exc
+        except (SandboxCrashed, OSError) as exc:  # (OSError: its program could not be run)
+            failure = str(exc)
+            said = sandbox.output().strip()[-2000:]
+            tries.append(f"try {attempt + 1}: {type(exc).__name__}: {exc}"
+                         + (f"\nthe sandbox's process said:\n{said}" if said else ""))
             time.sleep(0.5 * (attempt + 1))
     raise InfrastructureError(
-        f"the sandbox could not start ({failure}), {START_ATTEMPTS} times. That is the "
-        f"machine's fault, not a student's (no student code had run in it), so grading stopped"
-    )
+        f"the sandbox could not start ({failure}), {START_ATTEMPTS} times; "
+        f"{program_note(sandbox.layers)}. That is the machine's fault, not a student's (no "
+        f"student code had run in it), so grading stopped", "\n\n".join(tries))

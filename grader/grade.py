@@ -18,7 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader import __version__, budgets, checks, notebook, reference, rescore, roster, shortcuts
+from grader import (
+    __version__,
+    budgets,
+    checks,
+    notebook,
+    reference,
+    rescore,
+    roster,
+    scripts,
+    shortcuts,
+)
 from grader.checktypes import GRADER_FAULT
 from grader.errors import GraderError
 from grader.execute import Session
@@ -100,7 +110,7 @@ def _grader_fault(job: Job, exc: Exception, started: float) -> SubmissionResult:
 
 def _grade(job: Job, started: float) -> SubmissionResult:
     timings: dict[str, float] = {}
-    read = notebook.read(job.path)
+    read = scripts.read(job.path)  # (a .py hand-in: as a notebook of one cell)
     timings["read_notebook"] = time.perf_counter() - started
     base = dict(
         student=job.student or student_name(job.path),

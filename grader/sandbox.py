@@ -723,6 +723,17 @@ JOIN_THEN_RUN = ('n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.pro
                  'shift; n=$((n - 1)); done; exec "$@"')
 
 
+def program_note(layers: Iterable[str]) -> str:
+    """What a sandbox's process runs first, for an instructor whose sandbox cannot start:
+    the chosen bwrap with namespaces (``bubblewrap.failing``: it may have gone since it was
+    chosen), else ``setpriv`` for the uid layer, else this Python."""
+    if "namespaces" in layers:
+        return bubblewrap.failing()
+    if "uid" in layers:
+        return f"it runs {shutil.which('setpriv') or 'setpriv (not found)'}, then {sys.executable}"
+    return f"it runs {sys.executable}"
+
+
 def _joining(cgroups: list[Path], command: list[str]) -> list[str]:
     """``command``, run inside ``cgroups`` from its first instruction on."""
     if not cgroups:

@@ -124,6 +124,56 @@ def test_setup_sh_syntax_and_dry_run(tmp_path: Path) -> None:
     assert stat.S_IMODE((root / "source" / "solutions").stat().st_mode) == 0o700
 
 
+FAKE_APT = """#!/bin/sh
+echo "apt-get $*" >> "$STUBS/apt.log"
+case "$1" in
+  update) touch "$STUBS/lists";;
+  install) [ -z "$APT_BROKEN" ] && [ -e "$STUBS/lists" ] && exit 0
+           echo "E: Unable to locate package bubblewrap" >&2; exit 100;;
+esac
+"""
+# a python3.13 that is new enough, makes a venv of itself and installs nothing
+FAKE_PYTHON = """#!/bin/sh
+if [ "$1 $2" = "-m venv" ]; then mkdir -p "$3/bin" && cp "$0" "$3/bin/python"; fi
+exit 0
+"""
+
+
+def run_setup_with_stubs(root: Path, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """setup.sh for real, with apt-get and python3.13 stubbed (``$STUBS/apt.log`` says what
+    apt-get was asked): an image whose package lists are empty until ``apt-get update``."""
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    for name, text in (("apt-get", FAKE_APT), ("python3.13", FAKE_PYTHON)):
+        (stubs / name).write_text(text)
+        (stubs / name).chmod(0o755)
+    return subprocess.run(["bash", str(root / "source" / "setup.sh")], capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "AUTOGRADER_ROOT": str(root), "STUBS": str(stubs),
+                               "PATH": f"{stubs}:{os.environ['PATH']}",
+                               "GRADER_VENV": str(tmp_path / "venv"), **env})
+
+
+def test_setup_sh_updates_the_package_lists_before_installing(convolution_zip: Path,
+                                                              tmp_path: Path) -> None:
+    root = unpack(convolution_zip, tmp_path)
+    done = run_setup_with_stubs(root, tmp_path)
+    assert done.returncode == 0, done.stderr
+    asked = (tmp_path / "stubs" / "apt.log").read_text().splitlines()
+    assert asked[0] == "apt-get update"
+    assert asked[1].startswith("apt-get install -y --no-install-recommends bubblewrap")
+    assert "WARNING" not in done.stderr and "Unable to locate" not in done.stderr
+
+
+def test_setup_sh_says_when_bubblewrap_cannot_be_installed(convolution_zip: Path,
+                                                           tmp_path: Path) -> None:
+    root = unpack(convolution_zip, tmp_path)
+    done = run_setup_with_stubs(root, tmp_path, APT_BROKEN="1")
+    assert done.returncode == 0, done.stderr  # the bwrap from PyPI still sandboxes
+    assert "setup.sh: WARNING: apt-get could not install bubblewrap" in done.stderr
+    assert "no uid drop" in done.stderr
+
+
 @pytest.mark.slow
 def test_reference_notebook_gets_full_marks(convolution_zip: Path, tmp_path: Path) -> None:
     root = unpack(convolution_zip, tmp_path)
@@ -134,6 +184,9 @@ def test_reference_notebook_gets_full_marks(convolution_zip: Path, tmp_path: Pat
     maximum = rubric.load("convolution").max_score
     assert data["score"] == maximum and data["tests"]
     assert all(t["status"] == "passed" for t in data["tests"])
+    # the batch's summary, without the temporary folder its feedback page went to
+    assert "1 submissions in this run" in done.stdout
+    assert "Feedback:" not in done.stdout and "index.html" not in done.stdout
 
 
 @pytest.mark.slow
@@ -167,6 +220,39 @@ def test_two_notebooks_grades_the_assignments_one_and_says_so(convolution_zip: P
                                      "for work/Convolution.ipynb (not scratch.ipynb)")
     assert 0 < data["score"] < rubric.load("convolution").max_score  # frank's, not the reference
     assert any("flipped" in t["output"] for t in data["tests"])
+
+
+def test_choose_notebook_finds_an_upper_case_extension(tmp_path: Path) -> None:
+    """``Backprop.IPYNB`` (as Windows and some zip tools write it) is the assignment's
+    notebook, not a file to pass over for another one."""
+    (tmp_path / "sub").mkdir()
+    for name in ("sub/Backprop.IPYNB", "scratch.ipynb", "notes.txt", "sub/.hidden.IPYNB"):
+        (tmp_path / name).write_text("{}")
+    choice = autograder.choose_notebook(tmp_path, "backprop")
+    assert choice.notebook == tmp_path / "sub" / "Backprop.IPYNB"
+    assert choice.others == (tmp_path / "scratch.ipynb",)
+    (tmp_path / "scratch.ipynb").unlink()
+    only = autograder.choose_notebook(tmp_path, "other")
+    assert only.notebook == tmp_path / "sub" / "Backprop.IPYNB"
+
+
+@pytest.mark.slow
+def test_a_python_file_is_graded_when_there_is_no_notebook(convolution_zip: Path,
+                                                           tmp_path: Path) -> None:
+    from tests.test_handins import script_of
+
+    root = unpack(convolution_zip, tmp_path)
+    (root / "submission" / "convolution.py").write_text(script_of(EXAMPLES /
+                                                                  "erin_reference.ipynb"))
+    (root / "submission" / "notes.txt").write_text("see the .py")
+    done = run_autograder(root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = results_of(root)
+    assert data["score"] == rubric.load("convolution").max_score
+    assert "you handed in a Python file, not a notebook" in json.dumps(data)
+    (root / "submission" / "scratch.ipynb").write_text("{}")  # a notebook comes first
+    assert autograder.choose_notebook(root / "submission", "convolution").notebook.name == \
+        "scratch.ipynb"
 
 
 def test_choose_notebook_ignores_debris(tmp_path: Path) -> None:
@@ -267,6 +353,34 @@ def test_a_grader_failure_writes_no_grade(convolution_zip: Path, tmp_path: Path)
     done = run_autograder(root)
     assert done.returncode == 2
     assert "grader: error: convolution.toml: not valid TOML" in done.stderr
+    assert not (root / "results" / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_a_machine_fault_shows_its_log_in_the_output(convolution_zip: Path,
+                                                     tmp_path: Path) -> None:
+    """A bwrap gone between two submissions: the grader-error.txt of the stopped batch lives
+    in the autograder's temporary folder, so its text goes to the output, which stays."""
+    from grader import bubblewrap
+
+    real = bubblewrap.find()
+    assert real is not None
+    root = unpack(convolution_zip, tmp_path)
+    shutil.copy(EXAMPLES / "erin_reference.ipynb", root / "submission" / "convolution.ipynb")
+    wrapper = tmp_path / "bwrap"
+    probes = f"case \"$*\" in --version|*' -- true') exec {real.path} \"$@\";; esac\n"
+    env = {"GRADER_BWRAP": str(wrapper), "GRADER_ZYGOTE": "off",
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    wrapper.write_text(f"#!/bin/sh\nexec {real.path} \"$@\"\n")
+    wrapper.chmod(0o755)
+    assert run_autograder(root, **env).returncode == 0  # (the canary, cached for this bwrap)
+    (root / "results" / "results.json").unlink()
+    wrapper.write_text(f"#!/bin/sh\n{probes}rm -f \"$0\"\necho 'bwrap: removed' >&2\nexit 127\n")
+    done = run_autograder(root, **env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"({wrapper}), which is gone" in done.stderr and "GRADER_BWRAP=bundled" in done.stderr
+    assert "grader-error.txt:\nthe sandbox could not start" in done.stdout
+    assert "try 3:" in done.stdout and "bwrap: removed" in done.stdout
     assert not (root / "results" / "results.json").exists()
 
 

@@ -224,6 +224,53 @@ def test_a_sandbox_that_cannot_start_is_the_machines_fault(tmp_path, monkeypatch
         grade.grade_submission(job)
 
 
+def self_removing_bwrap(folder: Path, real: str) -> Path:
+    """A bwrap that a system update removes while the grader runs: it answers ``--version``
+    and the probe, and deletes itself as it starts its first sandbox (which still starts)."""
+    wrapper = folder / "bwrap"
+    wrapper.write_text(f"#!/bin/sh\ncase \"$*\" in --version|*' -- true') exec {real} \"$@\";; "
+                       f"esac\nrm -f \"$0\"\nexec {real} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+@pytest.mark.parametrize("zygote", ["auto", "off"])
+def test_a_bwrap_removed_mid_run_is_named_and_logged(tmp_path, monkeypatch, fresh_probe,
+                                                     zygote) -> None:
+    """Not "the sandboxed process exited with status 127, 3 times": the batch stops naming
+    the program that is gone and the way out, and writes grader-error.txt. With the zygote,
+    it is gone when the zygote must be started again (here: killed between two batches)."""
+    real = bubblewrap.find()
+    assert real is not None and bubblewrap.works(), bubblewrap.probe()
+    for cached in (bubblewrap.find, bubblewrap.probe, sandbox.available_layers):
+        cached.cache_clear()
+    sandbox._close_idle_zygotes()  # (earlier tests' zygotes, started with another bwrap)
+    monkeypatch.setattr(sandbox, "_ZYGOTE_BROKEN", [])  # (said once per process: not after)
+    wrapper = self_removing_bwrap(tmp_path, real.path)
+    monkeypatch.setenv("GRADER_BWRAP", str(wrapper))
+    monkeypatch.setenv("GRADER_ZYGOTE", zygote)
+    loaded, config = rubric.load("convolution"), SandboxConfig.from_env()
+    first, second = (build_notebook(tmp_path, "convolution", name=n) for n in ("amy", "ben"))
+    out = tmp_path / "out"
+    batch.grade_all([first], loaded, out, sandbox=config, progress=False,
+                    check_reference=False)
+    assert not wrapper.exists() and (out / "amy.json").exists()
+    for idle in sandbox._IDLE:  # a zygote that dies is started again: with which bwrap?
+        idle._process.kill()
+    with pytest.raises(InfrastructureError) as raised:
+        batch.grade_all([second], loaded, out, sandbox=config, progress=False,
+                        check_reference=False)
+    message = str(raised.value)
+    assert f"it runs GRADER_BWRAP bwrap {'.'.join(map(str, real.version))} ({wrapper}), " \
+           f"which is gone" in message
+    assert "GRADER_BWRAP=bundled" in message and "3 times" in message
+    assert f"details in {out / 'grader-error.txt'}" in message
+    log = (out / "grader-error.txt").read_text()
+    assert log.startswith(message.split(" (details in")[0]) and "try 3:" in log
+    assert not (out / "ben.json").exists()
+    sandbox._close_idle_zygotes()
+
+
 def test_unusable_data_stops_before_any_student(tmp_path) -> None:
     """A corrupt MNIST folder: one line, exit 2, nothing graded."""
     data = tmp_path / "mnist"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import io
+import itertools
 import json
 import re
 import subprocess
@@ -18,7 +19,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from grader import checker, diagnose, grade, reference, replay, rubric, selfcheck
+from grader import checker, cli, diagnose, grade, reference, replay, rubric, selfcheck
 from grader.compare import compare
 from grader.grade import Job
 from tests.conftest import ROOT, SOLUTIONS, build_notebook
@@ -50,9 +51,12 @@ def checkers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             for name in ("convolution", "backprop")}
 
 
-def run_checker(pyz: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-I", "-c", ISOLATED, str(pyz), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+def run_checker(pyz: Path, *args: str, cwd: Path,
+                without: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """The .pyz run isolated; ``without``: packages this Python behaves as if it lacked."""
+    refuse = f"import sys; sys.modules.update(dict.fromkeys({list(without)!r}))\n"
+    return subprocess.run([sys.executable, "-I", "-c", refuse + ISOLATED, str(pyz), *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def artefact_text(pyz: Path) -> str:
@@ -300,3 +304,69 @@ def test_student_text_reaches_the_terminal_inert(checkers: dict, tmp_path: Path)
                             text=True, timeout=600)
     assert graded.returncode == 1, graded.stderr
     assert_inert(graded.stdout)
+
+
+@pytest.mark.parametrize("without", [("numpy",), ("nbformat",), ("numpy", "nbformat")])
+def test_a_python_without_numpy_is_told_what_to_install(checkers: dict, tmp_path: Path,
+                                                         without: tuple[str, ...]) -> None:
+    """Not a traceback and exit 1 (which says "your tests do not pass yet"): one line naming
+    what to install, and an exit status of its own."""
+    reference_nb = ROOT / "submissions" / "convolution" / "erin_reference.ipynb"
+    done = run_checker(checkers["convolution"], str(reference_nb), cwd=tmp_path,
+                       without=without)
+    assert done.returncode == checker.EXIT_NEEDS == 4, done.stderr
+    assert done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"pip install {' '.join(without)}`" in done.stderr
+    assert done.stderr.startswith("convolution-check.pyz: this Python (")
+
+
+def test_an_old_python_is_told_which_it_needs() -> None:
+    said = checker.unmet_needs((3, 9, 2))
+    assert said is not None and "Python 3.11 or newer" in said and "3.9.2" in said
+    assert checker.unmet_needs(tuple(sys.version_info)) is None
+
+
+def test_the_checker_imports_only_the_standard_library_at_its_top() -> None:
+    """What its ``main`` needs before it can say that NumPy or nbformat is missing."""
+    tree = ast.parse(Path(checker.__file__).read_text(encoding="utf-8"))
+    names = {a.name for node in tree.body if isinstance(node, ast.Import) for a in node.names}
+    names |= {node.module for node in tree.body if isinstance(node, ast.ImportFrom)}
+    assert "numpy" not in names and "grader.replay" not in names
+    assert all(n.split(".")[0] in sys.stdlib_module_names or n in ("__future__", "grader")
+               for n in names), names
+
+
+LONG_NOTICE = ("cells In [3], In [5] and In [9] download MNIST or train at the top level: the "
+               "grader skipped those statements (it has no network, and it trains and tests "
+               "your functions itself), so they do not count for or against you; the end")
+
+
+@pytest.mark.parametrize("width", [None, 80])
+def test_notes_are_wrapped_not_cut(width: int | None) -> None:
+    from grader.results import SubmissionResult, TestResult
+
+    tests = (TestResult("conv1d: lecture example", "conv1d", 1.0, 1.0, "passed", "fine"),)
+    result = SubmissionResult("s", "convolution", "s.ipynb", "0" * 64, None,
+                              (LONG_NOTICE, "your notebook printed:\nhello"), tests, "t", 0.0)
+    bundle = checker.Bundle(rubric=None, reference=None, skipped=())
+    shown = checker.report(result, bundle, width=width)
+    rows = shown.split("\n")
+    start = next(i for i, r in enumerate(rows) if r.startswith("  note: cells In [3]"))
+    note = [rows[start]] + list(itertools.takewhile(
+        lambda r: r.startswith(cli.MESSAGE_INDENT), rows[start + 1:]))
+    assert len(note) > 1 and " ".join(r.strip() for r in note) == "note: " + LONG_NOTICE
+    assert all(len(r) < (width or checker.NOTE_WIDTH) for r in note), note
+    assert "  note: your notebook printed output; the feedback page shows it" in rows
+
+
+def test_a_python_file_is_checked_as_a_notebook_of_one_cell(checkers: dict,
+                                                            tmp_path: Path) -> None:
+    from tests.test_handins import script_of
+
+    script = tmp_path / "mine.py"
+    script.write_text(script_of(ROOT / "submissions" / "convolution" / "erin_reference.ipynb"))
+    done = run_checker(checkers["convolution"], str(script), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("mine.py: 15.00 / 15 on the public tests")
+    assert "  note: you handed in a Python file, not a notebook" in done.stdout
