@@ -254,7 +254,7 @@ def _summary(result, *, width: int | None = None) -> str:
         if notice.startswith("your notebook printed"):
             notice = "your notebook printed output; the feedback page shows it"
         first = notice.split("\n", 1)[0]
-        lines.append(f"  note: {inert.line(first)[:160]}")
+        lines.append(f"  note: {inert.line(first)}")  # (whole: inert.wrap wraps it below)
     lines.append(
         "Hidden tests run too when your notebook is graded; they use other sizes and "
         "strides, so test more than the examples."

@@ -60,7 +60,8 @@ def student_name(path: Path) -> str:
     """A file-system-safe name from the file name; a short hash keeps two different names that
     clean to the same text apart (``a b.ipynb`` and ``a_b.ipynb``), and a name the grader
     writes itself (``index.ipynb`` would overwrite the overview) from its file."""
-    stem = path.name[:-6] if path.name.lower().endswith(".ipynb") else path.name
+    suffix = next((s for s in (".ipynb", ".py") if path.name.lower().endswith(s)), "")
+    stem = path.name[: len(path.name) - len(suffix)] or path.name
     ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_stem).strip("._-")[:80] or "submission"
     if safe != stem or roster.reserved(safe):

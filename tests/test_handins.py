@@ -132,7 +132,7 @@ def test_a_python_file_of_a_notebooks_name_is_listed_not_graded(tmp_path: Path) 
     with classroom.intake([folder]) as intake:
         graded = sorted(intake.names.values())
         listed = {r.original: r.why for r in intake.matched.refused}
-    assert graded == ["alice", "bob.py"]
+    assert graded == ["alice", "bob"]
     assert listed == {"plain/alice.py": handins.BESIDE_A_NOTEBOOK.format(
         notebook="plain/alice.ipynb")}
 
@@ -186,7 +186,7 @@ def test_a_python_hand_in_is_graded_in_the_sandbox_and_listed(tmp_path: Path) ->
     out = tmp_path / "out"
     done = grade_cli("--assignment", "convolution", "--out", str(out), str(folder))
     assert done.returncode == 0, done.stdout + done.stderr
-    result = json.loads((out / "solution.py.json").read_text())
+    result = json.loads((out / "solution.json").read_text())
     assert result["score"] == result["max_score"] and result["notices"][0] == scripts.SCRIPT_NOTICE
     assert "refused" in " ".join(result["notices"]) and "[[tests]]" not in json.dumps(result)
     assert "Not graded: 3 file(s)" in done.stdout and "class/report.pdf: not a notebook" \
