@@ -195,4 +195,4 @@ def test_a_python_hand_in_is_graded_in_the_sandbox_and_listed(tmp_path: Path) ->
     assert "class/notes.txt: not a notebook or a Python file (a .txt file); not graded" \
         in state["refused"]
     assert "class/report.pdf" in (out / "index.html").read_text()
-    assert scripts.SCRIPT_NOTICE.split(":")[0] in (out / "solution.py.html").read_text()
+    assert scripts.SCRIPT_NOTICE.split(":")[0] in (out / "solution.html").read_text()
