@@ -34,12 +34,19 @@ def rubric_order(results: Iterable[SubmissionResult]) -> list[str]:
 # --------------------------------------------------------------------------- Gradescope
 
 
+def ended(text: str) -> str:
+    """The text with one full stop at its end, whether or not the rubric wrote one: a
+    description quoted in a sentence ('Hidden test: x.') never ends in '..'."""
+    text = text.strip()
+    return text if not text or text[-1] in ".!?" else text + "."
+
+
 def _test_output(test: TestResult) -> str:
     parts = [test.message]
     if test.diagnosis:
         parts.append(f"Diagnosis: {test.diagnosis}")
     if test.visibility == "hidden" and test.description:
-        parts.insert(0, f"Hidden test: {test.description}.")
+        parts.insert(0, f"Hidden test: {ended(test.description)}")
     return "\n\n".join(p for p in parts if p)
 
 

@@ -35,6 +35,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 from grader import figures
+from grader.export import ended
 from grader.results import SubmissionResult, TestResult
 
 if TYPE_CHECKING:
@@ -276,6 +277,7 @@ def _environment() -> Environment:
     env.filters["pct"] = _pct
     env.filters["clip"] = _clip
     env.filters["sentence"] = _sentence
+    env.filters["ended"] = _ended
     return env
 
 
@@ -340,11 +342,12 @@ def _clip(text: Any, limit: int = MAX_MESSAGE_CHARS) -> str:
 
 def _sentence(text: Any) -> str:
     """'checks x' -> 'Checks x.' (descriptions are written as lower-case phrases)."""
-    text = str(text).strip()
-    if not text:
-        return text
-    text = text[0].upper() + text[1:]
-    return text if text[-1] in ".!?" else text + "."
+    text = _ended(text)
+    return text[:1].upper() + text[1:]
+
+
+def _ended(text: Any) -> str:
+    return ended(str(text))
 
 
 def _ints(value: Any) -> list[int] | None:

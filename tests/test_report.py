@@ -225,6 +225,20 @@ def test_hidden_test_shows_message_and_diagnosis_but_nothing_secret():
     assert "SECRET-HIDDEN" not in hostile and 'class="diff">9<' not in hostile
 
 
+def test_a_hidden_description_ends_in_one_full_stop():
+    """Rubrics write descriptions as sentences ("Odd lengths, ... kernels."): quoted in the
+    page's and Gradescope's "Hidden test: ..." they must not end in '..'."""
+    result = fixture("failures")
+    index = next(i for i, t in enumerate(result.tests) if t.visibility == "hidden")
+    result = _test(result, index, description="Odd lengths and strides.")
+    page = Page(render_student(result, generated=GENERATED)).text
+    assert "Hidden test: Odd lengths and strides. Its inputs stay secret" in page
+    assert ".." not in page.replace("...", "")
+    [output] = [t["output"] for t in gradescope_json(result)["tests"]
+                if t["name"] == result.tests[index].name]
+    assert output.startswith("Hidden test: Odd lengths and strides.\n")
+
+
 def test_public_and_hidden_tests_are_labelled_and_statuses_worded():
     result = fixture("full_marks")
     result = _test(_test(result, 0, status="timeout"), 1, status="error")
