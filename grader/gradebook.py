@@ -12,8 +12,12 @@ The upload formats follow what each LMS documents for its import:
   ``ID`` (its user id) or the SIS columns. An empty cell leaves Canvas's grade as it is.
 - **Moodle** offline grading worksheet (assignment → "Upload grading worksheet"):
   ``Identifier, Full name, Email address, Status, Grade, Maximum Grade, Grade can be changed,
-  Last modified (submission), Last modified (grade), Feedback comments``; Moodle matches rows
-  by ``Identifier`` (``Participant 123456``), so students without a Moodle id are left out.
+  Last modified (submission), Last modified (grade)``; Moodle matches rows by ``Identifier``
+  (``Participant 123456``), so students without a Moodle id are left out. Its importer reads
+  ``Identifier``, ``Grade`` and ``Last modified (grade)``, and a feedback plugin's column
+  (``Feedback comments``) only where the file has one, which then replaces what the
+  instructors wrote there: the worksheet has none, so their comments stay as they are (the
+  student's page carries the grader's feedback).
 """
 
 from __future__ import annotations
@@ -32,8 +36,7 @@ GRADES_HEADER = ["id", "name", "email", "section", "score", "max_score", "status
                  "late_penalty_percent", "adjustment", "submission", "submitted"]
 CANVAS_HEADER = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
 MOODLE_HEADER = ["Identifier", "Full name", "Email address", "Status", "Grade", "Maximum Grade",
-                 "Grade can be changed", "Last modified (submission)", "Last modified (grade)",
-                 "Feedback comments"]
+                 "Grade can be changed", "Last modified (submission)", "Last modified (grade)"]
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,8 @@ def canvas_csv(finals: Sequence[FinalGrade], column: str) -> str:
 
 
 def moodle_csv(finals: Sequence[FinalGrade]) -> str:
-    """Moodle's grading worksheet, for the students with a Moodle participant id."""
+    """Moodle's grading worksheet, for the students with a Moodle participant id: grades
+    only, never a feedback comment that would replace the instructors' own."""
     rows = [MOODLE_HEADER]
     for f in finals:
         if not f.student.moodle_id:
@@ -112,17 +116,8 @@ def moodle_csv(finals: Sequence[FinalGrade]) -> str:
         status = "No submission" if f.status == "missing" else "Submitted for grading"
         rows.append([f"Participant {f.student.moodle_id}", f.student.name, f.student.email,
                      status, number(f.score), number(f.max_score), "Yes",
-                     f.submitted or "", "", feedback(f)])
+                     f.submitted or "", ""])
     return _csv(rows)
-
-
-def feedback(final: FinalGrade) -> str:
-    """What the LMS shows beside the grade: status, lateness and adjustments, in a line."""
-    parts = [final.status]
-    if final.late_days:
-        parts.append(f"{final.late_days} day(s) late, {number(final.penalty * 100)}% taken")
-    parts += [f"adjusted {a.text()}" for a in final.adjustments]
-    return "; ".join(parts)
 
 
 def _csv(rows: list[list[str]]) -> str:

@@ -23,9 +23,13 @@ from tests.conftest import ROOT, build_notebook
 
 # The headers each LMS documents for its import (see grader/gradebook.py).
 CANVAS_DOCUMENTED = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
+# Moodle's worksheet without its feedback plugins' columns: an uploaded "Feedback comments"
+# column replaces the instructors' own comments (assignfeedback_offline reads a feedback
+# column only where the file has one).
 MOODLE_DOCUMENTED = ["Identifier", "Full name", "Email address", "Status", "Grade",
                      "Maximum Grade", "Grade can be changed", "Last modified (submission)",
-                     "Last modified (grade)", "Feedback comments"]
+                     "Last modified (grade)"]
+MOODLE_READS = {"Identifier", "Grade", "Last modified (grade)"}  # what its importer needs
 ROSTER = ("id,name,email,section,moodle id,canvas id\n"
           "s1,Ada Lovelace,ada@uni.edu,A,501,1001\n"
           "s2,Alan Turing,alan@uni.edu,B,502,1002\n"
@@ -104,6 +108,21 @@ def test_lms_headers_are_the_documented_ones() -> None:
     grades = rows_of(gradebook.grades_csv([ada, nobody], ["t1"]))
     assert grades[0][:7] == ["id", "name", "email", "section", "score", "max_score", "status"]
     assert grades[2][4:7] == ["", "5", "missing"]
+
+
+def test_moodle_upload_leaves_the_instructors_feedback_comments_alone() -> None:
+    """An upload of a "Feedback comments" column overwrites what instructors wrote in Moodle;
+    status words ("graded", "missing") there were no feedback at all."""
+    late = FinalGrade(Student("s1", "Ada", moodle_id="501"), "convolution", "late", 3.0, 5.0,
+                      late_days=1, penalty=0.25)
+    nobody = FinalGrade(Student("s2", "Bo", moodle_id="502"), "convolution", "missing", None,
+                        5.0)
+    header, *body = rows_of(gradebook.moodle_csv([late, nobody]))
+    assert MOODLE_READS <= set(header)
+    assert not any("feedback" in column.lower() or "comment" in column.lower()
+                   for column in header)
+    assert all(len(row) == len(header) for row in body)
+    assert [row[header.index("Grade")] for row in body] == ["3", ""]
 
 
 def test_a_class_from_moodle_to_the_gradebooks(tmp_path, course_files, sandbox_config) -> None:
