@@ -264,7 +264,7 @@ def _overview(counts: gradebook.Counts, finals: Sequence[final.FinalGrade],
     rows = [{"id": f.student.id, "name": f.student.name, "status": f.status,
              "score": gradebook.number(f.score), "max": gradebook.number(f.max_score),
              "late_days": f.late_days, "penalty": gradebook.number(f.penalty * 100),
-             "adjustments": [a.text() for a in f.adjustments], "notes": list(f.notes)}
+             "adjustments": [_adjustment(a) for a in f.adjustments], "notes": list(f.notes)}
             for f in finals if f.status != "graded" or f.adjustments or f.notes]
     earlier = [(student, entry["earlier"]) for student, entry in
                sorted(state["submissions"].items()) if entry.get("earlier")]
@@ -277,7 +277,8 @@ def _overview(counts: gradebook.Counts, finals: Sequence[final.FinalGrade],
                      f"damaged archive members)")
     mean = counts.mean
     return {"line": counts.line(), "counts": counts,
-            "mean": "—" if mean is None else f"{mean:.2f} / {counts.max_score:g}",
+            "mean": "—" if mean is None else f"{gradebook.number(mean)} / "
+                                              f"{gradebook.number(counts.max_score)}",
             "mean_percent": "—" if mean is None or not counts.max_score
             else f"{100 * mean / counts.max_score:.1f} %",
             "fractions": [f.score / f.max_score for f in finals
@@ -288,6 +289,14 @@ def _overview(counts: gradebook.Counts, finals: Sequence[final.FinalGrade],
                                 for a in f.adjustments if a.test}),
             "refused": list(state["refused"]), "notes": notes,
             "files": ["grades.csv", *(["canvas.csv", "moodle.csv"] if state["roster"] else [])]}
+
+
+def _adjustment(adjustment: course_file.Adjustment) -> str:
+    """An adjustment in a line, its points rounded as every grade is (``gradebook.number``)."""
+    points = gradebook.number(adjustment.points)
+    sign = "" if points.startswith("-") else "+"
+    where = f"on {adjustment.test}" if adjustment.test else "on the total"
+    return f"{sign}{points} {where} by {adjustment.by}: {adjustment.comment}"
 
 
 def _absolute(path: Path | None) -> Path | None:

@@ -23,6 +23,7 @@ The upload formats follow what each LMS documents for its import:
 from __future__ import annotations
 
 import csv
+import decimal
 import io
 import math
 from collections.abc import Sequence
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 
 from grader.final import FinalGrade
 
+PLACES = decimal.Decimal("0.01")  # grades are shown to hundredths (see number)
 # Spreadsheets run cells that start with these as formulas ("CSV injection").
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 GRADES_HEADER = ["id", "name", "email", "section", "score", "max_score", "status", "late_days",
@@ -64,7 +66,8 @@ class Counts:
 
     def line(self) -> str:
         """The sentence the CLI prints and the overview shows."""
-        mean = f"{self.mean:.2f}/{self.max_score:g}" if self.mean is not None else "none"
+        mean = (f"{number(self.mean)}/{number(self.max_score)}" if self.mean is not None
+                else "none")
         extra = [f"{n} {label}" for n, label in ((self.late, "late"),
                                                  (self.review, "needing review")) if n]
         inner = f" ({', '.join(extra)})" if extra else ""
@@ -73,11 +76,24 @@ class Counts:
 
 
 def number(value: float | None) -> str:
-    """1.0 -> '1', 2/3 -> '0.6667', None -> '' (no grade, never a 0 that reads like one); a NaN
-    or infinite score (never expected) is no grade either, not 'nan' in a gradebook."""
+    """Points as every page, gradebook and upload shows them: the one rounding rule.
+
+    Hundredths, half up on the decimal value (8.832 -> '8.83', 8.825 -> '8.83', 2/3 ->
+    '0.67'), trailing zeros dropped (14.4, 24). Two places because Canvas and Moodle show
+    grades to two: a CSV with more would upload a grade that the LMS shows rounded its own
+    way, and the student's page, the overview and the LMS would disagree in the last digit.
+    Half up on the decimal value, not Python's rounding of the binary float (8.825 is stored
+    as 8.82499...), because that is what an instructor checking a grade by hand gets. Sums
+    are made of the exact values and rounded once, where shown. None is '' (no grade, never
+    a 0 that reads like one); so is a NaN or infinite score (never expected), not 'nan'."""
     if value is None or not math.isfinite(value):
         return ""
-    return f"{value:.4f}".rstrip("0").rstrip(".")
+    with decimal.localcontext() as context:
+        context.prec = 400  # 1.7e308 has 309 digits before the point
+        shown = decimal.Decimal(repr(float(value))).quantize(PLACES, decimal.ROUND_HALF_UP)
+    text = f"{shown:f}"
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return "0" if text == "-0" else text
 
 
 def grades_csv(finals: Sequence[FinalGrade], tests: Sequence[str]) -> str:

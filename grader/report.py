@@ -36,6 +36,7 @@ from pygments.lexers import PythonLexer
 
 from grader import figures
 from grader.export import ended
+from grader.gradebook import number as grade_text
 from grader.results import SubmissionResult, TestResult
 
 if TYPE_CHECKING:
@@ -274,6 +275,7 @@ def _environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters["points"] = _points
+    env.filters["signed_points"] = _signed_points
     env.filters["pct"] = _pct
     env.filters["clip"] = _clip
     env.filters["sentence"] = _sentence
@@ -302,10 +304,16 @@ def _int(value: Any) -> int | None:
 
 
 def _points(value: Any) -> str:
+    """Points rounded as the gradebooks round them (``gradebook.number``: one rule for every
+    place a grade is shown); '?' for what is no number."""
     number = _num(value)
-    if number is None:
-        return "?"
-    return f"{number:.2f}".rstrip("0").rstrip(".")
+    return (grade_text(number) or "?") if number is not None else "?"
+
+
+def _signed_points(value: Any) -> str:
+    """An adjustment: '+0.5', '−1.25' (with a minus sign, as the late penalty is written)."""
+    text = _points(value)
+    return text if text == "?" else ("−" + text[1:] if text.startswith("-") else "+" + text)
 
 
 def _pct(value: Any) -> str:

@@ -6,6 +6,7 @@ The notebooks are graded for real (convolution: about a second each) through
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -18,8 +19,10 @@ import pytest
 
 from grader import batch, classroom, gradebook, roster, rubric
 from grader.final import FinalGrade
+from grader.results import save
 from grader.roster import Student
 from tests.conftest import ROOT, build_notebook
+from tests.test_report import Page, fixture
 
 # The headers each LMS documents for its import (see grader/gradebook.py).
 CANVAS_DOCUMENTED = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
@@ -268,3 +271,55 @@ def test_a_roster_id_unsafe_as_a_file_name_stays_in_the_folder(tmp_path, sandbox
     assert not (tmp_path / "evil dir").exists() and not (tmp_path / "deep" / "evil dir").exists()
     [row] = rows(out / "grades.csv")
     assert row["id"] == "../../evil dir/x" and row["status"] == "graded"
+
+
+# --------------------------------------------------------------------------- one number
+
+
+FIXTURE_ROSTER = ("id,name,email,section,moodle id,canvas id\n"
+                  "s1,Ada Lovelace,ada@uni.edu,A,501,1001\n"
+                  "s2,Alan Turing,alan@uni.edu,B,502,1002\n")
+FIXTURE_COURSE = """
+[late]
+per_day = 0.2
+[assignments.backprop-2025]
+deadline = 2026-11-20T23:59:00
+canvas_column = "Backprop (1)"
+submitted = { s1 = 2026-11-21T08:00:00 }
+[[adjustments]]
+student = "s1"
+points = 6.04
+comment = "Partial credit for the gradient, checked by hand"
+by = "Dr. Lee"
+"""
+
+
+def fixture_class(folder: Path) -> Path:
+    """A class rebuilt from stored results (no grading): s1's tests score 5, an adjustment
+    adds 6.04 and one day late takes 20%: a final grade of 8.832, shown everywhere as 8.83;
+    s2 has full marks."""
+    (folder / "roster.csv").write_text(FIXTURE_ROSTER)
+    (folder / "course.toml").write_text(FIXTURE_COURSE)
+    out = folder / "out"
+    out.mkdir()
+    for student, name in (("s1", "failures"), ("s2", "full_marks")):
+        result = dataclasses.replace(fixture(name), student=student)
+        save(result, out / f"{student}.json")
+    with classroom.intake([], out_dir=out, roster_path=folder / "roster.csv",
+                          course_path=folder / "course.toml") as intake:
+        classroom.rebuild(out, assignment="backprop-2025", max_score=15, intake=intake)
+    return out
+
+
+def test_a_grade_reads_the_same_in_every_gradebook_and_page(tmp_path) -> None:
+    out = fixture_class(tmp_path)
+    grades = {r["id"]: r for r in rows(out / "grades.csv")}
+    canvas = {r["ID"]: r["Backprop (1)"] for r in rows(out / "canvas.csv")}
+    moodle = {r["Identifier"]: r["Grade"] for r in rows(out / "moodle.csv")}
+    assert grades["s1"]["score"] == canvas["1001"] == moodle["Participant 501"] == "8.83"
+    assert grades["s2"]["score"] == canvas["1002"] == moodle["Participant 502"] == "15"
+    page = Page((out / "s1.html").read_text()).text
+    assert re.search(r"Final score\s*8\.83 / 15", page), page[:2000]
+    index = Page((out / "index.html").read_text()).text
+    assert re.search(r"s1\s*Ada Lovelace\s*late\s*8\.83 / 15", index)
+    assert "8.832" not in index and "8.832" not in page
