@@ -237,6 +237,7 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
             if number == 0:  # (with a pool, its workers are busy now and this process is idle)
                 classroom.warm_up(rubric)
             classview.prepare(result, rubric)
+            classroom.prepare(result, intake)
             done.append(result)
             written.append(result)
             fresh.append(result.student)  # its page was just written without a final grade

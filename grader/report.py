@@ -22,7 +22,7 @@ import struct
 import zlib
 from collections import Counter
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -80,7 +80,7 @@ def render_student(result: SubmissionResult, *, generated: str | None = None,
     try:
         return _student_page(result, generated, final)
     except Exception as error:  # noqa: BLE001 - one page must not stop the batch
-        return _plain_student(result, generated, error)
+        return _plain_student(result, generated, error, final)
 
 
 def render_index(
@@ -110,11 +110,14 @@ def render_index(
 
 def _student_page(result: SubmissionResult, generated: str,
                   final: dict[str, Any] | None = None) -> str:
+    final = final if isinstance(final, dict) else None
     return _template("student.html.j2").render(
         r=result,
         final=final,
         generated=generated,
-        score=_score_view(result),
+        who=_who(result, final),
+        score=_score_view(result, final),
+        steps=_grade_steps(result, final),
         fix_first=_fix_first(result),
         sections=_sections(result),
         notices=_notices(result.notices),
@@ -192,8 +195,11 @@ def _total(tests: Any, attribute: str) -> str:
         return "?"
 
 
-def _plain_student(result: SubmissionResult, generated: str, error: Exception) -> str:
+def _plain_student(result: SubmissionResult, generated: str, error: Exception,
+                   final: Any = None) -> str:
     tests = getattr(result, "tests", ())
+    final = final if isinstance(final, dict) else {}
+    name = final.get("name") if isinstance(final.get("name"), str) else None
     rows = [
         {
             "name": _text(getattr(t, "name", "?"), 300),
@@ -206,7 +212,8 @@ def _plain_student(result: SubmissionResult, generated: str, error: Exception) -
         for t in (tests if isinstance(tests, tuple | list) else ())
     ]
     return _template("plain_student.html.j2").render(
-        student=_text(getattr(result, "student", "?"), 300),
+        student=_text(name or getattr(result, "student", "?"), 300),
+        grade=_points(final.get("score")) if _num(final.get("score")) is not None else None,
         assignment=_text(getattr(result, "assignment", "?"), 300),
         submission=_text(getattr(result, "submission", "?"), 300),
         error=_text(getattr(result, "error", None) or ""),
@@ -276,6 +283,7 @@ def _environment() -> Environment:
     )
     env.filters["points"] = _points
     env.filters["signed_points"] = _signed_points
+    env.filters["moment"] = _moment
     env.filters["pct"] = _pct
     env.filters["clip"] = _clip
     env.filters["sentence"] = _sentence
@@ -314,6 +322,21 @@ def _signed_points(value: Any) -> str:
     """An adjustment: '+0.5', '−1.25' (with a minus sign, as the late penalty is written)."""
     text = _points(value)
     return text if text == "?" else ("−" + text[1:] if text.startswith("-") else "+" + text)
+
+
+def _moment(value: Any) -> str:
+    """'2026-11-21T08:00:00+00:00' -> '2026-11-21 08:00 (UTC+00:00)': a time a student reads,
+    with the zone it is in; anything else as it is."""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    offset = moment.utcoffset()
+    if offset is None:
+        return moment.strftime("%Y-%m-%d %H:%M")
+    minutes = int(offset.total_seconds() // 60)
+    sign, minutes = ("+" if minutes >= 0 else "−"), abs(minutes)
+    return f"{moment:%Y-%m-%d %H:%M} (UTC{sign}{minutes // 60:02d}:{minutes % 60:02d})"
 
 
 def _pct(value: Any) -> str:
@@ -406,22 +429,67 @@ def _float_array(value: Any, limit: int | None = None) -> np.ndarray | None:
 # --------------------------------------------------------------------------- student page
 
 
-def _score_view(result: SubmissionResult) -> dict[str, Any]:
-    total = result.max_score
-    fraction = result.score / total if total else 0.0
+def _who(result: SubmissionResult, final: dict[str, Any] | None) -> dict[str, str | None]:
+    """The student as the roster (or the LMS) names them, with their id beside; without a
+    name, the result's name (from the id or the file)."""
+    name = (final or {}).get("name")
+    ident = (final or {}).get("id")
+    if not isinstance(name, str) or not name.strip():
+        return {"name": result.student, "id": None}
+    return {"name": name, "id": ident if isinstance(ident, str) and ident != name else None}
+
+
+def _score_view(result: SubmissionResult, final: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+    """The grade that counts, for the page's header: the final one where the course file
+    changes the tests' score (late penalty, adjustments), else the tests' score, which then
+    is the grade. None where there is none (an ungradable submission nobody adjusted)."""
+    if final is not None and "score" in final:
+        score, total = _num(final.get("score")), _num(final.get("max"))
+    else:
+        score, total = (None if result.error else result.score), result.max_score
+    if score is None:
+        return {"graded": False}
+    total = total if total is not None else result.max_score
+    fraction = score / total if total else 0.0
     return {
-        "graded": result.error is None,
-        "score": _points(result.score),
+        "graded": True,
+        "score": _points(score),
         "max": _points(total),
         "percent": _pct(fraction) if total else "",
         "width": f"{max(0.0, min(fraction, 1.0)) * 100:.1f}",
-        "full": bool(total) and result.score >= total,
+        "full": bool(total) and score >= total,
     }
+
+
+def _grade_steps(result: SubmissionResult, final: dict[str, Any] | None
+                 ) -> list[dict[str, str]]:
+    """What made the final grade, shown beside it: the tests' score, the instructor's
+    adjustments, the late penalty, tests still waiting for review. Empty where the tests'
+    score is the grade."""
+    if final is None or _num(final.get("score")) is None:
+        return []
+    steps = [{"label": "tests", "text": f"{_points(result.score)} / {_points(result.max_score)}"}]
+    adjustments = [a for a in final.get("adjustments") or () if isinstance(a, dict)]
+    if adjustments:
+        total = sum(_num(a.get("points")) or 0.0 for a in adjustments)
+        steps.append({"label": "adjusted", "text": _signed_points(total)})
+    days = _int(final.get("late_days")) or 0
+    if days:
+        percent = _num(final.get("penalty_percent"))
+        taken = f"−{grade_text(percent)}%" if percent is not None else ""
+        steps.append({"label": f"{days} day{'s' * (days != 1)} late", "text": taken})
+    waiting = sum(1 for t in result.tests if t.status == "review")
+    if final.get("status") == "needs review" and waiting:
+        steps.append({"label": "waiting for review",
+                      "text": f"{waiting} test{'s' * (waiting != 1)}, 0 until looked at"})
+    return steps if len(steps) > 1 else []
 
 
 def _fix_first(result: SubmissionResult) -> dict[str, Any]:
     if result.error is not None:
-        return {"kind": "error", "text": _clip(result.error, 300)}
+        return {"kind": "error", "text": "none of your code ran, so no test could give "
+                                         "points. Below: what happened and what to do."}
     sections = _section_order(result.tests)
     for test in result.tests:
         if test.status != "passed":
@@ -443,6 +511,10 @@ def _section_order(tests: tuple[TestResult, ...]) -> list[str]:
 
 
 def _sections(result: SubmissionResult) -> list[dict[str, Any]]:
+    """One section per function, in the rubric's order. None for a submission that could not
+    be graded: its tests never ran, and a row of failures would say otherwise."""
+    if result.error is not None:
+        return []
     sections = []
     for number, function in enumerate(_section_order(result.tests), start=1):
         tests = [t for t in result.tests if t.function == function]
@@ -455,6 +527,9 @@ def _sections(result: SubmissionResult) -> list[dict[str, Any]]:
                 "score": _points(score),
                 "max": _points(total),
                 "passed": all(t.status == "passed" for t in tests),
+                # a check worth nothing itself (the rules: a function that breaks them scores
+                # 0 on its own tests): "no points of its own", not a puzzling "0 / 0"
+                "no_points": total == 0 and all(_num(t.max_score) == 0 for t in tests),
                 "tests": [_test_view(t) for t in tests],
                 "code": _code(result.sources.get(function)),
             }
@@ -499,9 +574,25 @@ def _is_diagnostic(test: TestResult, details: dict[str, Any]) -> bool:
 def _code(source: Any) -> Markup | None:
     if not isinstance(source, str) or not source.strip():
         return None
-    clipped = _clip(source, MAX_SOURCE_CHARS)
     # Pygments escapes every character of the source; its markup is safe to embed as is.
-    return Markup(highlight(clipped, PythonLexer(), _CODE_FORMATTER))
+    return Markup(_highlighted(source))  # noqa: S704
+
+
+@lru_cache(maxsize=4096)
+def _highlighted(source: str) -> str:
+    """Remembered per source: a page drawn again (to name the student, after a change of the
+    course file) reuses it; highlighting is nine tenths of what a page costs."""
+    return highlight(_clip(source, MAX_SOURCE_CHARS), PythonLexer(), _CODE_FORMATTER)
+
+
+def prepare(result: SubmissionResult) -> None:
+    """Highlight the result's code now, for a page drawn later in this process. Never raises:
+    the page itself says what fails."""
+    try:
+        for source in result.sources.values():
+            _code(source)
+    except Exception:  # noqa: BLE001,S110 - only a head start
+        pass
 
 
 # --------------------------------------------------------------------------- outputs

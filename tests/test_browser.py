@@ -330,10 +330,20 @@ def test_course_pages_show_late_work_adjustments_and_the_missing(visit):
     adjusted = visit("course_adjusted").page
     assert adjusted.get_by_text("Dr. Lee").first.is_visible()
     assert adjusted.get_by_text("Bonus for the <b>tidy</b> notebook").first.is_visible()
-    late = visit("course_late").page.get_by_test_id("final-grade")
+    late_page = visit("course_late").page
+    late = late_page.get_by_test_id("final-grade")
     assert late.is_visible()
     assert late.get_by_text("1 day: 25% of the score taken").is_visible()
-    assert late.get_by_text("Tests alone").is_visible()
+    assert late.get_by_text("Tests", exact=True).is_visible()
+    # the header: the grade that counts first, in large type, what made it beside it
+    assert late_page.get_by_test_id("student").inner_text() == "Alan Turing"
+    grade = late_page.get_by_test_id("grade")
+    steps = late_page.get_by_test_id("steps")
+    assert grade.is_visible() and steps.is_visible()
+    assert "1 day late −25%" in steps.inner_text()
+    size = "el => parseFloat(getComputedStyle(el).fontSize)"
+    assert grade.evaluate(size) > 1.5 * steps.evaluate(size)
+    assert grade.inner_text() == late.get_by_test_id("final-score").inner_text().split(" /")[0]
     index = visit("course_index").page
     assert index.get_by_test_id("missing").is_visible()
     assert index.get_by_text("Grace Hopper").first.is_visible()

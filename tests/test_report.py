@@ -69,6 +69,7 @@ ALLOWED_TAGS = {
     "figcaption",
     "img",
     "ul",
+    "ol",
     "li",
     "dl",
     "dt",
@@ -262,6 +263,35 @@ def test_ungradable_submission_says_why_and_scores_nothing():
     assert "Not graded" in page and "could not be graded" in page
     assert result.error[:60] in page
     assert 'data-testid="function"' not in html
+
+
+def test_an_ungradable_page_says_what_happened_and_what_to_do_not_needs_work():
+    """An unreadable notebook's result still lists every test (a 0 each, for the gradebook's
+    columns), but none ran: no function is shown as failing."""
+    base = fixture("ungradable")
+    tests = tuple(dataclasses.replace(t, score=0.0, status="error", message=f"Not graded: "
+                                      f"{base.error}") for t in fixture("failures").tests)
+    html = render_student(dataclasses.replace(base, tests=tests), generated=GENERATED)
+    page = Page(html).text
+    assert "needs work" not in page and "Crashed" not in page and "0 / 15" not in page
+    assert 'data-testid="function"' not in html and 'id="overview"' not in html
+    assert "Not graded" in page and "What happened" in page and "What to do" in page
+    assert base.error[:60] in page
+    assert f"none of the {len(tests)} tests ran" in page
+    assert "submit the .ipynb file again" in page
+
+
+def test_a_check_worth_no_points_says_so_instead_of_zero_out_of_zero():
+    result = fixture("full_marks")
+    rules = TestResult(name="Rules: NumPy only", function="(whole notebook)", score=0.0,
+                       max_score=0.0, status="passed", message="No library shortcut found.",
+                       description="No library convolution or automatic differentiation.")
+    result = dataclasses.replace(result, tests=(*result.tests, rules))
+    html = render_student(result, generated=GENERATED)
+    row = re.search(r"<tr><td><a href=\"#fn-\d+\">\(whole notebook\)</a>.*?</tr>", html)[0]
+    assert "no points of its own" in Page(row).text and "0 / 0" not in row
+    assert "0 / 0 points" not in Page(html).text
+    assert "A row with no points of its own is a check" in Page(html).text
 
 
 def test_notices_are_truncated():
@@ -650,6 +680,18 @@ def test_a_page_that_cannot_be_drawn_falls_back_to_a_plain_page(monkeypatch):
     assert fixture("ungradable").error[:60] in text
     assert Page(index).attr("href") == [f"./{result.student}.html", "./li.wei.html"]
     assert_inert(index)
+
+
+def test_the_plain_page_keeps_the_final_grade_and_the_name(monkeypatch):
+    import grader.report as report
+
+    def broken(*args, **kwargs):
+        raise OverflowError("cannot convert float infinity to integer")
+
+    monkeypatch.setattr(report, "_sections", broken)
+    final = {"score": 4.0, "max": 15.0, "status": "late", "name": "Amira Haddad", "id": "s7"}
+    page = Page(render_student(fixture("failures"), generated=GENERATED, final=final)).text
+    assert "Amira Haddad" in page and "4 / 15 points" in page and "the tests gave 5" in page
 
 
 def test_a_malformed_result_gets_the_plain_page_not_an_exception():
