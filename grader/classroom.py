@@ -115,7 +115,7 @@ def rebuild(out_dir: Path, *, assignment: str, max_score: float, intake: Intake 
     counts = gradebook.Counts.of(finals)
     files = _write_gradebooks(out_dir, finals, results, course, assignment, state)
     _write_pages(out_dir, finals, results, state, set(fresh))
-    view = _overview(counts, finals, state)
+    view = _overview(counts, finals, state, results)
     every = list(results.values())
     class_view = classview.write(every, out_dir, rubric) if rubric is not None else None
     write_atomic(out_dir / "index.html", report.render_index(
@@ -291,13 +291,9 @@ def prepare(result: SubmissionResult, intake: Intake | None) -> None:
 
 
 def _overview(counts: gradebook.Counts, finals: Sequence[final.FinalGrade],
-              state: dict[str, Any]) -> dict[str, Any]:
-    """What the overview's gradebook section shows, as plain data."""
-    rows = [{"id": f.student.id, "name": f.student.name, "status": f.status,
-             "score": gradebook.number(f.score), "max": gradebook.number(f.max_score),
-             "late_days": f.late_days, "penalty": gradebook.number(f.penalty * 100),
-             "adjustments": [_adjustment(a) for a in f.adjustments], "notes": list(f.notes)}
-            for f in finals if f.status != "graded" or f.adjustments or f.notes]
+              state: dict[str, Any], results: dict[str, SubmissionResult]) -> dict[str, Any]:
+    """What the overview's gradebook section and its list of students show, as plain data."""
+    rows = [_row(f, results) for f in finals]
     earlier = [(student, entry["earlier"]) for student, entry in
                sorted(state["submissions"].items()) if entry.get("earlier")]
     notes = []
@@ -321,6 +317,23 @@ def _overview(counts: gradebook.Counts, finals: Sequence[final.FinalGrade],
                                 for a in f.adjustments if a.test}),
             "refused": list(state["refused"]), "notes": notes,
             "files": ["grades.csv", *(["canvas.csv", "moodle.csv"] if state["roster"] else [])]}
+
+
+def _row(grade: final.FinalGrade, results: dict[str, SubmissionResult]) -> dict[str, Any]:
+    """One student in the overview's list: every student, on the roster or with a result,
+    each number as the gradebooks write it."""
+    name = roster.result_name(grade.student.id)
+    return {"id": grade.student.id, "name": grade.student.name,
+            "section": grade.student.section, "status": grade.status,
+            "result": name if name in results else None,
+            "score": gradebook.number(grade.score), "max": gradebook.number(grade.max_score),
+            "fraction": (grade.score / grade.max_score if grade.score is not None
+                         and grade.max_score else None),
+            "tests": gradebook.number(grade.raw_score),
+            "late": grade.late_days > 0 or grade.status == "late",
+            "late_days": grade.late_days, "penalty": gradebook.number(grade.penalty * 100),
+            "adjustments": [_adjustment(a) for a in grade.adjustments],
+            "notes": list(grade.notes)}
 
 
 def _adjustment(adjustment: course_file.Adjustment) -> str:

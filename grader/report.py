@@ -3,7 +3,9 @@
 The HTML is a pure function of the ``SubmissionResult`` values and the Jinja templates in
 ``grader/templates`` (autoescape on). Images are PNGs embedded as ``data:`` URIs and the pages
 carry a Content-Security-Policy that forbids scripts and every external fetch, so a page can be
-mailed, uploaded to an LMS or opened from disk and it never loads anything.
+mailed, uploaded to an LMS or opened from disk and it never loads anything. The one exception
+is the overview's own script (``overview.js``: it sorts and filters the list of students),
+which its page's policy allows by the SHA-256 of its text, computed as the page is drawn.
 
 ``details`` dicts are read defensively: every key is optional and a value of the wrong shape is
 skipped (or shown as text), never trusted and never allowed to crash the page. Extreme numbers
@@ -15,6 +17,7 @@ instead of raising: one strange result must never stop a batch.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import math
 import reprlib
@@ -60,6 +63,10 @@ STATUS_LABELS = {
     "timeout": "Timed out",
     "review": "Needs review",
 }
+
+# the overview's status words (grader.final.STATUSES) and their colours
+STATUS_CHIPS = {"graded": "ok", "late": "timeout", "needs review": "hidden",
+                "ungradable": "bad", "missing": "public"}
 
 _CODE_FORMATTER = HtmlFormatter(cssclass="code", wrapcode=True)
 _SHORT_REPR = reprlib.Repr()  # a mismatched "got" as text, without repr() of a huge list first
@@ -160,7 +167,11 @@ def _index_page(results: list[SubmissionResult], generated: str, links: dict[str
         diagnoses=_top_diagnoses(graded),
         ungradable=[r for r in results if r.error is not None],
         review=_awaiting_review(results, gradebook),
-        rows=_submission_rows(results, links),
+        students=_student_rows(results, links, gradebook),
+        status_chips=STATUS_CHIPS,
+        names={row["result"]: row["name"] for row in (gradebook or {}).get("rows") or ()
+               if row.get("result") and row.get("name")},
+        script=_script("overview.js"),
         stages=_stage_means(results),
         total_time=_seconds(sum(_num(r.duration_s) or 0.0 for r in results)),
         class_view=class_view,
@@ -293,6 +304,18 @@ def _environment() -> Environment:
 
 def _template(name: str):
     return _environment().get_template(name)
+
+
+@lru_cache(maxsize=4)
+def _script(name: str) -> dict[str, str]:
+    """A script of the templates' folder and the Content-Security-Policy source that allows
+    it and nothing else: its SHA-256, computed from the very text the page embeds. The pages
+    keep forbidding every other script, inline handlers and any fetch."""
+    env = _environment()
+    text = env.loader.get_source(env, name)[0]
+    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+    # (Markup: the file is ours, and the source is quotes around base64 only)
+    return {"text": Markup(text), "source": Markup(f"'sha256-{digest}'")}  # noqa: S704
 
 
 # --------------------------------------------------------------------------- formatting
@@ -1020,22 +1043,48 @@ def _href(link: str) -> str:
     return "./" + quote(link, safe="/").lstrip("/")
 
 
-def _submission_rows(results: list[SubmissionResult], links: dict[str, str]):
-    rows = []
-    for r in sorted(results, key=lambda r: (r.student.casefold(), r.student, r.submission)):
-        rows.append(
-            {
-                "student": r.student,
-                "href": _href(links.get(r.student, f"{r.student}.html")),
-                "graded": r.error is None,
-                "score": _points(r.score),
-                "max": _points(r.max_score),
-                "percent": _pct(_fraction(r)) if r.error is None and r.max_score else "—",
-                "duration": _seconds(r.duration_s),
-                "notices": len(r.notices),
-            }
-        )
-    return rows
+def _student_rows(results: list[SubmissionResult], links: dict[str, str],
+                  gradebook: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Every student once, for the overview's list: the gradebook's rows (the roster's order,
+    final grades) with what their results add (a link, the notices), or, without a gradebook,
+    one row per result."""
+    by_name = {r.student: r for r in results}
+    rows = (gradebook or {}).get("rows")
+    if rows is None:
+        rows = [_result_row(r) for r in
+                sorted(results, key=lambda r: (r.student.casefold(), r.student, r.submission))]
+    return [_student_row(row, by_name.get(row["result"]) if row["result"] else None, links)
+            for row in rows]
+
+
+def _result_row(result: SubmissionResult) -> dict[str, Any]:
+    """A result as a gradebook row, where there is no gradebook (no course folder)."""
+    waiting = any(t.status == "review" for t in result.tests)
+    status = "ungradable" if result.error else "needs review" if waiting else "graded"
+    graded = result.error is None
+    return {"id": result.student, "name": "", "section": "", "status": status,
+            "result": result.student, "score": _points(result.score) if graded else "",
+            "max": _points(result.max_score),
+            "fraction": _fraction(result) if graded and result.max_score else None,
+            "tests": _points(result.score) if graded else "", "late": False, "late_days": 0,
+            "penalty": "", "adjustments": [], "notes": []}
+
+
+def _student_row(row: dict[str, Any], result: SubmissionResult | None,
+                 links: dict[str, str]) -> dict[str, Any]:
+    fraction = _num(row.get("fraction"))
+    percent = fraction * 100 if fraction is not None and math.isfinite(fraction) else None
+    return {
+        **row,
+        "href": (_href(links.get(result.student, f"{result.student}.html"))
+                 if result is not None else None),
+        "percent": _pct(fraction) if percent is not None else "",
+        # what the list's script sorts and filters by: plain numbers and fixed words
+        "sort_final": f"{percent:.4f}" if percent is not None else "",
+        "review": row.get("status") == "needs review",
+        "notices": len(result.notices) if result is not None else None,
+        "sort_name": f"{row.get('name') or ''} {row.get('id')}".casefold(),
+    }
 
 
 def _stage_means(results: list[SubmissionResult]) -> list[tuple[str, str, str]]:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import csv
 import dataclasses
+import hashlib
+import html as html_text
 import io
 import json
 import os
@@ -114,14 +116,37 @@ class Page(HTMLParser):
         return [a[name] or "" for _, a in self.tags if name in a]
 
 
+# the overview's filters: controls without a form, so nothing is ever sent anywhere
+FILTER_TAGS = {"label", "select", "option", "input"}
+OVERVIEW_JS = (Path(__file__).parent.parent / "grader" / "templates" / "overview.js").read_text(
+    encoding="utf-8")
+
+
 def assert_inert(html: str) -> None:
-    """Only our own markup: no script, no handlers, no external or javascript: URLs."""
+    """Only our own markup: no handlers, no external or javascript: URLs, and no script but
+    the overview's own, allowed by the page's Content-Security-Policy through its hash."""
     page = Page(html)
-    assert {tag for tag, _ in page.tags} <= ALLOWED_TAGS
+    assert {tag for tag, _ in page.tags} <= ALLOWED_TAGS | FILTER_TAGS | {"script"}
+    assert_only_our_script(html)
     for _, attrs in page.tags:
         assert not [a for a in attrs if a.startswith("on")], attrs
     assert all(src.startswith("data:image/png;base64,") for src in page.attr("src"))
     assert all(h.startswith(("#", "./")) for h in page.attr("href")), page.attr("href")
+
+
+def assert_only_our_script(html: str) -> None:
+    scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
+    assert html.lower().count("<script") == len(scripts) <= 1
+    [policy] = re.findall(r'http-equiv="Content-Security-Policy" content="([^"]*)"', html)
+    allowed = re.findall(r"script-src ([^;]*)", policy)
+    if not scripts:
+        assert allowed == []  # default-src 'none': no script at all
+        return
+    [script] = scripts
+    assert script == OVERVIEW_JS
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert allowed == [f"'sha256-{digest}'"]  # that script alone: no 'unsafe-inline'
+    assert "default-src 'none'" in policy
 
 
 def assert_no_urls(html: str) -> None:
@@ -426,6 +451,27 @@ def test_index_summarises_the_class(results):
     assert "Most common diagnoses" in page.text
     assert "Total grading time 250 s." in page.text
     assert_inert(html)
+
+
+def test_the_overview_lists_every_student_before_the_statistics(results):
+    everyone = list(results.values())
+    html = render_index(everyone, generated=GENERATED)
+    assert html.index('id="students"') < html.index('id="scores"') < html.index('id="pass-rates"')
+    ids = [html_text.unescape(i) for i in re.findall(r'<tr data-id="([^"]*)"', html)]
+    assert sorted(ids) == sorted(r.student for r in everyone)
+    ungradable = re.search(r'<tr data-id="li.wei" data-status="([^"]+)"', html)
+    assert ungradable[1] == "ungradable"
+    text = Page(html).text
+    assert "Notices: what happened while the notebook ran besides the tests" in text
+    assert "They cost no points" in text
+    assert_inert(html)  # its script is the overview's own, allowed by its hash
+
+
+def test_the_overview_script_writes_no_markup():
+    """It moves and hides rows: nothing a student wrote is ever parsed as HTML or code."""
+    for risky in ("innerHTML", "outerHTML", "insertAdjacent", "document.write", "eval(",
+                  "Function(", "setTimeout", "fetch", "XMLHttpRequest", "location", "import"):
+        assert risky not in OVERVIEW_JS, risky
 
 
 def test_index_of_nothing_renders():
