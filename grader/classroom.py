@@ -251,13 +251,14 @@ def _write_pages(out_dir: Path, finals: Sequence[final.FinalGrade],
     """Render again the pages whose final grade changed since they were written, so the
     student sees the late penalty and adjustments (with comment and author) on their page."""
     pages = dict(state.get("pages") or {})  # student -> what their page shows, if not plain
+    listed = _listed(state)
     for grade in finals:
         result = results.get(roster.result_name(grade.student.id))
         if result is None:
             continue
         student = result.student
         shown = None if student in fresh else pages.get(student)
-        view = _page_view(grade, result)
+        view = _page_view(grade, result, on_roster=grade.student.id in listed)
         wanted = None if view is None else hashlib.sha256(json.dumps(
             [result.cache_key, view], sort_keys=True).encode()).hexdigest()[:16]
         if shown != wanted:
@@ -269,16 +270,23 @@ def _write_pages(out_dir: Path, finals: Sequence[final.FinalGrade],
     state["pages"] = pages
 
 
-def _page_view(grade: final.FinalGrade, result: SubmissionResult) -> dict[str, Any] | None:
+def _page_view(grade: final.FinalGrade, result: SubmissionResult, *, on_roster: bool
+               ) -> dict[str, Any] | None:
     """What a student's page shows beyond its result: the final grade where the course file
     changes it, and the student's name as the roster (or the LMS) gives it, not the name of
-    their result files. None: the page written while grading is right as it is."""
+    their result files, with the roster's id beside it. None: the page written while grading
+    is right as it is."""
     name = grade.student.name.strip()
     named = bool(name) and name != result.student
     if not grade.changed and not named:
         return None
     return {**grade.view(), "changed": grade.changed, "name": name or None,
-            "id": grade.student.id}
+            "id": grade.student.id if on_roster else None}
+
+
+def _listed(state: dict[str, Any]) -> set[str]:
+    """The ids of the roster's students (none without a roster)."""
+    return {s.id for s in roster.from_rows(state["roster"]).students} if state["roster"] else set()
 
 
 def prepare(result: SubmissionResult, intake: Intake | None) -> None:
@@ -293,7 +301,8 @@ def prepare(result: SubmissionResult, intake: Intake | None) -> None:
 def _overview(counts: gradebook.Counts, finals: Sequence[final.FinalGrade],
               state: dict[str, Any], results: dict[str, SubmissionResult]) -> dict[str, Any]:
     """What the overview's gradebook section and its list of students show, as plain data."""
-    rows = [_row(f, results) for f in finals]
+    listed = _listed(state)
+    rows = [_row(f, results, f.student.id in listed) for f in finals]
     earlier = [(student, entry["earlier"]) for student, entry in
                sorted(state["submissions"].items()) if entry.get("earlier")]
     notes = []
@@ -319,11 +328,13 @@ def _overview(counts: gradebook.Counts, finals: Sequence[final.FinalGrade],
             "files": ["grades.csv", *(["canvas.csv", "moodle.csv"] if state["roster"] else [])]}
 
 
-def _row(grade: final.FinalGrade, results: dict[str, SubmissionResult]) -> dict[str, Any]:
+def _row(grade: final.FinalGrade, results: dict[str, SubmissionResult], on_roster: bool
+         ) -> dict[str, Any]:
     """One student in the overview's list: every student, on the roster or with a result,
-    each number as the gradebooks write it."""
+    each number as the gradebooks write it; the id is shown beside the name where the
+    roster gives it (off the roster, it is only the result files' name)."""
     name = roster.result_name(grade.student.id)
-    return {"id": grade.student.id, "name": grade.student.name,
+    return {"id": grade.student.id, "name": grade.student.name, "show_id": on_roster,
             "section": grade.student.section, "status": grade.status,
             "result": name if name in results else None,
             "score": gradebook.number(grade.score), "max": gradebook.number(grade.max_score),

@@ -1062,7 +1062,7 @@ def _result_row(result: SubmissionResult) -> dict[str, Any]:
     waiting = any(t.status == "review" for t in result.tests)
     status = "ungradable" if result.error else "needs review" if waiting else "graded"
     graded = result.error is None
-    return {"id": result.student, "name": "", "section": "", "status": status,
+    return {"id": result.student, "name": "", "show_id": False, "section": "", "status": status,
             "result": result.student, "score": _points(result.score) if graded else "",
             "max": _points(result.max_score),
             "fraction": _fraction(result) if graded and result.max_score else None,

@@ -114,17 +114,27 @@ def _a_class(folder: Path) -> Path:
     return out
 
 
+# Alan's bug in the course: the kernel flipped (convolution, not the lecture's correlation)
+FLIPPED_CONV1D = """
+def conv1d(x, w, stride=1):
+    x = np.asarray(x, dtype=float)
+    w = np.asarray(w, dtype=float)[::-1]
+    n = (len(x) - len(w)) // stride + 1
+    return np.array([np.dot(x[i * stride:i * stride + len(w)], w) for i in range(n)])
+"""
+
+
 def _grade_a_course(folder: Path) -> None:
     """A Moodle download graded with a roster and a course file: an adjustment with a comment
     (s1), a late submission (s2), a student with no submission (s3)."""
     from grader.sandbox import SandboxConfig
     from tests.conftest import build_notebook
-    from tests.test_gradebook import COURSE, ROSTER, WRONG_CONV1D, grade, moodle_zip
+    from tests.test_gradebook import COURSE, ROSTER, grade, moodle_zip
 
     (folder / "roster.csv").write_text(ROSTER)
     (folder / "course.toml").write_text(COURSE)
     ada = build_notebook(folder, "convolution", name="ada")
-    alan = build_notebook(folder, "convolution", name="alan", replace={"conv1d": WRONG_CONV1D})
+    alan = build_notebook(folder, "convolution", name="alan", replace={"conv1d": FLIPPED_CONV1D})
     archive = moodle_zip(folder / "moodle.zip", {"Ada Lovelace_501": ada,
                                                  "Alan Turing_502": alan})
     grade([archive], folder / "out", SandboxConfig.from_env(),
@@ -318,8 +328,9 @@ def test_hostile_page_shows_injected_markup_as_text(visit):
 
 
 def test_readme_screenshot(visit):
-    """A small screenshot of a really graded page (``docs/`` keeps a copy for the README)."""
-    v = visit("real_failures", {"width": 1000, "height": 2000})
+    """A small screenshot of a really graded page: a late student of a class graded with a
+    roster and a course file (``docs/`` keeps a copy for the README)."""
+    v = visit("course_late", {"width": 1000, "height": 1800})
     png = v.page.screenshot(full_page=False)
     README_SHOT.parent.mkdir(exist_ok=True, parents=True)
     README_SHOT.write_bytes(_small_png(png))

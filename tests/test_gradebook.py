@@ -362,4 +362,5 @@ def test_without_a_roster_a_plain_file_names_its_student(tmp_path) -> None:
         classroom.rebuild(out, assignment="backprop-2025", max_score=15, intake=intake)
     html = (out / f"{name}.html").read_text()
     assert marked(html, "student") == "bob two bugs"
+    assert 'data-testid="student-id"' not in html  # its result's name is no id of the student
     assert [r["name"] for r in rows(out / "grades.csv")] == ["bob two bugs"]
