@@ -79,10 +79,12 @@ _SHORT_REPR.maxstring = _SHORT_REPR.maxother = 200
 
 def render_student(result: SubmissionResult, *, generated: str | None = None,
                    final: dict[str, Any] | None = None) -> str:
-    """The feedback page for one submission, as a complete HTML document. ``final`` is the
-    final grade where the course file changes it (``grader.final.FinalGrade.view``: late
-    penalty, adjustments with comment and author). Never raises: a result the detailed page
-    cannot draw gets the plain page, which says so."""
+    """The feedback page for one submission, as a complete HTML document. ``final``: what the
+    class's folder adds (``grader.classroom``): the final grade (``FinalGrade.view``: late
+    penalty, adjustments with comment and author), which then heads the page, ``changed``
+    (whether the course file changes the tests' score), and the student's ``name`` and
+    roster ``id``. Never raises: a result the detailed page cannot draw gets the plain page,
+    which says so."""
     generated = generated or date.today().isoformat()
     try:
         return _student_page(result, generated, final)

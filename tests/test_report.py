@@ -287,6 +287,7 @@ def test_ungradable_submission_says_why_and_scores_nothing():
     page = Page(html).text
     assert "Not graded" in page and "could not be graded" in page
     assert result.error[:60] in page
+    assert "so no test ran: no test failed, and none gave points" in page
     assert 'data-testid="function"' not in html
 
 
