@@ -254,17 +254,20 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
     bar = _progress(len(todo), enabled=progress)
     fresh: list[str] = [r.student for r in rescored]  # pages written without a final grade
     written = list(rescored)  # what this run wrote, exactly as it is in the folder
-    for number, encoded in enumerate(_execute(todo, jobs=jobs, dask_address=dask_address)):
-        result = encoded.result()
-        _write_encoded(result, encoded, out_dir)
-        if number == 0:  # (with a pool, its workers are busy now and this process is idle)
-            classroom.warm_up(rubric)
-        classview.prepare(result, rubric)
-        done.append(result)
-        written.append(result)
-        fresh.append(result.student)  # its page was just written without a final grade
-        bar.update(1)
-    bar.close()
+    try:
+        for number, encoded in enumerate(_execute(todo, jobs=jobs, dask_address=dask_address)):
+            result = encoded.result()
+            _write_encoded(result, encoded, out_dir)
+            if number == 0:  # (with a pool, its workers are busy now and this process is idle)
+                classroom.warm_up(rubric)
+            classview.prepare(result, rubric)
+            classroom.prepare(result, intake)
+            done.append(result)
+            written.append(result)
+            fresh.append(result.student)  # its page was just written without a final grade
+            bar.update(1)
+    finally:  # closed now, so that an interruption's message is not followed by a redraw
+        bar.close()
     superseded = _set_aside_superseded(out_dir, intake)
     order = {names.get(p) or student_name(p): i for i, p in enumerate(submissions)}
     results = sorted(done, key=lambda r: order.get(r.student, 0))

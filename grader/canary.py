@@ -34,12 +34,18 @@ class Canary:
     seconds: float  # the reference's whole grading
     sandbox: str  # the sandbox in one line
     cached: bool = False
+    checked: str = ""  # when the reference was last graded here, local time to the minute
 
     def line(self) -> str:
+        """The verdict in words a first-time user can follow: a cached verdict says when it
+        was reached (on a first run, by the rubric check moments before), not "cached"."""
         shown = {k: v for k, v in self.reference_seconds.items() if v >= 0.05}
         times = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(shown.items())) or "all calls fast"
-        origin = "cached" if self.cached else f"graded in {self.seconds:.1f} s"
-        return f"reference canary: full marks ({origin}); reference times: {times}"
+        origin = (f"checked at {self.checked} on this machine; grader, rubric, reference and "
+                  f"sandbox unchanged since" if self.cached
+                  else f"graded just now in {self.seconds:.1f} s")
+        return (f"reference canary: full marks for the reference solution ({origin}); "
+                f"its times: {times}")
 
 
 def check(rubric: Any, *, config: sandbox.SandboxConfig, mnist: Any = None,
@@ -63,6 +69,7 @@ def check(rubric: Any, *, config: sandbox.SandboxConfig, mnist: Any = None,
                               if k.startswith(CALL_PREFIX)}, budgets.TOTAL_KEY: seconds},
         seconds=seconds,
         sandbox=described,
+        checked=_minute(time.time()),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     # the reference's result too: a rubric change for scoring alone re-scores it (_load)
@@ -79,12 +86,16 @@ def _refuse_unless_full_marks(rubric: Any, result: Any) -> None:
     if not failing:
         return
     first = failing[0]
-    reason = " ".join(first.message.split())[:400]
+    reason = " ".join(first.message.split())[:400].rstrip(".")
     more = f" (and {len(failing) - 1} more test(s))" if len(failing) > 1 else ""
     raise InfrastructureError(
         f"the reference solution {rubric.solution.name} does not get full marks on this "
         f"machine, so no student was graded: '{first.name}' gave it {first.score:g}/"
         f"{first.max_score:g}{more}: {reason}. Fix the machine or the rubric and run again")
+
+
+def _minute(moment: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(moment))
 
 
 def default_cache_dir() -> Path:
@@ -113,7 +124,7 @@ def _load(path: Path, rubric: Any) -> Canary | None:
     try:
         data = json.loads(path.read_text())
         stored = SubmissionResult.from_json(data.pop("result"))
-        canary = Canary(**{**data, "cached": True})
+        canary = Canary(**{**data, "cached": True, "checked": _minute(path.stat().st_mtime)})
     except (OSError, ValueError, TypeError, KeyError):
         return None  # unreadable, or written before the result was kept
     again = rescore.rescore(stored, rubric, cache_key=stored.cache_key)

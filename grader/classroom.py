@@ -20,7 +20,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from grader import classview, final, gradebook, handins, ingest, report, roster
@@ -142,7 +142,7 @@ def rebuild(out_dir: Path, *, assignment: str, max_score: float, intake: Intake 
     counts = gradebook.Counts.of(finals)
     files = _write_gradebooks(out_dir, finals, results, course, assignment, state)
     _write_pages(out_dir, finals, results, state, set(fresh))
-    view = _overview(counts, finals, state)
+    view = _overview(counts, finals, state, results)
     every = list(results.values())
     class_view = classview.write(every, out_dir, rubric) if rubric is not None else None
     write_atomic(out_dir / "index.html", report.render_index(
@@ -247,9 +247,20 @@ def _people(state: dict[str, Any], results: dict[str, SubmissionResult]) -> list
     known = {roster.result_name(s.id) for s in people}
     for student in sorted(results, key=lambda s: (s.casefold(), s)):
         if student not in known:
-            name = state["submissions"].get(student, {}).get("name", "")
-            people.append(Student(id=student, name=name))
+            people.append(Student(id=student, name=_name(state["submissions"].get(student))))
     return people
+
+
+def _name(entry: dict[str, Any] | None) -> str:
+    """A student off the roster: the name the LMS gave, else a plain file's own name
+    ('bob two bugs' for bob two bugs.ipynb, whose result is bob_two_bugs-3f2a1c)."""
+    entry = entry or {}
+    if entry.get("name"):
+        return str(entry["name"])
+    if entry.get("lms") == "file" and entry.get("file"):
+        name = PurePosixPath(str(entry["file"])).name
+        return name[:-6] if name.lower().endswith(".ipynb") else name
+    return ""
 
 
 # --------------------------------------------------------------------------- writing
@@ -275,13 +286,14 @@ def _write_pages(out_dir: Path, finals: Sequence[final.FinalGrade],
     """Render again the pages whose final grade changed since they were written, so the
     student sees the late penalty and adjustments (with comment and author) on their page."""
     pages = dict(state.get("pages") or {})  # student -> what their page shows, if not plain
+    listed = _listed(state)
     for grade in finals:
         result = results.get(roster.result_name(grade.student.id))
         if result is None:
             continue
         student = result.student
         shown = None if student in fresh else pages.get(student)
-        view = grade.view() if grade.changed else None
+        view = _page_view(grade, result, on_roster=grade.student.id in listed)
         wanted = None if view is None else hashlib.sha256(json.dumps(
             [result.cache_key, view], sort_keys=True).encode()).hexdigest()[:16]
         if shown != wanted:
@@ -293,14 +305,39 @@ def _write_pages(out_dir: Path, finals: Sequence[final.FinalGrade],
     state["pages"] = pages
 
 
+def _page_view(grade: final.FinalGrade, result: SubmissionResult, *, on_roster: bool
+               ) -> dict[str, Any] | None:
+    """What a student's page shows beyond its result: the final grade where the course file
+    changes it, and the student's name as the roster (or the LMS) gives it, not the name of
+    their result files, with the roster's id beside it. None: the page written while grading
+    is right as it is."""
+    name = grade.student.name.strip()
+    named = bool(name) and name != result.student
+    if not grade.changed and not named:
+        return None
+    return {**grade.view(), "changed": grade.changed, "name": name or None,
+            "id": grade.student.id if on_roster else None}
+
+
+def _listed(state: dict[str, Any]) -> set[str]:
+    """The ids of the roster's students (none without a roster)."""
+    return {s.id for s in roster.from_rows(state["roster"]).students} if state["roster"] else set()
+
+
+def prepare(result: SubmissionResult, intake: Intake | None) -> None:
+    """Highlight a result's code while a batch's workers still grade, where ``rebuild`` will
+    draw its page again to name the student (with a roster: every page), so that the second
+    drawing, at the serial end of the run, costs a few milliseconds instead of twenty."""
+    stem = result.submission[:-6] if result.submission.lower().endswith(".ipynb") else None
+    if intake is not None and (intake.roster is not None or stem != result.student):
+        report.prepare(result)
+
+
 def _overview(counts: gradebook.Counts, finals: Sequence[final.FinalGrade],
-              state: dict[str, Any]) -> dict[str, Any]:
-    """What the overview's gradebook section shows, as plain data."""
-    rows = [{"id": f.student.id, "name": f.student.name, "status": f.status,
-             "score": gradebook.number(f.score), "max": gradebook.number(f.max_score),
-             "late_days": f.late_days, "penalty": gradebook.number(f.penalty * 100),
-             "adjustments": [a.text() for a in f.adjustments], "notes": list(f.notes)}
-            for f in finals if f.status != "graded" or f.adjustments or f.notes]
+              state: dict[str, Any], results: dict[str, SubmissionResult]) -> dict[str, Any]:
+    """What the overview's gradebook section and its list of students show, as plain data."""
+    listed = _listed(state)
+    rows = [_row(f, results, f.student.id in listed) for f in finals]
     earlier = [(student, entry["earlier"]) for student, entry in
                sorted(state["submissions"].items()) if entry.get("earlier")]
     notes = []
@@ -312,7 +349,8 @@ def _overview(counts: gradebook.Counts, finals: Sequence[final.FinalGrade],
                      f"links, unsafe or damaged archive members)")
     mean = counts.mean
     return {"line": counts.line(), "counts": counts,
-            "mean": "—" if mean is None else f"{mean:.2f} / {counts.max_score:g}",
+            "mean": "—" if mean is None else f"{gradebook.number(mean)} / "
+                                              f"{gradebook.number(counts.max_score)}",
             "mean_percent": "—" if mean is None or not counts.max_score
             else f"{100 * mean / counts.max_score:.1f} %",
             "fractions": [f.score / f.max_score for f in finals
@@ -323,6 +361,33 @@ def _overview(counts: gradebook.Counts, finals: Sequence[final.FinalGrade],
                                 for a in f.adjustments if a.test}),
             "refused": list(state["refused"]), "notes": notes,
             "files": ["grades.csv", *(["canvas.csv", "moodle.csv"] if state["roster"] else [])]}
+
+
+def _row(grade: final.FinalGrade, results: dict[str, SubmissionResult], on_roster: bool
+         ) -> dict[str, Any]:
+    """One student in the overview's list: every student, on the roster or with a result,
+    each number as the gradebooks write it; the id is shown beside the name where the
+    roster gives it (off the roster, it is only the result files' name)."""
+    name = roster.result_name(grade.student.id)
+    return {"id": grade.student.id, "name": grade.student.name, "show_id": on_roster,
+            "section": grade.student.section, "status": grade.status,
+            "result": name if name in results else None,
+            "score": gradebook.number(grade.score), "max": gradebook.number(grade.max_score),
+            "fraction": (grade.score / grade.max_score if grade.score is not None
+                         and grade.max_score else None),
+            "tests": gradebook.number(grade.raw_score),
+            "late": grade.late_days > 0 or grade.status == "late",
+            "late_days": grade.late_days, "penalty": gradebook.number(grade.penalty * 100),
+            "adjustments": [_adjustment(a) for a in grade.adjustments],
+            "notes": list(grade.notes)}
+
+
+def _adjustment(adjustment: course_file.Adjustment) -> str:
+    """An adjustment in a line, its points rounded as every grade is (``gradebook.number``)."""
+    points = gradebook.number(adjustment.points)
+    sign = "" if points.startswith("-") else "+"
+    where = f"on {adjustment.test}" if adjustment.test else "on the total"
+    return f"{sign}{points} {where} by {adjustment.by}: {adjustment.comment}"
 
 
 def _absolute(path: Path | None) -> Path | None:

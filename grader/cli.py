@@ -43,10 +43,30 @@ def _error_text(exc: GraderError) -> str:
     return inert.line(str(exc))
 
 
+HELP = """\
+Grade the students' notebooks: each runs in a sandbox, is checked against the reference
+solution and gets a feedback page; the class gets an overview and gradebooks."""
+HELP_END = """\
+a course, start to end:
+  python -m grader validate backprop       check the rubric and reference solution
+  python -m grader export-check backprop   the self-check to give students
+  python -m grader grade --assignment backprop --out feedback/backprop \\
+      --roster roster.csv --course course.toml submissions.zip
+  python -m grader gradebook --assignment backprop --out feedback/backprop
+                                           after editing course.toml (no regrading)
+then open feedback/backprop/index.html; upload grades.csv, canvas.csv or moodle.csv.
+
+exit status: 0 the grader worked, whatever the scores; 2 something to fix, said in one
+line; 130 interrupted (finished results are kept: run again to resume).
+README.md has the whole guide. `python -m grader COMMAND --help` explains a command."""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m grader", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m grader", description=HELP, epilog=HELP_END,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"grader {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, title="commands",
+                                     metavar="COMMAND")
 
     grade = commands.add_parser("grade", help="grade submitted notebooks (files or folders)")
     grade.add_argument("paths", nargs="+", type=Path, metavar="PATH")

@@ -21,9 +21,10 @@ def _finite(value: float) -> float | None:
 
 
 def _points(value: float) -> float:
-    """Scores for Gradescope, which needs a finite number: a NaN or infinite one counts 0."""
-    number = _finite(value)
-    return 0.0 if number is None else number
+    """Scores for Gradescope, rounded as every page and gradebook rounds them
+    (``gradebook.number``); Gradescope needs a finite number: a NaN or infinite one counts 0."""
+    finite = _finite(value)
+    return 0.0 if finite is None else float(number(finite))
 
 
 def rubric_order(results: Iterable[SubmissionResult]) -> list[str]:
@@ -34,12 +35,19 @@ def rubric_order(results: Iterable[SubmissionResult]) -> list[str]:
 # --------------------------------------------------------------------------- Gradescope
 
 
+def ended(text: str) -> str:
+    """The text with one full stop at its end, whether or not the rubric wrote one: a
+    description quoted in a sentence ('Hidden test: x.') never ends in '..'."""
+    text = text.strip()
+    return text if not text or text[-1] in ".!?" else text + "."
+
+
 def _test_output(test: TestResult) -> str:
     parts = [test.message]
     if test.diagnosis:
         parts.append(f"Diagnosis: {test.diagnosis}")
     if test.visibility == "hidden" and test.description:
-        parts.insert(0, f"Hidden test: {test.description}.")
+        parts.insert(0, f"Hidden test: {ended(test.description)}")
     return "\n\n".join(p for p in parts if p)
 
 
@@ -75,7 +83,7 @@ def gradescope_json(result: SubmissionResult) -> dict[str, Any]:
     output += [f"Notice: {n}" for n in result.notices[:10]]
     return {
         "score": _points(result.score),
-        "execution_time": max(0, round(_points(result.duration_s))),
+        "execution_time": max(0, round(_finite(result.duration_s) or 0.0)),
         "output": "\n\n".join(output),
         "output_format": "text",
         "test_output_format": "text",

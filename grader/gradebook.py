@@ -12,13 +12,18 @@ The upload formats follow what each LMS documents for its import:
   ``ID`` (its user id) or the SIS columns. An empty cell leaves Canvas's grade as it is.
 - **Moodle** offline grading worksheet (assignment → "Upload grading worksheet"):
   ``Identifier, Full name, Email address, Status, Grade, Maximum Grade, Grade can be changed,
-  Last modified (submission), Last modified (grade), Feedback comments``; Moodle matches rows
-  by ``Identifier`` (``Participant 123456``), so students without a Moodle id are left out.
+  Last modified (submission), Last modified (grade)``; Moodle matches rows by ``Identifier``
+  (``Participant 123456``), so students without a Moodle id are left out. Its importer reads
+  ``Identifier``, ``Grade`` and ``Last modified (grade)``, and a feedback plugin's column
+  (``Feedback comments``) only where the file has one, which then replaces what the
+  instructors wrote there: the worksheet has none, so their comments stay as they are (the
+  student's page carries the grader's feedback).
 """
 
 from __future__ import annotations
 
 import csv
+import decimal
 import io
 import math
 from collections.abc import Sequence
@@ -26,14 +31,14 @@ from dataclasses import dataclass
 
 from grader.final import FinalGrade
 
+PLACES = decimal.Decimal("0.01")  # grades are shown to hundredths (see number)
 # Spreadsheets run cells that start with these as formulas ("CSV injection").
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 GRADES_HEADER = ["id", "name", "email", "section", "score", "max_score", "status", "late_days",
                  "late_penalty_percent", "adjustment", "submission", "submitted"]
 CANVAS_HEADER = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
 MOODLE_HEADER = ["Identifier", "Full name", "Email address", "Status", "Grade", "Maximum Grade",
-                 "Grade can be changed", "Last modified (submission)", "Last modified (grade)",
-                 "Feedback comments"]
+                 "Grade can be changed", "Last modified (submission)", "Last modified (grade)"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,8 @@ class Counts:
 
     def line(self) -> str:
         """The sentence the CLI prints and the overview shows."""
-        mean = f"{self.mean:.2f}/{self.max_score:g}" if self.mean is not None else "none"
+        mean = (f"{number(self.mean)}/{number(self.max_score)}" if self.mean is not None
+                else "none")
         extra = [f"{n} {label}" for n, label in ((self.late, "late"),
                                                  (self.review, "needing review")) if n]
         inner = f" ({', '.join(extra)})" if extra else ""
@@ -70,11 +76,24 @@ class Counts:
 
 
 def number(value: float | None) -> str:
-    """1.0 -> '1', 2/3 -> '0.6667', None -> '' (no grade, never a 0 that reads like one); a NaN
-    or infinite score (never expected) is no grade either, not 'nan' in a gradebook."""
+    """Points as every page, gradebook and upload shows them: the one rounding rule.
+
+    Hundredths, half up on the decimal value (8.832 -> '8.83', 8.825 -> '8.83', 2/3 ->
+    '0.67'), trailing zeros dropped (14.4, 24). Two places because Canvas and Moodle show
+    grades to two: a CSV with more would upload a grade that the LMS shows rounded its own
+    way, and the student's page, the overview and the LMS would disagree in the last digit.
+    Half up on the decimal value, not Python's rounding of the binary float (8.825 is stored
+    as 8.82499...), because that is what an instructor checking a grade by hand gets. Sums
+    are made of the exact values and rounded once, where shown. None is '' (no grade, never
+    a 0 that reads like one); so is a NaN or infinite score (never expected), not 'nan'."""
     if value is None or not math.isfinite(value):
         return ""
-    return f"{value:.4f}".rstrip("0").rstrip(".")
+    with decimal.localcontext() as context:
+        context.prec = 400  # 1.7e308 has 309 digits before the point
+        shown = decimal.Decimal(repr(float(value))).quantize(PLACES, decimal.ROUND_HALF_UP)
+    text = f"{shown:f}"
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    return "0" if text == "-0" else text
 
 
 def grades_csv(finals: Sequence[FinalGrade], tests: Sequence[str]) -> str:
@@ -104,7 +123,8 @@ def canvas_csv(finals: Sequence[FinalGrade], column: str) -> str:
 
 
 def moodle_csv(finals: Sequence[FinalGrade]) -> str:
-    """Moodle's grading worksheet, for the students with a Moodle participant id."""
+    """Moodle's grading worksheet, for the students with a Moodle participant id: grades
+    only, never a feedback comment that would replace the instructors' own."""
     rows = [MOODLE_HEADER]
     for f in finals:
         if not f.student.moodle_id:
@@ -112,17 +132,8 @@ def moodle_csv(finals: Sequence[FinalGrade]) -> str:
         status = "No submission" if f.status == "missing" else "Submitted for grading"
         rows.append([f"Participant {f.student.moodle_id}", f.student.name, f.student.email,
                      status, number(f.score), number(f.max_score), "Yes",
-                     f.submitted or "", "", feedback(f)])
+                     f.submitted or "", ""])
     return _csv(rows)
-
-
-def feedback(final: FinalGrade) -> str:
-    """What the LMS shows beside the grade: status, lateness and adjustments, in a line."""
-    parts = [final.status]
-    if final.late_days:
-        parts.append(f"{final.late_days} day(s) late, {number(final.penalty * 100)}% taken")
-    parts += [f"adjusted {a.text()}" for a in final.adjustments]
-    return "; ".join(parts)
 
 
 def _csv(rows: list[list[str]]) -> str:

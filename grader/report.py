@@ -3,7 +3,9 @@
 The HTML is a pure function of the ``SubmissionResult`` values and the Jinja templates in
 ``grader/templates`` (autoescape on). Images are PNGs embedded as ``data:`` URIs and the pages
 carry a Content-Security-Policy that forbids scripts and every external fetch, so a page can be
-mailed, uploaded to an LMS or opened from disk and it never loads anything.
+mailed, uploaded to an LMS or opened from disk and it never loads anything. The one exception
+is the overview's own script (``overview.js``: it sorts and filters the list of students),
+which its page's policy allows by the SHA-256 of its text, computed as the page is drawn.
 
 ``details`` dicts are read defensively: every key is optional and a value of the wrong shape is
 skipped (or shown as text), never trusted and never allowed to crash the page. Extreme numbers
@@ -15,6 +17,7 @@ instead of raising: one strange result must never stop a batch.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import math
 import reprlib
@@ -22,7 +25,7 @@ import struct
 import zlib
 from collections import Counter
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -35,6 +38,8 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
 from grader import figures
+from grader.export import ended
+from grader.gradebook import number as grade_text
 from grader.results import SubmissionResult, TestResult
 
 if TYPE_CHECKING:
@@ -59,6 +64,10 @@ STATUS_LABELS = {
     "review": "Needs review",
 }
 
+# the overview's status words (grader.final.STATUSES) and their colours
+STATUS_CHIPS = {"graded": "ok", "late": "timeout", "needs review": "hidden",
+                "ungradable": "bad", "missing": "public"}
+
 _CODE_FORMATTER = HtmlFormatter(cssclass="code", wrapcode=True)
 _SHORT_REPR = reprlib.Repr()  # a mismatched "got" as text, without repr() of a huge list first
 _SHORT_REPR.maxlevel, _SHORT_REPR.maxlist = 6, MAX_SMALL_ARRAY
@@ -70,15 +79,17 @@ _SHORT_REPR.maxstring = _SHORT_REPR.maxother = 200
 
 def render_student(result: SubmissionResult, *, generated: str | None = None,
                    final: dict[str, Any] | None = None) -> str:
-    """The feedback page for one submission, as a complete HTML document. ``final`` is the
-    final grade where the course file changes it (``grader.final.FinalGrade.view``: late
-    penalty, adjustments with comment and author). Never raises: a result the detailed page
-    cannot draw gets the plain page, which says so."""
+    """The feedback page for one submission, as a complete HTML document. ``final``: what the
+    class's folder adds (``grader.classroom``): the final grade (``FinalGrade.view``: late
+    penalty, adjustments with comment and author), which then heads the page, ``changed``
+    (whether the course file changes the tests' score), and the student's ``name`` and
+    roster ``id``. Never raises: a result the detailed page cannot draw gets the plain page,
+    which says so."""
     generated = generated or date.today().isoformat()
     try:
         return _student_page(result, generated, final)
     except Exception as error:  # noqa: BLE001 - one page must not stop the batch
-        return _plain_student(result, generated, error)
+        return _plain_student(result, generated, error, final)
 
 
 def render_index(
@@ -108,11 +119,14 @@ def render_index(
 
 def _student_page(result: SubmissionResult, generated: str,
                   final: dict[str, Any] | None = None) -> str:
+    final = final if isinstance(final, dict) else None
     return _template("student.html.j2").render(
         r=result,
         final=final,
         generated=generated,
-        score=_score_view(result),
+        who=_who(result, final),
+        score=_score_view(result, final),
+        steps=_grade_steps(result, final),
         fix_first=_fix_first(result),
         sections=_sections(result),
         notices=_notices(result.notices),
@@ -155,7 +169,11 @@ def _index_page(results: list[SubmissionResult], generated: str, links: dict[str
         diagnoses=_top_diagnoses(graded),
         ungradable=[r for r in results if r.error is not None],
         review=_awaiting_review(results, gradebook),
-        rows=_submission_rows(results, links),
+        students=_student_rows(results, links, gradebook),
+        status_chips=STATUS_CHIPS,
+        names={row["result"]: row["name"] for row in (gradebook or {}).get("rows") or ()
+               if row.get("result") and row.get("name")},
+        script=_script("overview.js"),
         stages=_stage_means(results),
         total_time=_seconds(sum(_num(r.duration_s) or 0.0 for r in results)),
         class_view=class_view,
@@ -190,8 +208,11 @@ def _total(tests: Any, attribute: str) -> str:
         return "?"
 
 
-def _plain_student(result: SubmissionResult, generated: str, error: Exception) -> str:
+def _plain_student(result: SubmissionResult, generated: str, error: Exception,
+                   final: Any = None) -> str:
     tests = getattr(result, "tests", ())
+    final = final if isinstance(final, dict) else {}
+    name = final.get("name") if isinstance(final.get("name"), str) else None
     rows = [
         {
             "name": _text(getattr(t, "name", "?"), 300),
@@ -204,7 +225,8 @@ def _plain_student(result: SubmissionResult, generated: str, error: Exception) -
         for t in (tests if isinstance(tests, tuple | list) else ())
     ]
     return _template("plain_student.html.j2").render(
-        student=_text(getattr(result, "student", "?"), 300),
+        student=_text(name or getattr(result, "student", "?"), 300),
+        grade=_points(final.get("score")) if _num(final.get("score")) is not None else None,
         assignment=_text(getattr(result, "assignment", "?"), 300),
         submission=_text(getattr(result, "submission", "?"), 300),
         error=_text(getattr(result, "error", None) or ""),
@@ -273,14 +295,29 @@ def _environment() -> Environment:
         keep_trailing_newline=True,
     )
     env.filters["points"] = _points
+    env.filters["signed_points"] = _signed_points
+    env.filters["moment"] = _moment
     env.filters["pct"] = _pct
     env.filters["clip"] = _clip
     env.filters["sentence"] = _sentence
+    env.filters["ended"] = _ended
     return env
 
 
 def _template(name: str):
     return _environment().get_template(name)
+
+
+@lru_cache(maxsize=4)
+def _script(name: str) -> dict[str, str]:
+    """A script of the templates' folder and the Content-Security-Policy source that allows
+    it and nothing else: its SHA-256, computed from the very text the page embeds. The pages
+    keep forbidding every other script, inline handlers and any fetch."""
+    env = _environment()
+    text = env.loader.get_source(env, name)[0]
+    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+    # (Markup: the file is ours, and the source is quotes around base64 only)
+    return {"text": Markup(text), "source": Markup(f"'sha256-{digest}'")}  # noqa: S704
 
 
 # --------------------------------------------------------------------------- formatting
@@ -300,10 +337,31 @@ def _int(value: Any) -> int | None:
 
 
 def _points(value: Any) -> str:
+    """Points rounded as the gradebooks round them (``gradebook.number``: one rule for every
+    place a grade is shown); '?' for what is no number."""
     number = _num(value)
-    if number is None:
-        return "?"
-    return f"{number:.2f}".rstrip("0").rstrip(".")
+    return (grade_text(number) or "?") if number is not None else "?"
+
+
+def _signed_points(value: Any) -> str:
+    """An adjustment: '+0.5', '−1.25' (with a minus sign, as the late penalty is written)."""
+    text = _points(value)
+    return text if text == "?" else ("−" + text[1:] if text.startswith("-") else "+" + text)
+
+
+def _moment(value: Any) -> str:
+    """'2026-11-21T08:00:00+00:00' -> '2026-11-21 08:00 (UTC+00:00)': a time a student reads,
+    with the zone it is in; anything else as it is."""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    offset = moment.utcoffset()
+    if offset is None:
+        return moment.strftime("%Y-%m-%d %H:%M")
+    minutes = int(offset.total_seconds() // 60)
+    sign, minutes = ("+" if minutes >= 0 else "−"), abs(minutes)
+    return f"{moment:%Y-%m-%d %H:%M} (UTC{sign}{minutes // 60:02d}:{minutes % 60:02d})"
 
 
 def _pct(value: Any) -> str:
@@ -340,11 +398,12 @@ def _clip(text: Any, limit: int = MAX_MESSAGE_CHARS) -> str:
 
 def _sentence(text: Any) -> str:
     """'checks x' -> 'Checks x.' (descriptions are written as lower-case phrases)."""
-    text = str(text).strip()
-    if not text:
-        return text
-    text = text[0].upper() + text[1:]
-    return text if text[-1] in ".!?" else text + "."
+    text = _ended(text)
+    return text[:1].upper() + text[1:]
+
+
+def _ended(text: Any) -> str:
+    return ended(str(text))
 
 
 def _ints(value: Any) -> list[int] | None:
@@ -395,22 +454,67 @@ def _float_array(value: Any, limit: int | None = None) -> np.ndarray | None:
 # --------------------------------------------------------------------------- student page
 
 
-def _score_view(result: SubmissionResult) -> dict[str, Any]:
-    total = result.max_score
-    fraction = result.score / total if total else 0.0
+def _who(result: SubmissionResult, final: dict[str, Any] | None) -> dict[str, str | None]:
+    """The student as the roster (or the LMS) names them, with their id beside; without a
+    name, the result's name (from the id or the file)."""
+    name = (final or {}).get("name")
+    ident = (final or {}).get("id")
+    if not isinstance(name, str) or not name.strip():
+        return {"name": result.student, "id": None}
+    return {"name": name, "id": ident if isinstance(ident, str) and ident != name else None}
+
+
+def _score_view(result: SubmissionResult, final: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+    """The grade that counts, for the page's header: the final one where the course file
+    changes the tests' score (late penalty, adjustments), else the tests' score, which then
+    is the grade. None where there is none (an ungradable submission nobody adjusted)."""
+    if final is not None and "score" in final:
+        score, total = _num(final.get("score")), _num(final.get("max"))
+    else:
+        score, total = (None if result.error else result.score), result.max_score
+    if score is None:
+        return {"graded": False}
+    total = total if total is not None else result.max_score
+    fraction = score / total if total else 0.0
     return {
-        "graded": result.error is None,
-        "score": _points(result.score),
+        "graded": True,
+        "score": _points(score),
         "max": _points(total),
         "percent": _pct(fraction) if total else "",
         "width": f"{max(0.0, min(fraction, 1.0)) * 100:.1f}",
-        "full": bool(total) and result.score >= total,
+        "full": bool(total) and score >= total,
     }
+
+
+def _grade_steps(result: SubmissionResult, final: dict[str, Any] | None
+                 ) -> list[dict[str, str]]:
+    """What made the final grade, shown beside it: the tests' score, the instructor's
+    adjustments, the late penalty, tests still waiting for review. Empty where the tests'
+    score is the grade."""
+    if final is None or _num(final.get("score")) is None:
+        return []
+    steps = [{"label": "tests", "text": f"{_points(result.score)} / {_points(result.max_score)}"}]
+    adjustments = [a for a in final.get("adjustments") or () if isinstance(a, dict)]
+    if adjustments:
+        total = sum(_num(a.get("points")) or 0.0 for a in adjustments)
+        steps.append({"label": "adjusted", "text": _signed_points(total)})
+    days = _int(final.get("late_days")) or 0
+    if days:
+        percent = _num(final.get("penalty_percent"))
+        taken = f"−{grade_text(percent)}%" if percent is not None else ""
+        steps.append({"label": f"{days} day{'s' * (days != 1)} late", "text": taken})
+    waiting = sum(1 for t in result.tests if t.status == "review")
+    if final.get("status") == "needs review" and waiting:
+        steps.append({"label": "waiting for review",
+                      "text": f"{waiting} test{'s' * (waiting != 1)}, 0 until looked at"})
+    return steps if len(steps) > 1 else []
 
 
 def _fix_first(result: SubmissionResult) -> dict[str, Any]:
     if result.error is not None:
-        return {"kind": "error", "text": _clip(result.error, 300)}
+        return {"kind": "error", "text": "none of your code ran, so no test could give "
+                                         "points. Below: what happened and what to do."}
     sections = _section_order(result.tests)
     for test in result.tests:
         if test.status != "passed":
@@ -432,6 +536,10 @@ def _section_order(tests: tuple[TestResult, ...]) -> list[str]:
 
 
 def _sections(result: SubmissionResult) -> list[dict[str, Any]]:
+    """One section per function, in the rubric's order. None for a submission that could not
+    be graded: its tests never ran, and a row of failures would say otherwise."""
+    if result.error is not None:
+        return []
     sections = []
     for number, function in enumerate(_section_order(result.tests), start=1):
         tests = [t for t in result.tests if t.function == function]
@@ -444,6 +552,9 @@ def _sections(result: SubmissionResult) -> list[dict[str, Any]]:
                 "score": _points(score),
                 "max": _points(total),
                 "passed": all(t.status == "passed" for t in tests),
+                # a check worth nothing itself (the rules: a function that breaks them scores
+                # 0 on its own tests): "no points of its own", not a puzzling "0 / 0"
+                "no_points": total == 0 and all(_num(t.max_score) == 0 for t in tests),
                 "tests": [_test_view(t) for t in tests],
                 "code": _code(result.sources.get(function)),
             }
@@ -488,9 +599,25 @@ def _is_diagnostic(test: TestResult, details: dict[str, Any]) -> bool:
 def _code(source: Any) -> Markup | None:
     if not isinstance(source, str) or not source.strip():
         return None
-    clipped = _clip(source, MAX_SOURCE_CHARS)
     # Pygments escapes every character of the source; its markup is safe to embed as is.
-    return Markup(highlight(clipped, PythonLexer(), _CODE_FORMATTER))
+    return Markup(_highlighted(source))  # noqa: S704
+
+
+@lru_cache(maxsize=4096)
+def _highlighted(source: str) -> str:
+    """Remembered per source: a page drawn again (to name the student, after a change of the
+    course file) reuses it; highlighting is nine tenths of what a page costs."""
+    return highlight(_clip(source, MAX_SOURCE_CHARS), PythonLexer(), _CODE_FORMATTER)
+
+
+def prepare(result: SubmissionResult) -> None:
+    """Highlight the result's code now, for a page drawn later in this process. Never raises:
+    the page itself says what fails."""
+    try:
+        for source in result.sources.values():
+            _code(source)
+    except Exception:  # noqa: BLE001,S110 - only a head start
+        pass
 
 
 # --------------------------------------------------------------------------- outputs
@@ -918,22 +1045,48 @@ def _href(link: str) -> str:
     return "./" + quote(link, safe="/").lstrip("/")
 
 
-def _submission_rows(results: list[SubmissionResult], links: dict[str, str]):
-    rows = []
-    for r in sorted(results, key=lambda r: (r.student.casefold(), r.student, r.submission)):
-        rows.append(
-            {
-                "student": r.student,
-                "href": _href(links.get(r.student, f"{r.student}.html")),
-                "graded": r.error is None,
-                "score": _points(r.score),
-                "max": _points(r.max_score),
-                "percent": _pct(_fraction(r)) if r.error is None and r.max_score else "—",
-                "duration": _seconds(r.duration_s),
-                "notices": len(r.notices),
-            }
-        )
-    return rows
+def _student_rows(results: list[SubmissionResult], links: dict[str, str],
+                  gradebook: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Every student once, for the overview's list: the gradebook's rows (the roster's order,
+    final grades) with what their results add (a link, the notices), or, without a gradebook,
+    one row per result."""
+    by_name = {r.student: r for r in results}
+    rows = (gradebook or {}).get("rows")
+    if rows is None:
+        rows = [_result_row(r) for r in
+                sorted(results, key=lambda r: (r.student.casefold(), r.student, r.submission))]
+    return [_student_row(row, by_name.get(row["result"]) if row["result"] else None, links)
+            for row in rows]
+
+
+def _result_row(result: SubmissionResult) -> dict[str, Any]:
+    """A result as a gradebook row, where there is no gradebook (no course folder)."""
+    waiting = any(t.status == "review" for t in result.tests)
+    status = "ungradable" if result.error else "needs review" if waiting else "graded"
+    graded = result.error is None
+    return {"id": result.student, "name": "", "show_id": False, "section": "", "status": status,
+            "result": result.student, "score": _points(result.score) if graded else "",
+            "max": _points(result.max_score),
+            "fraction": _fraction(result) if graded and result.max_score else None,
+            "tests": _points(result.score) if graded else "", "late": False, "late_days": 0,
+            "penalty": "", "adjustments": [], "notes": []}
+
+
+def _student_row(row: dict[str, Any], result: SubmissionResult | None,
+                 links: dict[str, str]) -> dict[str, Any]:
+    fraction = _num(row.get("fraction"))
+    percent = fraction * 100 if fraction is not None and math.isfinite(fraction) else None
+    return {
+        **row,
+        "href": (_href(links.get(result.student, f"{result.student}.html"))
+                 if result is not None else None),
+        "percent": _pct(fraction) if percent is not None else "",
+        # what the list's script sorts and filters by: plain numbers and fixed words
+        "sort_final": f"{percent:.4f}" if percent is not None else "",
+        "review": row.get("status") == "needs review",
+        "notices": len(result.notices) if result is not None else None,
+        "sort_name": f"{row.get('name') or ''} {row.get('id')}".casefold(),
+    }
 
 
 def _stage_means(results: list[SubmissionResult]) -> list[tuple[str, str, str]]:

@@ -37,7 +37,7 @@ ARGS = [
 ]
 PAGES = ["failures", "full_marks", "index", "hostile", "real_failures", "real_full_marks",
          "real_index", "real_function", "real_similarity", "course_index", "course_adjusted",
-         "course_late"]
+         "course_late", "class_index"]
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1000, "height": 900}
 
@@ -65,7 +65,63 @@ def site(tmp_path_factory) -> dict[str, Path]:
     paths.update({"course_index": course / "out" / "index.html",
                   "course_adjusted": course / "out" / "s1.html",
                   "course_late": course / "out" / "s2.html"})
+    paths["class_index"] = _a_class(tmp_path_factory.mktemp("class")) / "index.html"
     return paths
+
+
+CLASS_ROSTER = ("id,name,section,moodle id\n"
+                "s1,Ada Lovelace,A,501\ns2,Alan Turing,B,502\ns3,Grace Hopper,A,503\n"
+                "s4,Kurt Gödel,B,504\ns5,Emmy Noether,A,505\ns6,Barbara Liskov,B,506\n")
+CLASS_COURSE = """
+[late]
+per_day = 0.2
+[assignments.backprop-2025]
+deadline = 2026-11-20T23:59:00
+submitted = { s1 = 2026-11-21T08:00:00 }
+[[adjustments]]
+student = "s1"
+points = 6.04
+comment = "Checked by hand"
+by = "Dr. Lee"
+"""
+
+
+def _a_class(folder: Path) -> Path:
+    """An overview rebuilt from stored results, one student of each kind: late with an
+    adjustment (s1, 8.83), full marks (s2), missing (s3), ungradable (s4), waiting for review
+    (s5, 4), plain (s6, 5); sections A and B."""
+    import dataclasses
+
+    from grader import classroom
+    from grader.results import save
+
+    (folder / "roster.csv").write_text(CLASS_ROSTER)
+    (folder / "course.toml").write_text(CLASS_COURSE)
+    out = folder / "out"
+    out.mkdir()
+    failures = load(FIXTURES / "failures.json")
+    held = dataclasses.replace(failures.tests[0], status="review", score=0.0)
+    kinds = {"s1": failures, "s2": load(FIXTURES / "full_marks.json"),
+             "s4": load(FIXTURES / "ungradable.json"),
+             "s5": dataclasses.replace(failures, tests=(held, *failures.tests[1:])),
+             "s6": failures}
+    for student, result in kinds.items():
+        save(dataclasses.replace(result, student=student, assignment="backprop-2025"),
+             out / f"{student}.json")
+    with classroom.intake([], out_dir=out, roster_path=folder / "roster.csv",
+                          course_path=folder / "course.toml") as intake:
+        classroom.rebuild(out, assignment="backprop-2025", max_score=15, intake=intake)
+    return out
+
+
+# Alan's bug in the course: the kernel flipped (convolution, not the lecture's correlation)
+FLIPPED_CONV1D = """
+def conv1d(x, w, stride=1):
+    x = np.asarray(x, dtype=float)
+    w = np.asarray(w, dtype=float)[::-1]
+    n = (len(x) - len(w)) // stride + 1
+    return np.array([np.dot(x[i * stride:i * stride + len(w)], w) for i in range(n)])
+"""
 
 
 def _grade_a_course(folder: Path) -> None:
@@ -73,12 +129,12 @@ def _grade_a_course(folder: Path) -> None:
     (s1), a late submission (s2), a student with no submission (s3)."""
     from grader.sandbox import SandboxConfig
     from tests.conftest import build_notebook
-    from tests.test_gradebook import COURSE, ROSTER, WRONG_CONV1D, grade, moodle_zip
+    from tests.test_gradebook import COURSE, ROSTER, grade, moodle_zip
 
     (folder / "roster.csv").write_text(ROSTER)
     (folder / "course.toml").write_text(COURSE)
     ada = build_notebook(folder, "convolution", name="ada")
-    alan = build_notebook(folder, "convolution", name="alan", replace={"conv1d": WRONG_CONV1D})
+    alan = build_notebook(folder, "convolution", name="alan", replace={"conv1d": FLIPPED_CONV1D})
     archive = moodle_zip(folder / "moodle.zip", {"Ada Lovelace_501": ada,
                                                  "Alan Turing_502": alan})
     grade([archive], folder / "out", SandboxConfig.from_env(),
@@ -272,8 +328,9 @@ def test_hostile_page_shows_injected_markup_as_text(visit):
 
 
 def test_readme_screenshot(visit):
-    """A small screenshot of a really graded page (``docs/`` keeps a copy for the README)."""
-    v = visit("real_failures", {"width": 1000, "height": 2000})
+    """A small screenshot of a really graded page: a late student of a class graded with a
+    roster and a course file (``docs/`` keeps a copy for the README)."""
+    v = visit("course_late", {"width": 1000, "height": 1800})
     png = v.page.screenshot(full_page=False)
     README_SHOT.parent.mkdir(exist_ok=True, parents=True)
     README_SHOT.write_bytes(_small_png(png))
@@ -330,10 +387,96 @@ def test_course_pages_show_late_work_adjustments_and_the_missing(visit):
     adjusted = visit("course_adjusted").page
     assert adjusted.get_by_text("Dr. Lee").first.is_visible()
     assert adjusted.get_by_text("Bonus for the <b>tidy</b> notebook").first.is_visible()
-    late = visit("course_late").page.get_by_test_id("final-grade")
+    late_page = visit("course_late").page
+    late = late_page.get_by_test_id("final-grade")
     assert late.is_visible()
     assert late.get_by_text("1 day: 25% of the score taken").is_visible()
-    assert late.get_by_text("Tests alone").is_visible()
+    assert late.get_by_text("Tests", exact=True).is_visible()
+    # the header: the grade that counts first, in large type, what made it beside it
+    assert late_page.get_by_test_id("student").inner_text() == "Alan Turing"
+    grade = late_page.get_by_test_id("grade")
+    steps = late_page.get_by_test_id("steps")
+    assert grade.is_visible() and steps.is_visible()
+    assert "1 day late −25%" in steps.inner_text()
+    size = "el => parseFloat(getComputedStyle(el).fontSize)"
+    assert grade.evaluate(size) > 1.5 * steps.evaluate(size)
+    assert grade.inner_text() == late.get_by_test_id("final-score").inner_text().split(" /")[0]
     index = visit("course_index").page
     assert index.get_by_test_id("missing").is_visible()
     assert index.get_by_text("Grace Hopper").first.is_visible()
+
+
+def _shown(page) -> list[str]:
+    """The students the overview's list shows, top to bottom."""
+    return page.locator("#student-table tbody tr:visible").evaluate_all(
+        "rows => rows.map(r => r.dataset.id)")
+
+
+def test_the_overview_lists_students_first_sorted_and_filtered(visit):
+    """The list of students comes before the class's statistics; its script (allowed by the
+    page's Content-Security-Policy through its hash alone) sorts and filters it."""
+    v = visit("class_index")
+    page = v.page
+    v.assert_quiet()  # a script the policy refused would be a console error
+    order = page.evaluate("[...document.querySelectorAll('main > section')].map(s => s.id)")
+    assert order.index("students") < order.index("scores") < order.index("pass-rates")
+    assert page.locator("#student-filters").is_visible()
+    assert _shown(page) == ["s1", "s2", "s3", "s4", "s5", "s6"]  # the roster's order
+
+    final = page.locator("#student-table th button", has_text="Final")
+    final.click()
+    assert _shown(page) == ["s5", "s6", "s1", "s2", "s3", "s4"]  # no grade: last
+    assert page.locator("#student-table th[aria-sort=ascending]").inner_text().startswith("Final")
+    final.click()
+    assert _shown(page) == ["s2", "s1", "s6", "s5", "s3", "s4"]
+    page.locator("#student-table th button", has_text="Student").click()
+    assert _shown(page) == ["s1", "s2", "s6", "s5", "s3", "s4"]  # Ada, Alan, Barbara, Emmy...
+
+    page.select_option("#filter-status", "late")
+    assert _shown(page) == ["s1"]
+    assert page.locator("#filter-count").inner_text() == "1 of 6 shown"
+    page.select_option("#filter-status", "")
+    page.select_option("#filter-section", "A")
+    assert sorted(_shown(page)) == ["s1", "s3", "s5"]
+    page.select_option("#filter-section", "")
+    page.check("#filter-review")
+    assert _shown(page) == ["s5"]
+    page.uncheck("#filter-review")
+    page.check("#filter-late")
+    assert _shown(page) == ["s1"]
+    page.uncheck("#filter-late")
+    page.fill("#filter-low", "50")
+    assert sorted(_shown(page)) == ["s1", "s2"]  # 58.9 % and 100 %
+    page.fill("#filter-low", "")
+    page.fill("#filter-high", "40")
+    assert sorted(_shown(page)) == ["s5", "s6"]  # 26.7 % and 33.3 %
+    v.assert_quiet()
+
+
+def test_the_overview_without_scripts_shows_every_student(browser, site):
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(site["class_index"].as_uri())
+        assert _shown(page) == ["s1", "s2", "s3", "s4", "s5", "s6"]
+        assert not page.locator("#student-filters").is_visible()
+    finally:
+        context.close()
+
+
+def test_the_overview_refuses_any_other_script(browser, site, tmp_path):
+    """The policy allows the overview's script by its hash: the same page with one more
+    character in its script runs nothing."""
+    html = site["class_index"].read_text(encoding="utf-8")
+    changed = tmp_path / "index.html"
+    changed.write_text(html.replace('"use strict";', '"use strict"; ', 1), encoding="utf-8")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        refused = []
+        page.on("console", lambda m: refused.append(m.text) if m.type == "error" else None)
+        page.goto(changed.as_uri())
+        assert not page.locator("#student-filters").is_visible()
+        assert any("Content Security Policy" in text for text in refused), refused
+    finally:
+        context.close()

@@ -19,14 +19,20 @@ import pytest
 
 from grader import batch, classroom, gradebook, roster, rubric
 from grader.final import FinalGrade
+from grader.results import save
 from grader.roster import Student
 from tests.conftest import ROOT, build_notebook
+from tests.test_report import Page, fixture
 
 # The headers each LMS documents for its import (see grader/gradebook.py).
 CANVAS_DOCUMENTED = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
+# Moodle's worksheet without its feedback plugins' columns: an uploaded "Feedback comments"
+# column replaces the instructors' own comments (assignfeedback_offline reads a feedback
+# column only where the file has one).
 MOODLE_DOCUMENTED = ["Identifier", "Full name", "Email address", "Status", "Grade",
                      "Maximum Grade", "Grade can be changed", "Last modified (submission)",
-                     "Last modified (grade)", "Feedback comments"]
+                     "Last modified (grade)"]
+MOODLE_READS = {"Identifier", "Grade", "Last modified (grade)"}  # what its importer needs
 ROSTER = ("id,name,email,section,moodle id,canvas id\n"
           "s1,Ada Lovelace,ada@uni.edu,A,501,1001\n"
           "s2,Alan Turing,alan@uni.edu,B,502,1002\n"
@@ -76,6 +82,13 @@ def grade(paths: list[Path], out: Path, config, **class_files) -> batch.BatchSum
                                progress=False, check_reference=False, intake=intake)
 
 
+def marked(html: str, key: str) -> str:
+    """The text of the one element marked ``data-testid=key``, without its markup."""
+    [found] = re.findall(rf'data-testid="{key}"[^>]*>(.*?)</(?:span|dd|td|div|strong)>', html,
+                         re.S)
+    return " ".join(Page(found).text.split())
+
+
 def overview_counts(html: str) -> dict[str, str]:
     return {key: re.search(rf'data-testid="{key}">([^<(]*)', html)[1].strip()
             for key in ("graded", "ungradable", "missing", "mean")}
@@ -105,6 +118,21 @@ def test_lms_headers_are_the_documented_ones() -> None:
     grades = rows_of(gradebook.grades_csv([ada, nobody], ["t1"]))
     assert grades[0][:7] == ["id", "name", "email", "section", "score", "max_score", "status"]
     assert grades[2][4:7] == ["", "5", "missing"]
+
+
+def test_moodle_upload_leaves_the_instructors_feedback_comments_alone() -> None:
+    """An upload of a "Feedback comments" column overwrites what instructors wrote in Moodle;
+    status words ("graded", "missing") there were no feedback at all."""
+    late = FinalGrade(Student("s1", "Ada", moodle_id="501"), "convolution", "late", 3.0, 5.0,
+                      late_days=1, penalty=0.25)
+    nobody = FinalGrade(Student("s2", "Bo", moodle_id="502"), "convolution", "missing", None,
+                        5.0)
+    header, *body = rows_of(gradebook.moodle_csv([late, nobody]))
+    assert MOODLE_READS <= set(header)
+    assert not any("feedback" in column.lower() or "comment" in column.lower()
+                   for column in header)
+    assert all(len(row) == len(header) for row in body)
+    assert [row[header.index("Grade")] for row in body] == ["3", ""]
 
 
 def test_a_class_from_moodle_to_the_gradebooks(tmp_path, course_files, sandbox_config) -> None:
@@ -307,3 +335,89 @@ def test_another_assignment_into_a_class_folder_is_refused(tmp_path, command) ->
     assert done.returncode == 2
     assert "holds the results of convolution, not backprop" in done.stderr
     assert json.loads((out / "s1.json").read_text())["assignment"] == "convolution"
+
+
+# --------------------------------------------------------------------------- one number
+
+
+FIXTURE_ROSTER = ("id,name,email,section,moodle id,canvas id\n"
+                  "s1,Ada Lovelace,ada@uni.edu,A,501,1001\n"
+                  "s2,Alan Turing,alan@uni.edu,B,502,1002\n")
+FIXTURE_COURSE = """
+[late]
+per_day = 0.2
+[assignments.backprop-2025]
+deadline = 2026-11-20T23:59:00
+canvas_column = "Backprop (1)"
+submitted = { s1 = 2026-11-21T08:00:00 }
+[[adjustments]]
+student = "s1"
+points = 6.04
+comment = "Partial credit for the gradient, checked by hand"
+by = "Dr. Lee"
+"""
+
+
+def fixture_class(folder: Path) -> Path:
+    """A class rebuilt from stored results (no grading): s1's tests score 5, an adjustment
+    adds 6.04 and one day late takes 20%: a final grade of 8.832, shown everywhere as 8.83;
+    s2 has full marks."""
+    (folder / "roster.csv").write_text(FIXTURE_ROSTER)
+    (folder / "course.toml").write_text(FIXTURE_COURSE)
+    out = folder / "out"
+    out.mkdir()
+    for student, name in (("s1", "failures"), ("s2", "full_marks")):
+        result = dataclasses.replace(fixture(name), student=student)
+        save(result, out / f"{student}.json")
+    with classroom.intake([], out_dir=out, roster_path=folder / "roster.csv",
+                          course_path=folder / "course.toml") as intake:
+        classroom.rebuild(out, assignment="backprop-2025", max_score=15, intake=intake)
+    return out
+
+
+def test_a_grade_reads_the_same_in_every_gradebook_and_page(tmp_path) -> None:
+    out = fixture_class(tmp_path)
+    grades = {r["id"]: r for r in rows(out / "grades.csv")}
+    canvas = {r["ID"]: r["Backprop (1)"] for r in rows(out / "canvas.csv")}
+    moodle = {r["Identifier"]: r["Grade"] for r in rows(out / "moodle.csv")}
+    assert grades["s1"]["score"] == canvas["1001"] == moodle["Participant 501"] == "8.83"
+    assert grades["s2"]["score"] == canvas["1002"] == moodle["Participant 502"] == "15"
+    html = (out / "s1.html").read_text()
+    assert marked(html, "grade") == "8.83"  # the header, in large type
+    assert marked(html, "final-score") == "8.83 / 15"  # how it was made
+    page = Page(html).text
+    index = (out / "index.html").read_text()
+    assert marked(index, "final-s1") == "8.83 / 15" and marked(index, "final-s2") == "15 / 15"
+    assert "8.832" not in Page(index).text and "8.832" not in page
+
+
+def test_a_student_page_opens_with_the_final_grade_and_the_roster_name(tmp_path) -> None:
+    """The grade that counts in large type, the tests' score, adjustments and penalty beside
+    it; the student named as the roster names them, not by their id."""
+    out = fixture_class(tmp_path)
+    header = (out / "s1.html").read_text().split("</header>")[0]
+    assert marked(header, "student") == "Ada Lovelace" and marked(header, "student-id") == "(s1)"
+    assert marked(header, "grade") == "8.83"
+    steps = Page(header.split('data-testid="steps"')[1]).text
+    assert "tests 5 / 15" in steps and "adjusted +6.04" in steps and "1 day late −20%" in steps
+    assert header.index('data-testid="grade"') < header.index('data-testid="steps"')
+    unchanged = (out / "s2.html").read_text()  # the course file changes nothing of s2's
+    assert marked(unchanged, "student") == "Alan Turing" and marked(unchanged, "grade") == "15"
+    assert 'data-testid="steps"' not in unchanged and 'id="final-grade"' not in unchanged
+
+
+def test_without_a_roster_a_plain_file_names_its_student(tmp_path) -> None:
+    """Not by the result's name, which a file name with spaces gets a hash in."""
+    notebook = tmp_path / "bob two bugs.ipynb"
+    notebook.write_text("{}")
+    out = tmp_path / "out"
+    out.mkdir()
+    with classroom.intake([notebook], out_dir=out) as intake:
+        [name] = intake.names.values()
+        assert name != "bob two bugs"  # (bob_two_bugs-<hash>)
+        save(dataclasses.replace(fixture("full_marks"), student=name), out / f"{name}.json")
+        classroom.rebuild(out, assignment="backprop-2025", max_score=15, intake=intake)
+    html = (out / f"{name}.html").read_text()
+    assert marked(html, "student") == "bob two bugs"
+    assert 'data-testid="student-id"' not in html  # its result's name is no id of the student
+    assert [r["name"] for r in rows(out / "grades.csv")] == ["bob two bugs"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import csv
 import dataclasses
+import hashlib
+import html as html_text
 import io
 import json
 import os
@@ -69,6 +71,7 @@ ALLOWED_TAGS = {
     "figcaption",
     "img",
     "ul",
+    "ol",
     "li",
     "dl",
     "dt",
@@ -113,14 +116,37 @@ class Page(HTMLParser):
         return [a[name] or "" for _, a in self.tags if name in a]
 
 
+# the overview's filters: controls without a form, so nothing is ever sent anywhere
+FILTER_TAGS = {"label", "select", "option", "input"}
+OVERVIEW_JS = (Path(__file__).parent.parent / "grader" / "templates" / "overview.js").read_text(
+    encoding="utf-8")
+
+
 def assert_inert(html: str) -> None:
-    """Only our own markup: no script, no handlers, no external or javascript: URLs."""
+    """Only our own markup: no handlers, no external or javascript: URLs, and no script but
+    the overview's own, allowed by the page's Content-Security-Policy through its hash."""
     page = Page(html)
-    assert {tag for tag, _ in page.tags} <= ALLOWED_TAGS
+    assert {tag for tag, _ in page.tags} <= ALLOWED_TAGS | FILTER_TAGS | {"script"}
+    assert_only_our_script(html)
     for _, attrs in page.tags:
         assert not [a for a in attrs if a.startswith("on")], attrs
     assert all(src.startswith("data:image/png;base64,") for src in page.attr("src"))
     assert all(h.startswith(("#", "./")) for h in page.attr("href")), page.attr("href")
+
+
+def assert_only_our_script(html: str) -> None:
+    scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
+    assert html.lower().count("<script") == len(scripts) <= 1
+    [policy] = re.findall(r'http-equiv="Content-Security-Policy" content="([^"]*)"', html)
+    allowed = re.findall(r"script-src ([^;]*)", policy)
+    if not scripts:
+        assert allowed == []  # default-src 'none': no script at all
+        return
+    [script] = scripts
+    assert script == OVERVIEW_JS
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert allowed == [f"'sha256-{digest}'"]  # that script alone: no 'unsafe-inline'
+    assert "default-src 'none'" in policy
 
 
 def assert_no_urls(html: str) -> None:
@@ -225,6 +251,20 @@ def test_hidden_test_shows_message_and_diagnosis_but_nothing_secret():
     assert "SECRET-HIDDEN" not in hostile and 'class="diff">9<' not in hostile
 
 
+def test_a_hidden_description_ends_in_one_full_stop():
+    """Rubrics write descriptions as sentences ("Odd lengths, ... kernels."): quoted in the
+    page's and Gradescope's "Hidden test: ..." they must not end in '..'."""
+    result = fixture("failures")
+    index = next(i for i, t in enumerate(result.tests) if t.visibility == "hidden")
+    result = _test(result, index, description="Odd lengths and strides.")
+    page = Page(render_student(result, generated=GENERATED)).text
+    assert "Hidden test: Odd lengths and strides. Its inputs stay secret" in page
+    assert ".." not in page.replace("...", "")
+    [output] = [t["output"] for t in gradescope_json(result)["tests"]
+                if t["name"] == result.tests[index].name]
+    assert output.startswith("Hidden test: Odd lengths and strides.\n")
+
+
 def test_public_and_hidden_tests_are_labelled_and_statuses_worded():
     result = fixture("full_marks")
     result = _test(_test(result, 0, status="timeout"), 1, status="error")
@@ -247,7 +287,37 @@ def test_ungradable_submission_says_why_and_scores_nothing():
     page = Page(html).text
     assert "Not graded" in page and "could not be graded" in page
     assert result.error[:60] in page
+    assert "so no test ran: no test failed, and none gave points" in page
     assert 'data-testid="function"' not in html
+
+
+def test_an_ungradable_page_says_what_happened_and_what_to_do_not_needs_work():
+    """An unreadable notebook's result still lists every test (a 0 each, for the gradebook's
+    columns), but none ran: no function is shown as failing."""
+    base = fixture("ungradable")
+    tests = tuple(dataclasses.replace(t, score=0.0, status="error", message=f"Not graded: "
+                                      f"{base.error}") for t in fixture("failures").tests)
+    html = render_student(dataclasses.replace(base, tests=tests), generated=GENERATED)
+    page = Page(html).text
+    assert "needs work" not in page and "Crashed" not in page and "0 / 15" not in page
+    assert 'data-testid="function"' not in html and 'id="overview"' not in html
+    assert "Not graded" in page and "What happened" in page and "What to do" in page
+    assert base.error[:60] in page
+    assert f"none of the {len(tests)} tests ran" in page
+    assert "submit the .ipynb file again" in page
+
+
+def test_a_check_worth_no_points_says_so_instead_of_zero_out_of_zero():
+    result = fixture("full_marks")
+    rules = TestResult(name="Rules: NumPy only", function="(whole notebook)", score=0.0,
+                       max_score=0.0, status="passed", message="No library shortcut found.",
+                       description="No library convolution or automatic differentiation.")
+    result = dataclasses.replace(result, tests=(*result.tests, rules))
+    html = render_student(result, generated=GENERATED)
+    row = re.search(r"<tr><td><a href=\"#fn-\d+\">\(whole notebook\)</a>.*?</tr>", html)[0]
+    assert "no points of its own" in Page(row).text and "0 / 0" not in row
+    assert "0 / 0 points" not in Page(html).text
+    assert "A row with no points of its own is a check" in Page(html).text
 
 
 def test_notices_are_truncated():
@@ -382,6 +452,27 @@ def test_index_summarises_the_class(results):
     assert "Most common diagnoses" in page.text
     assert "Total grading time 250 s." in page.text
     assert_inert(html)
+
+
+def test_the_overview_lists_every_student_before_the_statistics(results):
+    everyone = list(results.values())
+    html = render_index(everyone, generated=GENERATED)
+    assert html.index('id="students"') < html.index('id="scores"') < html.index('id="pass-rates"')
+    ids = [html_text.unescape(i) for i in re.findall(r'<tr data-id="([^"]*)"', html)]
+    assert sorted(ids) == sorted(r.student for r in everyone)
+    ungradable = re.search(r'<tr data-id="li.wei" data-status="([^"]+)"', html)
+    assert ungradable[1] == "ungradable"
+    text = Page(html).text
+    assert "Notices: what happened while the notebook ran besides the tests" in text
+    assert "They cost no points" in text
+    assert_inert(html)  # its script is the overview's own, allowed by its hash
+
+
+def test_the_overview_script_writes_no_markup():
+    """It moves and hides rows: nothing a student wrote is ever parsed as HTML or code."""
+    for risky in ("innerHTML", "outerHTML", "insertAdjacent", "document.write", "eval(",
+                  "Function(", "setTimeout", "fetch", "XMLHttpRequest", "location", "import"):
+        assert risky not in OVERVIEW_JS, risky
 
 
 def test_index_of_nothing_renders():
@@ -636,6 +727,18 @@ def test_a_page_that_cannot_be_drawn_falls_back_to_a_plain_page(monkeypatch):
     assert fixture("ungradable").error[:60] in text
     assert Page(index).attr("href") == [f"./{result.student}.html", "./li.wei.html"]
     assert_inert(index)
+
+
+def test_the_plain_page_keeps_the_final_grade_and_the_name(monkeypatch):
+    import grader.report as report
+
+    def broken(*args, **kwargs):
+        raise OverflowError("cannot convert float infinity to integer")
+
+    monkeypatch.setattr(report, "_sections", broken)
+    final = {"score": 4.0, "max": 15.0, "status": "late", "name": "Amira Haddad", "id": "s7"}
+    page = Page(render_student(fixture("failures"), generated=GENERATED, final=final)).text
+    assert "Amira Haddad" in page and "4 / 15 points" in page and "the tests gave 5" in page
 
 
 def test_a_malformed_result_gets_the_plain_page_not_an_exception():
