@@ -75,7 +75,7 @@ CLASS_ROSTER = ("id,name,section,moodle id\n"
 CLASS_COURSE = """
 [late]
 per_day = 0.2
-[assignments.backprop-2025]
+[assignments.backprop]
 deadline = 2026-11-20T23:59:00
 submitted = { s1 = 2026-11-21T08:00:00 }
 [[adjustments]]
@@ -106,11 +106,11 @@ def _a_class(folder: Path) -> Path:
              "s5": dataclasses.replace(failures, tests=(held, *failures.tests[1:])),
              "s6": failures}
     for student, result in kinds.items():
-        save(dataclasses.replace(result, student=student, assignment="backprop-2025"),
+        save(dataclasses.replace(result, student=student, assignment="backprop"),
              out / f"{student}.json")
     with classroom.intake([], out_dir=out, roster_path=folder / "roster.csv",
                           course_path=folder / "course.toml") as intake:
-        classroom.rebuild(out, assignment="backprop-2025", max_score=15, intake=intake)
+        classroom.rebuild(out, assignment="backprop", max_score=15, intake=intake)
     return out
 
 

@@ -346,7 +346,7 @@ FIXTURE_ROSTER = ("id,name,email,section,moodle id,canvas id\n"
 FIXTURE_COURSE = """
 [late]
 per_day = 0.2
-[assignments.backprop-2025]
+[assignments.backprop]
 deadline = 2026-11-20T23:59:00
 canvas_column = "Backprop (1)"
 submitted = { s1 = 2026-11-21T08:00:00 }
@@ -367,11 +367,11 @@ def fixture_class(folder: Path) -> Path:
     out = folder / "out"
     out.mkdir()
     for student, name in (("s1", "failures"), ("s2", "full_marks")):
-        result = dataclasses.replace(fixture(name), student=student)
+        result = dataclasses.replace(fixture(name), student=student, assignment="backprop")
         save(result, out / f"{student}.json")
     with classroom.intake([], out_dir=out, roster_path=folder / "roster.csv",
                           course_path=folder / "course.toml") as intake:
-        classroom.rebuild(out, assignment="backprop-2025", max_score=15, intake=intake)
+        classroom.rebuild(out, assignment="backprop", max_score=15, intake=intake)
     return out
 
 
@@ -415,8 +415,9 @@ def test_without_a_roster_a_plain_file_names_its_student(tmp_path) -> None:
     with classroom.intake([notebook], out_dir=out) as intake:
         [name] = intake.names.values()
         assert name != "bob two bugs"  # (bob_two_bugs-<hash>)
-        save(dataclasses.replace(fixture("full_marks"), student=name), out / f"{name}.json")
-        classroom.rebuild(out, assignment="backprop-2025", max_score=15, intake=intake)
+        save(dataclasses.replace(fixture("full_marks"), student=name, assignment="backprop"),
+             out / f"{name}.json")
+        classroom.rebuild(out, assignment="backprop", max_score=15, intake=intake)
     html = (out / f"{name}.html").read_text()
     assert marked(html, "student") == "bob two bugs"
     assert 'data-testid="student-id"' not in html  # its result's name is no id of the student
