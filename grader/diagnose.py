@@ -17,6 +17,7 @@ import numpy as np
 from grader.compare import Comparison, relative_error
 
 MATCH = 1e-6
+TINY_LOG = np.log(1e-6)  # a probability below this is changed by the epsilons students add
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ def _factor(c: Context) -> str | None:
     return _explain_factor(c, factor)
 
 
-def _explain_factor(c: Context, factor: float) -> str:
+def _explain_factor(c: Context, factor: float) -> str | None:
     n = c.batch
     if abs(factor + 1) < 1e-6:
         return (
@@ -202,6 +203,8 @@ def _explain_factor(c: Context, factor: float) -> str:
             f"`{c.output}` is N = {n} times too small (N is the batch size): you averaged over the "
             f"batch where you should sum (the 1/N is already in the upstream gradient)."
         )
+    if c.got.size == 1:  # any wrong number is "a factor" of the right one: that says nothing
+        return None
     return f"`{c.output}` is off by a constant factor of about {factor:.4g}."
 
 
@@ -291,40 +294,63 @@ def _sigmoid_from_input(c: Context) -> str | None:
     return None
 
 
-@pattern("softmax_overflow")
-def _softmax_overflow(c: Context) -> str | None:
-    logits = np.asarray(c.args[0]) if c.args else None
-    if logits is None or c.got is None or np.max(np.abs(logits)) < 100:
+def _large_logits(c: Context) -> tuple[np.ndarray, np.ndarray] | None:
+    """(logits, labels) of a softmax call with logits around ±1000, else None."""
+    if len(c.args) < 2 or c.got is None:
         return None
-    if c.comparison.problem == "nonfinite":
-        return (
-            "With large logits (around ±1000) exp overflows to inf and the loss becomes NaN. "
-            "Subtract each row's maximum from the logits before exp: the softmax is unchanged "
-            "and nothing overflows."
-        )
-    if c.output == "loss" and _probability_clipped(c, logits):
-        return (
-            "With large logits (around ±1000) the probability of the true class underflows to "
-            "0, and clipping it before the log (np.maximum(p, 1e-300) or similar) gives a loss "
-            "that is too small. Compute the loss from log-softmax instead: logits minus the row "
-            "maximum minus log-sum-exp of the shifted logits, which stays exact for any logits."
-        )
-    return None
+    logits, labels = np.asarray(c.args[0]), np.asarray(c.args[1])
+    if logits.ndim != 2 or labels.shape != logits.shape[:1] or labels.dtype.kind not in "iu":
+        return None
+    return (logits.astype(np.float64), labels) if np.max(np.abs(logits)) >= 100 else None
 
 
-def _probability_clipped(c: Context, logits: np.ndarray) -> bool:
-    """The loss is finite but too small, and some true-class probability is below what float64
-    holds: what ``-log(max(p, eps))`` gives (the log of the clip instead of the true log)."""
-    labels = np.asarray(c.args[1]) if len(c.args) > 1 else None
-    if c.comparison.problem != "values" or labels is None or logits.ndim != 2:
+@pattern("softmax_not_finite")
+def _softmax_not_finite(c: Context) -> str | None:
+    """A loss (or gradient) that is not finite at large logits. The students' self-check
+    answers its own inputs, on which one bug can give inf where the grader's give NaN, so this
+    names everything that goes wrong there and the one fix: which of them happened depends on
+    the inputs, not on the code (without the row maximum, exp overflows to NaN; with it, the
+    true class's probability still underflows to 0 and its log is −inf: the most common softmax
+    there is, CS231n's, does that)."""
+    if _large_logits(c) is None or c.comparison.problem != "nonfinite":
+        return None
+    if c.output not in ("loss", "dlogits"):
+        return None
+    return (
+        f"With large logits (around ±1000) your `{c.output}` is not finite. Subtract each "
+        f"row's maximum first (its own, `logits.max(axis=1, keepdims=True)`, not the whole "
+        f"batch's): without it, exp overflows to inf, or a row's exps all underflow, and the "
+        f"softmax is NaN. Even with it, the true class's probability still underflows to 0 in "
+        f"some rows, and log(0) = −inf. So compute the loss from log-softmax, "
+        f"log p = (z − max z) − log Σ exp(z − max z), and take the true "
+        f"class's entry: nothing overflows, and it never takes the log of 0."
+    )
+
+
+@pattern("softmax_clipped")
+def _softmax_clipped(c: Context) -> str | None:
+    found = _large_logits(c)
+    if found is None or c.output != "loss" or not _probability_clipped(c, *found):
+        return None
+    return (
+        "With large logits (around ±1000) the probability of the true class is tiny or "
+        "underflows to 0, and clipping it before the log (np.clip(p, 1e-7, 1), "
+        "np.maximum(p, 1e-300), p + 1e-7 or similar) gives a loss that is too small. Compute "
+        "the loss from log-softmax instead: logits minus the row maximum minus log-sum-exp of "
+        "the shifted logits, which stays exact for any logits."
+    )
+
+
+def _probability_clipped(c: Context, logits: np.ndarray, labels: np.ndarray) -> bool:
+    """The loss is finite but too small, and some true-class probability is tiny (below 1e-6,
+    or below what float64 holds): what ``-log(max(p, eps))`` or ``-log(p + eps)`` gives."""
+    if c.comparison.problem != "values":
         return False
-    if labels.shape != logits.shape[:1] or labels.dtype.kind not in "iu":
-        return False
-    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    top = logits.max(axis=1, keepdims=True)
+    log_p = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
     true_log_p = log_p[np.arange(len(labels)), labels]
     got, expected = float(np.ravel(c.got)[0]), float(np.ravel(c.expected)[0])
-    return bool(np.any(np.exp(true_log_p) == 0)) and np.isfinite(got) and got < expected
+    return bool(np.any(true_log_p < TINY_LOG)) and np.isfinite(got) and got < expected
 
 
 @pattern("pool_average_for_max")
@@ -378,26 +404,106 @@ def _pool_every_tie(c: Context) -> str | None:
 
 @pattern("pool_overlap_overwrite")
 def _pool_overlap_overwrite(c: Context) -> str | None:
-    """max_pool2d_backward that assigns (=) where overlapping windows must add (+=)."""
+    """max_pool2d_backward that assigns (=) where overlapping windows must add (+=): the
+    window's dout written to its maximum only, or ``mask * dout`` written over the whole window
+    (zeros included), windows visited row by row or column by column."""
     if c.upstream is None or c.comparison.problem != "values":
         return None
     x = np.asarray(c.args[0], dtype=np.float64)
     size, stride = pool_params(c.args, c.kwargs)
-    if x.ndim != 4 or size is None or stride >= size:
+    if x.ndim != 4 or size is None or stride >= size or c.upstream.ndim != 4:
         return None
+    for whole_window in (False, True):
+        for by_rows in (True, False):
+            if c.matches(_overwritten(x, c.upstream, size, stride, whole_window, by_rows)):
+                return _overwrite_message(whole_window)
+    return None
+
+
+def _overwritten(x: np.ndarray, dout: np.ndarray, size: int, stride: int, whole_window: bool,
+                 by_rows: bool) -> np.ndarray:
     dx = np.zeros_like(x)
-    for i in range(c.upstream.shape[2]):
-        for j in range(c.upstream.shape[3]):
-            rows, cols = slice(i * stride, i * stride + size), slice(j * stride, j * stride + size)
-            window = x[:, :, rows, cols]
-            winners = window == window.max(axis=(2, 3), keepdims=True)
+    positions = [(i, j) for i in range(dout.shape[2]) for j in range(dout.shape[3])]
+    if not by_rows:
+        positions.sort(key=lambda p: (p[1], p[0]))
+    for i, j in positions:
+        rows, cols = slice(i * stride, i * stride + size), slice(j * stride, j * stride + size)
+        window = x[:, :, rows, cols]
+        winners = window == window.max(axis=(2, 3), keepdims=True)
+        gradient = winners * dout[:, :, i : i + 1, j : j + 1]
+        if whole_window:
+            dx[:, :, rows, cols] = gradient
+        else:
             region = dx[:, :, rows, cols]
-            region[winners] = np.broadcast_to(c.upstream[:, :, i : i + 1, j : j + 1], window.shape)[
-                winners
-            ]
-    if c.matches(dx):
-        return (
-            "Gradients are lost where pooling windows overlap: when one input is the max of "
-            "several windows, add (+=) each window's gradient instead of overwriting it (=)."
+            region[winners] = gradient[winners]
+    return dx
+
+
+def _overwrite_message(whole_window: bool) -> str:
+    message = (
+        "Gradients are lost where pooling windows overlap: when one input is the max of "
+        "several windows, add (+=) each window's gradient instead of overwriting it (=)."
+    )
+    if whole_window:
+        message += (
+            " Writing `mask * dout` over the whole window also puts zeros over the gradient an "
+            "earlier, overlapping window gave its maximum."
         )
+    return message
+
+
+@pattern("padding_crop")
+def _padding_crop(c: Context) -> str | None:
+    """A backward's dx cut out of the padded gradient at the wrong place: empty where
+    ``dx_pad[:, :, pad:-pad, pad:-pad]`` meets pad = 0, one short where the padding is cut
+    with a fixed number."""
+    pad = c.kwargs.get("pad", 0)
+    got, expected = c.got, c.expected
+    if c.comparison.problem != "shape" or got is None or expected.ndim != 4:
+        return None
+    padded = _padded_gradient(c, pad)  # first: the self-check records it for any wrong shape
+    if got.ndim != 4:
+        return None
+    if got.shape[:2] != expected.shape[:2] or not all(
+            g <= e + 2 * pad for g, e in zip(got.shape[2:], expected.shape[2:])):
+        return None
+    if got.shape[2] == 0 or got.shape[3] == 0:
+        if pad != 0:
+            return None
+        return (
+            f"`dx` is empty (shape {tuple(got.shape)}): with pad = 0, "
+            f"`dx_pad[:, :, pad:-pad, pad:-pad]` keeps nothing, because -0 is 0. Cut the padding "
+            f"off with `dx_pad[:, :, pad:pad + H, pad:pad + W]`, which works for every pad."
+        )
+    offset = _crop_offset(c, padded)
+    if offset is None:
+        return None
+    return (
+        f"`dx` has shape {tuple(got.shape)}, expected {tuple(expected.shape)}: it is the right "
+        f"gradient, cut out of the padded one at offset {offset} where the call's pad is {pad}. "
+        f"Cut the padding off with the call's `pad` (`dx_pad[:, :, pad:pad + H, pad:pad + W]`), "
+        f"not a fixed number."
+    )
+
+
+def _padded_gradient(c: Context, pad: int) -> np.ndarray | None:
+    """The reference's gradient with respect to the zero-padded input (the call on the padded
+    input with pad 0): what a backward cuts its ``dx`` out of."""
+    x = np.asarray(c.args[0], dtype=np.float64) if c.args else None
+    if x is None or x.ndim != 4:
+        return None
+    widths = ((0, 0), (0, 0), (pad, pad), (pad, pad))
+    padded = c.rerun([np.pad(x, widths), *c.args[1:]], {**c.kwargs, "pad": 0})
+    return padded if padded is not None and padded.ndim == 4 else None
+
+
+def _crop_offset(c: Context, padded: np.ndarray | None) -> int | None:
+    """The offset k at which ``got`` is ``padded[:, :, k:k + h, k:k + w]``, if any."""
+    if padded is None:
+        return None
+    h, w = c.got.shape[2:]
+    for k in range(max(padded.shape[2] - h, padded.shape[3] - w) + 1):
+        window = padded[:, :, k : k + h, k : k + w]
+        if window.shape == c.got.shape and c.matches(window):
+            return k
     return None
