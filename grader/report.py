@@ -574,6 +574,10 @@ def _test_view(test: TestResult) -> dict[str, Any]:
         "max": _points(test.max_score),
         "hidden": hidden,
         "description": test.description,
+        # what the handed-out notebook asked, quoted where points were lost (rubric.requirement)
+        "requirement": (_clip(test.requirement, 500)
+                        if getattr(test, "requirement", "") and test.score < test.max_score
+                        else None),
         "message": _clip(test.message),
         "diagnosis": _clip(test.diagnosis) if test.diagnosis else None,
         "outputs": _outputs(details.get("outputs"), hidden),

@@ -792,3 +792,19 @@ def test_grades_csv_says_which_results_wait_for_review():
                   if t.name == "train_mnist/accuracy" else t for t in result.tests)
     rows = list(csv.reader(io.StringIO(grades_csv([dataclasses.replace(result, tests=tests)]))))
     assert rows[1][6] == "needs review"
+
+
+def test_a_lost_point_quotes_the_notebooks_sentence() -> None:
+    """Every lost point traces to a sentence the student was given: the page quotes the
+    test's requirement where points were lost, and only there."""
+    failures = load(Path(__file__).parent / "fixtures" / "results" / "failures.json")
+    asked = "A backward pass computes new arrays & leaves <dout> unchanged"
+    lost = dataclasses.replace(failures.tests[0], score=0.0, requirement=asked)
+    kept = dataclasses.replace(failures.tests[1], score=failures.tests[1].max_score,
+                               requirement="Another sentence")
+    page = render_student(dataclasses.replace(failures, tests=(lost, kept)))
+    assert ("The notebook asks: “A backward pass computes new arrays &amp; leaves "
+            "&lt;dout&gt; unchanged”") in page
+    assert "Another sentence" not in page
+    assert json.loads(json.dumps(dataclasses.replace(failures, tests=(lost,)).to_json())
+                      )["tests"][0]["requirement"] == asked
