@@ -270,6 +270,9 @@ def _summary(result, *, width: int | None = None) -> str:
             lines.append(MESSAGE_INDENT + inert.block(test.message, MESSAGE_INDENT))
             if test.diagnosis:
                 lines.append(f"{MESSAGE_INDENT}hint: {inert.block(test.diagnosis, MESSAGE_INDENT)}")
+            if getattr(test, "requirement", "") and test.score < test.max_score:
+                asked = " ".join(test.requirement.split())
+                lines.append(f"{MESSAGE_INDENT}the notebook asks: “{inert.line(asked)}”")
     for notice in result.notices:
         if notice.startswith("your notebook printed"):
             notice = "your notebook printed output; the feedback page shows it"

@@ -131,3 +131,19 @@ def test_the_self_check_shows_its_own_counterexample(tmp_path: Path) -> None:
     tests = {t["name"]: t for t in json.loads(done.stdout)["tests"]}
     failed = tests["dense_backward: gradient check"]
     assert "Smallest failing input: " in failed["diagnosis"], failed["diagnosis"]
+
+
+@pytest.mark.slow
+def test_the_self_check_quotes_the_notebooks_sentence(tmp_path: Path) -> None:
+    """A failing test in the checker's report says what the notebook asked, and its
+    counterexample, on a terminal as on the page."""
+    pyz = selfcheck.export("backprop", tmp_path / "check.pyz")
+    found = BY_NAME["dense backward with a flipped sign"]
+    path = build_notebook(tmp_path, "backprop", replace={found.function: found.code})
+    done = subprocess.run([sys.executable, str(pyz), str(path)], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    text = " ".join(done.stdout.split())
+    assert ("the notebook asks: “Backward pass of a dense layer: returns (dx, dW, db) for the "
+            "upstream gradient dout.”") in text
+    assert "Smallest failing input: x = " in text
