@@ -98,9 +98,11 @@ def write(results: Sequence[SubmissionResult], out_dir: Path, rubric: Rubric, *,
         for view in views:
             write_atomic(folder / function_page(view.name), render_function(view, generated))
         sources = {r.student: _strings(r.sources) for r in graded}
-        found = similarity.compare(_own_functions(sources, rubric),
+        library = library_functions(graded)
+        found = similarity.compare(_own_functions(sources, rubric, library),
                                    template=template_sources(rubric),
-                                   unseen=unseen(graded, rubric))
+                                   unseen=[*unseen(graded, rubric),
+                                           *_library_notes(library)])
         write_atomic(folder / SIMILARITY_PAGE, render_similarity(found, sources, generated))
         document = {"schema": SCHEMA_VERSION, **asdict(found)}
         write_atomic(folder / "similarity.json", json.dumps(document, indent=1) + "\n")
@@ -342,10 +344,25 @@ def unseen(graded: Sequence[SubmissionResult], rubric: Rubric) -> list[similarit
     return found
 
 
-def _own_functions(sources: Mapping[str, Mapping[str, str]],
-                   rubric: Rubric) -> dict[str, dict[str, str]]:
+def library_functions(graded: Sequence[SubmissionResult]) -> dict[str, set[str]]:
+    """Each student's functions that used a forbidden library shortcut (``np.convolve``...):
+    already worth nothing, and two students calling the same library function is no copy."""
+    return {r.student: {t.function for t in r.tests if t.diagnosis == "forbidden shortcut"}
+            for r in graded}
+
+
+def _library_notes(library: Mapping[str, set[str]]) -> list[similarity.Note]:
+    return [similarity.Note(student, function, "not compared: it calls a library shortcut "
+                            "(its tests give no points already), and the same library call is "
+                            "no sign of copying")
+            for student, functions in sorted(library.items()) for function in sorted(functions)]
+
+
+def _own_functions(sources: Mapping[str, Mapping[str, str]], rubric: Rubric,
+                   library: Mapping[str, set[str]] | None = None) -> dict[str, dict[str, str]]:
     given = set(rubric.given)
-    return {s: {f: code for f, code in functions.items() if f not in given}
+    return {s: {f: code for f, code in functions.items()
+                if f not in given and f not in (library or {}).get(s, ())}
             for s, functions in sources.items()}
 
 
@@ -453,7 +470,8 @@ def render_similarity(found: similarity.Similarity, sources: Mapping[str, Mappin
     return _environment().get_template("similarity.html.j2").render(
         found=found, shown=shown, generated=generated, code_css=_code_css(),
         params={"k": similarity.K, "window": similarity.WINDOW,
-                "common": _pct(similarity.COMMON_FRACTION), "min_shared": similarity.MIN_SHARED})
+                "common": _pct(similarity.COMMON_FRACTION), "min_shared": similarity.MIN_SHARED,
+                "substantial": similarity.SUBSTANTIAL})
 
 
 def _side_by_side(pair: similarity.Pair, region: similarity.Region,

@@ -38,6 +38,9 @@ WINDOW = 4  # winnowing window: every match of K + WINDOW - 1 = 13 tokens is cau
 COMMON_FRACTION = 0.2  # fingerprints held by more of the class than this weigh nothing
 THRESHOLD = 0.5  # weighted Jaccard at or above which a pair is listed as suspicious
 MIN_SHARED = 3  # rare fingerprints a pair must share: one short match is no case
+# rare fingerprints in common that make a real implementation's worth (about 50 tokens): a
+# pair sharing fewer is listed after every pair sharing this many, whatever its score
+SUBSTANTIAL = 12
 LOCAL = "V"
 _NUMBERED = re.compile(rf"{LOCAL}\d+")
 HELPER = "H"  # the notebook's own helpers, stored with the function that uses them
@@ -87,6 +90,7 @@ class Pair:
     score: float  # weighted Jaccard, 0..1
     shared: int  # rare fingerprints in common
     regions: tuple[Region, ...]
+    little: bool = False  # fewer than SUBSTANTIAL fingerprints in common: listed last
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,7 @@ class Note:
 @dataclass(frozen=True)
 class Similarity:
     students: tuple[str, ...]  # those with code of their own to compare
-    pairs: tuple[Pair, ...]  # suspicious pairs, highest score first
+    pairs: tuple[Pair, ...]  # suspicious pairs: substantial ones first, highest score first
     clusters: tuple[tuple[str, ...], ...]  # connected components of the pairs, largest first
     threshold: float
     common: int  # fingerprints ignored because too many students share them
@@ -451,10 +455,11 @@ def compare(
         score = common / max(totals[a] + totals[b] - common, 1e-12)
         if score >= threshold and count >= MIN_SHARED:
             pairs.append(Pair(a, b, round(score, 4), count,
-                              _regions(held[a], held[b], weight)))
+                              _regions(held[a], held[b], weight), count < SUBSTANTIAL))
         else:
             best_below = max(best_below, score)
-    pairs.sort(key=lambda p: (-p.score, p.a, p.b))
+    # a short match (a one-liner both wrote) never tops a real implementation shared
+    pairs.sort(key=lambda p: (p.little, -p.score, p.a, p.b))
     common_count = sum(1 for h in holders if weight[h] == 0.0 and len(holders[h]) > 1)
     return Similarity(tuple(held), tuple(pairs), _clusters(pairs), threshold, common_count,
                       _ceiling(len(held), common_fraction), round(min(best_below, threshold), 4),

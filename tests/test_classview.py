@@ -262,3 +262,62 @@ def test_a_real_batch_writes_the_class_view(tmp_path: Path, sandbox_config) -> N
     assert (out / "class" / "similarity.html").is_file()
     for student in ("reference", "divides", "copies", "untouched"):
         assert (out / f"{student}.html").is_file()
+
+
+# --- what tops the similarity list: real shared code, never a library one-liner ---------------
+
+LIBRARY_CONV = '''def conv1d(x, w, stride=1):
+    """Valid 1-D cross-correlation of the signal x with the kernel w (no flipping)."""
+    return np.convolve(np.asarray(x, float), np.asarray(w, float)[::-1], mode="valid")[::stride]
+'''
+COPIED_CONV = '''def conv1d(x, w, stride=1):
+    """Valid 1-D cross-correlation of the signal x with the kernel w (no flipping)."""
+    signal = np.asarray(x, dtype=float)
+    kernel = np.asarray(w, dtype=float)
+    length = (len(signal) - len(kernel)) // stride + 1
+    result = np.zeros(length)
+    for position in range(length):
+        begin = position * stride
+        window = signal[begin:begin + len(kernel)]
+        total = 0.0
+        for offset in range(len(kernel)):
+            total = total + window[offset] * kernel[offset]
+        result[position] = total
+    return result
+'''
+SHORT_SHARED = '''def conv1d(x, w, stride=1):
+    """Valid 1-D cross-correlation of the signal x with the kernel w (no flipping)."""
+    return np.asarray(x, dtype=float)[:len(x) - len(w) + 1:stride] * np.sum(w) + 0.5
+'''
+
+
+def _student(name: str, source: str, *, forbidden: bool = False) -> SubmissionResult:
+    test = TestResult("conv1d: random sizes and strides", "conv1d", 0.0 if forbidden else 1.0,
+                      2.0, "failed", "x", diagnosis="forbidden shortcut" if forbidden else None)
+    return SubmissionResult(name, "convolution", f"{name}.ipynb", "", None, (), (test,), "v",
+                            0.0, sources={"conv1d": source})
+
+
+def test_a_shared_library_one_liner_is_not_compared_and_little_code_comes_last(
+        tmp_path: Path) -> None:
+    """Issue 22: the top pair was two students whose only code is the same forbidden
+    np.convolve line (already worth nothing). Now such functions are not compared (and the
+    page says so), and a pair sharing a one-line comprehension is listed after a pair
+    sharing a whole copied implementation."""
+    loaded = rubric.load("convolution")
+    results = [_student("lib1", LIBRARY_CONV, forbidden=True),
+               _student("lib2", LIBRARY_CONV, forbidden=True),
+               _student("copy1", COPIED_CONV), _student("copy2", COPIED_CONV.replace(
+                   "total = 0.0", "total = 0.0  # sum")),
+               _student("short1", SHORT_SHARED), _student("short2", SHORT_SHARED)]
+    classview.write(results, tmp_path, loaded, generated=GENERATED)
+    found = json.loads((tmp_path / "class" / "similarity.json").read_text())
+    pairs = [(p["a"], p["b"], p["little"]) for p in found["pairs"]]
+    assert pairs[0] == ("copy1", "copy2", False), pairs
+    assert all(set(p[:2]) != {"lib1", "lib2"} for p in pairs)
+    assert ("short1", "short2", True) in pairs and pairs[-1] == ("short1", "short2", True)
+    notes = {(n["student"], n["function"]) for n in found["notes"]}
+    assert {("lib1", "conv1d"), ("lib2", "conv1d")} <= notes
+    page = (tmp_path / "class" / "similarity.html").read_text()
+    assert "little code" in page
+    assert ".side-by-side .code pre { white-space: pre-wrap" in page  # long lines wrap
