@@ -223,7 +223,9 @@ def test_credit_comes_from_correct_values(credit: Credit, submission, grade_note
         text = f"{tests[name].message} {tests[name].diagnosis or ''}"
         missing = [words for words in credit.says if words not in text]
         assert not missing, f"{name}: {missing} not in {text!r}"
-        assert [c["name"] for c in tests[name].details["checks"]], "checks are named in details"
+        checks = tests[name].details["checks"]
+        assert checks and all(isinstance(c.get("name"), str) and c["name"] for c in checks), (
+            "every check is named in details")
 
 
 # --- tanh: a rubric of its own (no course rubric has tanh) -------------------------------------
