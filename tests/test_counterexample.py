@@ -5,6 +5,7 @@ calls, the same for every student, and carried by the self-check."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,12 @@ def test_the_search_is_bounded_in_calls(loaded) -> None:
 BY_NAME = {bug.name: bug for bug in BUGS}
 
 
+def array_numbers(inputs: str) -> int:
+    """How many numbers the arrays of a counterexample's inputs hold (not its keywords)."""
+    rows = re.findall(r"\[[^\[\]]*\]", inputs)  # the arrays' innermost lists
+    return sum(len(re.findall(r"-?\d+(?:\.\d+)?", row)) for row in rows)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("bug, test, shows", [
     ("dense backward with a flipped sign", "dense_backward: gradient check", "dx"),
@@ -101,8 +108,7 @@ def test_a_failing_test_shows_a_counterexample_of_a_dozen_numbers(
     shown = failed.details["counterexample"]
     assert shown["output"] == shows and shown["expected"] != shown["got"]
     assert not shown["large"]
-    numbers = sum(str(shown["inputs"]).count(c) for c in ",[") - str(shown["inputs"]).count("[")
-    assert numbers <= 16, shown["inputs"]
+    assert array_numbers(shown["inputs"]) <= 16, shown["inputs"]
     assert "Smallest failing input: " in failed.diagnosis
     assert f"Expected {shows} = " in failed.diagnosis and ", yours " in failed.diagnosis
 
@@ -147,3 +153,26 @@ def test_the_self_check_quotes_the_notebooks_sentence(tmp_path: Path) -> None:
     assert ("the notebook asks: “Backward pass of a dense layer: returns (dx, dW, db) for the "
             "upstream gradient dout.”") in text
     assert "Smallest failing input: x = " in text
+
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "submissions").glob("*/*.ipynb"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", EXAMPLES, ids=[f"{p.parent.name}/{p.stem}" for p in EXAMPLES])
+def test_every_failing_test_of_the_examples_shows_a_counterexample(path: Path,
+                                                                   grade_notebook) -> None:
+    """Where one exists: every output or gradient test of the example submissions that lost
+    points on its values (not a call that failed, not a forbidden shortcut, not a kink where
+    any subgradient is right) shows one, of at most about a dozen numbers (17 for a pooling
+    window that overlaps its neighbour)."""
+    result = grade_notebook(path, path.parent.name, kinds=("output", "gradient"))
+    for test in result.tests:
+        spec = next(t for t in rubric.load(path.parent.name).tests if t.name == test.name)
+        wrong_values = test.status == "failed" and test.diagnosis != "forbidden shortcut" and any(
+            not o.get("passed", True) for o in test.details.get("outputs", []))
+        if not wrong_values or spec.options.get("kink"):
+            continue
+        shown = test.details.get("counterexample")
+        assert shown, f"{test.name}: no counterexample ({test.diagnosis})"
+        assert array_numbers(shown["inputs"]) <= 17, shown["inputs"]
