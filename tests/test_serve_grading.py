@@ -1,0 +1,127 @@
+"""The server grades as the batch tool grades, in the real sandbox, and loses nothing when it
+is killed: every acknowledged upload is graded exactly once after a ``kill -9`` and a
+restart. Loopback only; every wait is bounded."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from grader import rubric
+from grader.batch import grade_all
+from grader.results import SubmissionResult
+from grader.sandbox import SandboxConfig
+from grader.serve import engine
+from grader.serve.db import Database
+from grader.serve.store import Store
+from grader.serve.worker import Worker
+from tests.conftest import build_notebook
+from tests.servekit import running_server, student_client, upload, wait_done
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "submissions" / "convolution").glob("*.ipynb"))
+
+
+def test_the_server_and_the_batch_give_identical_scores(tmp_path: Path) -> None:
+    """Every example convolution notebook, graded by ``grader grade``'s batch and by a
+    server worker: the same score on every test, the same status and message."""
+    loaded = rubric.load("convolution")
+    batch = grade_all(EXAMPLES, loaded, tmp_path / "out", sandbox=SandboxConfig.from_env(),
+                      jobs=1, progress=False)
+    by_file = {r.submission: r for r in batch.results}
+    store = Store(Database(str(tmp_path / "course.db")))
+    attempts = {store.put_upload(f"s{n}", "convolution", path.name, path.read_bytes()).id:
+                path.name for n, path in enumerate(EXAMPLES)}
+    worker = Worker(store, {"convolution": engine.prepare("convolution", validate=False)},
+                    name="test", lease=60)
+    assert worker.run(until_empty=True) == len(EXAMPLES)
+    compared = 0
+    for attempt, body in store.results_of("convolution"):
+        served = SubmissionResult.from_json(json.loads(body))
+        expected = by_file[attempts[attempt.id]]
+        assert served.sha256 == expected.sha256
+        assert served.error == expected.error
+        assert [(t.name, t.score, t.status, t.message) for t in served.tests] == \
+            [(t.name, t.score, t.status, t.message) for t in expected.tests], attempts[attempt.id]
+        compared += 1
+    assert compared == len(EXAMPLES)
+
+
+def _slow_notebook(folder: Path) -> Path:
+    """The reference with a cell that sleeps: grading it takes seconds, time to kill."""
+    return build_notebook(folder, "convolution", name="slow",
+                          extra_cells=["import time\ntime.sleep(4)"])
+
+
+def test_kill_9_mid_grading_then_a_restart_grades_every_upload_exactly_once(
+        tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    slow = _slow_notebook(tmp_path)
+    files = [slow, *EXAMPLES[:6]]
+    acknowledged: list[str] = []
+    with running_server(data, jobs=1, lease=3) as server:
+        client = student_client(server.base, data, "s001")
+        for path in files:
+            acknowledged.append(upload(client, "convolution", path))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # the slow one is in the sandbox now
+            if client.get(f"/s/attempts/{acknowledged[0]}/status").json()["state"] == "running":
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the first upload never started grading")
+        time.sleep(0.5)
+        family = psutil.Process(server.process.pid).children(recursive=True)
+        assert family, "the server runs its workers as processes"
+        server.kill()
+    gone, alive = psutil.wait_procs(family, timeout=15)
+    assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], \
+        "a worker outlived its server"
+    states = _states(data)
+    assert len(states) == len(files) and states[acknowledged[0]][0] == "running"
+    with running_server(data, jobs=1, lease=3) as server:
+        client = student_client(server.base, data, "s001")
+        for attempt in acknowledged:
+            assert wait_done(client, attempt, timeout=120)["state"] == "done"
+    states = _states(data)
+    assert sorted(states) == sorted(acknowledged)  # nothing lost, nothing added
+    assert all(state == "done" and results == 1 for state, results, _ in states.values())
+    assert states[acknowledged[0]][2] >= 2  # taken again after the kill
+    _, max_score, _, score = _scores(data)[acknowledged[0]]
+    assert score == max_score  # the reference, graded in full after all
+
+
+def _states(data: Path) -> dict[str, tuple[str, int, int]]:
+    with sqlite3.connect(data / "course.db") as db:
+        rows = db.execute("SELECT s.public_id, s.state, COUNT(r.submission), s.tries FROM "
+                          "submissions s LEFT JOIN results r ON r.submission = s.id "
+                          "GROUP BY s.id").fetchall()
+    return {p: (state, count, tries) for p, state, count, tries in rows}
+
+
+def _scores(data: Path) -> dict[str, tuple]:
+    with sqlite3.connect(data / "course.db") as db:
+        rows = db.execute("SELECT s.public_id, s.state, r.max_score, s.tries, r.score FROM "
+                          "submissions s JOIN results r ON r.submission = s.id").fetchall()
+    return {p: (state, m, t, score) for p, state, m, t, score in rows}
+
+
+def test_a_server_starts_on_a_fresh_data_folder_with_a_one_time_link(tmp_path: Path) -> None:
+    import httpx
+
+    data = tmp_path / "fresh"
+    with running_server(data, jobs=0) as server:
+        link = server.first_link()
+        assert link is not None
+        answer = httpx.get(server.base + link, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"] == "/i/password"
+        again = httpx.get(server.base + link, follow_redirects=False)
+        assert again.status_code == 403  # once
+    shutil.rmtree(data)
