@@ -126,3 +126,80 @@ def wait_done(client: httpx.Client, attempt: str, timeout: float = 120) -> dict:
             return status
         time.sleep(0.1)
     raise AssertionError(f"attempt {attempt} not graded in {timeout} s")
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+class Course:
+    """A server in this process (no workers: ``graded`` stores a result as a worker would),
+    with clients signed in as students or as the instructor."""
+
+    PASSWORD = "a long enough password"
+
+    def __init__(self, data: Path, **config):
+        from starlette.testclient import TestClient
+
+        from grader.serve import Config, Server, create_app
+
+        self.data = data
+        self.server = Server(Config(data=data, jobs=0, validate=False, **config))
+        self.server.bootstrap()
+        self.server.store.set_instructor("instructor", auth.hash_password(self.PASSWORD),
+                                         "test")
+        self.app = create_app(self.server, workers=False)
+        self._client = TestClient
+
+    def client(self, **kwargs):
+        return self._client(self.app, follow_redirects=False, **kwargs)
+
+    def student(self, student: str = "s001", **kwargs):
+        client = self.client(**kwargs)
+        answer = client.get(f"/signin/{token(self.data, student)}")
+        assert answer.status_code == 303, answer.text[:300]
+        return client
+
+    def instructor(self, **kwargs):
+        client = self.client(**kwargs)
+        page = client.get("/i/login")
+        answer = client.post("/i/login", data={"csrf": csrf_of(page.text),
+                                               "name": "instructor",
+                                               "password": self.PASSWORD})
+        assert answer.status_code == 303, answer.text[:300]
+        return client
+
+    def graded(self, student: str, assignment: str, result, *, data: bytes = b"{}",
+               filename: str = "nb.ipynb", received: float | None = None) -> str:
+        """An attempt stored and graded with ``result`` (a ``SubmissionResult``)."""
+        from grader.results import encode
+
+        store = self.server.store
+        attempt = store.put_upload(student, assignment, filename, data, now=received)
+        claimed = store.claim("test-worker", lease=60)
+        assert claimed is not None and claimed.attempt.id == attempt.id
+        assert store.finish(attempt.id, "test-worker", encode(result), result.score,
+                            result.max_score)
+        return attempt.public_id
+
+
+def fake_result(student: str = "s001", assignment: str = "convolution", *,
+                hidden_message: str = "hidden inputs 1 2 3", public_score: float = 1.0,
+                review: bool = False, notices: tuple[str, ...] = (), name: str = "nb.ipynb"):
+    """A result as a worker stores it: one public test, one hidden (optionally waiting for
+    review), and whatever ``notices``."""
+    from grader.results import SubmissionResult, TestResult
+
+    tests = (
+        TestResult(PUBLIC_TEST, "conv2d", public_score, 2.0,
+                   "passed" if public_score == 2.0 else "failed", "public message",
+                   visibility="public"),
+        TestResult(HIDDEN_TEST, "conv2d", 0.0, 3.0,
+                   "review" if review else "failed", hidden_message, visibility="hidden"),
+    )
+    return SubmissionResult(student=student, assignment=assignment, submission=name,
+                            sha256="0" * 64, error=None, notices=notices, tests=tests,
+                            grader_version="test", duration_s=0.1, cache_key="k")
+
+
+PUBLIC_TEST = "conv2d: lecture example"
+HIDDEN_TEST = "conv2d: random sizes, strides and kernels"

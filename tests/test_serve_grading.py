@@ -125,3 +125,32 @@ def test_a_server_starts_on_a_fresh_data_folder_with_a_one_time_link(tmp_path: P
         again = httpx.get(server.base + link, follow_redirects=False)
         assert again.status_code == 403  # once
     shutil.rmtree(data)
+
+
+def test_a_rubric_change_rescores_every_stored_result_without_running(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """Points changed in the rubric: the stored result is scored again from what was
+    observed (``grader.rescore``), no notebook runs, and the page shows the new points."""
+    import dataclasses
+
+    from grader.serve import app as app_module
+    from tests.servekit import Course, csrf_of
+
+    course = Course(tmp_path / "data", assignments=("convolution",))
+    store = course.server.store
+    store.put_upload("s001", "convolution", "erin.ipynb", EXAMPLES[0].read_bytes())
+    Worker(store, {"convolution": engine.prepare("convolution", validate=False)},
+           name="w", lease=60).run(until_empty=True)
+    before = store.results_of("convolution")[0][0]
+    loaded = rubric.load("convolution")
+    changed = dataclasses.replace(loaded, sha256=loaded.sha256[::-1], tests=tuple(
+        dataclasses.replace(t, points=t.points * 2) for t in loaded.tests))
+    monkeypatch.setattr(app_module.rubric_module, "load", lambda name: changed)
+    monkeypatch.setattr(Worker, "grade", lambda *a: pytest.fail("nothing may run"))
+    teacher = course.instructor()
+    page = teacher.get("/i/convolution")
+    answer = teacher.post("/i/convolution/rescore", data={"csrf": csrf_of(page.text)})
+    assert "1%20re-scored%20without%20running" in answer.headers["location"]
+    after = store.results_of("convolution")[0][0]
+    assert after.max_score == 2 * before.max_score and after.score == 2 * before.score
+    assert store.queue_counts() == {"done": 1}
