@@ -22,6 +22,23 @@ from grader.serve import auth
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def database_url(folder: Path) -> str:
+    """Where a test's server keeps its state: SQLite in ``folder``, or, where
+    ``GRADER_TEST_DATABASE`` names a PostgreSQL server (``.ci/run`` starts one), a fresh
+    database of its own on that server, so that tests running at once never meet."""
+    base = os.environ.get("GRADER_TEST_DATABASE")
+    if not base:
+        return str(folder / "course.db")
+    import secrets
+
+    import psycopg
+
+    name = f"grader_test_{secrets.token_hex(6)}"
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -143,6 +160,8 @@ class Course:
         from grader.serve import Config, Server, create_app
 
         self.data = data
+        config.setdefault("database", database_url(data.parent) if os.environ.get(
+            "GRADER_TEST_DATABASE") else None)
         self.server = Server(Config(data=data, jobs=0, validate=False, **config))
         self.server.bootstrap()
         self.server.store.set_instructor("instructor", auth.hash_password(self.PASSWORD),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from grader.serve.db import Database
 from grader.serve.store import Store
 from grader.serve.worker import Worker
 from tests.conftest import build_notebook
-from tests.servekit import running_server, student_client, upload, wait_done
+from tests.servekit import database_url, running_server, student_client, upload, wait_done
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +35,7 @@ def test_the_server_and_the_batch_give_identical_scores(tmp_path: Path) -> None:
     batch = grade_all(EXAMPLES, loaded, tmp_path / "out", sandbox=SandboxConfig.from_env(),
                       jobs=1, progress=False)
     by_file = {r.submission: r for r in batch.results}
-    store = Store(Database(str(tmp_path / "course.db")))
+    store = Store(Database(database_url(tmp_path)))
     attempts = {store.put_upload(f"s{n}", "convolution", path.name, path.read_bytes()).id:
                 path.name for n, path in enumerate(EXAMPLES)}
     worker = Worker(store, {"convolution": engine.prepare("convolution", validate=False)},
@@ -66,7 +65,8 @@ def test_kill_9_mid_grading_then_a_restart_grades_every_upload_exactly_once(
     slow = _slow_notebook(tmp_path)
     files = [slow, *EXAMPLES[:6]]
     acknowledged: list[str] = []
-    with running_server(data, jobs=1, lease=3) as server:
+    database = database_url(tmp_path)
+    with running_server(data, jobs=1, lease=3, database=database) as server:
         client = student_client(server.base, data, "s001")
         for path in files:
             acknowledged.append(upload(client, "convolution", path))
@@ -84,33 +84,35 @@ def test_kill_9_mid_grading_then_a_restart_grades_every_upload_exactly_once(
     gone, alive = psutil.wait_procs(family, timeout=15)
     assert not [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], \
         "a worker outlived its server"
-    states = _states(data)
+    states = _states(database)
     assert len(states) == len(files) and states[acknowledged[0]][0] == "running"
-    with running_server(data, jobs=1, lease=3) as server:
+    with running_server(data, jobs=1, lease=3, database=database) as server:
         client = student_client(server.base, data, "s001")
         for attempt in acknowledged:
             assert wait_done(client, attempt, timeout=120)["state"] == "done"
-    states = _states(data)
+    states = _states(database)
     assert sorted(states) == sorted(acknowledged)  # nothing lost, nothing added
     assert all(state == "done" and results == 1 for state, results, _ in states.values())
     assert states[acknowledged[0]][2] >= 2  # taken again after the kill
-    _, max_score, _, score = _scores(data)[acknowledged[0]]
+    _, max_score, _, score = _scores(database)[acknowledged[0]]
     assert score == max_score  # the reference, graded in full after all
 
 
-def _states(data: Path) -> dict[str, tuple[str, int, int]]:
-    with sqlite3.connect(data / "course.db") as db:
-        rows = db.execute("SELECT s.public_id, s.state, COUNT(r.submission), s.tries FROM "
-                          "submissions s LEFT JOIN results r ON r.submission = s.id "
-                          "GROUP BY s.id").fetchall()
-    return {p: (state, count, tries) for p, state, count, tries in rows}
+def _states(database: str) -> dict[str, tuple[str, int, int]]:
+    db = Database(database)
+    rows = db.all("SELECT s.public_id, s.state, COUNT(r.submission) AS n, s.tries FROM "
+                  "submissions s LEFT JOIN results r ON r.submission = s.id "
+                  "GROUP BY s.id, s.public_id, s.state, s.tries")
+    db.close()
+    return {r["public_id"]: (r["state"], int(r["n"]), int(r["tries"])) for r in rows}
 
 
-def _scores(data: Path) -> dict[str, tuple]:
-    with sqlite3.connect(data / "course.db") as db:
-        rows = db.execute("SELECT s.public_id, s.state, r.max_score, s.tries, r.score FROM "
-                          "submissions s JOIN results r ON r.submission = s.id").fetchall()
-    return {p: (state, m, t, score) for p, state, m, t, score in rows}
+def _scores(database: str) -> dict[str, tuple]:
+    db = Database(database)
+    rows = db.all("SELECT s.public_id, s.state, r.max_score, s.tries, r.score FROM "
+                  "submissions s JOIN results r ON r.submission = s.id")
+    db.close()
+    return {r["public_id"]: (r["state"], r["max_score"], r["tries"], r["score"]) for r in rows}
 
 
 def test_a_server_starts_on_a_fresh_data_folder_with_a_one_time_link(tmp_path: Path) -> None:

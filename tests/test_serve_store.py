@@ -18,33 +18,18 @@ from grader.serve import auth
 from grader.serve import course as course_state
 from grader.serve.db import Database, Location
 from grader.serve.store import MAX_TRIES, Store
+from tests.servekit import database_url
 
 STUDENTS = [Student("s1", "Ada Lovelace", section="A", moodle_id="501"),
             Student("s2", "Alan Turing", section="B", email="alan@example.edu")]
 
 
-def database_url(tmp_path: Path) -> str:
-    """SQLite by default; GRADER_TEST_DATABASE=postgresql://… runs these on PostgreSQL."""
-    return os.environ.get("GRADER_TEST_DATABASE") or str(tmp_path / "course.db")
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    db = Database(database_url(tmp_path))
-    _empty(db)
-    made = Store(db)
+    """SQLite by default; GRADER_TEST_DATABASE=postgresql://… runs these on PostgreSQL."""
+    made = Store(Database(database_url(tmp_path)))
     made.set_roster(STUDENTS, "test")
     return made
-
-
-def _empty(db: Database) -> None:
-    """A PostgreSQL database is shared between tests: start each from nothing."""
-    if db.dialect == "postgres":
-        with db.tx() as tx:
-            for table in ("results", "submissions", "blobs", "adjustments", "extensions",
-                          "submitted_times", "sessions", "signin_links", "instructors",
-                          "students", "settings", "assignments", "audit"):
-                tx.run(f"DELETE FROM {table}")
 
 
 def test_an_upload_is_stored_once_per_content_and_every_attempt_is_kept(store: Store) -> None:

@@ -94,6 +94,7 @@ class Server:
 
     def __init__(self, config: Config):
         self.config = config
+        _own_folder(config.data)
         self.store = Store(Database(config.database_url))
         self.secret = auth.load_secret(config.data / "secret.key")
         self.sessions = auth.Sessions(self.store, config.session_idle, config.session_max)
@@ -278,6 +279,15 @@ class Server:
     # ----------------------------------------------------------------------- pages
     def render(self, template: str, **context: Any) -> str:
         return self.templates.get_template(template).render(**context)
+
+
+def _own_folder(data: Path) -> None:
+    """The data folder holds students' work and the server's key: made private, and
+    ignored by git where it is made inside a checkout (as ``feedback/`` is)."""
+    data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ignore = data / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n")
 
 
 def _when(timestamp: float | None) -> str:
