@@ -156,3 +156,32 @@ def test_a_rubric_change_rescores_every_stored_result_without_running(tmp_path: 
     after = store.results_of("convolution")[0][0]
     assert after.max_score == 2 * before.max_score and after.score == 2 * before.score
     assert store.queue_counts() == {"done": 1}
+
+
+def test_the_self_check_submits_to_the_server_and_waits_for_feedback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from grader import selfcheck
+    from tests.servekit import token
+
+    checker = selfcheck.export("convolution", tmp_path / "convolution-check.pyz")
+    data = tmp_path / "data"
+    with running_server(data, jobs=1) as server:
+        done = subprocess.run(
+            [sys.executable, str(checker), str(EXAMPLES[0]), "--submit", server.base,
+             "--token", token(data, "s003")], capture_output=True, text=True, timeout=300)
+        assert "handed in and graded" in done.stdout, done.stdout + done.stderr
+        assert "/s/attempts/" in done.stdout
+        refused = subprocess.run(
+            [sys.executable, str(checker), str(EXAMPLES[0]), "--submit", server.base,
+             "--token", "wrong"], capture_output=True, text=True, timeout=300)
+        assert refused.returncode == 2 and "not a valid token" in refused.stderr
+    assert [a["student"] for a in _attempts(data)] == ["s003"]
+
+
+def _attempts(data: Path) -> list[dict]:
+    db = Database(str(data / "course.db"))
+    rows = db.all("SELECT student FROM submissions")
+    db.close()
+    return rows
