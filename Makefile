@@ -76,6 +76,7 @@ validate: setup
 
 bench: setup
 	$(PY) -m benchmarks.bench
+	$(PY) -m benchmarks.serve
 
 # The course server on localhost: SQLite in serve-data/, the example roster, both assignments;
 # it prints the instructor's one-time sign-in link. SERVE_ARGS for more (--port, --database...).

@@ -193,6 +193,12 @@ def test_sign_in_attempts_are_rate_limited(tmp_path: Path) -> None:
     client = course.client()
     codes = [client.get(f"/signin/guess{n}").status_code for n in range(7)]
     assert codes[:5] == [403] * 5 and codes[-1] == 429
+    page = client.get("/i/login")
+    assert client.post("/i/login", data={"csrf": csrf_of(page.text), "name": "instructor",
+                                         "password": Course.PASSWORD}).status_code == 429
+    fresh = Course(tmp_path / "e", assignments=("convolution",), signins_per_minute=5)
+    for student in ("s001", "s002", "s003", "s004", "s005", "s006", "s007"):
+        fresh.student(student)  # a class behind one address: successes never count
 
 
 def test_all_student_derived_text_is_escaped(course: Course) -> None:

@@ -434,10 +434,11 @@ async def signin_form(request: Request) -> Response:
 
 async def _student_signin(request: Request, token: str) -> Response:
     server = server_of(request)
-    if not server.signins.allow(f"ip:{_client(request)}"):
+    if server.signins.blocked(f"ip:{_client(request)}"):
         return message(request, "Too many attempts", "Please wait a minute.", 429)
     student = await run_in_threadpool(server.store.student_by_token, auth.digest(token))
     if student is None:
+        server.signins.allow(f"ip:{_client(request)}")  # only failures count
         return _signin_page(request, "That sign-in link or token is not valid (ask your "
                             "instructor for a new one).", 403)
     value, _ = await run_in_threadpool(server.sessions.start, "student", student)
@@ -682,7 +683,7 @@ async def instructor_login(request: Request) -> Response:
         pre = request.cookies.get(auth.PRESESSION_COOKIE, "")
         if form is None or not auth.same(form.get("csrf"), auth.form_token(server.secret, pre)):
             problem, status = "The form expired; please try again.", 403
-        elif not server.signins.allow(f"ip:{_client(request)}"):
+        elif server.signins.blocked(f"ip:{_client(request)}"):
             return message(request, "Too many attempts", "Please wait a minute.", 429)
         else:
             name = _text(form, "name", 100)
@@ -694,6 +695,7 @@ async def instructor_login(request: Request) -> Response:
                 response = redirect("/i/")
                 set_session_cookie(response, request, value)
                 return response
+            server.signins.allow(f"ip:{_client(request)}")  # only failures count
             problem, status = "Wrong name or password.", 403
     pre = request.cookies.get(auth.PRESESSION_COOKIE) or secrets.token_urlsafe(24)
     response = html(server.render("instructor_login.html.j2", session=None, problem=problem,
@@ -706,11 +708,12 @@ async def instructor_login(request: Request) -> Response:
 async def instructor_first(request: Request) -> Response:
     """The one-time link printed at start-up: a session, then the form to set a password."""
     server = server_of(request)
-    if not server.signins.allow(f"ip:{_client(request)}"):
+    if server.signins.blocked(f"ip:{_client(request)}"):
         return message(request, "Too many attempts", "Please wait a minute.", 429)
     name = await run_in_threadpool(server.store.use_signin_link,
                                    auth.digest(request.path_params["token"]))
     if name is None:
+        server.signins.allow(f"ip:{_client(request)}")
         return message(request, "Link used", "This sign-in link was used or has expired; "
                        "sign in with your password.", 403)
     value, _ = await run_in_threadpool(server.sessions.start, "instructor", name)

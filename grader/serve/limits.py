@@ -82,6 +82,14 @@ class RateLimiter:
             events.append(now)
             return True
 
+    def blocked(self, key: str) -> bool:
+        """Whether ``key`` has used up its events, without counting one (for failures:
+        only a failed sign-in counts, so a class behind one address signs in freely)."""
+        now = time.monotonic()
+        with self._lock:
+            events = self._events.get(key, ())
+            return sum(1 for t in events if t > now - self.seconds) >= self.count
+
     def _sweep(self, now: float) -> None:
         self._events = {k: v for k, v in self._events.items()
                         if v and v[-1] > now - self.seconds}
