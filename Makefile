@@ -15,7 +15,7 @@ JOBS   ?=
 MNIST_DIR ?= $(wildcard $(CURDIR)/../shared/data/mnist)
 export MNIST_DIR
 
-.PHONY: setup grade test test-fast test-core assignments check-assignments validate bench lint clean
+.PHONY: setup grade test test-fast test-core assignments check-assignments validate bench lint clean serve
 
 # A failed set-up leaves no environment behind (the next `make` starts afresh); another
 # interpreter replaces the environment, a changed pyproject.toml updates it in place.
@@ -76,6 +76,13 @@ validate: setup
 
 bench: setup
 	$(PY) -m benchmarks.bench
+	$(PY) -m benchmarks.serve
+
+# The course server on localhost: SQLite in serve-data/, the example roster, both assignments;
+# it prints the instructor's one-time sign-in link. SERVE_ARGS for more (--port, --database...).
+SERVE_ARGS ?=
+serve: setup
+	$(PY) -m grader serve --data serve-data $(SERVE_ARGS)
 
 # nbgrader's autograde beside this grader on the same submissions. nbgrader goes into its own
 # environment (.venv-peer, from PyPI, with the project's NumPy), never into $(VENV).
@@ -90,4 +97,4 @@ lint: setup
 	$(PY) -m ruff check grader tests benchmarks
 
 clean:
-	rm -rf $(VENV) $(OUT) test-artifacts .pytest_cache
+	rm -rf $(VENV) $(OUT) test-artifacts .pytest_cache serve-data

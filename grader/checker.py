@@ -170,7 +170,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="your .ipynb file (save it first), or your .py file")
     parser.add_argument("--json", action="store_true",
                         help="print the result as the grader's JSON instead of the summary")
+    parser.add_argument("--submit", metavar="URL",
+                        help="after the check, hand the notebook in to the course server at "
+                        "URL (with --token) and wait for its feedback")
+    parser.add_argument("--token", help="your personal token, from your sign-in link")
     args = parser.parse_args(argv)  # a usage error exits 2
+    if args.submit and not args.token:
+        parser.error("--submit needs --token (the end of your personal sign-in link)")
     needs = unmet_needs()
     if needs:
         print(f"{parser.prog}: {needs}", file=sys.stderr)
@@ -189,4 +195,67 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog}: this checker is incomplete ({inert.line(str(exc))}). This is "
               f"not about your notebook: tell your instructor.", file=sys.stderr)
         return EXIT_BROKEN
+    if args.submit:
+        try:
+            print(submit(args.submit, args.token, args.notebook, result.assignment))
+        except SubmitError as exc:
+            print(f"{parser.prog}: not handed in: {inert.line(str(exc))}", file=sys.stderr)
+            return EXIT_USAGE
     return EXIT_PASSED if passed(result) else EXIT_FAILED
+
+
+class SubmitError(Exception):
+    """The course server refused the notebook or could not be reached (said in words)."""
+
+
+def submit(url: str, token: str, path: Path, assignment: str, *,
+           wait: float = 180.0) -> str:
+    """Hand ``path`` in to the course server (``POST URL/api/submit`` with the student's
+    token as a bearer token), wait for it to be graded and say what the server shows: the
+    public tests before the deadline, as the student's page does. Standard library only."""
+    import urllib.error
+    import urllib.request
+    import uuid
+
+    base = url.rstrip("/")
+    boundary = uuid.uuid4().hex
+    parts = [(f'--{boundary}\r\nContent-Disposition: form-data; name="assignment"\r\n\r\n'
+              f"{assignment}\r\n").encode(),
+             (f'--{boundary}\r\nContent-Disposition: form-data; name="notebook"; '
+              f'filename="{path.name.replace(chr(34), "_")}"\r\nContent-Type: '
+              f"application/octet-stream\r\n\r\n").encode(), path.read_bytes(),
+             f"\r\n--{boundary}--\r\n".encode()]
+    headers = {"Authorization": f"Bearer {token}",
+               "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    answer = _request(urllib.request.Request(base + "/api/submit", data=b"".join(parts),
+                                             headers=headers, method="POST"))
+    status_url = base + answer["status"]
+    deadline = time.monotonic() + wait
+    state = answer
+    while state.get("state") in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.5)
+        state = _request(urllib.request.Request(status_url, headers=headers))
+    page = base + answer["page"]
+    if state.get("state") == "done" and "score" in state:
+        return (f"handed in and graded: {state['score']} / {state['max_score']} ("
+                f"{state.get('shown', '')}); your feedback page: {page}")
+    if state.get("state") == "done":
+        return f"handed in and graded ({state.get('shown', '')}); see {page}"
+    return f"handed in ({state.get('state')}); your feedback will be at {page}"
+
+
+def _request(request: Any) -> dict[str, Any]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            why = json.loads(exc.read()).get("error", exc.reason)
+        except ValueError:
+            why = exc.reason
+        raise SubmitError(f"the server said {exc.code}: {why}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise SubmitError(f"cannot reach the course server: {exc}") from None

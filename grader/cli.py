@@ -148,6 +148,29 @@ def _parser() -> argparse.ArgumentParser:
         "--write-docs", action="store_true", help="write docs/rubric.md from the schema"
     )
     validate.set_defaults(run=_validate)
+
+    serve = commands.add_parser(
+        "serve", help="the course server: students hand in and read feedback, instructors "
+        "review, adjust and release in the browser")
+    serve.add_argument("--data", type=Path, default=Path("serve-data"),
+                       help="folder for the database (SQLite) and the server's key "
+                       "(default: serve-data)")
+    serve.add_argument("--database", help="postgresql://USER:PASSWORD@HOST/DB instead of "
+                       "SQLite in --data")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--assignments", default="backprop,convolution",
+                       help="comma-separated (default: backprop,convolution)")
+    serve.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                       help="grading workers (default: the number of cores)")
+    serve.add_argument("--dask", metavar="ADDRESS", help="grade on this Dask scheduler")
+    serve.add_argument("--roster", type=Path, help="the class list (CSV) to load on an empty "
+                       "database (default: the example roster)")
+    serve.add_argument("--lease", type=float, default=30.0, help="seconds after which an "
+                       "attempt whose worker stopped renewing it is graded again (default 30)")
+    serve.add_argument("--https", action="store_true", help="served over https (behind a "
+                       "proxy): session cookies are Secure")
+    serve.set_defaults(run=_serve)
     return parser
 
 
@@ -314,6 +337,19 @@ def _assign(args: argparse.Namespace) -> int:
     written = assign(args.solutions, args.assignments, check=args.check)
     verb = "up to date" if args.check else "written"
     print(f"{len(written)} assignment notebook(s) {verb} in {args.assignments}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from grader import serve
+
+    if args.jobs < 0:
+        raise GraderError("--jobs must be at least 0")
+    names = tuple(n.strip() for n in args.assignments.split(",") if n.strip())
+    config = serve.Config(data=args.data, database=args.database, assignments=names,
+                          jobs=args.jobs, dask=args.dask, https=args.https, lease=args.lease,
+                          **({"roster": args.roster} if args.roster else {}))
+    serve.run(config, host=args.host, port=args.port)
     return 0
 
 
