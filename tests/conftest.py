@@ -24,9 +24,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import grade, mnist, rubric
-from grader.results import SubmissionResult
-from grader.sandbox import Limits, SandboxConfig
+from grader.checks import rubric
+from grader.core.results import SubmissionResult
+from grader.grading import grade
+from grader.run import mnist
+from grader.run.sandbox import Limits, SandboxConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"

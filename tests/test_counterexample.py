@@ -1,4 +1,4 @@
-"""The smallest input that shows the bug (``grader.counterexample``): a fixed, small list of
+"""The smallest input that shows the bug (``grader.checks.counterexample``): a fixed, small list of
 fresh inputs per test, tried through the session, the first disagreement shown; bounded in
 calls, the same for every student, and carried by the self-check."""
 
@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from grader import counterexample, expectations, reference, rubric, selfcheck
-from grader.checktypes import Context
-from grader.execute import CallOutcome
+from grader.checks import counterexample, expectations, rubric
+from grader.checks.context import Context
+from grader.core import reference
+from grader.distribute import selfcheck
+from grader.run.session import CallOutcome
 from tests.conftest import UNIT_KINDS, build_notebook
 from tests.test_bug_patterns import BUGS
 

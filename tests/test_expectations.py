@@ -1,5 +1,5 @@
 """What the checks need of the reference is computed once, not per submission
-(``grader.expectations``), and cannot be changed by the checks that share it."""
+(``grader.checks.expectations``), and cannot be changed by the checks that share it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from grader import expectations, reference, rubric
-from grader.compare import directional_error, numerical_gradient, relative_error
+from grader.checks import expectations, rubric
+from grader.checks.compare import directional_error, numerical_gradient, relative_error
+from grader.core import reference
 
 
 @pytest.fixture(scope="module", params=["backprop", "convolution"])
@@ -80,7 +81,7 @@ def test_stored_differences_equal_a_fresh_measurement() -> None:
     def loss() -> float:
         return float(np.sum(np.asarray(forward(*work, **known.kwargs)[0]) * known.dout))
 
-    from grader import inputs
+    from grader.checks import inputs
 
     rng = inputs.rng_for(loaded.seed, loaded.secret, spec.name, 0, "upstream")
     inputs.make(spec.cases[0].upstream or {"shape": list(known.dout.shape)}, rng)

@@ -33,10 +33,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import batch, cli, mnist, nofollow, report, rubric, sandbox
-from grader.batch import grade_all
-from grader.results import SubmissionResult, load
-from grader.sandbox import BASE_UID, Limits, Sandbox, SandboxConfig, plan_layers, state_dir
+from grader import cli
+from grader.checks import rubric
+from grader.core import nofollow
+from grader.core.results import SubmissionResult, load
+from grader.course import batch
+from grader.course.batch import grade_all
+from grader.render import report
+from grader.run import mnist, sandbox
+from grader.run.sandbox import BASE_UID, Limits, Sandbox, SandboxConfig, plan_layers, state_dir
 from tests.conftest import ROOT, UNIT_KINDS, build_notebook
 
 # sandboxed end to end: what must hold everywhere (core), seconds each (slow, not in test-fast)
@@ -45,7 +50,7 @@ pytestmark = [pytest.mark.core, pytest.mark.slow]
 TIMEOUTS = {"output": {"timeout": 2}, "gradient": {"timeout": 2}, "example": {"timeout": 2}}
 TARGET = "softmax_cross_entropy"  # the function the function-level cases replace
 SLOTS = state_dir() / "slots"
-WATCHED = [ROOT / name for name in ("solutions", "assignments", "submissions", "grader/inside")]
+WATCHED = [ROOT / name for name in ("solutions", "assignments", "submissions", "grader/run/inside")]
 HONEST_BROKEN = f"""
 def {TARGET}(logits, y):
     raise NotImplementedError("not done yet")
@@ -290,7 +295,8 @@ print("FOUND", found)
 """
 WRITE_OUTSIDE = """
 import os
-targets = ["@ROOT@/solutions/backprop.ipynb", "@ROOT@/pwned.txt", "@ROOT@/grader/inside/wire.py",
+targets = ["@ROOT@/solutions/backprop.ipynb", "@ROOT@/pwned.txt",
+           "@ROOT@/grader/run/inside/wire.py",
            "@SENTINEL@", "@FRESH@", "@OUT@/student.json", "/scratch/../out/student.json",
            "../out/student.json", "/pwned"]
 for target in targets:

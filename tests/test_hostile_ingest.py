@@ -17,8 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from grader import batch, classroom, classview, grade, ingest, roster, rubric
-from grader.errors import GraderError
+from grader.checks import rubric
+from grader.core.errors import GraderError
+from grader.course import batch, classroom, ingest, roster
+from grader.grading import grade
+from grader.render import classview
 from tests.conftest import build_notebook
 
 NOTEBOOK = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'

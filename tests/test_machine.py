@@ -17,9 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import batch, bubblewrap, budgets, canary, grade, rubric, sandbox
-from grader.errors import GraderError, InfrastructureError
-from grader.sandbox import SandboxConfig
+from grader.checks import rubric
+from grader.core import budgets
+from grader.core.errors import GraderError, InfrastructureError
+from grader.course import batch
+from grader.grading import canary, grade
+from grader.run import bubblewrap, sandbox
+from grader.run.sandbox import SandboxConfig
 from tests.conftest import ROOT, build_notebook
 
 # sandboxed end to end: what must hold everywhere (core), seconds each (slow, not in test-fast)
@@ -176,7 +180,7 @@ def test_the_canary_is_cached_and_its_times_set_the_budgets(tmp_path, mnist_file
 
 
 def test_the_overview_says_which_layers_were_missing() -> None:
-    from grader.report import render_index
+    from grader.render.report import render_index
     from tests.test_report import fixture
 
     result = dataclasses.replace(fixture("full_marks"), sandbox={
@@ -325,7 +329,7 @@ def interpreter(version: str) -> str | None:
 
 SANDBOX_SMOKE = r"""
 import sys
-from grader.sandbox import Sandbox, SandboxConfig
+from grader.run.sandbox import Sandbox, SandboxConfig
 with Sandbox(SandboxConfig(mode="auto")) as box:
     answer = box.request({"op": "exec", "cell": 1, "timeout": 30, "source":
         "import sys, numpy; print(sys.version_info[:2], numpy.arange(3).sum())\n"

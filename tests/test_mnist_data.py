@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import mnist
-from grader.errors import GraderError
-from grader.mnist import FILE_NAMES, MnistError
+from grader.core.errors import GraderError
+from grader.run import mnist
+from grader.run.mnist import FILE_NAMES, MnistError
 
 # Read before the autouse fixture below removes it from the environment.
 REAL_MNIST_DIR = os.environ.get("MNIST_DIR")

@@ -1,4 +1,5 @@
-"""Observing apart from scoring (``grader.rescore``): a rubric change that only touches points,
+"""Observing apart from scoring (``grader.grading.rescore``): a rubric change that only touches
+points,
 visibility, descriptions or an MNIST threshold re-scores stored results without running any
 student code, and gives exactly what a full regrade under the new rubric gives; a change of
 what is observed (inputs, tolerances) runs the submission again."""
@@ -12,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from grader import batch, rescore, rubric
-from grader.errors import InfrastructureError
-from grader.results import SubmissionResult
+from grader.checks import rubric
+from grader.core.errors import InfrastructureError
+from grader.core.results import SubmissionResult
+from grader.course import batch
+from grader.grading import rescore
 from tests.conftest import SOLUTIONS, build_notebook
 from tests.test_bug_patterns import BUGS
 from tests.test_mnist_grading import WEAK_PREDICT, WEAK_TRAIN
@@ -255,7 +258,7 @@ def test_an_mnist_threshold_change_rescores_without_training(submission, grade_n
     fresh = grade_notebook(path, "backprop", kinds=("mnist",),
                            options={"mnist": {"threshold": lenient}})
 
-    from grader import sandbox
+    from grader.run import sandbox
 
     def refuse(*args, **kwargs):
         raise AssertionError("a sandbox was started")
@@ -276,7 +279,7 @@ def test_an_mnist_threshold_change_rescores_without_training(submission, grade_n
 
 
 def refuse_sandboxes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from grader import sandbox
+    from grader.run import sandbox
 
     def refuse(*args, **kwargs):
         raise AssertionError("a sandbox was started")
@@ -292,7 +295,7 @@ def with_options(loaded: rubric.Rubric, kind: str, **options) -> rubric.Rubric:
 
 def test_the_canary_rescores_the_reference_after_a_scoring_change(sandbox_config, tmp_path,
                                                                   monkeypatch) -> None:
-    from grader import canary
+    from grader.grading import canary
 
     loaded = rubric.load("convolution")
     first = canary.check(loaded, config=sandbox_config, cache_dir=tmp_path)
@@ -311,7 +314,7 @@ def test_the_canary_rescores_the_reference_after_a_scoring_change(sandbox_config
 @pytest.mark.slow
 def test_a_threshold_the_reference_misses_stops_the_batch_without_training(
         sandbox_config, mnist_files, tmp_path, monkeypatch) -> None:
-    from grader import canary
+    from grader.grading import canary
 
     full = rubric.load("backprop")
     loaded = dataclasses.replace(full, tests=tuple(t for t in full.tests if t.kind == "mnist"))

@@ -14,9 +14,10 @@ import nbformat
 import numpy as np
 import pytest
 
-from grader import inputs, reference, rubric
-from grader import validate as validate_module
-from grader.errors import GraderError
+from grader.checks import inputs, rubric
+from grader.core import reference
+from grader.core.errors import GraderError
+from grader.grading import validate as validate_module
 from tests.conftest import ROOT, SOLUTIONS
 
 DOCS = ROOT / "docs" / "rubric.md"

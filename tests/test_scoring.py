@@ -1,4 +1,5 @@
-"""The partial-credit policy (``grader.scoring``): credit only from correct values, per output
+"""The partial-credit policy (``grader.checks.scoring``): credit only from correct values, per
+output
 and per case; a backward's side checks deduct from correct gradients and never earn on their
 own. One submission per credit rule, graded in the real sandbox, with its exact scores."""
 
@@ -11,8 +12,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import grade, rubric, scoring
-from grader.scoring import CaseVerdict
+from grader.checks import rubric, scoring
+from grader.checks.scoring import CaseVerdict
+from grader.grading import grade
 from tests.conftest import UNIT_KINDS, assert_only_function_loses
 
 SIDE_CHECKS = (

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import mnist, sandbox, sealed
-from grader.sandbox import Limits, Sandbox, SandboxConfig
+from grader.run import mnist, sandbox, sealed
+from grader.run.sandbox import Limits, Sandbox, SandboxConfig
 from tests.test_mnist_data import TEST_LABELS, TRAIN_LABELS, make_tiny
 
 pytestmark = pytest.mark.core

@@ -8,9 +8,12 @@ import gc
 
 import pytest
 
-from grader import batch, canary, cli, rubric
-from grader.errors import InfrastructureError
-from grader.sandbox import SandboxConfig
+from grader import cli
+from grader.checks import rubric
+from grader.core.errors import InfrastructureError
+from grader.course import batch
+from grader.grading import canary
+from grader.run.sandbox import SandboxConfig
 from tests.conftest import build_notebook
 from tests.test_report import fixture
 

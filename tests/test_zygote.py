@@ -18,11 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import batch, grade, rubric, sandbox
-from grader.errors import GraderError, InfrastructureError
-from grader.execute import Session
-from grader.notebook import read
-from grader.sandbox import Limits, Sandbox, SandboxConfig
+from grader.checks import rubric
+from grader.core.errors import GraderError, InfrastructureError
+from grader.core.notebook import read
+from grader.course import batch
+from grader.grading import grade
+from grader.run import sandbox
+from grader.run.sandbox import Limits, Sandbox, SandboxConfig
+from grader.run.session import Session
 from tests.conftest import ROOT, UNIT_KINDS, build_notebook
 
 # sandboxed end to end: what must hold everywhere (core), seconds each (slow, not in test-fast)
@@ -559,9 +562,11 @@ def own_zygotes(monkeypatch, tmp_path: Path):
 IN_A_FRESH_PROCESS = r"""
 import dataclasses, json, os, sys
 from pathlib import Path
-from grader import batch, rubric, sandbox
-from grader.errors import InfrastructureError
-from grader.sandbox import Limits, SandboxConfig
+from grader.checks import rubric
+from grader.course import batch
+from grader.run import sandbox
+from grader.core.errors import InfrastructureError
+from grader.run.sandbox import Limits, SandboxConfig
 
 folder, out, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 started = []

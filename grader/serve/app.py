@@ -45,11 +45,14 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from grader import gradebook, report, rescore, similarity
-from grader import rubric as rubric_module
-from grader.errors import GraderError
-from grader.grade import cache_key
-from grader.results import SubmissionResult, encode
+from grader.checks import rubric as rubric_module
+from grader.core import results
+from grader.core.errors import GraderError
+from grader.core.results import SubmissionResult, encode
+from grader.course import gradebook
+from grader.grading import rescore
+from grader.grading.grade import cache_key
+from grader.render import report, similarity
 from grader.serve import auth, engine
 from grader.serve import course as course_state
 from grader.serve.db import Database
@@ -111,7 +114,7 @@ class Server:
         self.templates = Environment(loader=PackageLoader("grader", "templates/serve"),
                                      autoescape=True, undefined=StrictUndefined,
                                      trim_blocks=True, lstrip_blocks=True)
-        self.templates.filters["points"] = gradebook.number
+        self.templates.filters["points"] = results.number
         self.templates.filters["when"] = _when
         self.templates.filters["dict_without"] = lambda query, *keys: urlencode(
             {k: v for k, v in query.items() if k not in keys})
@@ -132,7 +135,7 @@ class Server:
         """A first instructor with a one-time sign-in link, and the example roster, on an
         empty database. Returns the link's path, or None where an instructor exists."""
         if self.config.roster is not None and not self.store.students():
-            from grader import roster
+            from grader.course import roster
 
             self.store.set_roster(roster.load(self.config.roster).students, "server")
         auth.refresh_tokens(self.store, self.secret)
@@ -223,9 +226,9 @@ class Server:
         return rows
 
     def similar(self, assignment: str, rows: list[course_state.Row]) -> similarity.Similarity:
-        """Similar pairs among the counted attempts (``grader.similarity``, as the class
+        """Similar pairs among the counted attempts (``grader.render.similarity``, as the class
         pages compute it), recomputed only when an attempt that counts changed."""
-        from grader import classview
+        from grader.render import classview
 
         loaded = self.rubrics[assignment]
         given = set(loaded.given)
@@ -254,7 +257,7 @@ class Server:
 
     def rescore_all(self, assignment: str, author: str) -> tuple[int, int, int]:
         """After a rubric change: every stored result of ``assignment`` scored again from
-        what was observed (``grader.rescore``), no notebook run. (re-scored, unchanged,
+        what was observed (``grader.grading.rescore``), no notebook run. (re-scored, unchanged,
         needing a run: their observations changed)."""
         loaded = rubric_module.load(assignment)
         self.rubrics[assignment] = loaded
@@ -486,7 +489,7 @@ def _limits_text(settings: dict[str, Any]) -> str:
     if settings.get("attempts_per_day"):
         parts.append(f"{settings['attempts_per_day']} attempts a day")
     if settings.get("cooldown_minutes"):
-        parts.append(f"one attempt every {gradebook.number(settings['cooldown_minutes'])} "
+        parts.append(f"one attempt every {results.number(settings['cooldown_minutes'])} "
                      f"minutes")
     return ", ".join(parts) or "no limit on attempts"
 
@@ -614,10 +617,10 @@ def _status(server: Server, attempt: Attempt) -> dict[str, Any]:
         return {**answer, "shown": shown.why}
     if not shown.hidden:
         result = course_state.public_part(result)
-    answer.update(shown=shown.why, score=gradebook.number(result.score),
-                  max_score=gradebook.number(result.max_score), error=result.error,
-                  tests=[{"name": t.name, "status": t.status, "score": gradebook.number(t.score),
-                          "max_score": gradebook.number(t.max_score), "message": t.message}
+    answer.update(shown=shown.why, score=results.number(result.score),
+                  max_score=results.number(result.max_score), error=result.error,
+                  tests=[{"name": t.name, "status": t.status, "score": results.number(t.score),
+                          "max_score": results.number(t.max_score), "message": t.message}
                          for t in result.tests])
     return answer
 
@@ -839,7 +842,7 @@ def _test_stats(rows: list[course_state.Row]) -> list[dict[str, Any]]:
             entry["review"] += test.status == "review"
     for entry in stats.values():
         entry["rate"] = f"{100 * entry['passed'] / entry['n']:.0f} %"
-        entry["mean"] = gradebook.number(entry["sum"] / entry["n"])
+        entry["mean"] = results.number(entry["sum"] / entry["n"])
     return list(stats.values())
 
 
@@ -1144,7 +1147,7 @@ async def course_import(request: Request, session: auth.Session, form: dict[str,
 @guarded("instructor")
 async def roster_import(request: Request, session: auth.Session, form: dict[str, Any]
                         ) -> Response:
-    from grader import roster
+    from grader.course import roster
 
     server = server_of(request)
     handed = form.get("roster")

@@ -1,9 +1,10 @@
 """The course as the server keeps it, in the course file's terms.
 
 The server's rows (deadlines, late rules, extensions, submission times, adjustments) become
-the batch's ``grader.course.Course`` here, and every final grade is ``grader.final.compute``
+the batch's ``grader.course.coursefile.Course`` here, and every final grade is
+``grader.course.final.compute``
 over it: the server and ``grader gradebook`` apply one late rule and one order of
-adjustments. A course file imports into the rows (checked by ``grader.course.load`` and
+adjustments. A course file imports into the rows (checked by ``grader.course.coursefile.load`` and
 ``resolve`` against the roster, exactly as the batch checks it) and the rows export back to
 a course file: the server's state is the one source of truth, the file its portable form.
 
@@ -25,12 +26,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from grader import course as course_file
-from grader import final
-from grader.course import Adjustment, Course, LateRule, Rules
-from grader.errors import GraderError
-from grader.results import SubmissionResult
-from grader.roster import Student
+from grader.core.errors import GraderError
+from grader.core.results import SubmissionResult
+from grader.course import coursefile as course_file
+from grader.course import final
+from grader.course.coursefile import Adjustment, Course, LateRule, Rules
+from grader.course.roster import Student
 from grader.serve.store import Attempt, CourseRows, Store
 
 # what students see of a graded attempt before grades are released
@@ -145,7 +146,7 @@ def counted(attempts: Sequence[Attempt]) -> tuple[Attempt | None, bool]:
 
 def final_grade(student: Student, attempt: Attempt | None, result: SubmissionResult | None,
                 course: Course, *, assignment: str, max_score: float) -> final.FinalGrade:
-    """``grader.final.compute`` with the server's received time as the submission time
+    """``grader.course.final.compute`` with the server's received time as the submission time
     (the course's ``submitted`` for the student, set by an instructor, wins)."""
     rules = course.rules(assignment)
     intake = ({"submitted": iso(attempt.received)}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader.errors import GraderError
+from grader.core.errors import GraderError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (

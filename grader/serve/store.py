@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from grader.roster import Student
+from grader.course.roster import Student
 from grader.serve.db import Database, Transaction
 
 MAX_TRIES = 5  # a notebook the grader stopped on this often is set aside for the instructor

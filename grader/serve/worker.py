@@ -22,8 +22,8 @@ import traceback
 from pathlib import Path
 
 from grader import ONE_BLAS_THREAD
-from grader.errors import GraderError
-from grader.results import SubmissionResult, encode
+from grader.core.errors import GraderError
+from grader.core.results import SubmissionResult, encode
 from grader.serve import engine
 from grader.serve.db import Database
 from grader.serve.store import MAX_TRIES, Claimed, Store
@@ -130,7 +130,7 @@ class Worker:
                        student: str) -> SubmissionResult:
         """On the cluster, as ``grader grade --dask`` grades (``batch.grade_encoded``): the
         Dask workers read the file from the same path, so they share this machine's disk."""
-        from grader.batch import grade_encoded
+        from grader.course.batch import grade_encoded
 
         if self._client is None:
             from distributed import Client

@@ -1,0 +1,1241 @@
+"""Run student code in another process, behind as many walls as the machine offers.
+
+Layers, outermost first (each one named in every result, so a report says what protected it):
+
+- ``namespaces``: bubblewrap gives a private PID namespace (nothing survives the sandbox), no
+  network but a private loopback, a read-only view of just Python, NumPy and ``grader/run/inside``,
+  and size-capped tmpfs for /tmp, /dev/shm and the writable /scratch (nothing written inside
+  reaches the grading machine's disk). Solutions, rubrics, tests, other submissions and the
+  MNIST test labels are simply not there.
+- ``uid``: as root, the student runs as an unprivileged uid of its own (one per live sandbox:
+  each claims a free slot, since process limits and the final clean-up go by uid), with no
+  capabilities and no new privileges.
+- ``cgroup``: memory and process-count caps enforced by the kernel for the whole process tree.
+- ``rlimits``: address space, CPU time, processes, file size, open files (self-applied inside).
+- ``seccomp``: internet sockets are refused, loopback included.
+
+Behind a uid or a PID namespace of its own, the runtime also kills whatever student code left
+running after each request (fork bombs, ``setsid`` daemons), and every answer carries its
+request's number, so bytes student code writes to the channel break nothing but its sandbox.
+
+``GRADER_SANDBOX=strict`` refuses to grade when a layer is missing, ``auto`` (the default) uses
+what exists and says what is missing, ``off`` runs a plain child process (debugging only).
+
+Where the namespaces layer works, a sandbox is a child of its worker's ``Zygote`` (see
+``inside/zygote.py``): one bubblewrap sandbox per worker pays for Python and NumPy once and forks
+each submission into fresh PID, mount and IPC namespaces with every layer above applied to the
+child alone, so a submission costs a fork instead of an interpreter. ``GRADER_ZYGOTE=off`` (and a
+machine where no zygote starts) gives each submission a sandbox of its own, as before.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import fcntl
+import functools
+import json
+import multiprocessing.util
+import os
+import select
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from grader.core import paths
+from grader.core.errors import GraderError
+from grader.core.paths import private_dir
+from grader.run import bubblewrap, sealed
+from grader.run.inside import wire
+
+MODES = ("strict", "auto", "off")
+ALL_LAYERS = ("namespaces", "uid", "cgroup", "rlimits", "seccomp")
+INSIDE_PACKAGE = Path(__file__).resolve().parent / "inside"
+BASE_UID = 61000
+
+
+class SandboxCrashed(Exception):
+    """The sandboxed process died or broke the protocol; the session restarts it."""
+
+
+class SandboxTimedOut(SandboxCrashed):
+    """The sandboxed process did not answer in time and was killed."""
+
+
+class ZygoteLost(SandboxCrashed):
+    """The worker's zygote died under a child: the machine's fault, never the student's.
+
+    Unless its memory cgroup counted a kill (then it is the student's out-of-memory, and no
+    ZygoteLost). Where there is no such cgroup, ``machine_out_of_memory`` says whether the
+    kernel's memory killer struck anywhere on the machine while the child ran: once proves
+    nothing, the same request losing its zygote that way twice is the student's."""
+
+    def __init__(self, message: str, *, machine_out_of_memory: bool = False):
+        super().__init__(message)
+        self.machine_out_of_memory = machine_out_of_memory
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_mb: int = 3072
+    cpu_seconds: int = 1800
+    processes: int = 64
+    file_size_mb: int = 64
+    open_files: int = 256
+    output_kb: int = 64
+    scratch_mb: int = 256
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    mode: str = "auto"
+    limits: Limits = field(default_factory=Limits)
+    # MNIST files the student may see (never the test labels): a folder, or one submission's
+    # disguised arrays in sealed memory (``grader.run.mnist.disguised``)
+    data_dir: Path | sealed.Arrays | None = None
+    # Grade without the namespaces layer, where student code can read the disk: only for
+    # submissions the instructor trusts (``--trust-submissions-without-isolation``).
+    allow_unisolated: bool = False
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> SandboxConfig:
+        mode = os.environ.get("GRADER_SANDBOX", "auto").strip().lower() or "auto"
+        if mode not in MODES:
+            raise GraderError(f"GRADER_SANDBOX must be one of {', '.join(MODES)}, not {mode!r}")
+        return cls(mode=mode, **overrides)
+
+
+# --- what this machine offers -------------------------------------------------------------
+
+
+@functools.cache
+def available_layers() -> frozenset[str]:
+    """Probe, once per process, which layers work here."""
+    found = {"rlimits"}
+    if bubblewrap.works():
+        found.add("namespaces")
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        found.add("uid")
+    if _cgroup_dirs() is not None:
+        found.add("cgroup")
+    if _seccomp_works():
+        found.add("seccomp")
+    return frozenset(found)
+
+
+def plan_layers(mode: str, *, allow_unisolated: bool = False) -> tuple[list[str], list[str]]:
+    """The layers to use and the ones missing; GraderError where grading would not be safe.
+
+    Without the namespaces layer student code can read the solutions and other submissions
+    and write to the disk, so ``auto`` refuses unless the instructor said the submissions are
+    trusted. The other layers need root or cgroup v1; ``auto`` grades without them and the
+    batch summary says so."""
+    if mode == "off":
+        if not allow_unisolated:
+            raise GraderError("GRADER_SANDBOX=off runs student code with no sandbox at all; "
+                              "pass --trust-submissions-without-isolation if that is meant")
+        return [], list(ALL_LAYERS)
+    present = available_layers()
+    used = [layer for layer in ALL_LAYERS if layer in present]
+    missing = [layer for layer in ALL_LAYERS if layer not in present]
+    if mode == "strict" and missing:
+        why = f" {bubblewrap.namespaces_missing_reason()}" if "namespaces" in missing else ""
+        raise GraderError(
+            f"GRADER_SANDBOX=strict but these sandbox layers are missing here: "
+            f"{', '.join(missing)} (uid needs root and setpriv, cgroup needs root with cgroup "
+            f"v1, seccomp needs libseccomp; or set GRADER_SANDBOX=auto).{why}"
+        )
+    if "namespaces" in missing and not allow_unisolated:
+        raise GraderError(unisolated_refusal())
+    return used, missing
+
+
+def unisolated_refusal() -> str:
+    """The one paragraph an instructor reads where student code cannot be isolated."""
+    return (
+        "refusing to grade: the sandbox cannot hide the file system from student code on this "
+        f"machine. {bubblewrap.namespaces_missing_reason()} Until that is fixed a submission "
+        "could read the reference solutions and other students' work, so nothing was graded. "
+        "Only for submissions you trust: --trust-submissions-without-isolation grades anyway."
+    )
+
+
+def describe(layers: list[str], missing: list[str]) -> str:
+    """The sandbox in one line, for the batch summary and the class overview."""
+    found = bubblewrap.find() if "namespaces" in layers else None
+    text = f"sandbox layers: {', '.join(layers) or 'none'}"
+    if found is not None:
+        text += f"; {found.describe()}"
+    if missing:
+        text += f"; missing here: {', '.join(missing)}"
+    return text + "; " + zygote_plan(layers)[1]
+
+
+def zygote_plan(layers: Iterable[str]) -> tuple[bool, str]:
+    """Whether submissions are forked from a pre-warmed zygote, and that said in words.
+
+    A zygote's child needs namespaces of its own (PID, mount, IPC) to be as isolated as a fresh
+    sandbox; without the namespaces layer there are none, so each submission gets today's
+    fresh sandbox (``GRADER_ZYGOTE=off`` asks for that anywhere)."""
+    choice = os.environ.get("GRADER_ZYGOTE", "auto").strip().lower() or "auto"
+    if choice not in ("auto", "off"):
+        raise GraderError(f"GRADER_ZYGOTE must be auto or off, not {choice!r}")
+    if choice == "off":
+        return False, "a fresh sandbox per submission (GRADER_ZYGOTE=off)"
+    if "namespaces" not in layers:
+        return False, "a fresh sandbox per submission (no namespaces here for a zygote's children)"
+    if _ZYGOTE_BROKEN:
+        return False, f"a fresh sandbox per submission (the zygote failed: {_ZYGOTE_BROKEN[0]})"
+    return True, "a pre-warmed zygote per worker forks each submission into namespaces of its own"
+
+
+def _seccomp_works() -> bool:
+    code = "from grader.run.inside.limits import install_seccomp; install_seccomp()"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def _cgroup_dirs() -> dict[str, Path] | None:
+    """Writable cgroup v1 folders for the memory and pids controllers, or None."""
+    roots = {}
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        for controller in ("memory", "pids"):
+            if controller in controllers.split(","):
+                roots[controller] = Path("/sys/fs/cgroup", controller) / path.lstrip("/")
+    if set(roots) != {"memory", "pids"}:
+        return None
+    if not all(os.access(root, os.W_OK) for root in roots.values()):
+        return None
+    return roots
+
+
+# --- parallel slots -----------------------------------------------------------------------
+
+
+SLOTS = 128
+
+
+def claim_slot(limit: int = SLOTS) -> tuple[int, IO[str]]:
+    """The first free slot number and its locked lock file (closing the file frees the slot).
+
+    A lock file per slot works across worker processes, Dask workers and test runs alike, and
+    the kernel releases the lock if its holder dies.
+    """
+    folder = private_dir(state_dir() / "slots")
+    for number in range(limit):
+        handle = open(folder / f"{number}.lock", "w")  # noqa: SIM115 - held while in use
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        return number, handle
+    raise GraderError(f"all {limit} sandbox slots are busy; lower --jobs")
+
+
+def state_dir() -> Path:
+    """Where this user's grader keeps its locks: never a fixed shared ``/tmp`` path, which
+    another user could create first. Root's slots are machine-wide (each slot is a uid that
+    every root grader on the machine must agree on), so root uses ``/run``."""
+    if os.geteuid() == 0 and os.access("/run", os.W_OK):
+        return private_dir(Path("/run/backprop-grader"))
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if runtime and os.path.isabs(runtime) and _owned_private(Path(runtime)):
+        return private_dir(Path(runtime) / "backprop-grader")
+    return private_dir(paths.cache_dir("run"))
+
+
+def _owned_private(path: Path) -> bool:
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    return info.st_uid == os.geteuid() and not info.st_mode & 0o022
+
+
+# --- the sandbox --------------------------------------------------------------------------
+
+
+class Sandbox:
+    """One sandboxed runtime process serving many requests (no start-up cost per test)."""
+
+    def __init__(self, config: SandboxConfig):
+        self.config = config
+        self.layers, self.missing = plan_layers(config.mode,
+                                                allow_unisolated=config.allow_unisolated)
+        self.uid: int | None = None  # claimed with a slot by ``start``
+        self._slot: IO[str] | None = None
+        self._process: subprocess.Popen | None = None
+        self._scratch: Path | None = None  # on the host, where there is no namespace
+        self._req_write: int | None = None
+        self._resp_read: int | None = None
+        self._cgroups: list[Path] = []
+        self._buffer = bytearray()
+        self._sent = 0  # requests sent: each answer must carry its request's number
+        self._output = bytearray()
+        self._output_dropped = 0
+        self._drainers: list[threading.Thread] = []
+        self._zygote: Zygote | None = None  # the zygote this sandbox is a child of, if any
+        self._oom_before = 0
+        self._machine_oom_before = 0
+
+    # -- lifecycle --
+    def start(self, *, timeout: float = 60) -> None:
+        """Start the runtime and wait for its hello; on any failure nothing is left behind."""
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, timeout: float) -> None:
+        if zygote_plan(self.layers)[0]:
+            try:
+                zygote = _take_zygote(self.config)
+            except (SandboxCrashed, OSError) as exc:
+                _zygote_failed(exc)  # this process goes on with a fresh sandbox per submission
+            else:
+                self._start_child(zygote, timeout)
+                return
+        number, self._slot = claim_slot()
+        if "uid" in self.layers:
+            self.uid = BASE_UID + number
+            self._kill_leftovers()  # of a grader killed before it could clean up
+        if "namespaces" not in self.layers:  # (inside a namespace it is a size-capped tmpfs)
+            _remove_stale_scratch()
+            self._scratch = Path(tempfile.mkdtemp(prefix=f"grader-scratch-{os.getpid()}-"))
+            if self.uid is not None:
+                os.chown(self._scratch, self.uid, self.uid)
+        self._cgroups = self._make_cgroups(number) if "cgroup" in self.layers else []
+        req_read, self._req_write = os.pipe()
+        self._resp_read, resp_write = os.pipe()
+        data = _open_data(self.config.data_dir)
+        config = {
+            "limits": self._rlimits() if "rlimits" in self.layers else {},
+            "seccomp": "seccomp" in self.layers,
+            "data": data,
+            "fds": [req_read, resp_write],
+            # stray processes can be told apart only by a uid or a PID namespace of their own
+            "reap": "uid" in self.layers or "namespaces" in self.layers,
+        }
+        try:
+            self._process = subprocess.Popen(
+                _joining(self._cgroups, self._command(json.dumps(config))),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=(req_read, resp_write, *data.values()),
+                env=self._environment(),
+                cwd=self._scratch,
+                start_new_session=True,
+            )
+        finally:
+            for fd in (req_read, resp_write, *data.values()):
+                os.close(fd)
+        self._start_drain(self._process.stdout)
+        self._wait_for_hello(timeout)
+
+    def _wait_for_hello(self, timeout: float) -> None:
+        hello = self._receive(deadline=time.monotonic() + timeout, number=0,
+                              limit=wire.REPLY_BYTES["hello"])
+        if not hello.get("ready"):
+            raise SandboxCrashed(f"the sandbox did not start: {hello}")
+
+    def _start_child(self, zygote: Zygote, timeout: float) -> None:
+        """Fork this sandbox's runtime from ``zygote``: fresh namespaces, scratch and limits,
+        its own pipes and MNIST descriptors (sent over the zygote's socket, then closed here)."""
+        self._zygote, self.uid = zygote, zygote.uid
+        self._oom_before = zygote.oom_kills()
+        self._machine_oom_before = machine_oom_kills()
+        req_read, self._req_write = os.pipe()
+        self._resp_read, resp_write = os.pipe()
+        out_read, out_write = os.pipe()
+        data = _open_data(self.config.data_dir)
+        fds = [req_read, resp_write, out_write, *data.values()]
+        request = {
+            "op": "spawn", "uid": self.uid, "env": self._environment(),
+            "scratch_mb": self.config.limits.scratch_mb,
+            # the cores this worker may run on (its own one in a pool: ``batch``), as a fresh
+            # sandbox inherits them: the zygote's fork, and the code the worker waits on, run
+            # where the worker does and share its cache
+            "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [],
+            "runtime": {"limits": self._rlimits() if "rlimits" in self.layers else {},
+                        "seccomp": "seccomp" in self.layers, "reap": True},
+            "fds": {"request": 0, "response": 1, "output": 2,
+                    "data": {name: 3 + i for i, name in enumerate(data)}},
+        }
+        try:
+            self._start_drain(os.fdopen(out_read, "rb"))
+            self._process = zygote.spawn(request, fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self._wait_for_hello(timeout)
+
+    def close(self) -> None:
+        """Kill every process of this sandbox and remove its scratch folder and cgroups; the
+        slot (and so the uid) is freed last, once nothing of it runs any more."""
+        process, self._process = self._process, None
+        if isinstance(process, ZygoteChild):
+            process.kill()
+        elif process is not None:
+            _kill_group(process.pid)
+        if process is not None:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        for fd in (self._req_write, self._resp_read):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._req_write = self._resp_read = None
+        self._kill_leftovers()
+        self._remove_cgroups()
+        for thread in self._drainers:
+            thread.join(timeout=5)
+        self._drainers = []
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+        if self._slot is not None:
+            self._slot.close()
+            self._slot = None
+        zygote, self._zygote = self._zygote, None
+        if zygote is not None:
+            _return_zygote(zygote, clean=isinstance(process, ZygoteChild) and process.ended)
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- requests --
+    def request(self, message: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+        """Send one request and wait for its answer; kill the sandbox when it is late."""
+        if self._process is None:
+            raise SandboxCrashed("the sandbox is not running")
+        self._sent += 1
+        line = wire.frame(self._sent, message)
+        try:
+            _write_all(self._req_write, line)
+        except (BrokenPipeError, OSError) as exc:
+            self.close()
+            raise SandboxCrashed(f"the sandboxed process is gone ({exc})") from None
+        deadline = time.monotonic() + timeout + 2.0  # the inside alarm gets the first chance
+        try:
+            return self._receive(deadline=deadline, number=self._sent,
+                                 limit=wire.reply_limit(message.get("op"), len(line)))
+        except SandboxCrashed:
+            self.close()
+            raise
+
+    def output(self) -> str:
+        """What the student's code printed (truncated to the configured size)."""
+        text = bytes(self._output).decode("utf-8", errors="replace")
+        if self._output_dropped:
+            text += f"\n[… {self._output_dropped} more bytes of output not kept]"
+        return text
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def zygote_lost(self) -> bool:
+        """Whether this sandbox stopped because its zygote did (never the student's doing)."""
+        return isinstance(self._process, ZygoteChild) and self._process.lost
+
+    # -- internals --
+    def _receive(self, *, deadline: float, number: int, limit: int) -> dict[str, Any]:
+        """The answer to request ``number``, at most ``limit`` bytes long.
+
+        Student code can write to the channel too, so the grader's cost of a line is bounded
+        before it is read whole: a line that answers another request (or none) is refused from
+        its first bytes, one longer than its limit as soon as it is, and its JSON is measured
+        before it is decoded (``wire.unframe``)."""
+        end = self._buffer.find(b"\n")
+        while end < 0:
+            self._check_partial(number, limit)
+            chunk = self._read_chunk(deadline)
+            newline = chunk.find(b"\n")
+            end = len(self._buffer) + newline if newline >= 0 else -1
+            self._buffer += chunk  # a bytearray: growing it in place stays linear
+        self._check_partial(number, limit, end)
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
+        try:
+            return wire.unframe(line, limit=limit)[1]
+        except wire.WireError as exc:
+            raise SandboxCrashed(f"the sandbox broke the protocol: {exc}") from None
+
+    def _check_partial(self, number: int, limit: int, end: int = -1) -> None:
+        """Refuse the line being received as soon as its first bytes or its length break the
+        protocol (``end``: where it ends, once known)."""
+        length = len(self._buffer) if end < 0 else end
+        if end >= 0 or length >= wire.HEADER_BYTES:
+            found = wire.number_of(self._buffer[: min(length, wire.HEADER_BYTES)])
+            if found is None:
+                raise SandboxCrashed("the sandbox broke the protocol: a line without its "
+                                     "request's number (written to the channel by student code)")
+            if found != number:
+                # written by the student's code straight to the channel: nothing after it can
+                # be trusted to answer the right request
+                raise SandboxCrashed("the sandbox broke the protocol: an answer out of turn")
+        if length > limit + wire.HEADER_BYTES:
+            raise SandboxCrashed(f"the sandbox broke the protocol: an answer longer than the "
+                                 f"{limit} bytes allowed for this request")
+
+    def _read_chunk(self, deadline: float) -> bytes:
+        """The next bytes of the channel (at most a megabyte), waiting until ``deadline``."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SandboxTimedOut("no answer before the time limit")
+            with selectors.DefaultSelector() as selector:
+                selector.register(self._resp_read, selectors.EVENT_READ)
+                if selector.select(timeout=min(remaining, 1.0)):
+                    break
+            if self._process is not None and self._process.poll() is not None:
+                raise self._crash()
+        chunk = os.read(self._resp_read, 1 << 20)
+        if not chunk:
+            raise self._crash()
+        return chunk
+
+    def _crash(self) -> SandboxCrashed:
+        note = self._death_note()
+        if isinstance(self._process, ZygoteChild) and self._process.lost:
+            if self._out_of_memory():  # the kill in its cgroup was the student's memory's
+                return SandboxCrashed(note)
+            return ZygoteLost(f"the worker's zygote stopped ({note})", machine_out_of_memory=(
+                machine_oom_kills() > self._machine_oom_before))
+        return SandboxCrashed(note)
+
+    def _death_note(self) -> str:
+        if self._process is None:
+            return "the sandboxed process is gone"
+        try:
+            code = self._process.wait(timeout=2 if self._zygote is None else 5)
+        except subprocess.TimeoutExpired:
+            return "the sandboxed process closed its channel"
+        if self._out_of_memory():
+            return (f"the sandboxed process ran out of memory (the limit is "
+                    f"{self.config.limits.memory_mb} MB) and was killed")
+        if code > 128 and "namespaces" in self.layers:
+            code = -(code - 128)  # bubblewrap exits with 128 + the signal that killed its child
+        if code < 0:
+            return f"the sandboxed process was killed by {_signal_name(-code)}"
+        return f"the sandboxed process exited with status {code}"
+
+    def _out_of_memory(self) -> bool:
+        """Whether the kernel had to kill in this sandbox's memory cgroup (a zygote's child
+        shares its zygote's: only kills since the child started count)."""
+        if self._zygote is not None:
+            return self._zygote.oom_kills() > self._oom_before
+        return self.oom_kills() > 0
+
+    def oom_kills(self) -> int:
+        total = 0
+        for folder in self._cgroups:
+            try:
+                control = (folder / "memory.oom_control").read_text()
+            except OSError:
+                continue
+            counts = dict(line.split() for line in control.splitlines() if len(line.split()) == 2)
+            total += int(counts.get("oom_kill", 0))
+        return total
+
+    def _start_drain(self, stream) -> None:
+        limit = self.config.limits.output_kb * 1024
+
+        def drain() -> None:
+            for chunk in iter(lambda: stream.read1(65536), b""):
+                room = limit - len(self._output)
+                self._output += chunk[: max(room, 0)]
+                self._output_dropped += max(len(chunk) - max(room, 0), 0)
+            stream.close()
+
+        thread = threading.Thread(target=drain, daemon=True)
+        thread.start()
+        self._drainers.append(thread)
+
+    def _command(self, config_json: str) -> list[str]:
+        bootstrap = (
+            "import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; "
+            "from inside.runtime import main; main(sys.argv[3:])"
+        )
+        if "namespaces" not in self.layers:
+            python = [sys.executable, "-I", "-c", bootstrap, str(INSIDE_PACKAGE.parent)]
+            command = python + [_numpy_site(), config_json]
+            return self._identity() + command
+        python_exe, mounts = _python_mounts()
+        command = self._bwrap_args(mounts)
+        command += self._identity()
+        command += [python_exe, "-I", "-c", bootstrap, "/sandbox", "/site", config_json]
+        return command
+
+    def _identity(self) -> list[str]:
+        if self.uid is None:
+            return []
+        return [
+            "setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
+            "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--",
+        ]
+
+    def _bwrap_args(self, mounts: list[tuple[str, str]]) -> list[str]:
+        scratch_mb = self.config.limits.scratch_mb
+        args = [
+            bubblewrap.find().path, *self._capabilities(),
+            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+            "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv",
+            "--ro-bind", "/usr", "/usr",
+            "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+            "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
+            "--proc", "/proc", "--dev", "/dev",
+            # tmpfs, not host folders: capped in size (and charged to the memory cgroup), so a
+            # student cannot fill the grading machine's disk; 1777, or uid 61000 cannot write
+            "--perms", "1777", "--size", str(scratch_mb << 20), "--tmpfs", "/tmp",
+            "--perms", "1777", "--size", str(scratch_mb << 20), "--tmpfs", "/dev/shm",
+            "--perms", "1777", "--size", str(scratch_mb << 20), "--tmpfs", "/scratch",
+            "--chdir", "/scratch",
+            "--perms", "0755", "--dir", "/sandbox",  # bwrap makes parents 0700 otherwise
+            "--ro-bind", str(INSIDE_PACKAGE), "/sandbox/inside",
+        ]
+        if Path("/etc/ld.so.cache").exists():
+            args += ["--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+        for source, target in mounts:
+            for parent in reversed(Path(target).parents[:-1]):  # bwrap would make them 0700
+                args += ["--perms", "0755", "--dir", str(parent)]
+            args += ["--ro-bind", source, target]
+        for hidden in _grader_copies_in(Path(_numpy_site())):
+            args += ["--tmpfs", "/site/" + hidden]
+        for key, value in self._environment().items():
+            args += ["--setenv", key, value]
+        return args + ["--"]
+
+    def _capabilities(self) -> list[str]:
+        """bubblewrap's options for the capabilities inside (as root it keeps them all by
+        default: the runtime's ``setpriv`` needs CAP_SETUID and CAP_SETGID)."""
+        return []
+
+    def _environment(self) -> dict[str, str]:
+        home = "/scratch" if "namespaces" in self.layers else str(self._scratch)
+        return {
+            "PATH": "/usr/bin:/bin",
+            "HOME": home,
+            "TMPDIR": "/tmp" if "namespaces" in self.layers else home,
+            "LANG": "C.UTF-8",
+            "OPENBLAS_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "MPLBACKEND": "Agg",
+            "MPLCONFIGDIR": "/tmp" if "namespaces" in self.layers else home,
+            "PYTHONHASHSEED": "0",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+
+    def _rlimits(self) -> dict[str, int]:
+        limits = self.config.limits
+        rlimits = {
+            "address_space_mb": limits.memory_mb,
+            "cpu_seconds": limits.cpu_seconds,
+            "file_size_mb": limits.file_size_mb,
+            "open_files": limits.open_files,
+        }
+        if self.uid is not None:  # RLIMIT_NPROC counts every process of the uid: ours alone
+            rlimits["processes"] = limits.processes
+        return rlimits
+
+    def _make_cgroups(self, number: int) -> list[Path]:
+        roots = _cgroup_dirs()
+        if roots is None:
+            return []
+        _remove_stale_cgroups(roots.values())
+        name = f"backprop-grader-{os.getpid()}-{number}-{id(self)}"
+        memory, pids = roots["memory"] / name, roots["pids"] / name
+        for folder in (memory, pids):
+            folder.mkdir(exist_ok=True)
+        limit = str(self.config.limits.memory_mb << 20)
+        (memory / "memory.limit_in_bytes").write_text(limit)
+        swap = memory / "memory.memsw.limit_in_bytes"
+        if swap.exists():
+            try:
+                swap.write_text(limit)
+            except OSError:
+                pass
+        (pids / "pids.max").write_text(str(self.config.limits.processes))
+        return [memory, pids]
+
+    def _kill_leftovers(self) -> None:
+        """Kill whatever escaped the process group (``setsid`` children) and drop cgroups."""
+        for _ in range(200):  # about a second at most; usually one round or two
+            pids = set()
+            for folder in self._cgroups:
+                pids |= _read_pids(folder / "cgroup.procs")
+            if self.uid is not None:
+                pids |= _pids_of_uid(self.uid)
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.005)
+
+    def _remove_cgroups(self) -> None:
+        for folder in self._cgroups:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        self._cgroups = []
+
+
+# A sandbox's process joins its cgroups before it runs anything: ``sh`` writes its own pid into
+# each (``$1`` of them, then the command) and then becomes the command. Joining can wait ~15 ms
+# for the kernel (an RCU grace period): in a ``preexec_fn`` the grader would wait with it (at
+# the serial start of every batch, where it now prepares the reference's answers meanwhile),
+# and a ``preexec_fn`` is not safe in a process with threads, as the grader's are.
+JOIN_THEN_RUN = ('n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.procs" || exit 71; '
+                 'shift; n=$((n - 1)); done; exec "$@"')
+
+
+def program_note(layers: Iterable[str]) -> str:
+    """What a sandbox's process runs first, for an instructor whose sandbox cannot start:
+    the chosen bwrap with namespaces (``bubblewrap.failing``: it may have gone since it was
+    chosen), else ``setpriv`` for the uid layer, else this Python."""
+    if "namespaces" in layers:
+        return bubblewrap.failing()
+    if "uid" in layers:
+        return f"it runs {shutil.which('setpriv') or 'setpriv (not found)'}, then {sys.executable}"
+    return f"it runs {sys.executable}"
+
+
+def _joining(cgroups: list[Path], command: list[str]) -> list[str]:
+    """``command``, run inside ``cgroups`` from its first instruction on."""
+    if not cgroups:
+        return command
+    return ["/bin/sh", "-c", JOIN_THEN_RUN, "sh", str(len(cgroups)), *map(str, cgroups),
+            *command]
+
+
+DATA_FILES = ("train_images", "train_labels", "test_images")
+
+
+def _open_data(folder: Path | sealed.Arrays | None) -> dict[str, int]:
+    """The MNIST files the student may read, as read-only descriptors of sealed in-memory
+    copies (``grader.run.sealed``): they reach the sandbox in every mode, whatever uid it runs as
+    and however private the instructor's cache folder is, and none of them leads to a file on
+    disk the student could write. (The test labels are not among them.) ``sealed.Arrays``:
+    arrays made in memory for this submission (its disguised MNIST)."""
+    if folder is None:
+        return {}
+    if isinstance(folder, sealed.Arrays):
+        return {name: folder.open_copy(name) for name in DATA_FILES if name in folder}
+    opened: dict[str, int] = {}
+    try:
+        for name in DATA_FILES:
+            opened[name] = sealed.open_readonly(folder / f"{name}.npy")
+    except OSError as exc:
+        for fd in opened.values():
+            os.close(fd)
+        raise GraderError(f"the grader cannot read the MNIST file {exc.filename}: "
+                          f"{exc.strerror}") from None
+    return opened
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # (``number in signal.Signals`` raises TypeError before Python 3.12)
+        return f"signal {number}"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _remove_stale_cgroups(roots: Iterable[Path]) -> None:
+    """Empty cgroups of grader processes that died before their clean-up (kill -9)."""
+    for root in roots:
+        for folder in root.glob("backprop-grader-*-*-*"):
+            owner = folder.name.split("-")[2]
+            if owner.isdigit() and not Path("/proc", owner).exists():
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+
+
+def _remove_stale_scratch() -> None:
+    """Scratch folders of grader processes that died before their clean-up (kill -9)."""
+    for folder in Path(tempfile.gettempdir()).glob("grader-scratch-*-*"):
+        owner = folder.name.split("-")[2]
+        if owner.isdigit() and not Path("/proc", owner).exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _read_pids(path: Path) -> set[int]:
+    try:
+        return {int(line) for line in path.read_text().split()}
+    except OSError:
+        return set()
+
+
+def _pids_of_uid(uid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    found.add(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+@functools.cache
+def _numpy_site() -> str:
+    import numpy
+
+    return str(Path(numpy.__file__).resolve().parent.parent)
+
+
+@functools.cache
+def _python_mounts() -> tuple[str, list[tuple[str, str]]]:
+    """Where the interpreter and NumPy appear inside: the interpreter's prefix at its own path
+    (its RUNPATH and compiled-in prefix name that path: pyenv, conda and uv builds find their
+    own ``libpython`` there, not whatever ``/usr/lib`` has) and NumPy's site-packages at /site."""
+    executable = Path(sys.executable).resolve()
+    prefix = Path(sys.base_prefix).resolve()
+    mounts = [(_numpy_site(), "/site")]
+    if prefix == Path("/usr") or str(prefix).startswith("/usr/"):
+        return str(executable), mounts
+    return str(executable), [(str(prefix), str(prefix)), *mounts]
+
+
+def _grader_copies_in(site: Path) -> list[str]:
+    """A non-editable install puts the whole grader into site-packages: mask it inside."""
+    return [name for name in ("grader",) if (site / name).is_dir()]
+
+
+# --- the pre-warmed zygote ----------------------------------------------------------------
+
+
+class Zygote(Sandbox):
+    """One sandbox per worker whose process is ``inside.zygote``: it imports Python, NumPy and
+    the runtime once and forks a child per submission (``Sandbox`` in child mode talks to that
+    child). It holds the slot, the uid and the cgroups; it never runs student code.
+
+    Its capabilities are only those a child needs to build its walls before dropping them all:
+    in its user namespace where the grader is an ordinary user, CAP_SYS_ADMIN (namespaces and
+    mounts); as root, that and CAP_SETUID/SETGID/SETPCAP, so that each child can become the
+    slot's unprivileged uid, which cannot signal or trace the root zygote, and CAP_SYS_RESOURCE,
+    so that its memory killer score cannot be lowered."""
+
+    def __init__(self, config: SandboxConfig):
+        super().__init__(config)
+        self._control: socket.socket | None = None
+        self._log: IO[bytes] | None = None
+        self.child: ZygoteChild | None = None
+        self._oom_seen = 0
+        # lent by the batch's process to this pool worker (``borrow_zygote``): its process is
+        # the lender's child, so the lender alone waits for it and decides when it ends
+        self.borrowed = False
+
+    def _start(self, timeout: float) -> None:
+        self._launch()
+        self._await_ready(time.monotonic() + timeout)
+
+    def _launch(self) -> None:
+        """Start the zygote's process without waiting for it (``_await_ready`` does)."""
+        number, self._slot = claim_slot()
+        if "uid" in self.layers:
+            self.uid = BASE_UID + number
+            self._kill_leftovers()
+        self._cgroups = self._make_cgroups(number) if "cgroup" in self.layers else []
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        python_exe, mounts = _python_mounts()
+        bootstrap = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; "
+                     "from inside.zygote import main; main(sys.argv[3:])")
+        command = [*self._bwrap_args(mounts), python_exe, "-I", "-c", bootstrap, "/sandbox",
+                   "/site", json.dumps({"control": theirs.fileno()})]
+        # Only grader code writes there: a file, not a pipe with a thread to drain it (an idle
+        # zygote's thread would keep its worker from forking the next pool)
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the zygote
+        try:
+            self._process = subprocess.Popen(
+                _joining(self._cgroups, command), stdin=subprocess.DEVNULL, stdout=self._log,
+                stderr=subprocess.STDOUT, pass_fds=(theirs.fileno(),), env=self._environment(),
+                start_new_session=True,
+            )
+        finally:
+            theirs.close()
+        self._control = ours
+
+    def _await_ready(self, deadline: float) -> None:
+        hello = self.receive(deadline)
+        if not hello or not hello.get("ready"):
+            why = (hello or {}).get("error") or hello or self.log()
+            raise SandboxCrashed(f"the zygote did not start: {why}")
+
+    @property
+    def alive(self) -> bool:
+        """Running and idle: nothing waits on its channel (an answer nobody asked for, or the
+        end a dead zygote leaves). A borrowed zygote is not this process's child, so only its
+        channel can tell."""
+        if self._control is None or (not self.borrowed and not super().alive):
+            return False
+        return not select.select([self._control], [], [], 0)[0]
+
+    def idle(self, timeout: float = 5.0) -> bool:
+        """Alive, and no child running, in the zygote's own words."""
+        if not self.alive:
+            return False
+        try:
+            self._control.send(b'{"op": "ping"}')
+            answer = self.receive(time.monotonic() + timeout)
+        except (OSError, ZygoteLost):
+            return False
+        return answer == {"idle": True}
+
+    def log(self) -> str:
+        """What the zygote printed (its own errors; never student output), the last 2 kB."""
+        if self._log is None:
+            return ""
+        self._log.seek(0, os.SEEK_END)
+        self._log.seek(max(self._log.tell() - 2048, 0))
+        return self._log.read().decode(errors="replace")
+
+    def _capabilities(self) -> list[str]:
+        wanted = ["CAP_SYS_ADMIN"]
+        if os.geteuid() == 0:
+            # (CAP_SYS_RESOURCE: a child's memory killer score of 1000 becomes its floor)
+            wanted += ["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_SYS_RESOURCE"]
+            prefix = ["--cap-drop", "ALL"]
+        else:
+            prefix = ["--unshare-user", "--cap-drop", "ALL"]
+        return prefix + [arg for cap in wanted for arg in ("--cap-add", cap)]
+
+    def spawn(self, request: dict[str, Any], fds: list[int]) -> ZygoteChild:
+        """A new child with ``fds`` as its descriptors (the caller closes its own copies)."""
+        if self._control is None or self.child is not None:
+            raise ZygoteLost("the zygote is not ready for a child")
+        try:
+            socket.send_fds(self._control, [json.dumps(request).encode()], fds)
+        except OSError as exc:
+            raise ZygoteLost(f"the zygote is gone ({exc})") from None
+        answer = self.receive(time.monotonic() + 30)
+        if not answer or not answer.get("spawned"):
+            error = answer.get("error") if answer else "no answer"
+            raise SandboxCrashed(f"the zygote could not start a child: {error}")
+        self.child = ZygoteChild(self)
+        return self.child
+
+    def receive(self, deadline: float) -> dict[str, Any] | None:
+        """The zygote's next message, None if there is none by ``deadline``; ZygoteLost (and
+        the zygote closed) when it is gone."""
+        if self._control is None:
+            raise ZygoteLost("the zygote is not running")
+        remaining = deadline - time.monotonic()
+        ready, _, _ = select.select([self._control], [], [], max(remaining, 0))
+        if not ready:
+            return None
+        try:
+            message = self._control.recv(1 << 16)
+        except OSError:
+            message = b""
+        if not message:
+            self.close()
+            raise ZygoteLost("the zygote stopped")
+        return json.loads(message)
+
+    def kill_child(self) -> None:
+        try:
+            if self._control is not None:
+                self._control.send(b'{"op": "kill"}')
+        except OSError:
+            pass
+
+    def oom_kills(self) -> int:
+        """Kills in the zygote's memory cgroup; once it is closed (its cgroups gone with it),
+        the last count, so that a child can still tell whether its zygote died of memory."""
+        if self._cgroups:
+            self._oom_seen = super().oom_kills()
+        return self._oom_seen
+
+    def close(self) -> None:
+        control, self._control = self._control, None
+        if control is not None:
+            control.close()
+        self.oom_kills()  # (the last look, before the cgroups go)
+        super().close()
+        log, self._log = self._log, None
+        if log is not None:
+            log.close()
+
+    def forget(self) -> None:
+        """In a forked process: let go of the parent's zygote without touching it."""
+        if self._control is not None:
+            self._control.close()
+        self._control = self._process = None
+
+
+class ZygoteChild:
+    """A zygote's child as ``Sandbox`` sees its process (Popen's poll, wait and returncode)."""
+
+    def __init__(self, zygote: Zygote):
+        self.zygote = zygote
+        self.returncode: int | None = None
+        self.lost = False  # the zygote died: nobody will say how the child ended
+
+    @property
+    def ended(self) -> bool:
+        return self.returncode is not None and not self.lost
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self._listen(time.monotonic())
+        return self.returncode
+
+    def wait(self, timeout: float) -> int:
+        self._listen(time.monotonic() + timeout)
+        if self.returncode is None:
+            raise subprocess.TimeoutExpired("zygote child", timeout)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            self.zygote.kill_child()
+
+    def _listen(self, deadline: float) -> None:
+        while self.returncode is None:
+            try:
+                message = self.zygote.receive(deadline)
+            except ZygoteLost:
+                self.lost, self.returncode = True, -signal.SIGKILL
+                return
+            if message is None:
+                return
+            if "exited" in message:
+                self.returncode = int(message["exited"])
+                self.zygote.child = None
+
+
+# Idle zygotes of this process (a worker), by the configuration they were started with; a
+# forked process must not use (or kill) its parent's.
+_IDLE: list[Zygote] = []
+_IDLE_OWNER = [os.getpid()]
+_ZYGOTE_BROKEN: list[str] = []
+MAX_IDLE = 2
+_KEEP_IDLE = [MAX_IDLE]  # more after a pool's zygotes came back: as many as it had
+_FINALIZER_FOR: list[int] = []
+
+
+_BOOTING: list[Zygote] = []  # started by ``warm_zygotes``, their hello not read yet
+
+
+def _take_zygote(config: SandboxConfig) -> Zygote:
+    _own_idle()
+    _finish_booting()
+    key = _zygote_key(config)
+    while _IDLE:
+        zygote = _IDLE.pop()
+        if zygote.alive and _zygote_key(zygote.config) == key:
+            return zygote
+        zygote.close()
+    zygote = Zygote(_zygote_key(config))
+    zygote.start()
+    _close_at_exit()
+    return zygote
+
+
+def _own_idle() -> None:
+    """In a process forked from the one that started them: let go of its zygotes."""
+    if _IDLE_OWNER[0] != os.getpid():
+        for inherited in _IDLE + _BOOTING:
+            inherited.forget()
+        _IDLE.clear()
+        _BOOTING.clear()
+        _IDLE_OWNER[0] = os.getpid()
+
+
+def _close_at_exit() -> None:
+    if _FINALIZER_FOR != [os.getpid()]:
+        # a pool's worker process ends without atexit: multiprocessing runs its finalizers
+        _FINALIZER_FOR[:] = [os.getpid()]
+        multiprocessing.util.Finalize(None, _close_idle_zygotes, exitpriority=10)
+
+
+def warm_zygotes(config: SandboxConfig, count: int) -> None:
+    """Start, without waiting, the zygotes that give this process ``count`` idle ones for
+    ``config``. A batch calls it first, so that Python and NumPy load inside them while it
+    prepares the reference's answers; the first sandbox, or ``lend_zygotes``, waits for them.
+    Does nothing where submissions get a fresh sandbox each."""
+    layers, _ = plan_layers(config.mode, allow_unisolated=config.allow_unisolated)
+    if not zygote_plan(layers)[0]:
+        return
+    _own_idle()
+    key = _zygote_key(config)
+    have = sum(1 for z in _IDLE + _BOOTING if _zygote_key(z.config) == key)
+    for _ in range(count - have):
+        zygote = Zygote(key)
+        try:
+            zygote._launch()
+        except (SandboxCrashed, OSError, GraderError) as exc:
+            zygote.close()
+            if not isinstance(exc, GraderError):
+                _zygote_failed(exc)
+            return  # the first sandbox says what is wrong, or starts without a zygote
+        _BOOTING.append(zygote)
+    _close_at_exit()
+
+
+def _finish_booting(timeout: float = 60) -> None:
+    """Wait for the zygotes ``warm_zygotes`` started; each ready one becomes idle."""
+    deadline = time.monotonic() + timeout
+    while _BOOTING:
+        zygote = _BOOTING.pop(0)
+        try:
+            zygote._await_ready(deadline)
+        except (SandboxCrashed, OSError) as exc:
+            zygote.close()
+            _zygote_failed(exc)
+            continue
+        _IDLE.append(zygote)
+
+
+@dataclass
+class ZygoteLoan:
+    """Idle zygotes of the batch's process, lent to the pool workers it forks: one each.
+
+    Each worker then grades from the first submission on with Python and NumPy already loaded,
+    and the zygotes outlive the pool: the lender keeps them for its next batch. The lender
+    alone is their parent, so a borrower never waits for one; one it closes (a zygote that
+    failed it) is found dead when the loan is settled."""
+
+    zygotes: list[Zygote]
+
+    def settle(self, *, clean: bool) -> None:
+        """In the lender, once the pool is gone: zygotes that say they have no child running
+        are kept (``clean``: the pool ended normally), the others closed. A worker may have
+        ended without closing its last sandbox: only the zygote knows, so it is asked."""
+        for zygote in self.zygotes:
+            if clean and zygote.idle():
+                _IDLE.append(zygote)
+            else:
+                zygote.close()
+        _KEEP_IDLE[0] = max(MAX_IDLE, len(_IDLE))
+        self.zygotes = []
+
+
+def lend_zygotes(config: SandboxConfig, count: int) -> ZygoteLoan | None:
+    """Up to ``count`` ready zygotes for ``config`` for a pool this process is about to fork,
+    taken out of its idle ones; None when there are none."""
+    _own_idle()
+    _finish_booting()
+    key = _zygote_key(config)
+    lent = [z for z in _IDLE if _zygote_key(z.config) == key and z.alive][:count]
+    if not lent:
+        return None
+    _IDLE[:] = [z for z in _IDLE if z not in lent]
+    return ZygoteLoan(lent)
+
+
+def borrow_zygote(loan: ZygoteLoan, number: int) -> None:
+    """First thing in pool worker ``number`` (from 0), forked after ``lend_zygotes``: that
+    zygote of the loan becomes this worker's idle one; the others, and the lender's own, are
+    let go of."""
+    mine = loan.zygotes[number] if number < len(loan.zygotes) else None
+    for zygote in _IDLE + _BOOTING + loan.zygotes:
+        if zygote is not mine:
+            zygote.forget()
+    _IDLE[:] = [mine] if mine is not None else []
+    _BOOTING.clear()
+    _IDLE_OWNER[0] = os.getpid()
+    if mine is not None:
+        mine.borrowed = True
+
+
+def machine_oom_kills() -> int:
+    """How many processes the kernel's memory killer has killed on this machine (0 where the
+    kernel does not say: before 4.13)."""
+    try:
+        with open("/proc/vmstat") as handle:
+            for line in handle:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _zygote_key(config: SandboxConfig) -> SandboxConfig:
+    return dataclasses.replace(config, data_dir=None)  # data reaches each child on its own
+
+
+def _return_zygote(zygote: Zygote, *, clean: bool) -> None:
+    """Keep a zygote whose child ended as it should; close one in any doubt."""
+    if clean and zygote.alive and zygote.child is None and (
+            zygote.borrowed or len(_IDLE) < _KEEP_IDLE[0]):
+        _IDLE.append(zygote)
+    else:
+        zygote.close()
+
+
+def _zygote_failed(exc: BaseException) -> None:
+    if not _ZYGOTE_BROKEN:
+        _ZYGOTE_BROKEN.append(str(exc)[:200])
+        print(f"grader: the sandbox's zygote could not start ({exc}); each submission gets a "
+              f"fresh sandbox instead", file=sys.stderr)
+
+
+def idle_zygote_pids() -> set[int]:
+    """The processes of this worker's idle zygotes (bubblewrap's): alive on purpose."""
+    return {z._process.pid for z in _IDLE if z._process is not None}
+
+
+@atexit.register
+def _close_idle_zygotes() -> None:
+    if _IDLE_OWNER[0] == os.getpid():
+        while _BOOTING:
+            _BOOTING.pop().close()
+        while _IDLE:
+            zygote = _IDLE.pop()
+            if zygote.borrowed:
+                zygote.forget()  # the lender's to close
+            else:
+                zygote.close()
