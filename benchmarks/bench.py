@@ -109,8 +109,9 @@ def child_stages(folder: Path, *, mnist_runs: int, starts: int) -> dict[str, Any
     from grader.course import batch
     from grader.grading.grade import Job
     from grader.render import report
-    from grader.run import mnist
-    from grader.run.sandbox import Sandbox, SandboxConfig
+    from grader.run import mnist, zygote
+    from grader.run.layers import SandboxConfig
+    from grader.run.sandbox import Sandbox
 
     current: dict[str, float] = {}
 
@@ -182,7 +183,7 @@ def child_stages(folder: Path, *, mnist_runs: int, starts: int) -> dict[str, Any
             })
 
     for _ in range(starts):
-        box = Sandbox(config)
+        box = Sandbox(config, pool=zygote.process_pool())
         began = time.perf_counter()
         box.start()
         started = time.perf_counter()
@@ -200,7 +201,7 @@ def child_throughput(folder: Path, out_dir: Path, *, jobs: int,
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     from grader.course import batch
     from grader.course.batch import grade_all
-    from grader.run.sandbox import SandboxConfig, plan_layers
+    from grader.run.layers import SandboxConfig, plan_layers
 
     config = SandboxConfig.from_env()
     plan_layers(config.mode)  # as the command line does before grading
@@ -624,7 +625,7 @@ def report_table(counts: dict[str, int], stages: dict[str, Any], throughput: dic
                         check(peak <= TARGET_MEMORY_MB) if last else "",
                         fmt=lambda v: f"{v:.0f} MB"))
 
-    from grader.run.sandbox import SandboxConfig, plan_layers
+    from grader.run.layers import SandboxConfig, plan_layers
 
     mode = SandboxConfig.from_env().mode
     used, _ = plan_layers(mode)

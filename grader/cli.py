@@ -200,7 +200,7 @@ def _assignment(args: argparse.Namespace) -> str:
 
 def _setup(assignment: str, *, trusted: bool):
     from grader.checks import rubric
-    from grader.run.sandbox import SandboxConfig, plan_layers
+    from grader.run.layers import SandboxConfig, plan_layers
 
     loaded = rubric.load(assignment)
     config = SandboxConfig.from_env(allow_unisolated=trusted)

@@ -28,7 +28,7 @@ from grader.checks import rubric
 from grader.core.results import SubmissionResult
 from grader.grading import grade
 from grader.run import mnist
-from grader.run.sandbox import Limits, SandboxConfig
+from grader.run.layers import Limits, SandboxConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"

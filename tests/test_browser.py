@@ -127,7 +127,7 @@ def conv1d(x, w, stride=1):
 def _grade_a_course(folder: Path) -> None:
     """A Moodle download graded with a roster and a course file: an adjustment with a comment
     (s1), a late submission (s2), a student with no submission (s3)."""
-    from grader.run.sandbox import SandboxConfig
+    from grader.run.layers import SandboxConfig
     from tests.conftest import build_notebook
     from tests.test_gradebook import COURSE, ROSTER, grade, moodle_zip
 
@@ -145,7 +145,7 @@ def _grade_examples(out: Path) -> None:
     """The real pipeline on the example submissions: sandbox, checks, rendering."""
     from grader.checks import rubric
     from grader.course.batch import grade_all
-    from grader.run.sandbox import SandboxConfig
+    from grader.run.layers import SandboxConfig
 
     grade_all([ROOT / "submissions" / "convolution"], rubric.load("convolution"), out,
               sandbox=SandboxConfig.from_env(), progress=False)

@@ -51,7 +51,7 @@ def test_candidates_are_small_fresh_and_the_same_every_time(loaded, assignment: 
         assert all(np.all(np.isfinite(e)) and e.size for e in candidate.expected)
         assert not any(isinstance(a, np.ndarray) and a.shape == b.shape and np.array_equal(a, b)
                        for a, b in zip(candidate.args, args))  # never the test's own input
-    counterexample._MEMORY.clear()
+    ref.memo.clear()
     again = counterexample.candidates(spec, spec_rubric, ref, number)
     assert [c.same_input(d) for c, d in zip(found, again)] == [True] * len(found)
 

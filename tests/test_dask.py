@@ -24,7 +24,7 @@ from grader import cli
 from grader.checks import rubric
 from grader.core.errors import GraderError
 from grader.course.batch import grade_all
-from grader.run.sandbox import SandboxConfig
+from grader.run.layers import SandboxConfig
 from tests.conftest import build_notebook
 
 pytest.importorskip("distributed")

@@ -99,7 +99,7 @@ def test_stored_differences_equal_a_fresh_measurement() -> None:
 def own_cache(tmp_path, monkeypatch):
     """An empty grader cache, and no memory of this process's: everything is measured."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(expectations, "_MEMORY", {})
+    reference.load.cache_clear()  # (each reference keeps what it computed: a fresh one)
     return tmp_path / "cache" / "backprop-grader" / "expectations"
 
 
@@ -131,7 +131,7 @@ def test_kept_differences_are_read_back_exactly_instead_of_measured(own_cache,
     kept = sorted(own_cache.glob("*.npz"))
     assert len(kept) == sum(any(n is not None for n in c.numeric) for c in first.values()) > 0
     assert own_cache.stat().st_mode & 0o777 == 0o700
-    monkeypatch.setattr(expectations, "_MEMORY", {})
+    ref.memo.clear()
     calls = count_measurements(monkeypatch)
     again = measured_cases(loaded, ref)
     assert calls == []
@@ -175,14 +175,14 @@ def test_a_damaged_kept_file_is_measured_again_and_replaced(own_cache, monkeypat
         arrays = dict(stored)
     arrays["gradient0"] = np.zeros(3)
     np.savez(kept[1], **arrays)
-    monkeypatch.setattr(expectations, "_MEMORY", {})
+    ref.memo.clear()
     calls = count_measurements(monkeypatch)
     again = measured_cases(loaded, ref)
     assert len(calls) == 2
     for key, case in first.items():
         for was, now in zip(case.numeric, again[key].numeric, strict=True):
             assert (was is None and now is None) or np.array_equal(was.gradient, now.gradient)
-    monkeypatch.setattr(expectations, "_MEMORY", {})
+    ref.memo.clear()
     calls.clear()
     measured_cases(loaded, ref)
     assert calls == []  # both replaced
@@ -191,7 +191,7 @@ def test_a_damaged_kept_file_is_measured_again_and_replaced(own_cache, monkeypat
 def test_no_cache_folder_only_costs_the_measurement(tmp_path, monkeypatch) -> None:
     (tmp_path / "file").write_text("not a folder")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
-    monkeypatch.setattr(expectations, "_MEMORY", {})
+    reference.load.cache_clear()  # (a fresh reference: it has computed nothing yet)
     loaded = rubric.load("backprop")
     calls = count_measurements(monkeypatch)
     assert measured_cases(loaded, reference.load(loaded.solution)) and calls

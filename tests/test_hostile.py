@@ -40,8 +40,9 @@ from grader.core.results import SubmissionResult, load
 from grader.course import batch
 from grader.course.batch import grade_all
 from grader.render import report
-from grader.run import mnist, sandbox
-from grader.run.sandbox import BASE_UID, Limits, Sandbox, SandboxConfig, plan_layers, state_dir
+from grader.run import mnist, zygote
+from grader.run.layers import Limits, SandboxConfig, plan_layers
+from grader.run.sandbox import BASE_UID, Sandbox, state_dir
 from tests.conftest import ROOT, UNIT_KINDS, build_notebook
 
 # sandboxed end to end: what must hold everywhere (core), seconds each (slow, not in test-fast)
@@ -171,7 +172,7 @@ def leftovers() -> list[str]:
     for pid, ppid, uid, command in _processes():
         if BASE_UID <= uid < BASE_UID + 1000 and _slot_is_free(uid - BASE_UID):
             found.append(f"{pid} (uid {uid}): {command}")
-        elif ppid == me and pid not in helpers and pid not in sandbox.idle_zygote_pids():
+        elif ppid == me and pid not in helpers and pid not in zygote.process_pool().pids():
             found.append(f"{pid} (child of the tests): {command}")
     return found
 
@@ -868,8 +869,9 @@ def test_closing_one_sandbox_leaves_its_neighbour_alive() -> None:
     """Two sandboxes made from the same config (as the MNIST diagnostic does) never share a uid
     or a cgroup, so one's clean-up cannot kill the other."""
     config = SandboxConfig.from_env()
-    with Sandbox(config) as first:
-        second = Sandbox(config)
+    pool = zygote.process_pool()  # (as the grader's sandboxes get their zygotes)
+    with Sandbox(config, pool=pool) as first:
+        second = Sandbox(config, pool=pool)
         second.start()
         second.close()
         answer = first.request({"op": "guards"}, timeout=5)

@@ -354,7 +354,7 @@ HOSTILE_TEXT = st.one_of(
 def test_any_text_gets_a_result_and_the_batch_goes_on(cells: list[str], tmp_path: Path) -> None:
     """Arbitrary and adversarial cell text, in a real batch beside the reference: exit 0 (no
     exception), a result for every notebook, the reference's full marks, no grader fault."""
-    from grader.run.sandbox import SandboxConfig
+    from grader.run.layers import SandboxConfig
 
     folder = tmp_path / f"in-{abs(hash(tuple(cells)))}"
     folder.mkdir()

@@ -46,7 +46,7 @@ def grader_imports(path: Path) -> set[str]:
     here = module_name(path).split(".")
     package = here if path.name == "__init__.py" else here[:-1]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {a.name[len("grader."):] for a in node.names if a.name.startswith("grader.")}
         elif isinstance(node, ast.ImportFrom):
@@ -60,6 +60,20 @@ def grader_imports(path: Path) -> set[str]:
             for alias in node.names:
                 child = f"{module}.{alias.name}" if module else alias.name
                 found.add(child if _is_module(child) else module)
+    return found
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node but those under ``if TYPE_CHECKING:`` (imports for annotations alone, which
+    run nothing: a zygote is a sandbox, and a sandbox names its zygote's type)."""
+    found, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        found.append(node)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo += node.orelse
+            continue
+        todo += list(ast.iter_child_nodes(node))
     return found
 
 

@@ -15,7 +15,7 @@ import pytest
 from grader.checks import rubric
 from grader.core.results import SubmissionResult
 from grader.course.batch import grade_all
-from grader.run.sandbox import SandboxConfig
+from grader.run.layers import SandboxConfig
 from grader.serve import engine
 from grader.serve.db import Database
 from grader.serve.store import Store

@@ -13,7 +13,7 @@ from grader.checks import rubric
 from grader.core.errors import InfrastructureError
 from grader.course import batch
 from grader.grading import canary
-from grader.run.sandbox import SandboxConfig
+from grader.run.layers import SandboxConfig
 from tests.conftest import build_notebook
 from tests.test_report import fixture
 
@@ -63,7 +63,7 @@ def test_an_interrupted_batch_does_not_redraw_its_progress_bar(tmp_path, monkeyp
         yield  # (a generator, as _execute is)
 
     monkeypatch.setattr(batch, "_execute", interrupted)
-    monkeypatch.setattr(batch.sandbox_module, "warm_zygotes", lambda *a, **k: None)
+    monkeypatch.setattr(batch.zygote.ZygotePool, "warm", lambda *a, **k: None)
     monkeypatch.setattr(batch.expectations, "prepare", lambda *a, **k: None)
     notebook = build_notebook(tmp_path, "convolution", name="ada")
     with pytest.raises(KeyboardInterrupt) as raised:

@@ -74,22 +74,20 @@ class Found:
                 "got": self.got, "large": self.large}
 
 
-_MEMORY: dict[tuple[Any, ...], tuple[Any, list[Candidate]]] = {}
-
-
 def candidates(spec: TestSpec, rubric: Rubric, reference: Any, number: int) -> list[Candidate]:
     """The inputs the search tries for case ``number`` of ``spec``, smallest first, each with
     the reference's answer (the same for every student; for the exported self-check, whose
-    rubric has no secret, those answers are recorded). Made once per process and reference
-    (a stand-in that records or replays its calls gets its own)."""
+    rubric has no secret, those answers are recorded). Made once and kept with the reference
+    (``Reference.memo``: a stand-in that records or replays its calls has its own)."""
     if (spec.options.get("kink") or spec.options.get("then")
             or spec.kind not in ("output", "gradient")):
         return []
-    key = (id(reference), rubric.seed, rubric.secret, spec.name, number,
+    key = ("counterexample", rubric.seed, rubric.secret, spec.name, number,
            expectations._shape_of(spec))
-    if key not in _MEMORY or _MEMORY[key][0] is not reference:
-        _MEMORY[key] = (reference, _made(spec, rubric, reference, number))
-    return _MEMORY[key][1]
+    if key not in reference.memo:
+        reference.memo[key] = _made(spec, rubric, reference, number)
+    found: list[Candidate] = reference.memo[key]
+    return found
 
 
 def _made(spec: TestSpec, rubric: Rubric, reference: Any, number: int) -> list[Candidate]:

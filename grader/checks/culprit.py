@@ -97,18 +97,16 @@ def _difference(weights: dict[str, Any], target: dict[str, np.ndarray]) -> float
     return worst
 
 
-_REFERENCE_WEIGHTS: dict[tuple, dict[str, np.ndarray]] = {}
-
-
 def _reference_weights(reference: Any, functions: Sequence[str], subset: tuple,
                        seed: int) -> dict[str, np.ndarray]:
     """The short run with every function the reference's: it depends on nothing the student
-    wrote, so once per process (the reference is loaded once per process too)."""
-    key = (id(reference), tuple(functions), seed, len(subset[0]))
-    if key not in _REFERENCE_WEIGHTS:
+    wrote, so it is kept with the reference (``Reference.memo``), once per process."""
+    key = ("culprit", tuple(functions), seed, len(subset[0]))
+    if key not in reference.memo:
         layers = {n: reference[n] for n in functions}
-        _REFERENCE_WEIGHTS[key] = fixed_net.train(layers, *subset, epochs=1, seed=seed)
-    return _REFERENCE_WEIGHTS[key]
+        reference.memo[key] = fixed_net.train(layers, *subset, epochs=1, seed=seed)
+    result: dict[str, np.ndarray] = reference.memo[key]
+    return result
 
 
 class _Remote:

@@ -2,9 +2,9 @@
 each case's inputs, the reference's outputs and gradients, and central differences of the
 reference forward (the costliest part of a gradient test: hundreds of forward calls per case).
 
-They are remembered per process, keyed by the reference (the object: a stand-in that records
-or replays its calls gets its own), the rubric's seed and everything of the test that shapes
-them. A batch fills the memory in its own process before its workers fork
+They are remembered with the reference they come from (``Reference.memo``: a stand-in that
+records or replays its calls has its own), keyed by the rubric's seed and secret and everything
+of the test that shapes them. A batch fills the memory in its own process before its workers fork
 (``prepare``), so every worker starts with them; where nothing was prepared (a fork server, a
 Dask worker, one grading) the first submission computes them and the next ones reuse them.
 Per submission there remain only the student's calls and the comparisons.
@@ -47,7 +47,6 @@ from grader.core.reference import Reference
 from grader.core.results import write_atomic
 
 OUTPUT_KINDS = ("example", "output")
-_MEMORY: dict[tuple[Any, ...], tuple[Reference, Any]] = {}
 
 
 @dataclass(frozen=True)
@@ -105,15 +104,14 @@ def prepare(rubric: Rubric, reference: Reference) -> None:
 
 def _remembered(spec: TestSpec, rubric: Rubric, reference: Reference, number: int,
                 compute: Callable[[], Any]) -> Any:
-    """Per reference object too: a recording or replaying stand-in for the reference
+    """In the reference's own memo: a recording or replaying stand-in for the reference
     (``grader.distribute.selfcheck``, ``grader.distribute.checker``) must see, or answer, every
-    call itself. The
-    entry holds its reference, so that the id cannot be reused while it is remembered."""
-    key = (id(reference), str(rubric.seed), rubric.secret, spec.name, str(number),
+    call itself."""
+    key = ("expectations", str(rubric.seed), rubric.secret, spec.name, str(number),
            _shape_of(spec))
-    if key not in _MEMORY or _MEMORY[key][0] is not reference:
-        _MEMORY[key] = (reference, compute())
-    return _MEMORY[key][1]
+    if key not in reference.memo:
+        reference.memo[key] = compute()
+    return reference.memo[key]
 
 
 def _shape_of(spec: TestSpec) -> str:

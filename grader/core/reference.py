@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,11 @@ class Reference:
     # the solution notebook's SHA-256; None for a stand-in (``grader.distribute.replay``,
     # ``selfcheck``)
     digest: str | None = None
+    # What is computed from the reference alone, once (``grader.checks.expectations``: each
+    # case's inputs and answers; ``grader.checks.culprit``: its own short training run): kept
+    # with it, so it lives as long as the reference does, and a stand-in that records or
+    # replays its calls (``grader.distribute``) gets its own and sees every call.
+    memo: dict[Any, Any] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __getitem__(self, name: str) -> Callable[..., Any]:
         return self.functions[name]

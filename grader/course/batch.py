@@ -35,8 +35,8 @@ from grader.course import classroom
 from grader.grading import canary, rescore
 from grader.grading.grade import Job, cache_key, grade_submission, student_name
 from grader.render import classview, export, report
-from grader.run import sandbox as sandbox_module
-from grader.run.sandbox import SandboxConfig
+from grader.run import zygote
+from grader.run.layers import SandboxConfig
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,7 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
     if todo:
         workers = min(jobs, len(todo))
         if not dask_address and (workers == 1 or _can_fork()):  # (lent to forked workers)
-            sandbox_module.warm_zygotes(sandbox, workers)  # Python, NumPy load meanwhile
+            zygote.process_pool().warm(sandbox, workers)  # Python, NumPy load meanwhile
         # the reference's answers and the compiled page templates, once for the batch:
         # forked workers inherit them
         expectations.prepare(rubric, reference.load(rubric.solution))
@@ -386,8 +386,8 @@ def _execute_pool(todo: list[Job], jobs: int) -> Iterator[Encoded]:
     parent = os.getpid() if forked else None
     loan, clean = None, False
     try:
-        # forked workers borrow this process's warm zygotes (``sandbox.warm_zygotes``)
-        loan = sandbox_module.lend_zygotes(todo[0].sandbox, workers) if forked else None
+        # forked workers borrow this process's warm zygotes (``ZygotePool.warm``)
+        loan = zygote.process_pool().lend(todo[0].sandbox, workers) if forked else None
         if forked:
             # what the workers inherit stays out of their garbage collector's reach: it would
             # touch (and so copy) every page of it; about a third fewer page copies per worker
@@ -485,7 +485,7 @@ def _one_thread_per_core_first(cores: list[int]) -> list[int]:
 
 
 def _init_worker(parent: int | None, numbers: Any,
-                 loan: sandbox_module.ZygoteLoan | None = None,
+                 loan: zygote.ZygoteLoan | None = None,
                  cores: list[int] | None = None) -> None:
     """First thing in each worker: one BLAS thread (effective where NumPy is not imported yet:
     spawn, a fork server started elsewhere), and death with the parent, where a worker of a
@@ -504,7 +504,7 @@ def _init_worker(parent: int | None, numbers: Any,
     with numbers.get_lock():
         number, numbers.value = numbers.value, numbers.value + 1
     if loan is not None:
-        sandbox_module.borrow_zygote(loan, number)
+        zygote.process_pool().borrow(loan, number)
     if cores is not None:
         try:
             os.sched_setaffinity(0, {cores[number % len(cores)]})

@@ -137,11 +137,11 @@ def _with_refused(result: dict[str, Any], choice: Choice, submission: Path) -> d
 def _uid_isolation_ready() -> bool:
     """Grading without namespaces is safe only under the sandbox's uid drop (root here) with
     the solutions out of the unprivileged uid's reach (setup.sh made them 0700)."""
-    from grader.run import sandbox
+    from grader.run import layers
 
-    if "namespaces" in sandbox.available_layers():
+    if "namespaces" in layers.available_layers():
         return False  # the full sandbox works: no need to trust anything
-    if "uid" not in sandbox.available_layers():
+    if "uid" not in layers.available_layers():
         print("grader: error: no user namespaces and no uid drop (needs root and setpriv): "
               "student code could read the solutions, so nothing is graded", file=sys.stderr)
         raise SystemExit(2)

@@ -72,7 +72,7 @@ def check(notebook_path: str | Path, *, bundle: Bundle | None = None,
     from grader.core import notebook, scripts
     from grader.grading import grade
     from grader.grading.grade import Job
-    from grader.run.sandbox import SandboxConfig
+    from grader.run.layers import SandboxConfig
 
     bundle = bundle or load_bundle()
     path = Path(notebook_path)

@@ -26,7 +26,8 @@ from grader.core import budgets, paths
 from grader.core.errors import InfrastructureError
 from grader.core.results import SubmissionResult, write_atomic
 from grader.grading import rescore
-from grader.run import sandbox
+from grader.run import zygote
+from grader.run.layers import SandboxConfig, plan_layers
 
 CALL_PREFIX = "call:"
 
@@ -51,13 +52,13 @@ class Canary:
                 f"its times: {times}")
 
 
-def check(rubric: Any, *, config: sandbox.SandboxConfig, mnist: Any = None,
+def check(rubric: Any, *, config: SandboxConfig, mnist: Any = None,
           cache_dir: Path | None = None) -> Canary:
     """Full marks for the reference on this machine, or InfrastructureError naming the test."""
     from grader.grading.grade import Job, grade_submission  # (grade imports the whole check engine)
 
-    layers, missing = sandbox.plan_layers(config.mode, allow_unisolated=config.allow_unisolated)
-    described = sandbox.describe(layers, missing)
+    layers, missing = plan_layers(config.mode, allow_unisolated=config.allow_unisolated)
+    described = zygote.describe(layers, missing)
     path = (cache_dir or default_cache_dir()) / f"{_key(rubric, config, mnist, described)}.json"
     cached = _load(path, rubric)
     if cached is not None:
@@ -105,7 +106,7 @@ def default_cache_dir() -> Path:
     return paths.cache_dir("canary")
 
 
-def _key(rubric: Any, config: sandbox.SandboxConfig, mnist: Any, described: str) -> str:
+def _key(rubric: Any, config: SandboxConfig, mnist: Any, described: str) -> str:
     solution = hashlib.sha256(rubric.solution.read_bytes()).hexdigest()
     data = ""
     if mnist is not None:

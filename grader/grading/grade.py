@@ -27,7 +27,7 @@ from grader.core import budgets, notebook, paths, reference, scripts
 from grader.core.errors import GraderError
 from grader.core.results import SubmissionResult, TestResult
 from grader.grading import rescore
-from grader.run.sandbox import SandboxConfig
+from grader.run.layers import SandboxConfig
 from grader.run.session import Session
 
 MAX_OUTPUT_NOTICE = 4000

@@ -338,12 +338,13 @@ def template_scores_zero(loaded: Rubric, *, config: Any, mnist: Any = None,
     a function students write (``rules`` tests reward what is absent, so they are exempt).
     Returns whether the verdict was cached; raises ``ProblemsError`` naming each test."""
     from grader.grading.grade import Job, grade_submission
-    from grader.run import sandbox
+    from grader.run import zygote
+    from grader.run.layers import plan_layers
 
     text = solution.render_assignment(loaded.solution)
-    layers, missing = sandbox.plan_layers(config.mode, allow_unisolated=config.allow_unisolated)
+    layers, missing = plan_layers(config.mode, allow_unisolated=config.allow_unisolated)
     parts = [__version__, loaded.sha256, repr(loaded), hashlib.sha256(text).hexdigest(),
-             sandbox.describe(layers, missing), config.mode, repr(config.limits),
+             zygote.describe(layers, missing), config.mode, repr(config.limits),
              platform.node(), sys.executable]
     key = hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
     path = (cache_dir or canary.default_cache_dir()).parent / "template" / f"{key}.json"
@@ -372,7 +373,7 @@ def template_scores_zero(loaded: Rubric, *, config: Any, mnist: Any = None,
 def _machine(loaded: Rubric) -> tuple[Any, Any]:
     """The sandbox (and MNIST) validation grades with: the instructor's own notebooks need no
     isolation from the solutions (as for a student's self-check)."""
-    from grader.run.sandbox import SandboxConfig, plan_layers
+    from grader.run.layers import SandboxConfig, plan_layers
 
     config = SandboxConfig.from_env(allow_unisolated=True)
     plan_layers(config.mode, allow_unisolated=True)

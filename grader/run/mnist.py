@@ -314,6 +314,7 @@ def prepare(
     downloader: Downloader | None = None,
     checksums: Mapping[str, str] | None = None,
     expected_counts: Mapping[str, int] | None = None,
+    verified: Verified | None = None,
 ) -> MnistFiles:
     """Make sure the sandbox's float32 files and the held-out test labels exist; return where.
 
@@ -321,7 +322,8 @@ def prepare(
     form (about a second for real MNIST). Later calls with the same cache check that the four
     ``.npy`` files exist with the right header and size, and, once per process, that their
     bytes match the SHA-256 recorded when they were written (0.15 s for real MNIST); anything
-    else is rebuilt. Options as for ``load``.
+    else is rebuilt (``verified``: which files were checked already; this process's by
+    default). Options as for ``load``.
     """
     source = _Source.resolve(
         data_dir, cache_dir, download, mirrors, downloader, checksums, expected_counts
@@ -337,7 +339,7 @@ def prepare(
         (files.test_images, (n_test, PIXELS), np.float32),
         (files.test_labels, (n_test,), np.uint8),
     ]
-    if all(_npy_ok(path, shape, dtype) for path, shape, dtype in wanted):
+    if all(_npy_ok(path, shape, dtype, verified) for path, shape, dtype in wanted):
         return files
 
     # Locate (or download) every missing file before the slow parsing, so that an offline
@@ -659,11 +661,12 @@ def _as_float(images: np.ndarray) -> np.ndarray:
     return flat
 
 
-def _npy_ok(path: Path, shape: tuple[int, ...], dtype: type) -> bool:
+def _npy_ok(path: Path, shape: tuple[int, ...], dtype: type,
+            verified: Verified | None = None) -> bool:
     """Whether ``path`` is an ``.npy`` of this shape and dtype whose size matches its header
     (the cheap check that catches a missing, foreign or cut-short cache file) and whose bytes
     are those recorded when it was written (once per process: what catches a changed one)."""
-    return _header_ok(path, shape, dtype) and _digest_ok(path)
+    return _header_ok(path, shape, dtype) and _digest_ok(path, verified or VERIFIED)
 
 
 def _header_ok(path: Path, shape: tuple[int, ...], dtype: type) -> bool:
@@ -690,8 +693,30 @@ def _header_ok(path: Path, shape: tuple[int, ...], dtype: type) -> bool:
     )
 
 
-# The cache files this process has hashed, by identity: each is read in full once, not per call.
-_VERIFIED: set[tuple[str, int, int, int, int, int]] = set()
+class Verified:
+    """The cache files whose SHA-256 was checked, by identity (path, device, inode, size,
+    times): each is read in full once, not at every ``prepare``. ``VERIFIED`` is the
+    process's; a test can pass its own to ``prepare``."""
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, int, int, int, int, int]] = set()
+
+    def __contains__(self, path: Path) -> bool:
+        try:
+            return _file_identity(path, path.stat()) in self._seen
+        except OSError:
+            return False
+
+    def add(self, path: Path, info: os.stat_result) -> None:
+        self._seen.add(_file_identity(path, info))
+
+
+VERIFIED = Verified()
+
+
+def _file_identity(path: Path, info: os.stat_result) -> tuple[str, int, int, int, int, int]:
+    return (str(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns,
+            info.st_ctime_ns)
 
 
 def _digest_path(path: Path) -> Path:
@@ -706,17 +731,14 @@ def _file_sha256(path: Path) -> tuple[str, os.stat_result]:
         return hashlib.file_digest(handle, "sha256").hexdigest(), info
 
 
-def _digest_ok(path: Path) -> bool:
+def _digest_ok(path: Path, verified: Verified) -> bool:
     """Whether ``path`` still holds the bytes whose SHA-256 was recorded when it was written;
     no record (a cache from before the records) counts as a mismatch, so it is rebuilt."""
     try:
         recorded = _digest_path(path).read_text().strip()
-        info = path.stat()
     except OSError:
         return False
-    key = (str(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns,
-           info.st_ctime_ns)
-    if key in _VERIFIED:
+    if path in verified:
         return True
     try:
         digest, info = _file_sha256(path)
@@ -724,8 +746,7 @@ def _digest_ok(path: Path) -> bool:
         return False
     if digest != recorded:
         return False
-    _VERIFIED.add((str(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns,
-                   info.st_ctime_ns))
+    verified.add(path, info)
     return True
 
 

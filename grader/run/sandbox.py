@@ -1,65 +1,41 @@
-"""Run student code in another process, behind as many walls as the machine offers.
+"""One sandboxed runtime process that serves many requests: how it starts (fresh, or forked
+from a zygote of ``grader.run.zygote``), how a request and its answer travel, and how every
+process of it is killed and every trace of it removed.
 
-Layers, outermost first (each one named in every result, so a report says what protected it):
-
-- ``namespaces``: bubblewrap gives a private PID namespace (nothing survives the sandbox), no
-  network but a private loopback, a read-only view of just Python, NumPy and ``grader/run/inside``,
-  and size-capped tmpfs for /tmp, /dev/shm and the writable /scratch (nothing written inside
-  reaches the grading machine's disk). Solutions, rubrics, tests, other submissions and the
-  MNIST test labels are simply not there.
-- ``uid``: as root, the student runs as an unprivileged uid of its own (one per live sandbox:
-  each claims a free slot, since process limits and the final clean-up go by uid), with no
-  capabilities and no new privileges.
-- ``cgroup``: memory and process-count caps enforced by the kernel for the whole process tree.
-- ``rlimits``: address space, CPU time, processes, file size, open files (self-applied inside).
-- ``seccomp``: internet sockets are refused, loopback included.
-
+The walls it gets come from ``grader.run.layers`` (namespaces, uid, cgroup, rlimits, seccomp).
 Behind a uid or a PID namespace of its own, the runtime also kills whatever student code left
 running after each request (fork bombs, ``setsid`` daemons), and every answer carries its
 request's number, so bytes student code writes to the channel break nothing but its sandbox.
-
-``GRADER_SANDBOX=strict`` refuses to grade when a layer is missing, ``auto`` (the default) uses
-what exists and says what is missing, ``off`` runs a plain child process (debugging only).
-
-Where the namespaces layer works, a sandbox is a child of its worker's ``Zygote`` (see
-``inside/zygote.py``): one bubblewrap sandbox per worker pays for Python and NumPy once and forks
-each submission into fresh PID, mount and IPC namespaces with every layer above applied to the
-child alone, so a submission costs a fork instead of an interpreter. ``GRADER_ZYGOTE=off`` (and a
-machine where no zygote starts) gives each submission a sandbox of its own, as before.
 """
 
 from __future__ import annotations
 
-import atexit
-import dataclasses
 import fcntl
 import functools
 import json
-import multiprocessing.util
 import os
-import select
 import selectors
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from grader.core import paths
 from grader.core.errors import GraderError
 from grader.core.paths import private_dir
 from grader.run import bubblewrap, sealed
 from grader.run.inside import wire
+from grader.run.layers import SandboxConfig, cgroup_dirs, plan_layers
 
-MODES = ("strict", "auto", "off")
-ALL_LAYERS = ("namespaces", "uid", "cgroup", "rlimits", "seccomp")
+if TYPE_CHECKING:  # (the zygote is a sandbox itself: its module imports this one)
+    from grader.run.zygote import Zygote
+
 INSIDE_PACKAGE = Path(__file__).resolve().parent / "inside"
 BASE_UID = 61000
 
@@ -85,146 +61,16 @@ class ZygoteLost(SandboxCrashed):
         self.machine_out_of_memory = machine_out_of_memory
 
 
-@dataclass(frozen=True)
-class Limits:
-    memory_mb: int = 3072
-    cpu_seconds: int = 1800
-    processes: int = 64
-    file_size_mb: int = 64
-    open_files: int = 256
-    output_kb: int = 64
-    scratch_mb: int = 256
+class Zygotes(Protocol):
+    """Where a sandbox's zygote comes from and goes back to (``grader.run.zygote.ZygotePool``)."""
 
+    def plan(self, layers: Iterable[str]) -> tuple[bool, str]: ...
 
-@dataclass(frozen=True)
-class SandboxConfig:
-    mode: str = "auto"
-    limits: Limits = field(default_factory=Limits)
-    # MNIST files the student may see (never the test labels): a folder, or one submission's
-    # disguised arrays in sealed memory (``grader.run.mnist.disguised``)
-    data_dir: Path | sealed.Arrays | None = None
-    # Grade without the namespaces layer, where student code can read the disk: only for
-    # submissions the instructor trusts (``--trust-submissions-without-isolation``).
-    allow_unisolated: bool = False
+    def take(self, config: SandboxConfig) -> Zygote: ...
 
-    @classmethod
-    def from_env(cls, **overrides: Any) -> SandboxConfig:
-        mode = os.environ.get("GRADER_SANDBOX", "auto").strip().lower() or "auto"
-        if mode not in MODES:
-            raise GraderError(f"GRADER_SANDBOX must be one of {', '.join(MODES)}, not {mode!r}")
-        return cls(mode=mode, **overrides)
+    def give_back(self, zygote: Zygote, *, clean: bool) -> None: ...
 
-
-# --- what this machine offers -------------------------------------------------------------
-
-
-@functools.cache
-def available_layers() -> frozenset[str]:
-    """Probe, once per process, which layers work here."""
-    found = {"rlimits"}
-    if bubblewrap.works():
-        found.add("namespaces")
-    if os.geteuid() == 0 and shutil.which("setpriv"):
-        found.add("uid")
-    if _cgroup_dirs() is not None:
-        found.add("cgroup")
-    if _seccomp_works():
-        found.add("seccomp")
-    return frozenset(found)
-
-
-def plan_layers(mode: str, *, allow_unisolated: bool = False) -> tuple[list[str], list[str]]:
-    """The layers to use and the ones missing; GraderError where grading would not be safe.
-
-    Without the namespaces layer student code can read the solutions and other submissions
-    and write to the disk, so ``auto`` refuses unless the instructor said the submissions are
-    trusted. The other layers need root or cgroup v1; ``auto`` grades without them and the
-    batch summary says so."""
-    if mode == "off":
-        if not allow_unisolated:
-            raise GraderError("GRADER_SANDBOX=off runs student code with no sandbox at all; "
-                              "pass --trust-submissions-without-isolation if that is meant")
-        return [], list(ALL_LAYERS)
-    present = available_layers()
-    used = [layer for layer in ALL_LAYERS if layer in present]
-    missing = [layer for layer in ALL_LAYERS if layer not in present]
-    if mode == "strict" and missing:
-        why = f" {bubblewrap.namespaces_missing_reason()}" if "namespaces" in missing else ""
-        raise GraderError(
-            f"GRADER_SANDBOX=strict but these sandbox layers are missing here: "
-            f"{', '.join(missing)} (uid needs root and setpriv, cgroup needs root with cgroup "
-            f"v1, seccomp needs libseccomp; or set GRADER_SANDBOX=auto).{why}"
-        )
-    if "namespaces" in missing and not allow_unisolated:
-        raise GraderError(unisolated_refusal())
-    return used, missing
-
-
-def unisolated_refusal() -> str:
-    """The one paragraph an instructor reads where student code cannot be isolated."""
-    return (
-        "refusing to grade: the sandbox cannot hide the file system from student code on this "
-        f"machine. {bubblewrap.namespaces_missing_reason()} Until that is fixed a submission "
-        "could read the reference solutions and other students' work, so nothing was graded. "
-        "Only for submissions you trust: --trust-submissions-without-isolation grades anyway."
-    )
-
-
-def describe(layers: list[str], missing: list[str]) -> str:
-    """The sandbox in one line, for the batch summary and the class overview."""
-    found = bubblewrap.find() if "namespaces" in layers else None
-    text = f"sandbox layers: {', '.join(layers) or 'none'}"
-    if found is not None:
-        text += f"; {found.describe()}"
-    if missing:
-        text += f"; missing here: {', '.join(missing)}"
-    return text + "; " + zygote_plan(layers)[1]
-
-
-def zygote_plan(layers: Iterable[str]) -> tuple[bool, str]:
-    """Whether submissions are forked from a pre-warmed zygote, and that said in words.
-
-    A zygote's child needs namespaces of its own (PID, mount, IPC) to be as isolated as a fresh
-    sandbox; without the namespaces layer there are none, so each submission gets today's
-    fresh sandbox (``GRADER_ZYGOTE=off`` asks for that anywhere)."""
-    choice = os.environ.get("GRADER_ZYGOTE", "auto").strip().lower() or "auto"
-    if choice not in ("auto", "off"):
-        raise GraderError(f"GRADER_ZYGOTE must be auto or off, not {choice!r}")
-    if choice == "off":
-        return False, "a fresh sandbox per submission (GRADER_ZYGOTE=off)"
-    if "namespaces" not in layers:
-        return False, "a fresh sandbox per submission (no namespaces here for a zygote's children)"
-    if _ZYGOTE_BROKEN:
-        return False, f"a fresh sandbox per submission (the zygote failed: {_ZYGOTE_BROKEN[0]})"
-    return True, "a pre-warmed zygote per worker forks each submission into namespaces of its own"
-
-
-def _seccomp_works() -> bool:
-    code = "from grader.run.inside.limits import install_seccomp; install_seccomp()"
-    try:
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return done.returncode == 0
-
-
-def _cgroup_dirs() -> dict[str, Path] | None:
-    """Writable cgroup v1 folders for the memory and pids controllers, or None."""
-    roots = {}
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        for controller in ("memory", "pids"):
-            if controller in controllers.split(","):
-                roots[controller] = Path("/sys/fs/cgroup", controller) / path.lstrip("/")
-    if set(roots) != {"memory", "pids"}:
-        return None
-    if not all(os.access(root, os.W_OK) for root in roots.values()):
-        return None
-    return roots
+    def failed(self, exc: BaseException) -> None: ...
 
 
 # --- parallel slots -----------------------------------------------------------------------
@@ -277,8 +123,9 @@ def _owned_private(path: Path) -> bool:
 class Sandbox:
     """One sandboxed runtime process serving many requests (no start-up cost per test)."""
 
-    def __init__(self, config: SandboxConfig):
+    def __init__(self, config: SandboxConfig, *, pool: Zygotes | None = None):
         self.config = config
+        self.pool = pool  # where its zygote comes from; None: a fresh sandbox
         self.layers, self.missing = plan_layers(config.mode,
                                                 allow_unisolated=config.allow_unisolated)
         self.uid: int | None = None  # claimed with a slot by ``start``
@@ -307,11 +154,11 @@ class Sandbox:
             raise
 
     def _start(self, timeout: float) -> None:
-        if zygote_plan(self.layers)[0]:
+        if self.pool is not None and self.pool.plan(self.layers)[0]:
             try:
-                zygote = _take_zygote(self.config)
+                zygote = self.pool.take(self.config)
             except (SandboxCrashed, OSError) as exc:
-                _zygote_failed(exc)  # this process goes on with a fresh sandbox per submission
+                self.pool.failed(exc)  # this process goes on with a fresh sandbox each
             else:
                 self._start_child(zygote, timeout)
                 return
@@ -338,7 +185,7 @@ class Sandbox:
         }
         try:
             self._process = subprocess.Popen(
-                _joining(self._cgroups, self._command(json.dumps(config))),
+                joining(self._cgroups, self._command(json.dumps(config))),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -394,7 +241,7 @@ class Sandbox:
         """Kill every process of this sandbox and remove its scratch folder and cgroups; the
         slot (and so the uid) is freed last, once nothing of it runs any more."""
         process, self._process = self._process, None
-        if isinstance(process, ZygoteChild):
+        if self._zygote is not None and process is not None:
             process.kill()
         elif process is not None:
             _kill_group(process.pid)
@@ -422,8 +269,8 @@ class Sandbox:
             self._slot.close()
             self._slot = None
         zygote, self._zygote = self._zygote, None
-        if zygote is not None:
-            _return_zygote(zygote, clean=isinstance(process, ZygoteChild) and process.ended)
+        if zygote is not None and self.pool is not None:
+            self.pool.give_back(zygote, clean=process is not None and process.ended)
 
     def __enter__(self) -> Sandbox:
         self.start()
@@ -466,7 +313,7 @@ class Sandbox:
     @property
     def zygote_lost(self) -> bool:
         """Whether this sandbox stopped because its zygote did (never the student's doing)."""
-        return isinstance(self._process, ZygoteChild) and self._process.lost
+        return self._zygote is not None and self._process is not None and self._process.lost
 
     # -- internals --
     def _receive(self, *, deadline: float, number: int, limit: int) -> dict[str, Any]:
@@ -527,7 +374,7 @@ class Sandbox:
 
     def _crash(self) -> SandboxCrashed:
         note = self._death_note()
-        if isinstance(self._process, ZygoteChild) and self._process.lost:
+        if self._zygote is not None and self._process is not None and self._process.lost:
             if self._out_of_memory():  # the kill in its cgroup was the student's memory's
                 return SandboxCrashed(note)
             return ZygoteLost(f"the worker's zygote stopped ({note})", machine_out_of_memory=(
@@ -591,7 +438,7 @@ class Sandbox:
             python = [sys.executable, "-I", "-c", bootstrap, str(INSIDE_PACKAGE.parent)]
             command = python + [_numpy_site(), config_json]
             return self._identity() + command
-        python_exe, mounts = _python_mounts()
+        python_exe, mounts = python_mounts()
         command = self._bwrap_args(mounts)
         command += self._identity()
         command += [python_exe, "-I", "-c", bootstrap, "/sandbox", "/site", config_json]
@@ -670,7 +517,7 @@ class Sandbox:
         return rlimits
 
     def _make_cgroups(self, number: int) -> list[Path]:
-        roots = _cgroup_dirs()
+        roots = cgroup_dirs()
         if roots is None:
             return []
         _remove_stale_cgroups(roots.values())
@@ -724,18 +571,7 @@ JOIN_THEN_RUN = ('n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1/cgroup.pro
                  'shift; n=$((n - 1)); done; exec "$@"')
 
 
-def program_note(layers: Iterable[str]) -> str:
-    """What a sandbox's process runs first, for an instructor whose sandbox cannot start:
-    the chosen bwrap with namespaces (``bubblewrap.failing``: it may have gone since it was
-    chosen), else ``setpriv`` for the uid layer, else this Python."""
-    if "namespaces" in layers:
-        return bubblewrap.failing()
-    if "uid" in layers:
-        return f"it runs {shutil.which('setpriv') or 'setpriv (not found)'}, then {sys.executable}"
-    return f"it runs {sys.executable}"
-
-
-def _joining(cgroups: list[Path], command: list[str]) -> list[str]:
+def joining(cgroups: list[Path], command: list[str]) -> list[str]:
     """``command``, run inside ``cgroups`` from its first instruction on."""
     if not cgroups:
         return command
@@ -835,7 +671,7 @@ def _numpy_site() -> str:
 
 
 @functools.cache
-def _python_mounts() -> tuple[str, list[tuple[str, str]]]:
+def python_mounts() -> tuple[str, list[tuple[str, str]]]:
     """Where the interpreter and NumPy appear inside: the interpreter's prefix at its own path
     (its RUNPATH and compiled-in prefix name that path: pyenv, conda and uv builds find their
     own ``libpython`` there, not whatever ``/usr/lib`` has) and NumPy's site-packages at /site."""
@@ -852,344 +688,6 @@ def _grader_copies_in(site: Path) -> list[str]:
     return [name for name in ("grader",) if (site / name).is_dir()]
 
 
-# --- the pre-warmed zygote ----------------------------------------------------------------
-
-
-class Zygote(Sandbox):
-    """One sandbox per worker whose process is ``inside.zygote``: it imports Python, NumPy and
-    the runtime once and forks a child per submission (``Sandbox`` in child mode talks to that
-    child). It holds the slot, the uid and the cgroups; it never runs student code.
-
-    Its capabilities are only those a child needs to build its walls before dropping them all:
-    in its user namespace where the grader is an ordinary user, CAP_SYS_ADMIN (namespaces and
-    mounts); as root, that and CAP_SETUID/SETGID/SETPCAP, so that each child can become the
-    slot's unprivileged uid, which cannot signal or trace the root zygote, and CAP_SYS_RESOURCE,
-    so that its memory killer score cannot be lowered."""
-
-    def __init__(self, config: SandboxConfig):
-        super().__init__(config)
-        self._control: socket.socket | None = None
-        self._log: IO[bytes] | None = None
-        self.child: ZygoteChild | None = None
-        self._oom_seen = 0
-        # lent by the batch's process to this pool worker (``borrow_zygote``): its process is
-        # the lender's child, so the lender alone waits for it and decides when it ends
-        self.borrowed = False
-
-    def _start(self, timeout: float) -> None:
-        self._launch()
-        self._await_ready(time.monotonic() + timeout)
-
-    def _launch(self) -> None:
-        """Start the zygote's process without waiting for it (``_await_ready`` does)."""
-        number, self._slot = claim_slot()
-        if "uid" in self.layers:
-            self.uid = BASE_UID + number
-            self._kill_leftovers()
-        self._cgroups = self._make_cgroups(number) if "cgroup" in self.layers else []
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        python_exe, mounts = _python_mounts()
-        bootstrap = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]; "
-                     "from inside.zygote import main; main(sys.argv[3:])")
-        command = [*self._bwrap_args(mounts), python_exe, "-I", "-c", bootstrap, "/sandbox",
-                   "/site", json.dumps({"control": theirs.fileno()})]
-        # Only grader code writes there: a file, not a pipe with a thread to drain it (an idle
-        # zygote's thread would keep its worker from forking the next pool)
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the zygote
-        try:
-            self._process = subprocess.Popen(
-                _joining(self._cgroups, command), stdin=subprocess.DEVNULL, stdout=self._log,
-                stderr=subprocess.STDOUT, pass_fds=(theirs.fileno(),), env=self._environment(),
-                start_new_session=True,
-            )
-        finally:
-            theirs.close()
-        self._control = ours
-
-    def _await_ready(self, deadline: float) -> None:
-        hello = self.receive(deadline)
-        if not hello or not hello.get("ready"):
-            why = (hello or {}).get("error") or hello or self.log()
-            raise SandboxCrashed(f"the zygote did not start: {why}")
-
-    @property
-    def alive(self) -> bool:
-        """Running and idle: nothing waits on its channel (an answer nobody asked for, or the
-        end a dead zygote leaves). A borrowed zygote is not this process's child, so only its
-        channel can tell."""
-        if self._control is None or (not self.borrowed and not super().alive):
-            return False
-        return not select.select([self._control], [], [], 0)[0]
-
-    def idle(self, timeout: float = 5.0) -> bool:
-        """Alive, and no child running, in the zygote's own words."""
-        if not self.alive:
-            return False
-        try:
-            self._control.send(b'{"op": "ping"}')
-            answer = self.receive(time.monotonic() + timeout)
-        except (OSError, ZygoteLost):
-            return False
-        return answer == {"idle": True}
-
-    def log(self) -> str:
-        """What the zygote printed (its own errors; never student output), the last 2 kB."""
-        if self._log is None:
-            return ""
-        self._log.seek(0, os.SEEK_END)
-        self._log.seek(max(self._log.tell() - 2048, 0))
-        return self._log.read().decode(errors="replace")
-
-    def _capabilities(self) -> list[str]:
-        wanted = ["CAP_SYS_ADMIN"]
-        if os.geteuid() == 0:
-            # (CAP_SYS_RESOURCE: a child's memory killer score of 1000 becomes its floor)
-            wanted += ["CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_SYS_RESOURCE"]
-            prefix = ["--cap-drop", "ALL"]
-        else:
-            prefix = ["--unshare-user", "--cap-drop", "ALL"]
-        return prefix + [arg for cap in wanted for arg in ("--cap-add", cap)]
-
-    def spawn(self, request: dict[str, Any], fds: list[int]) -> ZygoteChild:
-        """A new child with ``fds`` as its descriptors (the caller closes its own copies)."""
-        if self._control is None or self.child is not None:
-            raise ZygoteLost("the zygote is not ready for a child")
-        try:
-            socket.send_fds(self._control, [json.dumps(request).encode()], fds)
-        except OSError as exc:
-            raise ZygoteLost(f"the zygote is gone ({exc})") from None
-        answer = self.receive(time.monotonic() + 30)
-        if not answer or not answer.get("spawned"):
-            error = answer.get("error") if answer else "no answer"
-            raise SandboxCrashed(f"the zygote could not start a child: {error}")
-        self.child = ZygoteChild(self)
-        return self.child
-
-    def receive(self, deadline: float) -> dict[str, Any] | None:
-        """The zygote's next message, None if there is none by ``deadline``; ZygoteLost (and
-        the zygote closed) when it is gone."""
-        if self._control is None:
-            raise ZygoteLost("the zygote is not running")
-        remaining = deadline - time.monotonic()
-        ready, _, _ = select.select([self._control], [], [], max(remaining, 0))
-        if not ready:
-            return None
-        try:
-            message = self._control.recv(1 << 16)
-        except OSError:
-            message = b""
-        if not message:
-            self.close()
-            raise ZygoteLost("the zygote stopped")
-        return json.loads(message)
-
-    def kill_child(self) -> None:
-        try:
-            if self._control is not None:
-                self._control.send(b'{"op": "kill"}')
-        except OSError:
-            pass
-
-    def oom_kills(self) -> int:
-        """Kills in the zygote's memory cgroup; once it is closed (its cgroups gone with it),
-        the last count, so that a child can still tell whether its zygote died of memory."""
-        if self._cgroups:
-            self._oom_seen = super().oom_kills()
-        return self._oom_seen
-
-    def close(self) -> None:
-        control, self._control = self._control, None
-        if control is not None:
-            control.close()
-        self.oom_kills()  # (the last look, before the cgroups go)
-        super().close()
-        log, self._log = self._log, None
-        if log is not None:
-            log.close()
-
-    def forget(self) -> None:
-        """In a forked process: let go of the parent's zygote without touching it."""
-        if self._control is not None:
-            self._control.close()
-        self._control = self._process = None
-
-
-class ZygoteChild:
-    """A zygote's child as ``Sandbox`` sees its process (Popen's poll, wait and returncode)."""
-
-    def __init__(self, zygote: Zygote):
-        self.zygote = zygote
-        self.returncode: int | None = None
-        self.lost = False  # the zygote died: nobody will say how the child ended
-
-    @property
-    def ended(self) -> bool:
-        return self.returncode is not None and not self.lost
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            self._listen(time.monotonic())
-        return self.returncode
-
-    def wait(self, timeout: float) -> int:
-        self._listen(time.monotonic() + timeout)
-        if self.returncode is None:
-            raise subprocess.TimeoutExpired("zygote child", timeout)
-        return self.returncode
-
-    def kill(self) -> None:
-        if self.returncode is None:
-            self.zygote.kill_child()
-
-    def _listen(self, deadline: float) -> None:
-        while self.returncode is None:
-            try:
-                message = self.zygote.receive(deadline)
-            except ZygoteLost:
-                self.lost, self.returncode = True, -signal.SIGKILL
-                return
-            if message is None:
-                return
-            if "exited" in message:
-                self.returncode = int(message["exited"])
-                self.zygote.child = None
-
-
-# Idle zygotes of this process (a worker), by the configuration they were started with; a
-# forked process must not use (or kill) its parent's.
-_IDLE: list[Zygote] = []
-_IDLE_OWNER = [os.getpid()]
-_ZYGOTE_BROKEN: list[str] = []
-MAX_IDLE = 2
-_KEEP_IDLE = [MAX_IDLE]  # more after a pool's zygotes came back: as many as it had
-_FINALIZER_FOR: list[int] = []
-
-
-_BOOTING: list[Zygote] = []  # started by ``warm_zygotes``, their hello not read yet
-
-
-def _take_zygote(config: SandboxConfig) -> Zygote:
-    _own_idle()
-    _finish_booting()
-    key = _zygote_key(config)
-    while _IDLE:
-        zygote = _IDLE.pop()
-        if zygote.alive and _zygote_key(zygote.config) == key:
-            return zygote
-        zygote.close()
-    zygote = Zygote(_zygote_key(config))
-    zygote.start()
-    _close_at_exit()
-    return zygote
-
-
-def _own_idle() -> None:
-    """In a process forked from the one that started them: let go of its zygotes."""
-    if _IDLE_OWNER[0] != os.getpid():
-        for inherited in _IDLE + _BOOTING:
-            inherited.forget()
-        _IDLE.clear()
-        _BOOTING.clear()
-        _IDLE_OWNER[0] = os.getpid()
-
-
-def _close_at_exit() -> None:
-    if _FINALIZER_FOR != [os.getpid()]:
-        # a pool's worker process ends without atexit: multiprocessing runs its finalizers
-        _FINALIZER_FOR[:] = [os.getpid()]
-        multiprocessing.util.Finalize(None, _close_idle_zygotes, exitpriority=10)
-
-
-def warm_zygotes(config: SandboxConfig, count: int) -> None:
-    """Start, without waiting, the zygotes that give this process ``count`` idle ones for
-    ``config``. A batch calls it first, so that Python and NumPy load inside them while it
-    prepares the reference's answers; the first sandbox, or ``lend_zygotes``, waits for them.
-    Does nothing where submissions get a fresh sandbox each."""
-    layers, _ = plan_layers(config.mode, allow_unisolated=config.allow_unisolated)
-    if not zygote_plan(layers)[0]:
-        return
-    _own_idle()
-    key = _zygote_key(config)
-    have = sum(1 for z in _IDLE + _BOOTING if _zygote_key(z.config) == key)
-    for _ in range(count - have):
-        zygote = Zygote(key)
-        try:
-            zygote._launch()
-        except (SandboxCrashed, OSError, GraderError) as exc:
-            zygote.close()
-            if not isinstance(exc, GraderError):
-                _zygote_failed(exc)
-            return  # the first sandbox says what is wrong, or starts without a zygote
-        _BOOTING.append(zygote)
-    _close_at_exit()
-
-
-def _finish_booting(timeout: float = 60) -> None:
-    """Wait for the zygotes ``warm_zygotes`` started; each ready one becomes idle."""
-    deadline = time.monotonic() + timeout
-    while _BOOTING:
-        zygote = _BOOTING.pop(0)
-        try:
-            zygote._await_ready(deadline)
-        except (SandboxCrashed, OSError) as exc:
-            zygote.close()
-            _zygote_failed(exc)
-            continue
-        _IDLE.append(zygote)
-
-
-@dataclass
-class ZygoteLoan:
-    """Idle zygotes of the batch's process, lent to the pool workers it forks: one each.
-
-    Each worker then grades from the first submission on with Python and NumPy already loaded,
-    and the zygotes outlive the pool: the lender keeps them for its next batch. The lender
-    alone is their parent, so a borrower never waits for one; one it closes (a zygote that
-    failed it) is found dead when the loan is settled."""
-
-    zygotes: list[Zygote]
-
-    def settle(self, *, clean: bool) -> None:
-        """In the lender, once the pool is gone: zygotes that say they have no child running
-        are kept (``clean``: the pool ended normally), the others closed. A worker may have
-        ended without closing its last sandbox: only the zygote knows, so it is asked."""
-        for zygote in self.zygotes:
-            if clean and zygote.idle():
-                _IDLE.append(zygote)
-            else:
-                zygote.close()
-        _KEEP_IDLE[0] = max(MAX_IDLE, len(_IDLE))
-        self.zygotes = []
-
-
-def lend_zygotes(config: SandboxConfig, count: int) -> ZygoteLoan | None:
-    """Up to ``count`` ready zygotes for ``config`` for a pool this process is about to fork,
-    taken out of its idle ones; None when there are none."""
-    _own_idle()
-    _finish_booting()
-    key = _zygote_key(config)
-    lent = [z for z in _IDLE if _zygote_key(z.config) == key and z.alive][:count]
-    if not lent:
-        return None
-    _IDLE[:] = [z for z in _IDLE if z not in lent]
-    return ZygoteLoan(lent)
-
-
-def borrow_zygote(loan: ZygoteLoan, number: int) -> None:
-    """First thing in pool worker ``number`` (from 0), forked after ``lend_zygotes``: that
-    zygote of the loan becomes this worker's idle one; the others, and the lender's own, are
-    let go of."""
-    mine = loan.zygotes[number] if number < len(loan.zygotes) else None
-    for zygote in _IDLE + _BOOTING + loan.zygotes:
-        if zygote is not mine:
-            zygote.forget()
-    _IDLE[:] = [mine] if mine is not None else []
-    _BOOTING.clear()
-    _IDLE_OWNER[0] = os.getpid()
-    if mine is not None:
-        mine.borrowed = True
-
-
 def machine_oom_kills() -> int:
     """How many processes the kernel's memory killer has killed on this machine (0 where the
     kernel does not say: before 4.13)."""
@@ -1201,41 +699,3 @@ def machine_oom_kills() -> int:
     except OSError:
         pass
     return 0
-
-
-def _zygote_key(config: SandboxConfig) -> SandboxConfig:
-    return dataclasses.replace(config, data_dir=None)  # data reaches each child on its own
-
-
-def _return_zygote(zygote: Zygote, *, clean: bool) -> None:
-    """Keep a zygote whose child ended as it should; close one in any doubt."""
-    if clean and zygote.alive and zygote.child is None and (
-            zygote.borrowed or len(_IDLE) < _KEEP_IDLE[0]):
-        _IDLE.append(zygote)
-    else:
-        zygote.close()
-
-
-def _zygote_failed(exc: BaseException) -> None:
-    if not _ZYGOTE_BROKEN:
-        _ZYGOTE_BROKEN.append(str(exc)[:200])
-        print(f"grader: the sandbox's zygote could not start ({exc}); each submission gets a "
-              f"fresh sandbox instead", file=sys.stderr)
-
-
-def idle_zygote_pids() -> set[int]:
-    """The processes of this worker's idle zygotes (bubblewrap's): alive on purpose."""
-    return {z._process.pid for z in _IDLE if z._process is not None}
-
-
-@atexit.register
-def _close_idle_zygotes() -> None:
-    if _IDLE_OWNER[0] == os.getpid():
-        while _BOOTING:
-            _BOOTING.pop().close()
-        while _IDLE:
-            zygote = _IDLE.pop()
-            if zygote.borrowed:
-                zygote.forget()  # the lender's to close
-            else:
-                zygote.close()

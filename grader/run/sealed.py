@@ -9,9 +9,7 @@ sealed against any change (``F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL
 seals cannot be removed. Each sandbox gets its own read-only descriptor of that memfd (its own
 file offset); a pool worker forked after the copy shares its pages.
 
-The copies are kept per process, keyed by the source file's identity (device, inode, size,
-times): a rebuilt cache file gets a fresh copy, and copies of files that are gone (a
-submission's secretly ordered test images) are dropped at the next call.
+The copies are kept by a ``SealedCopies`` object, one per process (``COPIES``).
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SEALS", "Arrays", "forget_all", "open_readonly", "sealed_npy"]
+__all__ = ["COPIES", "SEALS", "Arrays", "SealedCopies", "forget_all", "open_readonly", "sealed_npy"]
 
 SEALS = fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
 _CHUNK = 1 << 24
@@ -40,50 +38,68 @@ class _Copy:
     fd: int  # the sealed memfd, kept open by this process
 
 
-_COPIES: dict[tuple[int, ...], _Copy] = {}
-_LOCK = threading.Lock()
+class SealedCopies:
+    """The sealed copies one process keeps, keyed by the source file's identity (device,
+    inode, size, times): a rebuilt cache file gets a fresh copy, and copies of files that are
+    gone (a submission's secretly ordered test images) are dropped at the next call. A pool
+    worker forked after a copy shares its pages. ``COPIES`` is the process's; a test can make
+    its own and throw it away (``forget_all``)."""
+
+    def __init__(self) -> None:
+        self._copies: dict[tuple[int, ...], _Copy] = {}
+        self._lock = threading.Lock()
+
+    def open_readonly(self, path: Path) -> int:
+        """A new read-only descriptor of a sealed in-memory copy of ``path`` (the caller
+        closes it). Raises ``OSError`` when ``path`` cannot be read."""
+        source = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            info = os.fstat(source)
+            identity = _identity(info)
+            with self._lock:
+                self._drop_stale()
+                copy = self._copies.get(identity)
+                if copy is None:
+                    fd = _sealed_copy(source, info.st_size, Path(path))
+                    copy = self._copies[identity] = _Copy(os.path.realpath(path), identity, fd)
+        finally:
+            os.close(source)
+        return _reopen(copy.fd)
+
+    def forget_all(self) -> None:
+        """Close every kept copy (tests; a process that is done with the data)."""
+        with self._lock:
+            for copy in self._copies.values():
+                os.close(copy.fd)
+            self._copies.clear()
+
+    def _drop_stale(self) -> None:
+        """Close the copies whose source file is gone or was replaced since."""
+        for identity, copy in list(self._copies.items()):
+            try:
+                current = _identity(os.stat(copy.path))
+            except OSError:
+                current = None
+            if current != identity:
+                os.close(copy.fd)
+                del self._copies[identity]
+
+
+COPIES = SealedCopies()  # this process's
 
 
 def open_readonly(path: Path) -> int:
-    """A new read-only descriptor of a sealed in-memory copy of ``path`` (the caller closes
-    it). Raises ``OSError`` when ``path`` cannot be read."""
-    source = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        info = os.fstat(source)
-        identity = _identity(info)
-        with _LOCK:
-            _drop_stale()
-            copy = _COPIES.get(identity)
-            if copy is None:
-                fd = _sealed_copy(source, info.st_size, Path(path))
-                copy = _COPIES[identity] = _Copy(os.path.realpath(path), identity, fd)
-    finally:
-        os.close(source)
-    return _reopen(copy.fd)
+    """``COPIES.open_readonly``: a read-only descriptor of a sealed copy of ``path``."""
+    return COPIES.open_readonly(path)
 
 
 def forget_all() -> None:
-    """Close every kept copy (tests; a process that is done with the data)."""
-    with _LOCK:
-        for copy in _COPIES.values():
-            os.close(copy.fd)
-        _COPIES.clear()
+    """``COPIES.forget_all``."""
+    COPIES.forget_all()
 
 
 def _identity(info: os.stat_result) -> tuple[int, ...]:
     return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
-
-
-def _drop_stale() -> None:
-    """Close the copies whose source file is gone or was replaced since."""
-    for identity, copy in list(_COPIES.items()):
-        try:
-            current = _identity(os.stat(copy.path))
-        except OSError:
-            current = None
-        if current != identity:
-            os.close(copy.fd)
-            del _COPIES[identity]
 
 
 def _sealed_copy(source: int, size: int, path: Path) -> int:

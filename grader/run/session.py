@@ -17,15 +17,9 @@ from typing import Any
 
 from grader.core.errors import InfrastructureError
 from grader.core.notebook import CodeCell, Notebook
-from grader.run import replies
-from grader.run.sandbox import (
-    Sandbox,
-    SandboxConfig,
-    SandboxCrashed,
-    SandboxTimedOut,
-    ZygoteLost,
-    program_note,
-)
+from grader.run import replies, zygote
+from grader.run.layers import SandboxConfig, program_note
+from grader.run.sandbox import Sandbox, SandboxCrashed, SandboxTimedOut, ZygoteLost
 
 MAX_RESTARTS = 12
 INTERFERED_SHORT = "your notebook interfered with the grader"
@@ -60,6 +54,8 @@ class Session:
     # time.monotonic() by which everything of this submission must be done (grader.core.budgets'
     # total budget): no call may run past it, so one submission cannot hold a worker for long
     deadline: float | None = None
+    # where its sandboxes' zygotes come from (``grader.run.zygote``): this process's, by default
+    pool: zygote.ZygotePool | None = None
     notices: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     _sandbox: Sandbox | None = None
@@ -74,7 +70,7 @@ class Session:
     # -- lifecycle --
     def start(self) -> None:
         began = time.perf_counter()
-        self._sandbox = _started_sandbox(self.config)
+        self._sandbox = _started_sandbox(self.config, self.pool or zygote.process_pool())
         self.timings["sandbox_start"] = time.perf_counter() - began
         began = time.perf_counter()
         self._run_cells(first_time=True)
@@ -262,7 +258,7 @@ class Session:
         if reason:
             self.notices.append(reason)
         self._retire_sandbox()
-        self._sandbox = _started_sandbox(self.config)
+        self._sandbox = _started_sandbox(self.config, self.pool or zygote.process_pool())
         self._run_cells(first_time=False)
         return True
 
@@ -429,16 +425,16 @@ def _zygote_lost_twice() -> InfrastructureError:
         "grading stopped")
 
 
-def _started_sandbox(config: SandboxConfig) -> Sandbox:
+def _started_sandbox(config: SandboxConfig, pool: zygote.ZygotePool) -> Sandbox:
     """A running sandbox. It starts before any student code runs in it, so a start that fails
     again and again is the machine's fault: the batch stops rather than give the student a
-    zero for it, naming the program that failed (``sandbox.program_note``: a bwrap that a
+    zero for it, naming the program that failed (``layers.program_note``: a bwrap that a
     system update removed mid-run, for instance), with each try's words in the detail for
     ``grader-error.txt``. (A few tries first: right after a hostile cell was killed, the
     machine may need a moment to free what it held.)"""
     tries: list[str] = []
     for attempt in range(START_ATTEMPTS):
-        sandbox = Sandbox(config)
+        sandbox = Sandbox(config, pool=pool)
         try:
             sandbox.start()
             return sandbox

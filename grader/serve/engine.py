@@ -18,7 +18,7 @@ from grader.checks import rubric as rubric_module
 from grader.checks.rubric import Rubric
 from grader.core.results import SubmissionResult
 from grader.grading.grade import Job, grade_submission
-from grader.run.sandbox import SandboxConfig, plan_layers
+from grader.run.layers import SandboxConfig, plan_layers
 
 
 @dataclass(frozen=True)
@@ -58,10 +58,10 @@ def warm(prepared: list[Prepared]) -> None:
     from grader.checks import expectations
     from grader.core import reference
     from grader.render import report
-    from grader.run import sandbox as sandbox_module
+    from grader.run import zygote
 
     if prepared:
-        sandbox_module.warm_zygotes(prepared[0].sandbox, 1)
+        zygote.process_pool().warm(prepared[0].sandbox, 1)
     for one in prepared:
         expectations.prepare(one.rubric, reference.load(one.rubric.solution))
     report.warm_up()
