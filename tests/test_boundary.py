@@ -24,9 +24,9 @@ from hypothesis.extra import numpy as hnp
 from grader.checks import engine as checks
 from grader.checks import rubric
 from grader.core import budgets, reference
+from grader.core.calls import CallOutcome
 from grader.run import replies
 from grader.run.inside import wire
-from grader.run.session import CallOutcome
 
 DTYPES = st.sampled_from(["float64", "float32", "float16", "int64", "int8", "uint8", "bool"])
 

@@ -17,8 +17,8 @@ import pytest
 from grader.checks import counterexample, expectations, rubric
 from grader.checks.context import Context
 from grader.core import reference
+from grader.core.calls import CallOutcome
 from grader.distribute import selfcheck
-from grader.run.session import CallOutcome
 from tests.conftest import UNIT_KINDS, build_notebook
 from tests.test_bug_patterns import BUGS
 

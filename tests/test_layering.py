@@ -17,7 +17,7 @@ GRADER = Path(__file__).resolve().parent.parent / "grader"
 STAGES: dict[str, set[str]] = {
     "core": set(),  # values every stage shares: rubric-free, sandbox-free
     "run": {"core"},  # student code in another process
-    "checks": {"core", "run"},  # the rubric and the check engine
+    "checks": {"core"},  # the rubric and the engine: calls go through ``core.calls.Session``
     "grading": {"core", "run", "checks"},  # one submission, the canary, re-scoring, validation
     "render": {"core", "checks"},  # pages from stored results: never the sandbox or grading
     "course": {"core", "run", "checks", "grading", "render"},  # the class and its gradebooks

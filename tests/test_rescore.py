@@ -1,8 +1,7 @@
 """Observing apart from scoring (``grader.grading.rescore``): a rubric change that only touches
-points,
-visibility, descriptions or an MNIST threshold re-scores stored results without running any
-student code, and gives exactly what a full regrade under the new rubric gives; a change of
-what is observed (inputs, tolerances) runs the submission again."""
+points, visibility, descriptions or an MNIST threshold re-scores stored results without running any
+student code, and gives exactly what a full regrade under the new rubric gives; a change of what is
+observed (inputs, tolerances) runs the submission again."""
 
 from __future__ import annotations
 

@@ -20,9 +20,9 @@ from grader.checks import expectations, inputs, scoring, shortcuts
 from grader.checks.compare import Comparison
 from grader.checks.rubric import Case, Rubric, TestSpec
 from grader.core import budgets
+from grader.core.calls import CallOutcome, Session
 from grader.core.reference import Reference
 from grader.core.results import TestResult
-from grader.run.session import CallOutcome, Session
 
 
 @dataclass
@@ -59,8 +59,8 @@ def result(
 ) -> TestResult:
     """A test result worth ``fraction`` of the test's points (see ``grader.checks.scoring``). Only
     the spec's scoring part (points, visibility, description) enters here, so
-    ``grader.grading.rescore``
-    can make the same result again under a changed rubric from what was stored."""
+    ``grader.grading.rescore`` can make the same result again under a changed rubric from what was
+    stored."""
     fraction = min(max(float(fraction), 0.0), 1.0)
     if status is None:
         status = "passed" if fraction >= 1.0 else "failed"

@@ -3,16 +3,15 @@ small inputs, tried from the smallest up, on which the student's function and th
 disagree; the first one found is shown as inputs, expected and yours, small enough to check by
 hand.
 
-Why a fixed list rather than shrinking as property-based testing does: the students'
-self-check has no reference code, only the reference's recorded answers
-(``grader.distribute.selfcheck``),
-so every input the search can try must be known when the checker is exported. The list is the
-same for every student: shapes shrunk from the failing case's (each size that occurs in it
-becomes 1, then 2, then 3; sizes that were equal stay equal, so shapes stay compatible), with
-small integers for values (respecting what the test's inputs keep: labels below their class
-count, values away from zero, distinct values), then the same shapes with values as large as
-the test's (a bug that shows only at large logits). Every call goes through the session, as
-every other call, and the inputs are fresh: drawn from their own seed, never a test's own.
+Why a fixed list rather than shrinking as property-based testing does: the students' self-check has
+no reference code, only the reference's recorded answers (``grader.distribute.selfcheck``), so every
+input the search can try must be known when the checker is exported. The list is the same for every
+student: shapes shrunk from the failing case's (each size that occurs in it becomes 1, then 2, then
+3; sizes that were equal stay equal, so shapes stay compatible), with small integers for values
+(respecting what the test's inputs keep: labels below their class count, values away from zero,
+distinct values), then the same shapes with values as large as the test's (a bug that shows only at
+large logits). Every call goes through the session, as every other call, and the inputs are fresh:
+drawn from their own seed, never a test's own.
 """
 
 from __future__ import annotations

@@ -49,9 +49,8 @@ class Context:
         return first.shape[0] if isinstance(first, np.ndarray) and first.ndim >= 2 else None
 
     def rerun(self, args: list[Any], kwargs: dict[str, Any]) -> np.ndarray | None:
-        """The reference's answer for changed inputs (a mistake's likely result). On copies:
-        the inputs are shared, read-only, by every submission (``grader.checks.expectations``), and
-        a
+        """The reference's answer for changed inputs (a mistake's likely result). On copies: the
+        inputs are shared, read-only, by every submission (``grader.checks.expectations``), and a
         reference that wrote into them would fail here and silently lose the diagnosis."""
         try:
             value = self.reference(*[a.copy() if isinstance(a, np.ndarray) else a

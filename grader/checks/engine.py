@@ -3,13 +3,11 @@ specs. The output, example and rules runners live here, the gradient and MNIST r
 own modules; ``RUNNERS`` names them all, and ``grader.checks.scoring`` turns verdicts into points.
 
 The inputs and the reference's answers come from ``grader.checks.expectations`` (computed once per
-batch, not per student); the student's functions are called in the sandbox through the
-session, and every comparison happens here, in the grader's process. Each result keeps the
-fraction of its points that the checks established, which ``grader.grading.rescore`` starts from
-when
-only the rubric's scoring changes.
-A failing, crashing or hanging student function becomes a ``TestResult`` with a message;
-only grader bugs raise.
+batch, not per student); the student's functions are called in the sandbox through the session, and
+every comparison happens here, in the grader's process. Each result keeps the fraction of its points
+that the checks established, which ``grader.grading.rescore`` starts from when only the rubric's
+scoring changes. A failing, crashing or hanging student function becomes a ``TestResult`` with a
+message; only grader bugs raise.
 """
 
 from __future__ import annotations

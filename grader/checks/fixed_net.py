@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from grader.core.calls import Session
+
 HIDDEN, CLASSES, LEARNING_RATE, BATCH = 128, 10, 0.1, 64
 WEIGHTS = ("W1", "b1", "W2", "b2")
 CALL_TIMEOUT = 10.0  # one layer call on a batch of 64 takes well under a millisecond
@@ -48,11 +50,11 @@ def initial(features: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     }
 
 
-def train_remote(session: Any, count: int, features: int, *, epochs: int, seed: int,
+def train_remote(session: Session, count: int, features: int, *, epochs: int, seed: int,
                  budget: float) -> Trained:
     """Train the fixed network on the sandbox's training data (``count`` images) with the
-    student's layer functions, called one at a time through ``session`` (a
-    ``grader.run.session.Session``). The batches' images, the activations and the gradients stay
+    student's layer functions, called one at a time through ``session``
+    (``grader.core.calls.Session``). The batches' images, the activations and the gradients stay
     in the sandbox (references, not copies, cross the channel); the grader sends the starting
     weights, asks for one SGD step per batch and reads the weights back at the end."""
     rng = np.random.default_rng(seed)

@@ -4,8 +4,7 @@ whole file (``read``), with a notice saying so on the student's page.
 It is student code like any notebook: its text goes through the notebook reader
 (``grader.core.notebook.from_bytes``: size cap, magics neutralised) and runs only in the sandbox.
 Standard library, NumPy and nbformat only: the students' checker (``grader.distribute.checker``)
-reads a
-``.py`` with it too.
+reads a ``.py`` with it too.
 """
 
 from __future__ import annotations

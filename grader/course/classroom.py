@@ -126,12 +126,11 @@ def rebuild(out_dir: Path, *, assignment: str, max_score: float, intake: Intake 
             fresh: Sequence[str] = (), machine: Sequence[str] = (),
             rubric: Rubric | None = None,
             known: Sequence[SubmissionResult] = ()) -> ClassView:
-    """Write the class's overview and gradebooks from every result in ``out_dir``, and the
-    pages of students whose final grade changed (``fresh``: pages just written without it).
-    With the ``rubric``, also the class's function and similarity pages
-    (``grader.render.classview``),
-    from every result in the folder too. ``known``: results the caller holds exactly as it
-    wrote them into the folder in this run (under its lock), not read back again."""
+    """Write the class's overview and gradebooks from every result in ``out_dir``, and the pages of
+    students whose final grade changed (``fresh``: pages just written without it). With the
+    ``rubric``, also the class's function and similarity pages (``grader.render.classview``), from
+    every result in the folder too. ``known``: results the caller holds exactly as it wrote them
+    into the folder in this run (under its lock), not read back again."""
     state = _merged(_state(out_dir), intake)
     results = _results(out_dir, assignment, known)
     people = _people(state, results)

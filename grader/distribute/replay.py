@@ -1,12 +1,11 @@
 """Recorded reference answers for the students' exported checker (``grader.distribute.checker``).
 
-The grader calls the reference in its own process (expected outputs, expected gradients,
-numerical gradients of the reference forward, the bug patterns' reruns).
-``grader.distribute.selfcheck``
-records every such call the public tests can make, keyed by a hash of the function and its
-exact arguments; ``Replay`` answers the same calls from that recording and refuses any other,
-so the checker ships answers but no reference code. Everything is plain data: JSON, and arrays
-in an ``.npz`` read without pickle.
+The grader calls the reference in its own process (expected outputs, expected gradients, numerical
+gradients of the reference forward, the bug patterns' reruns). ``grader.distribute.selfcheck``
+records every such call the public tests can make, keyed by a hash of the function and its exact
+arguments; ``Replay`` answers the same calls from that recording and refuses any other, so the
+checker ships answers but no reference code. Everything is plain data: JSON, and arrays in an
+``.npz`` read without pickle.
 """
 
 from __future__ import annotations

@@ -1,20 +1,17 @@
 """Export a self-check students can have: ``python -m grader export-check NAME`` writes
 ``NAME-check.pyz``, a single-file zipapp (``python NAME-check.pyz my.ipynb``).
 
-It holds the grader's check engine (``grader/``, without templates), the public tests of the
-rubric (hidden tests are left out entirely: names, inputs, points) and the reference's answers
-to every call those tests can make, recorded here and replayed by ``grader.distribute.checker``. It
-holds
-no reference code: the recording is plain data (JSON and an ``.npz`` read without pickle).
+It holds the grader's check engine (``grader/``, without templates), the public tests of the rubric
+(hidden tests are left out entirely: names, inputs, points) and the reference's answers to every
+call those tests can make, recorded here and replayed by ``grader.distribute.checker``. It holds no
+reference code: the recording is plain data (JSON and an ``.npz`` read without pickle).
 
 Which calls can a public test make? The smallest-counterexample search's candidates
 (``grader.checks.counterexample``: a fixed list, the same for every notebook); the expected outputs
-and
-gradients on the test's seeded
-inputs; the central differences of the reference forward (whose random coordinates depend on
-which gradients have the right shape, so every such combination is recorded); and the bug
-patterns' reruns of the reference on changed inputs, recorded by diagnosing made-up wrong
-answers, for which every pattern runs. The MNIST tests are not exported: they need the
+and gradients on the test's seeded inputs; the central differences of the reference forward (whose
+random coordinates depend on which gradients have the right shape, so every such combination is
+recorded); and the bug patterns' reruns of the reference on changed inputs, recorded by diagnosing
+made-up wrong answers, for which every pattern runs. The MNIST tests are not exported: they need the
 dataset and minutes of training, and they run when the notebook is graded.
 """
 

@@ -114,8 +114,7 @@ def _key(rubric: Any, config: SandboxConfig, mnist: Any, described: str) -> str:
         data = str(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
                           for p in folder.glob("*.npy")))
     # what the reference is asked (grader.grading.rescore's keys), not the points: a change of
-    # points,
-    # visibility or threshold re-scores the reference's stored result instead of grading it
+    # points, visibility or threshold re-scores the reference's stored result instead of grading it
     observed = rescore.observation_keys(solution, rubric)
     parts = [__version__, *observed, solution, described, config.mode,
              repr(config.limits), data, platform.node(), sys.executable, sys.version,

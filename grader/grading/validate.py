@@ -13,8 +13,7 @@ without solution markers. Each of these used to reach students as a lost point o
    comes back (and against the names in its ``return`` statement);
 4. in the sandbox, through the students' path: the reference scores full marks (the canary,
    ``grader.grading.canary``) and the untouched template scores 0 on every graded test. Both
-   verdicts
-   are cached per grader, rubric, notebooks and sandbox, so an unchanged re-run is free.
+   verdicts are cached per grader, rubric, notebooks and sandbox, so an unchanged re-run is free.
 """
 
 from __future__ import annotations

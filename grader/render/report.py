@@ -101,14 +101,12 @@ def render_index(
     gradebook: dict[str, Any] | None = None,
     class_view: dict[str, Any] | None = None,
 ) -> str:
-    """The class overview: score histogram, pass rates, common diagnoses, one link per student,
-    and the grading machine's facts (``machine``: the sandbox and the reference canary, as the
-    batch summary says them; missing sandbox layers are the instructor's business, not each
-    student's). ``gradebook``: the final grades' counts and rows (``grader.course.classroom``),
-    which
-    then head the page; ``class_view`` links the function and similarity pages
-    (``grader.render.classview``). Never raises: if the overview cannot be drawn, a plain list of
-    students."""
+    """The class overview: score histogram, pass rates, common diagnoses, one link per student, and
+    the grading machine's facts (``machine``: the sandbox and the reference canary, as the batch
+    summary says them; missing sandbox layers are the instructor's business, not each student's).
+    ``gradebook``: the final grades' counts and rows (``grader.course.classroom``), which then head
+    the page; ``class_view`` links the function and similarity pages (``grader.render.classview``).
+    Never raises: if the overview cannot be drawn, a plain list of students."""
     generated = generated or date.today().isoformat()
     links = links or {}
     try:

@@ -174,7 +174,7 @@ class Sandbox:
         self._cgroups = self._make_cgroups(number) if "cgroup" in self.layers else []
         req_read, self._req_write = os.pipe()
         self._resp_read, resp_write = os.pipe()
-        data = _open_data(self.config.data_dir)
+        data = open_data(self.config.data_dir)
         config = {
             "limits": self._rlimits() if "rlimits" in self.layers else {},
             "seccomp": "seccomp" in self.layers,
@@ -215,7 +215,7 @@ class Sandbox:
         req_read, self._req_write = os.pipe()
         self._resp_read, resp_write = os.pipe()
         out_read, out_write = os.pipe()
-        data = _open_data(self.config.data_dir)
+        data = open_data(self.config.data_dir)
         fds = [req_read, resp_write, out_write, *data.values()]
         request = {
             "op": "spawn", "uid": self.uid, "env": self._environment(),
@@ -582,7 +582,7 @@ def joining(cgroups: list[Path], command: list[str]) -> list[str]:
 DATA_FILES = ("train_images", "train_labels", "test_images")
 
 
-def _open_data(folder: Path | sealed.Arrays | None) -> dict[str, int]:
+def open_data(folder: Path | sealed.Arrays | None) -> dict[str, int]:
     """The MNIST files the student may read, as read-only descriptors of sealed in-memory
     copies (``grader.run.sealed``): they reach the sandbox in every mode, whatever uid it runs as
     and however private the instructor's cache folder is, and none of them leads to a file on

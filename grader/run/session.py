@@ -10,11 +10,13 @@ event becomes a notice or a test result; none of them stops the batch.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from grader.core.calls import CallOutcome
 from grader.core.errors import InfrastructureError
 from grader.core.notebook import CodeCell, Notebook
 from grader.run import replies, zygote
@@ -29,23 +31,9 @@ INTERFERED = (f"{INTERFERED_SHORT.capitalize()}: an answer from its sandbox had 
               f"notebook only defines and calls its own functions")
 
 
-@dataclass(frozen=True)
-class CallOutcome:
-    """What one call of a student function produced, as plain data."""
-
-    ok: bool
-    value: Any = None
-    kind: str = ""  # missing | not_implemented | exception | exit | timeout | crash | unsendable
-    error: str = ""
-    traceback: str = ""
-    seconds: float = 0.0
-    inputs: Any = None
-    guards: tuple[str, ...] = ()
-
-
 @dataclass
 class Session:
-    """A started notebook: cells executed, ready for calls."""
+    """A started notebook: cells executed, ready for calls (``grader.core.calls.Session``)."""
 
     notebook: Notebook
     config: SandboxConfig
@@ -70,7 +58,7 @@ class Session:
     # -- lifecycle --
     def start(self) -> None:
         began = time.perf_counter()
-        self._sandbox = _started_sandbox(self.config, self.pool or zygote.process_pool())
+        self._sandbox = self._new_sandbox()
         self.timings["sandbox_start"] = time.perf_counter() - began
         began = time.perf_counter()
         self._run_cells(first_time=True)
@@ -90,6 +78,13 @@ class Session:
     def layers(self) -> dict[str, Any]:
         box = self._sandbox or Sandbox(self.config)
         return {"mode": self.config.mode, "layers": box.layers, "missing": box.missing}
+
+    def private(self) -> Session:
+        """A second session of this notebook in a sandbox of its own, with no data and none of
+        this one's deadline (the culprit search keeps to its own budget)."""
+        return Session(self.notebook, dataclasses.replace(self.config, data_dir=None),
+                       cell_timeout=self.cell_timeout, setup_budget=self.setup_budget,
+                       pool=self.pool)
 
     def output(self) -> str:
         """Everything the student's code printed, over all sandboxes of this session."""
@@ -258,9 +253,13 @@ class Session:
         if reason:
             self.notices.append(reason)
         self._retire_sandbox()
-        self._sandbox = _started_sandbox(self.config, self.pool or zygote.process_pool())
+        self._sandbox = self._new_sandbox()
         self._run_cells(first_time=False)
         return True
+
+    def _new_sandbox(self) -> Sandbox:
+        """A started sandbox for this session (the seam ``grader.run.inprocess`` replaces)."""
+        return _started_sandbox(self.config, self.pool or zygote.process_pool())
 
     def _run_cells(self, *, first_time: bool) -> None:
         """Run the cells (or, after a restart, replay the ones that worked). Past the setup

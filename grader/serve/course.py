@@ -1,12 +1,12 @@
 """The course as the server keeps it, in the course file's terms.
 
-The server's rows (deadlines, late rules, extensions, submission times, adjustments) become
-the batch's ``grader.course.coursefile.Course`` here, and every final grade is
-``grader.course.final.compute``
-over it: the server and ``grader gradebook`` apply one late rule and one order of
-adjustments. A course file imports into the rows (checked by ``grader.course.coursefile.load`` and
-``resolve`` against the roster, exactly as the batch checks it) and the rows export back to
-a course file: the server's state is the one source of truth, the file its portable form.
+The server's rows (deadlines, late rules, extensions, submission times, adjustments) become the
+batch's ``grader.course.coursefile.Course`` here, and every final grade is
+``grader.course.final.compute`` over it: the server and ``grader gradebook`` apply one late rule and
+one order of adjustments. A course file imports into the rows (checked by
+``grader.course.coursefile.load`` and ``resolve`` against the roster, exactly as the batch checks
+it) and the rows export back to a course file: the server's state is the one source of truth, the
+file its portable form.
 
 What the course file has no words for is the server's own per-assignment setting: attempts per
 day, a cooldown, what students see before the deadline and whether grades are released.

@@ -32,8 +32,8 @@ from grader.checks.context import (
 )
 from grader.checks.diagnose import pool_params
 from grader.checks.rubric import TestSpec
+from grader.core.calls import CallOutcome, Session
 from grader.core.results import TestResult
-from grader.run.session import CallOutcome, Session
 
 CACHE = {"__ref__": "fwd", "index": 1}  # the student's cache, kept inside the sandbox
 NUMERIC_TOLERANCE = 1e-5  # central differences with step 1e-5 are good to about 1e-8

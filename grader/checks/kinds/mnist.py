@@ -8,7 +8,6 @@ labels never enter it. Accuracy is computed here, in the grader's process.
 from __future__ import annotations
 
 import ast
-import dataclasses
 import hashlib
 import json
 import time
@@ -21,8 +20,8 @@ from grader.checks import scoring
 from grader.checks.context import Context, call_failure, describe_value, result
 from grader.checks.rubric import TestSpec
 from grader.core import budgets, paths
+from grader.core.calls import Session
 from grader.core.results import TestResult, write_atomic
-from grader.run.session import Session
 
 DIAGNOSTIC_FUNCTIONS = (
     "dense_forward",
@@ -367,18 +366,15 @@ def run_diagnostic(spec: TestSpec, context: Context) -> TestResult:
 def _find_culprit(spec: TestSpec, context: Context) -> tuple[str | None, list[dict[str, Any]]]:
     """Retrain a short run with one layer function at a time replaced by the reference (the
     functions that failed a test first). The loop runs in the grader (``grader.checks.culprit``):
-    the
-    reference never enters a sandbox. The student's functions run in a second sandbox with no
-    data and no output kept, so what they see of the reference's values cannot reach the
-    feedback page."""
+    the reference never enters a sandbox. The student's functions run in a second sandbox with no
+    data and no output kept, so what they see of the reference's values cannot reach the feedback
+    page."""
     from grader.checks import culprit
 
     order = sorted(DIAGNOSTIC_FUNCTIONS, key=lambda f: context.status.get(f, "passed") == "passed")
     data = (np.load(context.mnist.train_images, mmap_mode="r"),
             np.load(context.mnist.train_labels, mmap_mode="r"))
-    config = dataclasses.replace(context.session.config, data_dir=None)
-    with Session(context.session.notebook, config, cell_timeout=context.rubric.cell_timeout,
-                 setup_budget=context.rubric.setup_budget) as private:
+    with context.session.private() as private:
         return culprit.find(private, context.reference, order, data,
                             seed=int(spec.options.get("seed", 0)),
                             budget=float(spec.options.get("budget", 120.0)))
