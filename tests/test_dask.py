@@ -144,3 +144,32 @@ def test_unreachable_scheduler_exits_2(class_folder: Path, tmp_path: Path,
     message = capsys.readouterr().err
     assert message.startswith("grader: error: cannot reach the Dask scheduler at " + address)
     assert not list((tmp_path / "out").glob("*.json"))
+
+
+def test_a_server_worker_on_the_cluster_grades_as_locally(tmp_path: Path, scheduler: str) -> None:
+    """The course server's ``--dask``: a worker hands each attempt to the cluster
+    (``batch.grade_encoded``, as ``grader grade --dask`` does) and stores the same result as
+    one grading locally."""
+    from grader.serve import engine
+    from grader.serve.db import Database
+    from grader.serve.store import Store
+    from grader.serve.worker import Worker
+    from tests.servekit import database_url
+
+    examples = sorted((Path(__file__).resolve().parent.parent / "submissions"
+                       / "convolution").glob("[ef]*.ipynb"))[:2]
+    results = {}
+    for where, dask in (("local", None), ("cluster", scheduler)):
+        (tmp_path / where).mkdir()
+        store = Store(Database(database_url(tmp_path / where)))
+        for number, path in enumerate(examples):
+            store.put_upload(f"s{number}", "convolution", path.name, path.read_bytes())
+        worker = Worker(store, {"convolution": engine.prepare("convolution", validate=False)},
+                        name=where, lease=60, dask=dask)
+        assert worker.run(until_empty=True) == len(examples)
+        results[where] = sorted(
+            (json.loads(body)["sha256"], [(t["name"], t["score"], t["message"])
+                                          for t in json.loads(body)["tests"]])
+            for _, body in store.results_of("convolution"))
+    assert results["cluster"] == results["local"]
+    assert len(results["local"]) == len(examples)

@@ -297,7 +297,8 @@ def _plain(value: Any) -> Any:
     if value.size > SHOWN * 4:
         return f"an array of shape {value.shape}"
     values = value.astype(np.float64)
-    if np.all(np.isfinite(values)) and np.all(values == np.round(values)):
+    if (np.all(np.isfinite(values)) and np.all(np.abs(values) < 2**53)
+            and np.all(values == np.round(values))):
         return values.astype(np.int64).tolist()
     return np.round(values, 4).tolist()
 
