@@ -175,10 +175,11 @@ def test_course_file_errors_name_the_key(tmp_path, text, words) -> None:
         course.load(path)
 
 
-def test_the_readme_example_is_a_valid_course_file(tmp_path) -> None:
+def test_the_guides_example_is_a_valid_course_file(tmp_path) -> None:
+    """The course file of docs/instructors.md (the walk-through's), as written."""
     from tests import readme
 
-    example = readme.blocks(readme.after("**The course file**", readme.README.read_text()),
+    example = readme.blocks(readme.after("**The course file**", readme.GUIDE.read_text()),
                             "toml")[0]
     path = tmp_path / "course.toml"
     path.write_text(example)
@@ -192,7 +193,7 @@ def test_the_readme_example_is_a_valid_course_file(tmp_path) -> None:
 # --------------------------------------------------------------------------- who is named
 
 # A Canvas gradebook export as it is: results are named by its ID (Canvas's number), while an
-# instructor writes the SIS id they know (the README's s042).
+# instructor writes the SIS id they know (docs/instructors.md's s042).
 CANVAS_ROSTER = ("Student,ID,SIS User ID,SIS Login ID,Section,Convolution (4242)\n"
                  "    Points Possible,,,,,5\n"
                  '"Lovelace, Ada",1001,s042,ada,A,\n'

@@ -175,7 +175,7 @@ COURSE_CELLS = [
     return out''',
 ]
 
-# Written the way the README's "Add an assignment" paragraph says: example, output and
+# Written the way docs/instructors.md's "Add an assignment" says: example, output and
 # gradient tests, as in solutions/convolution.toml.
 COURSE_RUBRIC = """
 [assignment]
