@@ -2,8 +2,8 @@
 rebuilt from its description, with the outcome it must have now.
 
 Each notebook is what a determined student could write with only the handed-out notebook, the
-self-check ``.pyz`` and the README. None of them may earn what the same notebook without the
-trick earns, or stop a batch.
+self-check ``.pyz``, the README and docs/. None of them may earn what the same notebook without
+the trick earns, or stop a batch.
 """
 
 from __future__ import annotations
