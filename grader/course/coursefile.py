@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from grader.core import paths, schema
 from grader.core.errors import GraderError
-from grader.core.results import write_atomic
+from grader.core.files import write_atomic
 from grader.core.schema import REQUIRED, Key, Problems, ProblemsError, did_you_mean
 from grader.course.roster import IDENTIFIERS, Student, identifiers, lookup
 
