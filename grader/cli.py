@@ -145,7 +145,8 @@ def _parser() -> argparse.ArgumentParser:
         "--static", action="store_true", help="skip the two gradings in the sandbox"
     )
     validate.add_argument(
-        "--write-docs", action="store_true", help="write docs/rubric.md from the schema"
+        "--write-docs", action="store_true",
+        help="write docs/rubric.md and docs/course.md from their schemas"
     )
     validate.set_defaults(run=_validate)
 
@@ -325,10 +326,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from grader.checks import rubric
+    from grader.course import coursefile
     from grader.grading import validate
 
     if args.write_docs:
         print(f"written {validate.write_docs()}")
+        print(f"written {coursefile.write_docs()}")
         return 0
     solutions = args.solutions or rubric.SOLUTIONS_DIR
     for line in validate.run(args.names, solutions_dir=solutions, grade=not args.static):

@@ -9,11 +9,12 @@ from __future__ import annotations
 import decimal
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
+
+# written whole (``grader.core.files``); imported from here by the check kinds and the caches
+from grader.core.files import write_atomic as write_atomic
 
 SCHEMA_VERSION = 1
 PLACES = decimal.Decimal("0.01")  # grades are shown to hundredths (see number)
@@ -134,24 +135,6 @@ def number(value: float | None) -> str:
     text = f"{shown:f}"
     text = text.rstrip("0").rstrip(".") if "." in text else text
     return "0" if text == "-0" else text
-
-
-def write_atomic(path: Path, text: str | bytes) -> None:
-    """Write ``text`` (UTF-8), or bytes as they are, so that readers see the old file or the
-    new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with (os.fdopen(fd, "wb") if isinstance(text, bytes)
-              else os.fdopen(fd, "w", encoding="utf-8")) as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; feedback is often served by another user
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def encode(result: SubmissionResult) -> str:

@@ -33,9 +33,13 @@ class Problems:
         self.lines.append(line)
 
     def parse(self, parser: Parser, value: Any, where: str) -> Any:
-        """``parser(value, where)``, or None with the problem recorded."""
+        """``parser(value, where)``, or None with the problem recorded (every problem, when a
+        parser of a nested table raises ``ProblemsError``)."""
         try:
             return parser(value, where)
+        except ProblemsError as exc:
+            self.lines.extend(exc.lines)
+            return None
         except GraderError as exc:
             self.add(str(exc))
             return None
@@ -151,21 +155,44 @@ class Key:
 
 
 def parse_table(raw: Mapping[str, Any], keys: Iterable[Key], where: str,
-                problems: Problems) -> dict[str, Any]:
-    """Every key of a table parsed (defaults filled in), unknown and missing keys reported."""
+                problems: Problems, *, dotted: bool = False,
+                elsewhere: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every key of a table parsed (defaults filled in), unknown and missing keys reported.
+
+    ``dotted``: a key is named by its path, as TOML writes it (``late.per_day must be…``,
+    where a rubric says ``[assignment]: seed must be…``), and ``where`` is empty at the top
+    level of a file. ``elsewhere``: the keys of the file's other tables, each with the table
+    it belongs in, so that a key written in the wrong table says where it goes."""
     known = {k.name: k for k in keys}
     for name in raw:
         if name not in known:
-            problems.add(f"{where}: unknown key {name!r}{did_you_mean(name, known)}")
+            hint = did_you_mean(name, known) or misplaced(name, elsewhere or {})
+            problems.add(f"{where}: unknown key {name!r}{hint}" if where or not dotted
+                         else f"unknown key {name!r}{hint}")
     values = {}
     for key in known.values():
+        spot = key_path(where, key.name) if dotted else f"{where}: {key.name}"
         if key.name in raw:
-            values[key.name] = problems.parse(key.parse, raw[key.name], f"{where}: {key.name}")
+            values[key.name] = problems.parse(key.parse, raw[key.name], spot)
         elif key.default == REQUIRED:
-            problems.add(f"{where}: {key.name} is required")
+            problems.add(f"{spot} is required")
         else:
             values[key.name] = key.default
     return values
+
+
+def misplaced(name: str, elsewhere: Mapping[str, str]) -> str:
+    """`` (it belongs in [late])`` for a key of another table, `` (did you mean 'deadline', a
+    key of [assignments.NAME]?)`` for one close to it, or nothing."""
+    if name in elsewhere:
+        return f" (it belongs in {elsewhere[name]})"
+    return did_you_mean(name, elsewhere, lambda k: f"{k!r}, a key of {elsewhere[k]}")
+
+
+def key_path(where: str, name: str) -> str:
+    """``late`` and ``per_day`` -> ``late.per_day``; at the top level (``where`` empty), the
+    key alone."""
+    return f"{where}.{name}" if where else name
 
 
 # --- the written reference -------------------------------------------------------------------

@@ -29,8 +29,9 @@ from grader.checks import expectations
 from grader.checks.rubric import Rubric
 from grader.core import inert, reference
 from grader.core.errors import GraderError, InfrastructureError
+from grader.core.files import write_atomic
 from grader.core.nofollow import LINK, search
-from grader.core.results import SubmissionResult, encode, load, write_atomic
+from grader.core.results import SubmissionResult, encode, load
 from grader.course import classroom
 from grader.grading import canary, rescore
 from grader.grading.grade import Job, cache_key, grade_submission, student_name

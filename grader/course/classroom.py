@@ -25,7 +25,8 @@ from typing import Any
 
 from grader.checks.rubric import Rubric
 from grader.core.errors import GraderError
-from grader.core.results import SubmissionResult, load, write_atomic
+from grader.core.files import write_atomic
+from grader.core.results import SubmissionResult, load
 from grader.course import coursefile as course_file
 from grader.course import final, gradebook, handins, ingest, roster
 from grader.course.roster import Roster, Student

@@ -17,7 +17,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.core import nofollow
+from grader.core.files import write_atomic
 
 IGNORED_FOLDERS = frozenset({".ipynb_checkpoints", "__MACOSX"})
 
@@ -195,10 +195,8 @@ def _which_one(choice: Choice, submission: Path) -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
     text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
-    temporary.write_text(text + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    write_atomic(path, text + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,7 @@ import jinja2
 
 from grader.checks import rubric
 from grader.core.errors import GraderError
+from grader.core.files import replacing
 from grader.run import mnist
 
 PROJECT_FILES = ("pyproject.toml", "README.md")
@@ -44,14 +45,12 @@ def build(name: str, out: Path, *, mnist_dir: Path | None = None,
         members += _mnist_members(mnist_dir)
     scripts = _scripts(name, mnist_included=loaded.needs_mnist and mnist_dir is not None,
                        uid_isolation=uid_isolation, needs_mnist=loaded.needs_mnist)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(out.name + ".part")
-    with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
+    with replacing(out, suffix=".part") as temporary, \
+            zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as archive:
         for arcname, text in scripts.items():
             _add(archive, arcname, text.encode(), EXECUTABLE)
         for arcname, path in sorted(members):
             _add(archive, arcname, path.read_bytes(), REGULAR)
-    temporary.replace(out)
     return out
 
 

@@ -38,6 +38,7 @@ from grader.checks.kinds import gradient as gradient_checks
 from grader.checks.rubric import MNIST, Rubric, TestSpec
 from grader.core import reference
 from grader.core.errors import GraderError
+from grader.core.files import replacing
 from grader.distribute import replay
 
 # as grader.distribute.checker reads it (not imported: it imports the command line)
@@ -211,9 +212,7 @@ def _write_pyz(out: Path, bundle: dict[str, Any], arrays: dict[str, np.ndarray])
                      if "__pycache__" not in p.parts and p.name not in NOT_BUNDLED)
     npz = io.BytesIO()
     np.savez_compressed(npz, **{k: arrays[k] for k in sorted(arrays)})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(out.name + ".part")
-    with open(temporary, "wb") as handle:
+    with replacing(out, mode=0o755, suffix=".part") as temporary, open(temporary, "wb") as handle:
         handle.write(b"#!/usr/bin/env python3\n")  # a zipapp, as python -m zipapp makes it
         with zipfile.ZipFile(handle, "w") as archive:
             _add(archive, "__main__.py", MAIN.encode())
@@ -223,8 +222,6 @@ def _write_pyz(out: Path, bundle: dict[str, Any], arrays: dict[str, np.ndarray])
             _add(archive, f"{BUNDLE_PACKAGE}/answers.json",
                  json.dumps(bundle).encode())
             _add(archive, f"{BUNDLE_PACKAGE}/arrays.npz", npz.getvalue())
-    temporary.chmod(0o755)
-    temporary.replace(out)
 
 
 def _add(archive: zipfile.ZipFile, name: str, data: bytes) -> None:

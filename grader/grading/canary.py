@@ -24,7 +24,8 @@ from typing import Any
 from grader import __version__
 from grader.core import budgets, paths
 from grader.core.errors import InfrastructureError
-from grader.core.results import SubmissionResult, write_atomic
+from grader.core.files import write_atomic
+from grader.core.results import SubmissionResult
 from grader.grading import rescore
 from grader.run import zygote
 from grader.run.layers import SandboxConfig, plan_layers

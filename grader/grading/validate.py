@@ -37,7 +37,7 @@ from grader.checks import expectations, inputs, rubric
 from grader.checks.rubric import Rubric, TestSpec, did_you_mean
 from grader.core import reference, solution
 from grader.core.errors import GraderError
-from grader.core.results import write_atomic
+from grader.core.files import write_atomic
 from grader.grading import canary
 
 DOCS = rubric.PROJECT_ROOT / "docs" / "rubric.md"

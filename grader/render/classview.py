@@ -36,7 +36,8 @@ from pygments.lexers import PythonLexer
 
 from grader.checks.rubric import Rubric
 from grader.core import notebook, solution
-from grader.core.results import SCHEMA_VERSION, SubmissionResult, TestResult, write_atomic
+from grader.core.files import write_atomic
+from grader.core.results import SCHEMA_VERSION, SubmissionResult, TestResult
 from grader.render import similarity
 
 FOLDER = "class"

@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from grader.core.results import SubmissionResult, TestResult, number, write_atomic
+from grader.core.files import write_atomic
+from grader.core.results import SubmissionResult, TestResult, number
 
 
 def _finite(value: float) -> float | None:

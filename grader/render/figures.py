@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from grader.core import paths
-from grader.core.results import write_atomic
+from grader.core.files import write_atomic
 
 FOLDER = "figures"
 PNG = "data:image/png;base64,"  # all a page embeds; anything else in the folder is not ours

@@ -47,7 +47,6 @@ import math
 import os
 import struct
 import sys
-import tempfile
 import urllib.request
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -61,6 +60,7 @@ from tqdm import tqdm
 
 from grader.core import paths
 from grader.core.errors import GraderError
+from grader.core.files import replacing, write_atomic
 from grader.run import sealed
 
 __all__ = [
@@ -498,7 +498,7 @@ class _Source:
 
     def _download(self, name: str) -> tuple[Path | None, list[str]]:
         """Try each mirror; keep the first copy whose decompressed bytes have the right
-        checksum. The cache only ever sees the finished file (temp file + ``os.replace``)."""
+        checksum. The cache only ever sees the finished file (``replacing``)."""
         target = self.cache_dir / name
         errors: list[str] = []
         try:
@@ -507,27 +507,20 @@ class _Source:
             raise _cache_error(self.cache_dir, exc) from exc
         for mirror in self.mirrors:
             url = mirror.rstrip("/") + "/" + name
-            fd, tmp_name = tempfile.mkstemp(dir=self.cache_dir, prefix=f".{name}.", suffix=".part")
-            os.close(fd)
-            tmp = Path(tmp_name)
             try:
-                self.downloader(url, tmp)
-                digest = hashlib.sha256(_decompress(tmp, url)).hexdigest()
-                if digest != self.checksums[name]:
-                    errors.append(
-                        f"{url}: wrong checksum (SHA-256 of the decompressed IDX is {digest}, "
-                        f"expected {self.checksums[name]})"
-                    )
-                    continue
-                tmp.chmod(0o644)
-                os.replace(tmp, target)
+                with replacing(target, suffix=".part") as temporary:
+                    self.downloader(url, temporary)
+                    digest = hashlib.sha256(_decompress(temporary, url)).hexdigest()
+                    if digest != self.checksums[name]:
+                        raise MnistError(
+                            f"{url}: wrong checksum (SHA-256 of the decompressed IDX is "
+                            f"{digest}, expected {self.checksums[name]})"
+                        )
                 return target, errors
             except MnistError as exc:
                 errors.append(str(exc))
             except (OSError, http.client.HTTPException, ValueError) as exc:
                 errors.append(f"{url}: {exc}")
-            finally:
-                tmp.unlink(missing_ok=True)
         if not self.mirrors:
             errors.append("no mirrors configured")
         return None, errors
@@ -752,40 +745,16 @@ def _digest_ok(path: Path, verified: Verified) -> bool:
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
     """Write ``array`` so readers see no file or the whole file, never a partial one, and
-    record the SHA-256 of its bytes for ``_digest_ok``."""
+    record the SHA-256 of its bytes for ``_digest_ok`` before the file appears under its
+    name."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with replacing(path) as temporary:
+            with open(temporary, "wb") as handle:
+                np.save(handle, array, allow_pickle=False)
+            digest, _ = _file_sha256(temporary)
+            write_atomic(_digest_path(path), digest + "\n")
     except OSError as exc:
         raise _cache_error(path.parent, exc) from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp makes 0600 files; the sandbox may read them as another user.
-        os.chmod(tmp, 0o644)
-        digest, _ = _file_sha256(Path(tmp))
-        _write_text_atomically(_digest_path(path), digest + "\n")
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise _cache_error(path.parent, exc) from exc
-        raise
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _cache_error(folder: Path, exc: OSError) -> MnistError:
