@@ -472,7 +472,9 @@ def _cores_for(workers: int) -> list[int] | None:
 def _one_thread_per_core_first(cores: list[int]) -> list[int]:
     """The cores in an order that gives each worker a physical core of its own before any
     two share one (hyperthreads of one core share its caches and its time)."""
-    first, rest, seen = [], [], set()
+    first: list[int] = []
+    rest: list[int] = []
+    seen: set[str] = set()
     for cpu in cores:
         try:
             siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/"
@@ -534,7 +536,7 @@ def _probe_scheduler(address: str, timeout: float = 5.0) -> None:
     after the client's 20 s of retries. Only plain TCP and TLS addresses are probed."""
     import socket
 
-    from distributed.comm import parse_address, parse_host_port
+    from distributed.comm.addressing import parse_address, parse_host_port
 
     try:
         scheme, location = parse_address(address)

@@ -171,8 +171,9 @@ def warm_up(rubric: Rubric | None = None) -> None:
 
 def _state(out_dir: Path) -> dict[str, Any]:
     path = out_dir / STATE
-    empty = {"version": STATE_VERSION, "assignment": None, "roster": None, "roster_file": None,
-             "course": None, "submissions": {}, "unmatched": [], "refused": [], "pages": {}}
+    empty: dict[str, Any] = {
+        "version": STATE_VERSION, "assignment": None, "roster": None, "roster_file": None,
+        "course": None, "submissions": {}, "unmatched": [], "refused": [], "pages": {}}
     if not path.exists():
         return empty
     try:

@@ -36,6 +36,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -211,8 +212,8 @@ class Server:
         loaded = self.rubrics[assignment]
         course = course_state.load(self.store, self.config.assignments)
         by_student: dict[str, list[Attempt]] = {}
-        for attempt in reversed(self.store.all_attempts(assignment)):
-            by_student.setdefault(attempt.student, []).append(attempt)
+        for each in reversed(self.store.all_attempts(assignment)):
+            by_student.setdefault(each.student, []).append(each)
         rows = []
         for student in self.store.students():
             attempts = by_student.get(student.id, [])
@@ -232,13 +233,14 @@ class Server:
 
         loaded = self.rubrics[assignment]
         given = set(loaded.given)
-        graded = [r for r in rows if r.result is not None and r.result.error is None]
-        key = tuple((r.student.id, r.attempt.id) for r in graded if r.attempt)
+        graded = [(r, r.result) for r in rows if r.result is not None and r.result.error is None]
+        key = tuple((r.student.id, r.attempt.id) for r, _ in graded if r.attempt)
         cached = self._similar.get(assignment)
         if cached is not None and cached[0] == key:
             return cached[1]
-        sources = {r.student.id: {f: s for f, s in r.result.sources.items()
-                                  if f not in given and isinstance(s, str)} for r in graded}
+        sources = {r.student.id: {f: s for f, s in result.sources.items()
+                                  if f not in given and isinstance(s, str)}
+                   for r, result in graded}
         found = similarity.compare(sources, template=classview.template_sources(loaded))
         self._similar[assignment] = (key, found)
         return found
@@ -388,7 +390,7 @@ async def _form(request: Request) -> dict[str, Any] | None:
     parsed = await request.form(max_files=1, max_fields=30, max_part_size=64 * 1024)
     fields: dict[str, Any] = {}
     for key, value in parsed.multi_items():
-        if hasattr(value, "read"):
+        if isinstance(value, UploadFile):
             fields[key] = (value.filename or "", await value.read())
             await value.close()
         else:
@@ -695,7 +697,7 @@ async def instructor_login(request: Request) -> Response:
                                          stored)
             if ok:
                 value, _ = await run_in_threadpool(server.sessions.start, "instructor", name)
-                response = redirect("/i/")
+                response: Response = redirect("/i/")
                 set_session_cookie(response, request, value)
                 return response
             server.signins.allow(f"ip:{_client(request)}")  # only failures count
@@ -902,9 +904,9 @@ async def instructor_attempt(request: Request, session: auth.Session, form: Any)
 
     def build() -> str:
         back = f"/i/{attempt.assignment}/students/{attempt.student}"
-        if attempt.state != "done":
+        result = server.result(attempt) if attempt.state == "done" else None
+        if result is None:  # (a done attempt's result is stored with its state)
             return _waiting(server, attempt, session, back=back)
-        result = server.result(attempt)
         row = next((r for r in server.rows(attempt.assignment)
                     if r.student.id == attempt.student), None)
         view = (course_state.page_view(row.final) if row is not None and row.attempt
