@@ -111,7 +111,7 @@ class Submission:
     key: str
     name: str = ""
     login: str = ""
-    order: tuple = ()
+    order: tuple[int | str, ...] = ()  # (an ISO time is a str)
     submitted: str | None = None  # ISO 8601, no offset: the course file's time zone
     late: bool = False
     mtime: str | None = None  # the file's modification time (not for archive members)
@@ -539,7 +539,7 @@ def _letters(name: str) -> str:
     return "".join(sorted(_fold_name(name).replace(" ", "")))
 
 
-def _attempt_order(submission: Submission) -> tuple:
+def _attempt_order(submission: Submission) -> tuple[tuple[tuple[str, int | str], ...], str]:
     """One student's attempts, oldest first; orders of different LMSs (a Brightspace time, a
     Canvas id) are compared by kind first, never with each other."""
     return (tuple((type(part).__name__, part) for part in submission.order),

@@ -169,7 +169,8 @@ def _grade(notebook: Path, assignment: str, *, trusted: bool) -> dict[str, Any] 
             print(f"grader: error: expected one Gradescope result, found {len(written)}",
                   file=sys.stderr)
             return None
-        return json.loads(written[0].read_text(encoding="utf-8"))
+        result: dict[str, Any] = json.loads(written[0].read_text(encoding="utf-8"))
+        return result
 
 
 def _without_feedback_line(summary: str) -> str:

@@ -251,7 +251,8 @@ def _request(request: Any) -> dict[str, Any]:
 
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
+            answer: dict[str, Any] = json.loads(response.read())
+            return answer
     except urllib.error.HTTPError as exc:
         try:
             why = json.loads(exc.read()).get("error", exc.reason)

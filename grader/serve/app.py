@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,10 +106,12 @@ class Server:
         self.requests = RateLimiter(config.requests_per_minute)
         self.uploads = RateLimiter(config.uploads_per_minute)
         self.signins = RateLimiter(config.signins_per_minute)
-        self.workers: list[subprocess.Popen] = []
-        self._results: OrderedDict[tuple, SubmissionResult] = OrderedDict()
-        self._pages: OrderedDict[tuple, str] = OrderedDict()
-        self._similar: dict[str, tuple[tuple, similarity.Similarity]] = {}
+        self.workers: list[subprocess.Popen[bytes]] = []
+        # (attempt id, the result's hash) -> the parsed result
+        self._results: OrderedDict[tuple[int, str], SubmissionResult] = OrderedDict()
+        self._pages: OrderedDict[tuple[object, ...], str] = OrderedDict()
+        # assignment -> (the counted attempts, by student, it was computed for; the pairs)
+        self._similar: dict[str, tuple[tuple[tuple[str, int], ...], similarity.Similarity]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.templates = Environment(loader=PackageLoader("grader", "templates/serve"),
@@ -158,7 +160,7 @@ class Server:
         if self.workers:
             threading.Thread(target=self._supervise, daemon=True).start()
 
-    def _spawn(self, number: int) -> subprocess.Popen:
+    def _spawn(self, number: int) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "grader.serve.worker", "--database",
                    self.config.database_url, "--assignments", ",".join(self.config.assignments),
                    "--name", f"{os.uname().nodename}-{os.getpid()}-{number}-{time.time():.0f}",
@@ -245,7 +247,7 @@ class Server:
         self._similar[assignment] = (key, found)
         return found
 
-    def page(self, key: tuple, make: Callable[[], str]) -> str:
+    def page(self, key: tuple[object, ...], make: Callable[[], str]) -> str:
         with self._lock:
             if key in self._pages:
                 self._pages.move_to_end(key)
@@ -313,7 +315,8 @@ def redirect(url: str) -> RedirectResponse:
 
 
 def server_of(request: Request) -> Server:
-    return request.app.state.server
+    server: Server = request.app.state.server  # (set by ``app``)
+    return server
 
 
 def message(request: Request, title: str, text: str, status: int = 200,
@@ -347,11 +350,16 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "?"
 
 
-def guarded(role: str) -> Callable:
+# a page's handler: the request, its session, and its form (a POST's fields, else None)
+Handler = Callable[[Request, auth.Session, Any], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def guarded(role: str) -> Callable[[Handler], Endpoint]:
     """A page for signed-in ``role`` only: no session → the sign-in page; the other role →
     403; too many requests → 429. POSTs must carry the session's CSRF token."""
 
-    def wrap(handler: Callable) -> Callable:
+    def wrap(handler: Handler) -> Endpoint:
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
             server = server_of(request)
@@ -817,7 +825,9 @@ def _matches(row: course_state.Row, query: Any, similar: set[str]) -> bool:
         return False
     if query.get("similar") == "yes" and row.student.id not in similar:
         return False
-    for bound, keep in (("min", lambda s, b: s >= b), ("max", lambda s, b: s <= b)):
+    bounds: tuple[tuple[str, Callable[[float, float], bool]], ...] = (
+        ("min", lambda s, b: s >= b), ("max", lambda s, b: s <= b))
+    for bound, keep in bounds:
         text = query.get(bound, "")
         if text:
             try:
@@ -1266,7 +1276,7 @@ def create_app(server: Server, *, workers: bool = True) -> Starlette:
     the application (and stop them with it)."""
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if workers:
             server.start_workers()
         try:

@@ -273,7 +273,8 @@ class Store:
             tx.run("DELETE FROM signin_links WHERE digest = ?", digest)
         if row is None or row["expires"] < time.time():
             return None
-        return row["instructor"]
+        instructor: str = row["instructor"]
+        return instructor
 
     # ----------------------------------------------------------------------- sessions
     def add_session(self, digest: str, role: str, who: str, csrf: str, expires: float) -> None:
