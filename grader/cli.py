@@ -11,10 +11,16 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from grader import __version__
 from grader.core import inert
 from grader.core.errors import GraderError
+
+if TYPE_CHECKING:  # (the commands import what they use when they run: a fast --help)
+    from grader.checks.rubric import Rubric
+    from grader.run.layers import SandboxConfig
+    from grader.run.mnist import MnistFiles
 
 EXIT_INSTRUCTOR_ERROR = 2
 
@@ -23,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        status: int = args.run(args)  # (each subcommand's function: ``_parser``)
+        return status
     except GraderError as exc:
         print(f"grader: error: {_error_text(exc)}", file=sys.stderr)
         return EXIT_INSTRUCTOR_ERROR
@@ -196,10 +203,11 @@ def _assignment(args: argparse.Namespace) -> str:
     if held is not None and held != args.assignment:
         raise GraderError(f"{args.out} holds the results of {held}, not {args.assignment}; "
                           f"give --assignment {held}, or another --out for {args.assignment}")
-    return args.assignment
+    given: str = args.assignment
+    return given
 
 
-def _setup(assignment: str, *, trusted: bool):
+def _setup(assignment: str, *, trusted: bool) -> tuple[Rubric, MnistFiles | None, SandboxConfig]:
     from grader.checks import rubric
     from grader.run.layers import SandboxConfig, plan_layers
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from grader.core.errors import GraderError
 
@@ -80,7 +80,17 @@ def _positive(value: Any, where: str) -> float:
     return float(value)
 
 
-def measured_by(spec: Any, key: str) -> str:
+class _Measured(Protocol):
+    """What ``measured_by`` reads of a rubric test (``grader.checks.rubric.TestSpec``)."""
+
+    @property
+    def function(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+
+def measured_by(spec: _Measured, key: str) -> str:
     """Which of the reference's calls a budget follows."""
     if key == "timeout":
         return spec.function

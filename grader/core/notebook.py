@@ -49,6 +49,8 @@ _MAYBE_MAGIC = re.compile(r"^(?:[^\S\n]*[%!]|[^\n=]*=[^\S\n]*[%!]).*$", re.MULTI
 # network itself, so cells that make them fail there (or would waste the setup budget).
 DATA_CALLS = frozenset({"load_mnist", "train_mnist", "urlretrieve", "urlopen"})
 
+DefinitionKind = Literal["def", "class", "assignment"]
+
 
 @dataclass(frozen=True)
 class Definition:
@@ -56,7 +58,7 @@ class Definition:
     ``def``, ``class`` or ``name = ...`` (in a top-level ``if``, ``try``, ``with`` or loop too)."""
 
     name: str
-    kind: Literal["def", "class", "assignment"]
+    kind: DefinitionKind
     source: str  # as written, decorators included
     uses: tuple[str, ...]  # the names it reads, in order of first use: the helpers it may call
 
@@ -88,7 +90,7 @@ class Notebook:
     def data_names(self) -> frozenset[str]:
         """What the cells that download MNIST or train at the top level would have defined: a
         NameError for one of these is their consequence, not a mistake of its own."""
-        return frozenset().union(*(c.data_names for c in self.cells if c.loads_data))
+        return frozenset().union(*(c.data_names or () for c in self.cells if c.loads_data))
 
     def function_sources(self, names: list[str]) -> dict[str, str]:
         """The code of each of ``names`` the notebook defines (the last definition wins, as
@@ -195,7 +197,9 @@ def _from_document(path: Path, digest: str, document: object) -> Notebook | Unre
     raw_cells = node.get("cells", [])
     if not isinstance(raw_cells, list):
         return UnreadableNotebook(path, digest, "not a notebook: its cells are not a list")
-    cells, unread, budget = [], [], MAX_READ_CHARS
+    cells: list[CodeCell] = []
+    unread: list[int] = []
+    budget = MAX_READ_CHARS
     for position, cell in enumerate(raw_cells, start=1):
         source = _code_source(cell)
         if isinstance(source, str) and source and not source.isspace():  # (Jupyter runs none)
@@ -321,7 +325,7 @@ def _without_magics(source: str) -> tuple[str, tuple[str, ...]]:
     if "%" not in text and "!" not in text:
         return text, ()
 
-    def neutralised(match: re.Match) -> str:
+    def neutralised(match: re.Match[str]) -> str:
         line = match.group()
         assigned = _assigned_magic(line)
         if assigned:
@@ -358,7 +362,7 @@ def _definitions(source: str, tree: ast.Module) -> tuple[Definition, ...]:
     lines, found = _Lines(source), []
     for node in _module_statements(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            kind = "class" if isinstance(node, ast.ClassDef) else "def"
+            kind: DefinitionKind = "class" if isinstance(node, ast.ClassDef) else "def"
             found.append(Definition(node.name, kind, lines.segment(node), _uses(node)))
         elif isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]

@@ -12,7 +12,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from grader.core import notebook
 from grader.core.errors import GraderError
@@ -70,7 +70,7 @@ def load(solution: Path) -> Reference:
     return Reference(functions, sources, read.sha256)
 
 
-def _is_constant(node: ast.stmt) -> bool:
+def _is_constant(node: ast.stmt) -> TypeGuard[ast.Assign]:
     return (
         isinstance(node, ast.Assign)
         and len(node.targets) == 1
@@ -79,8 +79,13 @@ def _is_constant(node: ast.stmt) -> bool:
     )
 
 
-def _name(node: ast.stmt) -> str:
-    return node.targets[0].id if isinstance(node, ast.Assign) else node.name  # type: ignore[attr-defined]
+def _name(node: ast.FunctionDef | ast.ClassDef | ast.Assign) -> str:
+    """The name a definition binds (an ``Assign`` here is one ``_is_constant`` accepted)."""
+    if isinstance(node, ast.Assign):
+        target = node.targets[0]
+        assert isinstance(target, ast.Name)  # _is_constant: one plain name
+        return target.id
+    return node.name
 
 
 def _standalone(name: str, definitions: dict[str, ast.stmt], imports: list[str]) -> str:

@@ -62,4 +62,5 @@ def _one_cell(source: str) -> bytes:
 
     document = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
     document.cells[0]["id"] = "handed-in-file"  # (not random: one file, one notebook)
-    return nbformat.writes(document, version=4).encode("utf-8")
+    text: str = nbformat.writes(document, version=4)
+    return text.encode("utf-8")

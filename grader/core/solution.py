@@ -23,6 +23,7 @@ import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
@@ -129,14 +130,15 @@ def strip_solutions(nb: nbformat.NotebookNode, *, name: str) -> nbformat.Noteboo
     return result
 
 
-def _clean_notebook_metadata(metadata: dict) -> nbformat.NotebookNode:
+def _clean_notebook_metadata(metadata: dict[str, Any]) -> nbformat.NotebookNode:
     kept = {key: copy.deepcopy(metadata[key]) for key in KEPT_NOTEBOOK_METADATA if key in metadata}
     if isinstance(kept.get("language_info"), dict):
         kept["language_info"].pop("version", None)  # the Python version of the last kernel
-    return nbformat.from_dict(kept)
+    node: nbformat.NotebookNode = nbformat.from_dict(kept)
+    return node
 
 
-def _fresh_id(number: int, used: set) -> str:
+def _fresh_id(number: int, used: set[str]) -> str:
     candidate, suffix = f"cell-{number}", 0
     while candidate in used:
         suffix += 1
@@ -185,7 +187,7 @@ def render_assignment(solution: Path, *, functions: Iterable[str] = ()) -> bytes
     for leak in solution_leaks(nb, name=str(solution), functions=functions):
         problems.add(leak)
     problems.raise_any()
-    text = nbformat.writes(strip_solutions(nb, name=str(solution)))
+    text: str = nbformat.writes(strip_solutions(nb, name=str(solution)))
     if not text.endswith("\n"):
         text += "\n"
     return text.encode("utf-8")

@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from grader import ONE_BLAS_THREAD
 from grader.checks import expectations
@@ -38,6 +38,11 @@ from grader.grading.grade import Job, cache_key, grade_submission, student_name
 from grader.render import classview, export, report
 from grader.run import zygote
 from grader.run.layers import SandboxConfig
+
+if TYPE_CHECKING:  # (tqdm is imported when a batch shows its progress)
+    from multiprocessing.context import BaseContext
+
+    from tqdm import tqdm
 
 
 @dataclass(frozen=True)
@@ -397,7 +402,7 @@ def _execute_pool(todo: list[Job], jobs: int) -> Iterator[Encoded]:
         with ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                  initializer=_init_worker,
                                  initargs=(parent, numbers, loan, _cores_for(workers))) as pool:
-            pending: set[Future] = {pool.submit(grade_encoded, job) for job in todo}
+            pending: set[Future[Encoded]] = {pool.submit(grade_encoded, job) for job in todo}
             while pending:
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
@@ -414,7 +419,7 @@ def _execute_pool(todo: list[Job], jobs: int) -> Iterator[Encoded]:
             loan.settle(clean=clean)
 
 
-def _pool_context():
+def _pool_context() -> BaseContext:
     """``fork`` where this process has no other thread: workers then start in milliseconds with
     everything imported, where a fresh interpreter costs ~0.5 s of CPU per pool (on 2 cores, 2
     workers graded 23 notebooks 1.5× as fast as one with a preloaded fork server, 1.7-1.8× with
@@ -437,7 +442,7 @@ def _can_fork() -> bool:
     return sys.platform == "linux" and threading.active_count() == 1
 
 
-def _start_forkserver(context) -> None:
+def _start_forkserver(context: BaseContext) -> None:
     """Start the fork server (once per process) with the grader preloaded and the worker
     environment set; a fork server already running is used as it is."""
     from multiprocessing import forkserver
@@ -473,7 +478,9 @@ def _cores_for(workers: int) -> list[int] | None:
 def _one_thread_per_core_first(cores: list[int]) -> list[int]:
     """The cores in an order that gives each worker a physical core of its own before any
     two share one (hyperthreads of one core share its caches and its time)."""
-    first, rest, seen = [], [], set()
+    first: list[int] = []
+    rest: list[int] = []
+    seen: set[str] = set()
     for cpu in cores:
         try:
             siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/"
@@ -535,7 +542,7 @@ def _probe_scheduler(address: str, timeout: float = 5.0) -> None:
     after the client's 20 s of retries. Only plain TCP and TLS addresses are probed."""
     import socket
 
-    from distributed.comm import parse_address, parse_host_port
+    from distributed.comm.addressing import parse_address, parse_host_port
 
     try:
         scheme, location = parse_address(address)
@@ -550,10 +557,11 @@ def _probe_scheduler(address: str, timeout: float = 5.0) -> None:
         raise GraderError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
 
 
-def _progress(total: int, *, enabled: bool):
+def _progress(total: int, *, enabled: bool) -> tqdm[NoReturn]:
     from tqdm import tqdm
 
-    class Bar(tqdm):
+    # (tqdm is generic in its stubs only: subscripting it at run time is a TypeError)
+    class Bar(tqdm):  # type: ignore[type-arg]
         monitor_interval = 0  # no monitor thread, so that the pool may still fork safely
 
     return Bar(total=total, unit="notebook", desc="grading", disable=not enabled or total == 0,

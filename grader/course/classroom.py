@@ -26,7 +26,7 @@ from typing import Any
 from grader.checks.rubric import Rubric
 from grader.core.errors import GraderError
 from grader.core.files import write_atomic
-from grader.core.results import SubmissionResult, load
+from grader.core.results import SubmissionResult, load, number
 from grader.course import coursefile as course_file
 from grader.course import final, gradebook, handins, ingest, roster
 from grader.course.roster import Roster, Student
@@ -172,8 +172,9 @@ def warm_up(rubric: Rubric | None = None) -> None:
 
 def _state(out_dir: Path) -> dict[str, Any]:
     path = out_dir / STATE
-    empty = {"version": STATE_VERSION, "assignment": None, "roster": None, "roster_file": None,
-             "course": None, "submissions": {}, "unmatched": [], "refused": [], "pages": {}}
+    empty: dict[str, Any] = {
+        "version": STATE_VERSION, "assignment": None, "roster": None, "roster_file": None,
+        "course": None, "submissions": {}, "unmatched": [], "refused": [], "pages": {}}
     if not path.exists():
         return empty
     try:
@@ -351,8 +352,8 @@ def _overview(counts: gradebook.Counts, finals: Sequence[final.FinalGrade],
                      f"links, unsafe or damaged archive members)")
     mean = counts.mean
     return {"line": counts.line(), "counts": counts,
-            "mean": "—" if mean is None else f"{gradebook.number(mean)} / "
-                                              f"{gradebook.number(counts.max_score)}",
+            "mean": "—" if mean is None else f"{number(mean)} / "
+                                              f"{number(counts.max_score)}",
             "mean_percent": "—" if mean is None or not counts.max_score
             else f"{100 * mean / counts.max_score:.1f} %",
             "fractions": [f.score / f.max_score for f in finals
@@ -374,19 +375,19 @@ def _row(grade: final.FinalGrade, results: dict[str, SubmissionResult], on_roste
     return {"id": grade.student.id, "name": grade.student.name, "show_id": on_roster,
             "section": grade.student.section, "status": grade.status,
             "result": name if name in results else None,
-            "score": gradebook.number(grade.score), "max": gradebook.number(grade.max_score),
+            "score": number(grade.score), "max": number(grade.max_score),
             "fraction": (grade.score / grade.max_score if grade.score is not None
                          and grade.max_score else None),
-            "tests": gradebook.number(grade.raw_score),
+            "tests": number(grade.raw_score),
             "late": grade.late_days > 0 or grade.status == "late",
-            "late_days": grade.late_days, "penalty": gradebook.number(grade.penalty * 100),
+            "late_days": grade.late_days, "penalty": number(grade.penalty * 100),
             "adjustments": [_adjustment(a) for a in grade.adjustments],
             "notes": list(grade.notes)}
 
 
 def _adjustment(adjustment: course_file.Adjustment) -> str:
-    """An adjustment in a line, its points rounded as every grade is (``gradebook.number``)."""
-    points = gradebook.number(adjustment.points)
+    """An adjustment in a line, its points rounded as every grade is (``results.number``)."""
+    points = number(adjustment.points)
     sign = "" if points.startswith("-") else "+"
     where = f"on {adjustment.test}" if adjustment.test else "on the total"
     return f"{sign}{points} {where} by {adjustment.by}: {adjustment.comment}"

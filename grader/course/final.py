@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from grader.core.errors import GraderError
 from grader.core.results import SubmissionResult
@@ -83,6 +83,22 @@ class FinalGrade:
         return bool(self.adjustments or self.late_days or self.notes or self.status == "late")
 
 
+class _Common(TypedDict):
+    """What a final grade says whether its result was graded or not."""
+
+    student: Student
+    assignment: str
+    max_score: float
+    tests: tuple[TestGrade, ...]
+    submission: str
+    submitted: str | None
+    deadline: str | None
+    late_days: int
+    penalty: float
+    adjustments: tuple[Adjustment, ...]
+    notes: tuple[str, ...]
+
+
 def compute(result: SubmissionResult | None, student: Student, course: Course, *,
             assignment: str, max_score: float, intake: dict[str, Any] | None = None
             ) -> FinalGrade:
@@ -103,7 +119,7 @@ def compute(result: SubmissionResult | None, student: Student, course: Course, *
         notes = (*notes, "the LMS marked this submission late without its time; no penalty "
                          "applied (give its time under submitted in the course file)")
     penalty = rules.late.penalty(days)
-    base = dict(student=student, assignment=assignment, max_score=result.max_score or max_score,
+    base = _Common(student=student, assignment=assignment, max_score=result.max_score or max_score,
                 tests=tests, submission=result.submission, submitted=_iso(submitted),
                 deadline=_iso(deadline), late_days=days, penalty=penalty,
                 adjustments=adjustments, notes=notes)

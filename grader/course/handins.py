@@ -87,9 +87,9 @@ def _folder(folder: Path, skipped: list[Refused]) -> tuple[Entries, int]:
     files, links = nofollow.search(folder, "*")
     entries, count = [], 0
     for link in links:
-        relative = link.relative_to(folder).as_posix()
-        if not ingest._wanted(relative):  # (a linked notebook: ingest refuses it)
-            skipped.append(Refused(ingest._printable(f"{folder.name}/{relative}"),
+        linked = link.relative_to(folder).as_posix()
+        if not ingest._wanted(linked):  # (a linked notebook: ingest refuses it)
+            skipped.append(Refused(ingest._printable(f"{folder.name}/{linked}"),
                                           nofollow.LINK))
     for path in files:
         relative = PurePosixPath(path.relative_to(folder).as_posix())

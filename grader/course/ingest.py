@@ -111,7 +111,7 @@ class Submission:
     key: str
     name: str = ""
     login: str = ""
-    order: tuple = ()
+    order: tuple[int | str, ...] = ()  # (an ISO time is a str)
     submitted: str | None = None  # ISO 8601, no offset: the course file's time zone
     late: bool = False
     mtime: str | None = None  # the file's modification time (not for archive members)
@@ -372,9 +372,9 @@ def _walk(folder: Path, *, prefix: str, refused: list[Refused]) -> list[tuple[Pa
     folders) go to ``refused``."""
     files, links = nofollow.search(folder)
     for link in links:
-        relative = link.relative_to(folder).as_posix()
-        if _wanted(relative):
-            refused.append(Refused(_printable(f"{prefix}/{relative}"), nofollow.LINK))
+        linked = link.relative_to(folder).as_posix()
+        if _wanted(linked):
+            refused.append(Refused(_printable(f"{prefix}/{linked}"), nofollow.LINK))
     found = []
     for path in files:
         relative = PurePosixPath(path.relative_to(folder).as_posix())
@@ -496,7 +496,7 @@ def _outermost(relative: PurePosixPath, folder: re.Pattern[str], file: re.Patter
             return _Reading(depth, read, "/".join(parts[depth + 1:])) if read else None
     found = file.fullmatch(relative.name)
     read = fields(found) if found else None
-    return _Reading(len(parts) - 1, read, found["file"]) if read else None
+    return _Reading(len(parts) - 1, read, found["file"]) if read and found else None
 
 
 def _brightspace_time(text: str) -> str | None:
@@ -539,7 +539,7 @@ def _letters(name: str) -> str:
     return "".join(sorted(_fold_name(name).replace(" ", "")))
 
 
-def _attempt_order(submission: Submission) -> tuple:
+def _attempt_order(submission: Submission) -> tuple[tuple[tuple[str, int | str], ...], str]:
     """One student's attempts, oldest first; orders of different LMSs (a Brightspace time, a
     Canvas id) are compared by kind first, never with each other."""
     return (tuple((type(part).__name__, part) for part in submission.order),

@@ -133,9 +133,9 @@ def load(path: Path) -> Roster:
         raise GraderError(f"{path}: more than {MAX_ROWS} rows; a roster holds at most "
                           f"{MAX_ROWS}")
     columns = _columns(rows[0], path)
-    students = [_student(row, columns, path, number) for number, row in
-                enumerate(rows[1:], start=2) if any(cell.strip() for cell in row)]
-    students = [s for s in students if s is not None]
+    found = [_student(row, columns, path, number) for number, row in
+             enumerate(rows[1:], start=2) if any(cell.strip() for cell in row)]
+    students = [s for s in found if s is not None]
     try:
         return Roster(tuple(students))
     except GraderError as exc:

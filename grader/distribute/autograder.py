@@ -104,12 +104,12 @@ def run(root: Path, assignment: str, *, uid_isolation: bool = False) -> int:
     results.parent.mkdir(parents=True, exist_ok=True)
     choice = choose_notebook(submission, assignment)
     with tempfile.TemporaryDirectory(prefix="grader-submission-") as private:
-        try:
-            copy = choice.notebook and nofollow.private_copy(choice.notebook, submission,
-                                                             Path(private))
-        except nofollow.Refused as exc:  # swapped for a link since, or a hard link
-            choice = Choice(None, refused=(*choice.refused, (choice.notebook, str(exc))))
-            copy = None
+        copy = None
+        if choice.notebook is not None:
+            try:
+                copy = nofollow.private_copy(choice.notebook, submission, Path(private))
+            except nofollow.Refused as exc:  # swapped for a link since, or a hard link
+                choice = Choice(None, refused=(*choice.refused, (choice.notebook, str(exc))))
         if copy is None:
             _write_json(results, _with_refused(no_notebook_result(assignment, submission),
                                                choice, submission))
@@ -119,8 +119,9 @@ def run(root: Path, assignment: str, *, uid_isolation: bool = False) -> int:
         graded = _grade(copy, assignment, trusted=trusted)
     if graded is None:
         return 2  # the grader's one-line reason is already on stdout/stderr
-    if choice.others:
-        graded["output"] = _which_one(choice, submission) + "\n\n" + graded.get("output", "")
+    if choice.others and choice.notebook is not None:  # (it is: it was graded)
+        graded["output"] = (_which_one(choice.notebook, choice.others, submission) + "\n\n"
+                            + graded.get("output", ""))
     _write_json(results, _with_refused(graded, choice, submission))
     return 0
 
@@ -168,7 +169,8 @@ def _grade(notebook: Path, assignment: str, *, trusted: bool) -> dict[str, Any] 
             print(f"grader: error: expected one Gradescope result, found {len(written)}",
                   file=sys.stderr)
             return None
-        return json.loads(written[0].read_text(encoding="utf-8"))
+        result: dict[str, Any] = json.loads(written[0].read_text(encoding="utf-8"))
+        return result
 
 
 def _without_feedback_line(summary: str) -> str:
@@ -187,11 +189,11 @@ def _show_error_log(out: Path) -> None:
         print(f"grader-error.txt:\n{log.read_text(encoding='utf-8', errors='replace')}")
 
 
-def _which_one(choice: Choice, submission: Path) -> str:
-    graded = choice.notebook.relative_to(submission)  # type: ignore[union-attr]
-    others = ", ".join(str(p.relative_to(submission)) for p in choice.others)
+def _which_one(notebook: Path, others: tuple[Path, ...], submission: Path) -> str:
+    graded = notebook.relative_to(submission)
+    listed = ", ".join(str(p.relative_to(submission)) for p in others)
     return (f"Your submission holds several notebooks; this grade is for {graded} "
-            f"(not {others}). Submit only the notebook you want graded.")
+            f"(not {listed}). Submit only the notebook you want graded.")
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -79,7 +79,7 @@ def check(notebook_path: str | Path, *, bundle: Bundle | None = None,
     config = SandboxConfig(mode="off", allow_unisolated=True)  # the student's own code
     job = Job(path, bundle.rubric, config, None, public_only=True)
     started, read = time.perf_counter(), scripts.read(path)  # (a .py: one cell)
-    base = dict(student=grade.student_name(path), assignment=bundle.rubric.name,
+    base = grade._Common(student=grade.student_name(path), assignment=bundle.rubric.name,
                 submission=notebook.display_name(path), sha256=read.sha256,
                 grader_version=_version(), cache_key="")
     if isinstance(read, notebook.UnreadableNotebook):
@@ -140,7 +140,7 @@ def _version() -> str:
     return __version__
 
 
-def unmet_needs(version: tuple[int, ...] = tuple(sys.version_info)) -> str | None:
+def unmet_needs(version: tuple[int, ...] = sys.version_info[:3]) -> str | None:
     """What this Python lacks to run the checker, as a sentence that says what to do, or
     None. Asked before anything imports NumPy: without it, a traceback would end in exit
     status 1, which means "your tests do not pass yet"."""
@@ -251,7 +251,8 @@ def _request(request: Any) -> dict[str, Any]:
 
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
+            answer: dict[str, Any] = json.loads(response.read())
+            return answer
     except urllib.error.HTTPError as exc:
         try:
             why = json.loads(exc.read()).get("error", exc.reason)

@@ -33,7 +33,7 @@ class Unrecordable(ValueError):
 # --- call keys and plain-data encoding -------------------------------------------------------
 
 
-def call_key(function: str, args: tuple | list, kwargs: dict[str, Any]) -> str:
+def call_key(function: str, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> str:
     """One hash for a call: the same function on bit-identical arguments, the same key."""
     digest = hashlib.sha256(function.encode())
     _feed(digest, list(args))

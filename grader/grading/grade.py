@@ -16,7 +16,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from grader import __version__
 from grader.checks import engine as checks
@@ -103,11 +103,23 @@ def _grader_fault(job: Job, exc: Exception, started: float) -> SubmissionResult:
         grader_fault="".join(traceback.format_exception(exc))[-8000:])
 
 
+class _Common(TypedDict):
+    """What every result of one notebook says, graded or not."""
+
+    student: str
+    assignment: str
+    submission: str
+    sha256: str
+    grader_version: str
+    cache_key: str
+    observations: NotRequired[tuple[str, ...]]
+
+
 def _grade(job: Job, started: float) -> SubmissionResult:
     timings: dict[str, float] = {}
     read = scripts.read(job.path)  # (a .py hand-in: as a notebook of one cell)
     timings["read_notebook"] = time.perf_counter() - started
-    base = dict(
+    base = _Common(
         student=job.student or student_name(job.path),
         assignment=job.rubric.name,
         submission=notebook.display_name(job.path),
@@ -152,7 +164,7 @@ def _disguised(files: Any, secret: str, submission: str) -> Iterator[Any]:
 
 
 def _grade_read(job: Job, read: notebook.Notebook, rubric: Rubric, ref: reference.Reference,
-                config: SandboxConfig, files: Any, base: dict[str, Any], started: float,
+                config: SandboxConfig, files: Any, base: _Common, started: float,
                 timings: dict[str, float]) -> SubmissionResult:
     total, how = budgets.total_seconds(job.reference_seconds)
     session = Session(

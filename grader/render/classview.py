@@ -47,6 +47,10 @@ MAX_SIDE_BY_SIDE = 100  # pairs drawn in full; the table lists every one
 STATUS_WORDS = {"passed": "passed", "failed": "failed", "error": "crashed",
                 "timeout": "timed out", "review": "needs review"}
 _RAISED = re.compile(r"raised (\w+)")
+# One test's outcome as comparable data: (name, "passed"), or (name, status, diagnosis, the
+# outputs that failed, the checks that failed, what it raised) (``_test_signature``)
+TestSignature = tuple[Any, ...]
+Behaviour = tuple[TestSignature, ...]
 
 
 @dataclass(frozen=True)
@@ -199,7 +203,7 @@ def _template_functions(path: Path, raw: bytes,
 
 def group_function(graded: Sequence[SubmissionResult], name: str) -> FunctionView:
     """Students grouped by behaviour, and within a behaviour by identical normalised code."""
-    members: dict[tuple, list[SubmissionResult]] = defaultdict(list)
+    members: dict[Behaviour, list[SubmissionResult]] = defaultdict(list)
     for result in sorted(graded, key=lambda r: (r.student.casefold(), r.student)):
         members[behaviour(result, name)].append(result)
     groups = [_group(name, signature, found) for signature, found in members.items()]
@@ -208,14 +212,14 @@ def group_function(graded: Sequence[SubmissionResult], name: str) -> FunctionVie
     return FunctionView(name, tuple(tests), tuple(groups))
 
 
-def behaviour(result: SubmissionResult, function: str) -> tuple:
+def behaviour(result: SubmissionResult, function: str) -> Behaviour:
     """What a submission's ``function`` did, as comparable data. Two students share it when
     every test of the function ended the same way for the same reason with the same numbers."""
     tests = sorted((t for t in result.tests if t.function == function), key=lambda t: t.name)
     return tuple(_test_signature(t) for t in tests)
 
 
-def _test_signature(test: TestResult) -> tuple:
+def _test_signature(test: TestResult) -> TestSignature:
     if test.status == "passed":
         return (test.name, "passed")
     details = test.details if isinstance(test.details, dict) else {}
@@ -224,7 +228,7 @@ def _test_signature(test: TestResult) -> tuple:
             _failed_checks(details), raised.group(1) if raised else "")
 
 
-def _failed_outputs(details: Mapping[str, Any]) -> tuple:
+def _failed_outputs(details: Mapping[str, Any]) -> tuple[tuple[str, str, str], ...]:
     outputs = details.get("outputs")
     if not isinstance(outputs, list):
         return ()
@@ -234,7 +238,7 @@ def _failed_outputs(details: Mapping[str, Any]) -> tuple:
                  for o in outputs if isinstance(o, dict) and not o.get("passed"))
 
 
-def _failed_checks(details: Mapping[str, Any]) -> tuple:
+def _failed_checks(details: Mapping[str, Any]) -> tuple[tuple[str, Any, Any], ...]:
     checks = details.get("checks")
     if not isinstance(checks, list):
         return ()
@@ -250,7 +254,7 @@ def _rounded(value: Any) -> str:
     return f"{value:.1e}" if math.isfinite(value) else str(value)
 
 
-def _group(name: str, signature: tuple, results: list[SubmissionResult]) -> Group:
+def _group(name: str, signature: Behaviour, results: list[SubmissionResult]) -> Group:
     failing = [s for s in signature if s[1] != "passed"]
     first = results[0]
     tests = {t.name: t for t in first.tests if t.function == name}
@@ -265,7 +269,7 @@ def _group(name: str, signature: tuple, results: list[SubmissionResult]) -> Grou
     )
 
 
-def _verdict(signature: tuple) -> str:
+def _verdict(signature: Behaviour) -> str:
     if not signature:
         return "no test checks this function on its own"
     failing = sum(1 for s in signature if s[1] != "passed")
@@ -274,7 +278,7 @@ def _verdict(signature: tuple) -> str:
     return f"fails {failing} of {len(signature)} test{'s' * (len(signature) > 1)}"
 
 
-def _finding(test: TestResult, signature: tuple) -> str:
+def _finding(test: TestResult, signature: TestSignature) -> str:
     """One failing test in a line: its outcome, the outputs and checks that failed."""
     _, status, _, outputs, checks, raised = signature
     parts = [f"{test.name}: {STATUS_WORDS.get(status, status)}"]
@@ -442,13 +446,13 @@ def _tokens(source: str) -> tuple[tuple[Any, str], ...]:
 
 
 @lru_cache(maxsize=1)
-def _plain_formatter() -> HtmlFormatter:
+def _plain_formatter() -> HtmlFormatter[str]:
     """Made once: a formatter builds its whole style sheet when it is created."""
     return HtmlFormatter(cssclass="code", wrapcode=True)
 
 
 @lru_cache(maxsize=1)
-def _marking_formatter() -> HtmlFormatter:
+def _marking_formatter() -> HtmlFormatter[str]:
     """Line numbers, and the lines ``hl_lines`` names marked (set on a copy per source)."""
     return HtmlFormatter(cssclass="code", wrapcode=True, linenos="inline")
 

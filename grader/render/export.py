@@ -22,7 +22,7 @@ def _finite(value: float) -> float | None:
 
 def _points(value: float) -> float:
     """Scores for Gradescope, rounded as every page and gradebook rounds them
-    (``gradebook.number``); Gradescope needs a finite number: a NaN or infinite one counts 0."""
+    (``results.number``); Gradescope needs a finite number: a NaN or infinite one counts 0."""
     finite = _finite(value)
     return 0.0 if finite is None else float(number(finite))
 

@@ -35,13 +35,13 @@ def remembered(parts: tuple[Any, ...], draw: Callable[[], str | None]) -> str | 
             return uri
     except (OSError, ValueError):
         pass
-    uri = draw()
-    if uri is not None:
+    drawn = draw()
+    if drawn is not None:
         try:
-            write_atomic(path, uri)
+            write_atomic(path, drawn)
         except OSError:
             pass  # a cache that cannot be written only costs time
-    return uri
+    return drawn
 
 
 def _key(parts: tuple[Any, ...]) -> str:

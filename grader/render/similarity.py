@@ -245,7 +245,7 @@ def _normalised(source: str) -> str:
     return " | ".join(" ".join(t.text for t in part) for part in parts if part)
 
 
-def _placeholders(function: ast.FunctionDef) -> dict[str, str]:
+def _placeholders(function: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, str]:
     """What each name of the student's own becomes: parameters by position, other locals by
     order of first use. Globals (``np``, ``range``) and attributes keep their names: they
     carry meaning."""
@@ -323,7 +323,7 @@ def _statement_tokens(node: ast.stmt, out: list[Token]) -> None:
     header = copy.copy(node)
     for field, _ in blocks:
         setattr(header, field, [])
-    if handlers:
+    if handlers and isinstance(header, ast.Try | ast.TryStar):
         header.handlers = []
     first_child = min(s.lineno for _, block in blocks for s in block)
     _emit(header, node.lineno, max(node.lineno, first_child - 1), out)

@@ -22,8 +22,9 @@ import os
 import signal
 import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TextIO
 
 from grader.core.notebook import Notebook
 from grader.run.inside import runtime, wire
@@ -84,10 +85,11 @@ class InProcessSandbox:
                 "guards": box.op_guards}
 
     @contextlib.contextmanager
-    def _printed(self) -> Any:
+    def _printed(self) -> Iterator[None]:
         """What the notebook prints, and the warnings it raises, go to its output, as a
         sandbox's stdout and stderr do (never to the test run's own report)."""
-        def shown(message: Any, category: Any, filename: str, lineno: int, *_: Any) -> None:
+        def shown(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
             self._output.write(warnings.formatwarning(message, category, filename, lineno))
 
         with contextlib.redirect_stdout(self._output), contextlib.redirect_stderr(self._output), \
@@ -97,7 +99,7 @@ class InProcessSandbox:
             yield
 
     @contextlib.contextmanager
-    def _alarm(self) -> Any:
+    def _alarm(self) -> Iterator[None]:
         """The runtime's time limits raise through SIGALRM, as inside: in the main thread."""
         if threading.current_thread() is not threading.main_thread():
             yield

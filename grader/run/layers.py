@@ -162,7 +162,7 @@ def _seccomp_works() -> bool:
 
 def cgroup_dirs() -> dict[str, Path] | None:
     """Writable cgroup v1 folders for the memory and pids controllers, or None."""
-    roots = {}
+    roots: dict[str, Path] = {}
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:

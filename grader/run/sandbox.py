@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import io
 import json
 import os
 import selectors
@@ -34,7 +35,7 @@ from grader.run.inside import wire
 from grader.run.layers import SandboxConfig, cgroup_dirs, plan_layers
 
 if TYPE_CHECKING:  # (the zygote is a sandbox itself: its module imports this one)
-    from grader.run.zygote import Zygote
+    from grader.run.zygote import Zygote, ZygoteChild
 
 INSIDE_PACKAGE = Path(__file__).resolve().parent / "inside"
 BASE_UID = 61000
@@ -130,7 +131,8 @@ class Sandbox:
                                                 allow_unisolated=config.allow_unisolated)
         self.uid: int | None = None  # claimed with a slot by ``start``
         self._slot: IO[str] | None = None
-        self._process: subprocess.Popen | None = None
+        # its own process, or a zygote's child (``_start_child``, with ``_zygote`` set)
+        self._process: subprocess.Popen[bytes] | ZygoteChild | None = None
         self._scratch: Path | None = None  # on the host, where there is no namespace
         self._req_write: int | None = None
         self._resp_read: int | None = None
@@ -197,7 +199,9 @@ class Sandbox:
         finally:
             for fd in (req_read, resp_write, *data.values()):
                 os.close(fd)
-        self._start_drain(self._process.stdout)
+        stdout = self._process.stdout
+        assert isinstance(stdout, io.BufferedReader)  # (stdout=PIPE, buffered by default)
+        self._start_drain(stdout)
         self._wait_for_hello(timeout)
 
     def _wait_for_hello(self, timeout: float) -> None:
@@ -241,10 +245,10 @@ class Sandbox:
         """Kill every process of this sandbox and remove its scratch folder and cgroups; the
         slot (and so the uid) is freed last, once nothing of it runs any more."""
         process, self._process = self._process, None
-        if self._zygote is not None and process is not None:
-            process.kill()
-        elif process is not None:
+        if isinstance(process, subprocess.Popen):
             _kill_group(process.pid)
+        elif process is not None:  # a zygote's child: the zygote kills it
+            process.kill()
         if process is not None:
             try:
                 process.wait(timeout=10)
@@ -270,7 +274,8 @@ class Sandbox:
             self._slot = None
         zygote, self._zygote = self._zygote, None
         if zygote is not None and self.pool is not None:
-            self.pool.give_back(zygote, clean=process is not None and process.ended)
+            child = _as_child(process)
+            self.pool.give_back(zygote, clean=child is not None and child.ended)
 
     def __enter__(self) -> Sandbox:
         self.start()
@@ -282,7 +287,7 @@ class Sandbox:
     # -- requests --
     def request(self, message: dict[str, Any], *, timeout: float) -> dict[str, Any]:
         """Send one request and wait for its answer; kill the sandbox when it is late."""
-        if self._process is None:
+        if self._process is None or self._req_write is None:
             raise SandboxCrashed("the sandbox is not running")
         self._sent += 1
         line = wire.frame(self._sent, message)
@@ -313,7 +318,8 @@ class Sandbox:
     @property
     def zygote_lost(self) -> bool:
         """Whether this sandbox stopped because its zygote did (never the student's doing)."""
-        return self._zygote is not None and self._process is not None and self._process.lost
+        child = _as_child(self._process)
+        return self._zygote is not None and child is not None and child.lost
 
     # -- internals --
     def _receive(self, *, deadline: float, number: int, limit: int) -> dict[str, Any]:
@@ -357,24 +363,27 @@ class Sandbox:
 
     def _read_chunk(self, deadline: float) -> bytes:
         """The next bytes of the channel (at most a megabyte), waiting until ``deadline``."""
+        channel = self._resp_read
+        assert channel is not None  # (the pipes live as long as the process: ``close``)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SandboxTimedOut("no answer before the time limit")
             with selectors.DefaultSelector() as selector:
-                selector.register(self._resp_read, selectors.EVENT_READ)
+                selector.register(channel, selectors.EVENT_READ)
                 if selector.select(timeout=min(remaining, 1.0)):
                     break
             if self._process is not None and self._process.poll() is not None:
                 raise self._crash()
-        chunk = os.read(self._resp_read, 1 << 20)
+        chunk = os.read(channel, 1 << 20)
         if not chunk:
             raise self._crash()
         return chunk
 
     def _crash(self) -> SandboxCrashed:
         note = self._death_note()
-        if self._zygote is not None and self._process is not None and self._process.lost:
+        child = _as_child(self._process)
+        if self._zygote is not None and child is not None and child.lost:
             if self._out_of_memory():  # the kill in its cgroup was the student's memory's
                 return SandboxCrashed(note)
             return ZygoteLost(f"the worker's zygote stopped ({note})", machine_out_of_memory=(
@@ -415,7 +424,7 @@ class Sandbox:
             total += int(counts.get("oom_kill", 0))
         return total
 
-    def _start_drain(self, stream) -> None:
+    def _start_drain(self, stream: io.BufferedReader) -> None:
         limit = self.config.limits.output_kb * 1024
 
         def drain() -> None:
@@ -454,8 +463,11 @@ class Sandbox:
 
     def _bwrap_args(self, mounts: list[tuple[str, str]]) -> list[str]:
         scratch_mb = self.config.limits.scratch_mb
+        bwrap = bubblewrap.find()
+        if bwrap is None:  # (planned with one: ``layers.plan_layers``)
+            raise GraderError("bwrap is gone since the sandbox's layers were planned")
         args = [
-            bubblewrap.find().path, *self._capabilities(),
+            bwrap.path, *self._capabilities(),
             "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--clearenv",
             "--ro-bind", "/usr", "/usr",
@@ -609,6 +621,11 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:  # (``number in signal.Signals`` raises TypeError before Python 3.12)
         return f"signal {number}"
+
+
+def _as_child(process: subprocess.Popen[bytes] | ZygoteChild | None) -> ZygoteChild | None:
+    """``process`` when it is a zygote's child, else None."""
+    return None if isinstance(process, subprocess.Popen) else process
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, NoReturn
 
 import numpy as np
 
@@ -170,12 +171,12 @@ class Arrays(Mapping[str, int]):
             os.close(fd)
         self._fds.clear()
 
-    def __reduce__(self):  # (descriptors mean nothing in another process)
+    def __reduce__(self) -> NoReturn:  # (descriptors mean nothing in another process)
         raise TypeError("sealed arrays stay in the process that made them")
 
 
 def sealed_npy(name: str, shape: tuple[int, ...], dtype: np.dtype | type,
-               fill: Callable[[np.ndarray], None]) -> int:
+               fill: Callable[[np.ndarray], object]) -> int:
     """A new memfd holding an ``.npy`` image of ``shape`` and ``dtype``, whose values ``fill``
     writes into the array it is given (straight into the memfd's pages: no copy on disk or
     in memory), then sealed as ``open_readonly``'s copies are. Returns the descriptor."""
@@ -209,7 +210,7 @@ def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
     return buffer.getvalue()
 
 
-def _mapped(handle) -> np.ndarray:
+def _mapped(handle: BinaryIO) -> np.ndarray:
     """A read-only map of the ``.npy`` image open in ``handle``."""
     version = np.lib.format.read_magic(handle)
     read = (np.lib.format.read_array_header_1_0 if version == (1, 0)

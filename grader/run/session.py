@@ -210,7 +210,7 @@ class Session:
             if not self._restart(reason):
                 return "the sandbox could not be restarted"
         try:
-            return self._checked(message, self._sandbox.request(message, timeout=timeout), what)
+            return self._checked(message, self._live().request(message, timeout=timeout), what)
         except ZygoteLost as lost:
             # the machine's fault, not the student's: a fresh zygote, the cells again, and the
             # same request once more
@@ -234,12 +234,17 @@ class Session:
         crash is. The sandbox keeps running: its answers stay in step, and each one is
         checked again."""
         try:
-            answer = replies.checked(str(message.get("op")), answer)
+            checked = replies.checked(str(message.get("op")), answer)
         except replies.Interference as exc:
             self._notice(INTERFERED)
             return f"{INTERFERED_SHORT} ({exc})"
-        self._note_strays(answer, what)
-        return answer
+        self._note_strays(checked, what)
+        return checked
+
+    def _live(self) -> Sandbox:
+        """The sandbox, which the start or ``_restart`` made before any request is sent."""
+        assert self._sandbox is not None
+        return self._sandbox
 
     def _out_of_memory_note(self) -> str:
         return (f"the sandboxed process ran out of memory (the limit is "
@@ -296,7 +301,7 @@ class Session:
         message = {"op": "exec", "cell": index, "source": source, "timeout": budget,
                    "definitions_only": definitions_only}
         try:
-            return self._checked(message, self._sandbox.request(message, timeout=budget),
+            return self._checked(message, self._live().request(message, timeout=budget),
                                  _cell(index))
         except ZygoteLost as lost:
             if retry:
@@ -349,7 +354,7 @@ class Session:
     def _needs_data(self, error: str) -> bool:
         """A NameError for something a skipped download or training cell would have defined."""
         match = re.search(r"NameError: name '(\w+)' is not defined", error)
-        return bool(match) and match.group(1) in self.notebook.data_names
+        return match is not None and match.group(1) in self.notebook.data_names
 
     def _note_data_cells(self) -> None:
         """One kind notice for what fails in the grader whoever wrote it: downloading MNIST and

@@ -68,7 +68,7 @@ class Zygote(Sandbox):
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+        return self._process.pid if isinstance(self._process, subprocess.Popen) else None
 
     def _start(self, timeout: float) -> None:
         self._launch()
@@ -117,10 +117,11 @@ class Zygote(Sandbox):
 
     def idle(self, timeout: float = 5.0) -> bool:
         """Alive, and no child running, in the zygote's own words."""
-        if not self.alive:
+        control = self._control
+        if control is None or not self.alive:
             return False
         try:
-            self._control.send(b'{"op": "ping"}')
+            control.send(b'{"op": "ping"}')
             answer = self.receive(time.monotonic() + timeout)
         except (OSError, ZygoteLost):
             return False
@@ -175,7 +176,8 @@ class Zygote(Sandbox):
         if not message:
             self.close()
             raise ZygoteLost("the zygote stopped")
-        return json.loads(message)
+        answer: dict[str, Any] = json.loads(message)  # (the zygote's own JSON objects)
+        return answer
 
     def kill_child(self) -> None:
         try:

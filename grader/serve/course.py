@@ -19,7 +19,7 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,8 +68,8 @@ def load(store: Store, assignments: Collection[str]) -> Course:
         rules[name] = Rules(
             deadline=_moment(s["deadline"], zone),
             late=_late(s["late"]) if s["late"] is not None else default,
-            extensions={k: _moment(v, zone) for k, v in store.extensions(name).items()},
-            submitted={k: _moment(v, zone) for k, v in store.submitted_times(name).items()},
+            extensions={k: _instant(v, zone) for k, v in store.extensions(name).items()},
+            submitted={k: _instant(v, zone) for k, v in store.submitted_times(name).items()},
             canvas_column=s["canvas_column"] or "")
     adjustments = tuple(Adjustment(student=a["student"], assignment=a["assignment"] or None,
                                    test=a["test"], points=float(a["points"]),
@@ -87,8 +87,11 @@ def _late(data: dict[str, Any] | None) -> LateRule:
 
 
 def _moment(text: str | None, zone: ZoneInfo) -> datetime | None:
-    if not text:
-        return None
+    return _instant(text, zone) if text else None
+
+
+def _instant(text: str, zone: ZoneInfo) -> datetime:
+    """A stored time (never empty: an empty one is removed instead, ``per_student_time``)."""
     moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=zone)
 
@@ -211,7 +214,7 @@ def page_view(grade: final.FinalGrade) -> dict[str, Any]:
 
 
 def import_file(store: Store, text: str, *, assignments: Collection[str],
-                tests: dict[str, Collection[str]], author: str) -> CourseRows:
+                tests: Mapping[str, Collection[str]], author: str) -> CourseRows:
     """A course file's text in place of the server's course state, checked as the batch
     checks it (``GraderError`` naming the key): known assignments, every student on the
     roster, every adjusted test in its rubric."""
@@ -241,8 +244,8 @@ def _rows(store: Store, loaded: Course, assignments: Collection[str]) -> CourseR
         per[name] = {**s, "deadline": _text(rules.deadline),
                      "late": None if rules.late == top else dataclasses.asdict(rules.late),
                      "canvas_column": rules.canvas_column}
-        extensions += [(name, k, _text(v)) for k, v in rules.extensions.items()]
-        submitted += [(name, k, _text(v)) for k, v in rules.submitted.items()]
+        extensions += [(name, k, v.isoformat()) for k, v in rules.extensions.items()]
+        submitted += [(name, k, v.isoformat()) for k, v in rules.submitted.items()]
     now = time.time()
     adjustments = [(a.assignment or "", a.student, a.test, a.points, a.comment, a.by, now)
                    for a in loaded.adjustments]

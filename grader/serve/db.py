@@ -202,7 +202,8 @@ class Transaction:
     def run(self, sql: str, *params: Any) -> int:
         """Execute; the number of rows changed."""
         cursor = self.connection.execute(self.database.sql(sql), params)
-        return cursor.rowcount
+        changed: int = cursor.rowcount
+        return changed
 
     def all(self, sql: str, *params: Any) -> list[dict[str, Any]]:
         return _rows(self.connection.execute(self.database.sql(sql), params))

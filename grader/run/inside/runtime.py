@@ -27,8 +27,8 @@ import sys
 import time
 import traceback
 import types
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -44,7 +44,7 @@ class CallTimeout(BaseException):
     plain ``except Exception`` in student code does not swallow it)."""
 
 
-def _on_alarm(signum, frame):  # noqa: ARG001
+def _on_alarm(signum: int, frame: types.FrameType | None) -> NoReturn:  # noqa: ARG001
     raise CallTimeout()
 
 
@@ -52,11 +52,11 @@ class _Alarm:
     def __init__(self, seconds: float | None):
         self.seconds = seconds
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         if self.seconds:
             signal.setitimer(signal.ITIMER_REAL, self.seconds)
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
@@ -81,7 +81,7 @@ class Runtime:
         self.guard_log: list[str] = []
 
     # --- notebook cells -------------------------------------------------------------------
-    def op_exec(self, request: dict) -> dict:
+    def op_exec(self, request: dict[str, Any]) -> dict[str, Any]:
         """Run one cell statement by statement. As in Jupyter, the first failing statement stops
         the cell, but the definitions after it still run (``_is_definition``: they cost nothing
         and the checks need them), so one broken plot never hides the functions below it."""
@@ -91,6 +91,7 @@ class Runtime:
             tree = ast.parse(source, filename)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
             return {"ok": False, "error": _syntax_error(exc)}
+        errors: list[str]
         errors, timed_out, out_of_memory = [], False, False
         only_definitions = bool(request.get("definitions_only"))
         deadline = time.monotonic() + timeout if timeout else None
@@ -114,7 +115,7 @@ class Runtime:
                 "out_of_memory": out_of_memory}
 
     # --- calls ----------------------------------------------------------------------------
-    def op_call(self, request: dict) -> dict:
+    def op_call(self, request: dict[str, Any]) -> dict[str, Any]:
         name = request["function"]
         function = self.namespace.get(name)
         if function is None:
@@ -173,11 +174,11 @@ class Runtime:
                               dtype=value.get("dtype", data.dtype))
         return value
 
-    def op_fetch(self, request: dict) -> dict:
+    def op_fetch(self, request: dict[str, Any]) -> dict[str, Any]:
         """Send back stored values, e.g. the forward's arguments after the backward ran (to see
         whether the student's code changed its inputs in place), or one ``item`` of one (the
         trained model's ``W1``: indexing may run student code, so under the alarm)."""
-        value = self.stored.get(request["key"])
+        value: Any = self.stored.get(request["key"])  # (None: indexing it fails below)
         if "item" not in request:
             return {"ok": True, "value": _plain(value)}
         try:
@@ -194,7 +195,7 @@ class Runtime:
         except BaseException as exc:  # noqa: BLE001
             return {"ok": False, "kind": "exception", "error": _describe(exc)}
 
-    def op_calls(self, request: dict) -> dict:
+    def op_calls(self, request: dict[str, Any]) -> dict[str, Any]:
         """The grader's calls (``call`` requests, and ``step``s), one after the other, as if
         each were its own request: one message for many small calls of a loop the grader
         runs (the MNIST diagnostic's batches), where a round trip would cost more than the
@@ -210,12 +211,12 @@ class Runtime:
             guards.update(answer.get("guards", ()))
         return {"ok": True, "guards": sorted(guards)}
 
-    def op_put(self, request: dict) -> dict:
+    def op_put(self, request: dict[str, Any]) -> dict[str, Any]:
         """Keep values the grader sends (the fixed network's starting weights)."""
         self.stored.update({name: np.array(v) for name, v in request["values"].items()})
         return {"ok": True}
 
-    def op_step(self, request: dict) -> dict:
+    def op_step(self, request: dict[str, Any]) -> dict[str, Any]:
         """One step of plain SGD on kept weights, with the gradients the student's backward
         returned (kept under ``grads``: they never cross the channel). This process is the
         student's, so the grader trusts nothing of it: it reads the weights back at the end
@@ -231,7 +232,7 @@ class Runtime:
             self.stored[name] = weight - rate * grad
         return {"ok": True}
 
-    def op_guards(self, request: dict) -> dict:  # noqa: ARG002
+    def op_guards(self, request: dict[str, Any]) -> dict[str, Any]:  # noqa: ARG002
         return {"ok": True, "used": sorted(set(self.guard_log))}
 
 
@@ -337,7 +338,8 @@ class _Guard:
             elif callable(function):
                 self._rebind(function, self._wrapper(function, label))
 
-    def _call(self, label: str, function: Any, args: tuple, kwargs: dict) -> Any:
+    def _call(self, label: str, function: Any, args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Any:
         if self.depth == 0:
             self.log.append(label)
         self.depth += 1
@@ -347,7 +349,7 @@ class _Guard:
             self.depth -= 1
 
     def _wrapper(self, function: Any, label: str) -> Any:
-        def guarded(*args, **kwargs):
+        def guarded(*args: Any, **kwargs: Any) -> Any:
             return self._call(label, function, args, kwargs)
 
         guarded.__name__ = guarded.__qualname__ = getattr(function, "__name__", "guarded")
@@ -378,7 +380,7 @@ class _Guard:
 
 # Where the loaded modules hold each guarded C function, found by ``find_guard_holders`` in
 # the zygote before it forks any child, with how many modules were loaded then.
-_HOLDERS: dict[int, list[tuple[dict, str]]] = {}
+_HOLDERS: dict[int, list[tuple[dict[str, Any], str]]] = {}
 _HOLDERS_FOR = [-1]
 
 
@@ -410,14 +412,14 @@ def _guarded_c_functions() -> list[Any]:
     return found
 
 
-def _holders(function: Any) -> list[tuple[dict, str]]:
+def _holders(function: Any) -> list[tuple[dict[str, Any], str]]:
     if _HOLDERS_FOR[0] == len(sys.modules) and id(function) in _HOLDERS:
         return _HOLDERS[id(function)]
     return [(namespace, name) for namespace, name, value in _module_values()
             if value is function]
 
 
-def _module_values() -> Iterator[tuple[dict, str, Any]]:
+def _module_values() -> Iterator[tuple[dict[str, Any], str, Any]]:
     """Every (namespace, name, value) of the loaded modules (each namespace read at once,
     so that one changing meanwhile is no error)."""
     for module in list(sys.modules.values()):
@@ -427,7 +429,8 @@ def _module_values() -> Iterator[tuple[dict, str, Any]]:
                 yield namespace, name, value
 
 
-def _forward(*args, _grader_guard, **kwargs):
+def _forward(*args: Any, _grader_guard: Callable[[tuple[Any, ...], dict[str, Any]], Any],
+             **kwargs: Any) -> Any:
     """The code a guarded Python function runs instead of its own (see ``_Guard._rewrite``)."""
     return _grader_guard(args, kwargs)
 
@@ -436,10 +439,13 @@ class _ImportWatch(importlib.abc.MetaPathFinder):
     """Logs imports of forbidden modules, and guards ``GUARDED_FUNCTIONS`` of a module the moment
     it has been imported (before the importer can take a reference)."""
 
+    busy: set[str]  # the modules it is finding a spec for itself (not to find them twice)
+
     def __init__(self, log: list[str], guard: _Guard):
         self.log, self.guard, self.busy = log, guard, set()
 
-    def find_spec(self, fullname, path, target=None):  # noqa: ARG002
+    def find_spec(self, fullname: str, path: Sequence[str] | None,  # noqa: ARG002
+                  target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         if any(fullname == m or fullname.startswith(m + ".") for m in FORBIDDEN_MODULES):
             self.log.append(fullname)
         if fullname not in GUARDED_FUNCTIONS or fullname in self.busy:
@@ -458,18 +464,19 @@ class _ImportWatch(importlib.abc.MetaPathFinder):
 
 
 class _GuardingLoader(importlib.abc.Loader):
-    def __init__(self, inner: Any, guard: _Guard):
+    def __init__(self, inner: importlib.abc.Loader, guard: _Guard):
         self.inner, self.guard = inner, guard
 
-    def create_module(self, spec):
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
         return self.inner.create_module(spec)
 
-    def exec_module(self, module):
+    def exec_module(self, module: types.ModuleType) -> None:
         module.__loader__ = self.inner
         self.inner.exec_module(module)
         self.guard.module(module)
 
-    def __getattr__(self, name):  # get_source, is_package... as the real loader has them
+    # get_source, is_package... as the real loader has them
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
 
@@ -518,7 +525,8 @@ def _seed_globals() -> None:
         pass
 
 
-def _handle(handlers: dict, request: dict) -> dict:
+def _handle(handlers: Mapping[str, Callable[[dict[str, Any]], dict[str, Any]]],
+            request: dict[str, Any]) -> dict[str, Any]:
     """One request's response; nothing student code raises may end the server."""
     try:
         return handlers[request["op"]](request)
@@ -528,7 +536,7 @@ def _handle(handlers: dict, request: dict) -> dict:
         return {"ok": False, "kind": "exception", "error": _describe(exc)}
 
 
-def _encode(response: dict, number: int, limit: int) -> bytes:
+def _encode(response: dict[str, Any], number: int, limit: int) -> bytes:
     """The answer's line; a short error instead of one the grader would refuse (too long, too
     many values, nested too deeply), so that an honest answer never breaks the protocol."""
     try:

@@ -153,7 +153,7 @@ def reply_limit(op: Any, request_bytes: int) -> int:
     return limit + 2 * request_bytes if op in ("call", "fetch") else limit
 
 
-def number_of(head: bytes) -> int | None:
+def number_of(head: bytes | bytearray) -> int | None:
     """The request number a line starts with, read from its first ``HEADER_BYTES`` bytes alone;
     None when it starts with anything else."""
     match = _NUMBER.match(bytes(head[:HEADER_BYTES]))
@@ -215,7 +215,7 @@ def loads(line: bytes) -> dict[str, Any]:
         message = json.loads(line)
         if not isinstance(message, dict):
             raise WireError("a message must be a JSON object")
-        return decode_value(message)
+        return decode_value(message)  # type: ignore[no-any-return]  # (an object decodes to one)
     except WireError:
         raise
     except RecursionError:

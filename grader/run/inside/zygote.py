@@ -40,6 +40,7 @@ import select
 import signal
 import socket
 import sys
+from typing import Any
 
 import numpy  # noqa: F401 - imported once here, shared by every child (copy on write)
 
@@ -71,7 +72,8 @@ def _prctl(option: int, value: int) -> None:
     _check(_libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0), f"prctl({option})")
 
 
-def _mount(source: str, target: str, kind: str | None, flags: int, data: str | None = None):
+def _mount(source: str, target: str, kind: str | None, flags: int,
+           data: str | None = None) -> None:
     _check(_libc.mount(source.encode(), target.encode(), kind.encode() if kind else None,
                        ctypes.c_ulong(flags), data.encode() if data else None),
            f"mount {target}")
@@ -108,7 +110,7 @@ def main(argv: list[str]) -> None:
         _serve_child(control, request, fds)
 
 
-def _serve_child(control: socket.socket, request: dict, fds: list[int]) -> None:
+def _serve_child(control: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
     """Fork one child, then wait for its end (or a kill request) and report its status."""
     _run_on(request.get("cpus") or [])
     try:
@@ -133,7 +135,7 @@ def _wait_for(control: socket.socket, child: int) -> int:
         watch = None
     try:
         while True:
-            waiting = [control] if watch is None else [control, watch]
+            waiting: list[socket.socket | int] = [control] if watch is None else [control, watch]
             ready, _, _ = select.select(waiting, [], [], 0.02 if watch is None else None)
             if control in ready:
                 message = control.recv(1 << 16)
@@ -155,7 +157,7 @@ def _wait_for(control: socket.socket, child: int) -> int:
             os.close(watch)
 
 
-def _spawn(control: socket.socket, request: dict, fds: list[int]) -> int:
+def _spawn(control: socket.socket, request: dict[str, Any], fds: list[int]) -> int:
     """The child's init, as a child of the zygote (pid in the zygote's namespace)."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -178,7 +180,7 @@ def _spawn(control: socket.socket, request: dict, fds: list[int]) -> int:
     return int(text)
 
 
-def _launch(request: dict, fds: list[int], report: int) -> None:
+def _launch(request: dict[str, Any], fds: list[int], report: int) -> None:
     """In the launcher: keep only the child's descriptors, unshare, fork the init, say its pid."""
     try:
         keep = set(fds) | {report}
@@ -215,7 +217,7 @@ def _close(fds: list[int]) -> None:
 # --- the child's init (pid 1 of its namespace) ---------------------------------------------
 
 
-def _init(request: dict, fds: list[int]) -> None:
+def _init(request: dict[str, Any], fds: list[int]) -> None:
     """Build the child's private file system, fork the runtime, then only reap until it ends."""
     try:
         _first_to_kill()
@@ -360,7 +362,7 @@ def _probe_sealing() -> str:
     return "" if answer == "ok" else (answer or "the check of a child's mounts did not finish")
 
 
-def _become_runtime(request: dict, fds: list[int]) -> None:
+def _become_runtime(request: dict[str, Any], fds: list[int]) -> None:
     """Drop every privilege, then serve the grader as ``python -m inside.runtime`` would."""
     try:
         os.setsid()
@@ -429,7 +431,7 @@ def _drop_capabilities() -> None:
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
-def _say(fds: list[int], request: dict, text: str) -> None:
+def _say(fds: list[int], request: dict[str, Any], text: str) -> None:
     try:
         os.write(fds[request["fds"]["output"]], text.encode() + b"\n")
     except (OSError, KeyError, IndexError):
