@@ -65,7 +65,7 @@ then open feedback/backprop/index.html; upload grades.csv, canvas.csv or moodle.
 
 exit status: 0 the grader worked, whatever the scores; 2 something to fix, said in one
 line; 130 interrupted (finished results are kept: run again to resume).
-README.md has the whole guide. `python -m grader COMMAND --help` explains a command."""
+README.md and docs/ have the whole guide. `python -m grader COMMAND --help` explains a command."""
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -197,8 +197,8 @@ def grade_all(
 @contextmanager
 def _report_failures_in(out_dir: Path) -> Iterator[None]:
     """Keep what the instructor needs to report a grader failure beside the results: every
-    stop for the machine or the grader writes ``grader-error.txt``, as the README promises,
-    with the detail (a traceback, what the sandbox said) where there is one."""
+    stop for the machine or the grader writes ``grader-error.txt``, as docs/security.md
+    promises, with the detail (a traceback, what the sandbox said) where there is one."""
     try:
         yield
     except InfrastructureError as exc:
