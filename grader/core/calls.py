@@ -32,6 +32,9 @@ class CallOutcome:
     seconds: float = 0.0  # measured by the grader, around the call
     inputs: Any = None
     guards: tuple[str, ...] = ()
+    # a timeout while the machine ran this many times slower than when the budgets were set
+    # (``grader.core.pace``): the time may have been the machine's, not the student's
+    busy: float | None = None
 
 
 Answer = dict[str, Any] | str | None  # a raw request's answer, a crash's words, or no answer

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from grader import __version__
-from grader.core import budgets, paths
+from grader.core import budgets, pace, paths
 from grader.core.errors import InfrastructureError
 from grader.core.files import write_atomic
 from grader.core.results import SubmissionResult
@@ -44,7 +44,8 @@ class Canary:
     def line(self) -> str:
         """The verdict in words a first-time user can follow: a cached verdict says when it
         was reached (on a first run, by the rubric check moments before), not "cached"."""
-        shown = {k: v for k, v in self.reference_seconds.items() if v >= 0.05}
+        shown = {k: v for k, v in self.reference_seconds.items()
+                 if v >= 0.05 and k != pace.KEY}
         times = ", ".join(f"{k} {v:.1f} s" for k, v in sorted(shown.items())) or "all calls fast"
         origin = (f"checked at {self.checked} on this machine; grader, rubric, reference and "
                   f"sandbox unchanged since" if self.cached
@@ -71,7 +72,8 @@ def check(rubric: Any, *, config: SandboxConfig, mnist: Any = None,
     seconds = round(time.perf_counter() - began, 2)
     canary = Canary(
         reference_seconds={**{k[len(CALL_PREFIX):]: v for k, v in result.timings.items()
-                              if k.startswith(CALL_PREFIX)}, budgets.TOTAL_KEY: seconds},
+                              if k.startswith(CALL_PREFIX)}, budgets.TOTAL_KEY: seconds,
+                           pace.KEY: pace.pace()},  # the machine's pace when they were taken
         seconds=seconds,
         sandbox=described,
         checked=_minute(time.time()),

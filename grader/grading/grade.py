@@ -23,7 +23,7 @@ from grader.checks import engine as checks
 from grader.checks import shortcuts
 from grader.checks.context import GRADER_FAULT
 from grader.checks.rubric import Rubric
-from grader.core import budgets, notebook, paths, reference, scripts
+from grader.core import budgets, notebook, pace, paths, reference, scripts
 from grader.core.errors import GraderError
 from grader.core.results import SubmissionResult, TestResult
 from grader.grading import rescore
@@ -173,6 +173,7 @@ def _grade_read(job: Job, read: notebook.Notebook, rubric: Rubric, ref: referenc
         cell_timeout=rubric.cell_timeout,
         setup_budget=rubric.setup_budget,
         deadline=time.monotonic() + total - (time.perf_counter() - started),
+        machine_pace=(job.reference_seconds or {}).get(pace.KEY),
     )
     with session:
         began = time.perf_counter()

@@ -119,7 +119,7 @@ class InProcessSession(Session):
     def private(self) -> InProcessSession:
         config = SandboxConfig(mode="off", allow_unisolated=True, limits=self.config.limits)
         return InProcessSession(self.notebook, config, cell_timeout=self.cell_timeout,
-                                setup_budget=self.setup_budget)
+                                setup_budget=self.setup_budget, machine_pace=self.machine_pace)
 
     def _new_sandbox(self) -> Any:
         box = InProcessSandbox(self.config)
@@ -132,9 +132,11 @@ class InProcessSession(Session):
 
 
 def session(notebook: Notebook, *, data: Any = None, cell_timeout: float = 10.0,
-            setup_budget: float = 30.0, deadline: float | None = None) -> InProcessSession:
+            setup_budget: float = 30.0, deadline: float | None = None,
+            machine_pace: float | None = None) -> InProcessSession:
     """A session of ``notebook`` (trusted code) in this process, not started yet; ``data``: the
     MNIST arrays it may read, as a folder of ``.npy`` files or ``sealed.Arrays``."""
     config = SandboxConfig(mode="off", allow_unisolated=True, data_dir=data)
     return InProcessSession(notebook, config, cell_timeout=cell_timeout,
-                            setup_budget=setup_budget, deadline=deadline)
+                            setup_budget=setup_budget, deadline=deadline,
+                            machine_pace=machine_pace)

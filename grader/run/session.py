@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from grader.core import pace
 from grader.core.calls import CallOutcome
 from grader.core.errors import InfrastructureError
 from grader.core.notebook import CodeCell, Notebook
@@ -44,6 +45,9 @@ class Session:
     deadline: float | None = None
     # where its sandboxes' zygotes come from (``grader.run.zygote``): this process's, by default
     pool: zygote.ZygotePool | None = None
+    # the grader's own pace when the budgets were set (``grader.core.pace``), to tell a
+    # student's timeout from a busy machine's; None believes every timeout
+    machine_pace: float | None = None
     notices: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     _sandbox: Sandbox | None = None
@@ -83,6 +87,7 @@ class Session:
         """A second session of this notebook in a sandbox of its own, with no data and none of
         this one's deadline (the culprit search keeps to its own budget)."""
         return Session(self.notebook, dataclasses.replace(self.config, data_dir=None),
+                       machine_pace=self.machine_pace,
                        cell_timeout=self.cell_timeout, setup_budget=self.setup_budget,
                        pool=self.pool)
 
@@ -106,9 +111,11 @@ class Session:
         warnings: str | None = None,
     ) -> CallOutcome:
         if function in self._stuck:
-            return CallOutcome(False, kind="timeout", error=self._stuck[function])
+            return self._timed_out(CallOutcome(False, kind="timeout",
+                                               error=self._stuck[function]))
         if self.out_of_time:
-            return CallOutcome(False, kind="budget", error="the total time budget ran out")
+            return self._timed_out(CallOutcome(False, kind="budget",
+                                               error="the total time budget ran out"))
         timeout = self._within_deadline(timeout)
         request = {
             "op": "call", "function": function, "args": args, "kwargs": kwargs or {},
@@ -122,12 +129,13 @@ class Session:
             self._stuck[function] = f"no answer within {timeout:g} s, even when asked to stop"
             self._notice(f"`{function}` would not stop when asked after {timeout:g} s, so its "
                          f"sandbox was killed; it was not called again")
-            return CallOutcome(False, kind="timeout", error=self._stuck[function])
+            return self._timed_out(CallOutcome(False, kind="timeout",
+                                               error=self._stuck[function]))
         if isinstance(answer, str):
             return CallOutcome(False, kind="crash", error=answer)
         if answer["ok"]:
             self._record_time(function, seconds)
-        return CallOutcome(
+        return self._timed_out(CallOutcome(
             ok=answer["ok"],
             value=answer.get("value"),
             kind=answer.get("kind", ""),
@@ -136,7 +144,7 @@ class Session:
             seconds=seconds,
             inputs=answer.get("inputs"),
             guards=tuple(answer.get("guards", ())),
-        )
+        ))
 
     def pipeline(self, calls: list[dict[str, Any]], *, timeout: float,
                  each: float) -> tuple[int, CallOutcome]:
@@ -146,21 +154,23 @@ class Session:
         (an ``ok`` outcome when all did). For loops the grader runs whose single calls are
         far cheaper than a round trip."""
         if self.out_of_time:
-            return 0, CallOutcome(False, kind="budget", error="the total time budget ran out")
+            return 0, self._timed_out(CallOutcome(False, kind="budget",
+                                                  error="the total time budget ran out"))
         timeout = self._within_deadline(timeout)
         each = min(each, timeout)
         request = {"op": "calls", "calls": [{**c, "op": c.get("op", "call"), "timeout": each}
                                             for c in calls]}
         answer = self._request(request, timeout=timeout, what="the grader's calls")
         if answer is None:
-            return 0, CallOutcome(False, kind="timeout", error=f"no answer within {timeout:g} s")
+            return 0, self._timed_out(CallOutcome(False, kind="timeout",
+                                                  error=f"no answer within {timeout:g} s"))
         if isinstance(answer, str):
             return 0, CallOutcome(False, kind="crash", error=answer)
         if answer["ok"]:
             return len(calls), CallOutcome(True, guards=tuple(answer.get("guards", ())))
         at = min(answer["at"], len(calls) - 1)
-        return at, CallOutcome(False, kind=answer["kind"], error=answer["error"],
-                               traceback=answer.get("traceback", ""))
+        return at, self._timed_out(CallOutcome(False, kind=answer["kind"], error=answer["error"],
+                                               traceback=answer.get("traceback", "")))
 
     def request(self, message: dict[str, Any], *, timeout: float) -> dict[str, Any] | str | None:
         """A raw request: the answer, a crash description (str), or None on timeout."""
@@ -181,6 +191,15 @@ class Session:
     def stuck(self, function: str) -> str | None:
         """Why ``function`` is no longer called (it had to be killed), or None."""
         return self._stuck.get(function)
+
+    def _timed_out(self, outcome: CallOutcome) -> CallOutcome:
+        """A timeout measured while the machine was busy says so (``CallOutcome.busy``): the
+        grader's own pace, taken now in its own process, against the pace when the budgets were
+        set. Only the kind matters here (a student who claims a timeout gets none of the
+        call's points either way); the pace is never the student's to report."""
+        if outcome.kind not in ("timeout", "budget"):
+            return outcome
+        return dataclasses.replace(outcome, busy=pace.busy(self.machine_pace))
 
     def _within_deadline(self, timeout: float) -> float:
         if self.deadline is None:
