@@ -134,6 +134,8 @@ def _load(path: Path, rubric: Any) -> Canary | None:
         canary = Canary(**{**data, "cached": True, "checked": _minute(path.stat().st_mtime)})
     except (OSError, ValueError, TypeError, KeyError):
         return None  # unreadable, or written before the result was kept
+    if pace.KEY not in canary.reference_seconds:
+        return None  # written before the machine's pace was kept with the times
     again = rescore.rescore(stored, rubric, cache_key=stored.cache_key)
     if again is None:
         return None
