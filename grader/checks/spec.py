@@ -9,6 +9,7 @@ A test's own keys live in ``TestSpec.options``, a frozen dataclass its kind decl
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,38 +53,45 @@ class TestSpec:
     options: Options  # the kind's keys, typed, defaults filled in
     # the handed-out notebook's sentence this test checks, quoted (``validate`` finds it there)
     requirement: str = ""
-    written: frozenset[str] = frozenset()  # the kind's keys the rubric (or [defaults]) set
+    # the kind's keys the rubric (or its [defaults]) set, sorted (its repr keys caches)
+    written: tuple[str, ...] = ()
     # set for this machine by ``grader.core.budgets.resolve``: how each relative budget was
     # derived (for timeout messages), and what the reference's calls took here
     budget_notes: Mapping[str, str] = field(default_factory=dict)
     reference_seconds: Mapping[str, float] | None = None
 
+    def with_options(self, **changes: Any) -> TestSpec:
+        """This test with some of its kind's keys set as a rubric would set them."""
+        return dataclasses.replace(self, options=dataclasses.replace(self.options, **changes),
+                                   written=tuple(sorted({*self.written, *changes})))
+
     # The keys of tests that call a function on cases (example, output, gradient), read the same
-    # way for every kind: a test of another kind has none of them.
+    # way for every kind: a test of another kind reads ``NOT_CALLED``.
     @property
     def forward(self) -> str | None:
         """Gradient tests: the forward whose cache feeds ``function``."""
-        found: str | None = getattr(self.options, "forward", None)
+        found: str | None = getattr(self.options, "forward", NOT_CALLED["forward"])
         return found
 
     @property
     def outputs(self) -> tuple[str, ...]:
         """The names of the returned values that are compared."""
-        return tuple(getattr(self.options, "outputs", ()))
+        return tuple(getattr(self.options, "outputs", NOT_CALLED["outputs"]))
 
     @property
     def returns(self) -> tuple[str, ...]:
         """The names of all returned values (e.g. ("out", "cache"))."""
-        return tuple(getattr(self.options, "returns", ()))
+        return tuple(getattr(self.options, "returns", NOT_CALLED["returns"]))
 
     @property
     def bugs(self) -> tuple[str, ...]:
         """Bug patterns to look for when a comparison fails."""
-        return tuple(getattr(self.options, "bugs", ()))
+        return tuple(getattr(self.options, "bugs", NOT_CALLED["bugs"]))
 
     @property
     def shape_formula(self) -> str:
-        return str(getattr(self.options, "shape_formula", ""))
+        """The output shape in words, quoted when a student's shape is wrong."""
+        return str(getattr(self.options, "shape_formula", NOT_CALLED["shape_formula"]))
 
     @property
     def timeout(self) -> budgets.Budget:

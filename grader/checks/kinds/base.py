@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from grader.checks.context import Context, result
 from grader.core import schema
@@ -62,6 +62,9 @@ class Options:
     # which of the reference's calls a relative budget key follows (``grader.core.budgets``):
     # ``timeout`` always follows the test's own function
     budgets_follow: ClassVar[Mapping[str, str]] = {}
+    # a failing case is shrunk to the smallest input that shows the bug
+    # (``grader.checks.counterexample``)
+    shrinks: ClassVar[bool] = False
 
     @classmethod
     def keys(cls) -> tuple[schema.Key, ...]:
@@ -90,6 +93,19 @@ class Options:
         return cls(**values) if len(problems.lines) == before else None
 
 
+OptionsT = TypeVar("OptionsT", bound=Options)
+
+
+def options_of(spec: TestSpec, kind: type[OptionsT]) -> OptionsT:
+    """A test's options as its kind's own dataclass: what its kind's code reads them as (the
+    parser made them so; anything else is a grader bug, raised here)."""
+    found = spec.options
+    if not isinstance(found, kind):
+        raise TypeError(f"test {spec.name!r}: its options are {type(found).__name__}, not "
+                        f"{kind.__name__}")
+    return found
+
+
 class Kind:
     """A kind of rubric test (see the module's docstring for the hooks, in order)."""
 
@@ -107,6 +123,9 @@ class Kind:
     costs_others: ClassVar[bool] = False
     # the untouched template may score here: the test rewards what is absent (the rules)
     template_may_score: ClassVar[bool] = False
+    # the side checks its tests make, by name: each needs the notebook's sentence that asks
+    # for it (``[assignment].side_checks``) where a test of this kind has points
+    side_checks: ClassVar[tuple[str, ...]] = ()
 
     @property
     def template(self) -> str:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ExampleOptions(OutputOptions):
-    pass
+    shrinks = False  # (small already)
 
 
 class Example(Output):
@@ -27,7 +27,6 @@ class Example(Output):
     meaning = "literal inputs and expected values (the lecture's worked examples)."
     options = ExampleOptions
     case_keys = ("args", "kwargs", "expected")
-    shrinks = False
 
     def _check_case(self, spec: TestSpec, reference: Reference, args: list[Any],
                     kwargs: dict[str, Any], case: Case) -> list[str]:

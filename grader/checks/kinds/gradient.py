@@ -33,7 +33,7 @@ from grader.checks.context import (
 )
 from grader.checks.diagnose import pool_params
 from grader.checks.kinds import called
-from grader.checks.kinds.base import Kind, Options, key
+from grader.checks.kinds.base import Kind, Options, key, options_of
 from grader.core import budgets, schema
 from grader.core.calls import CallOutcome, Session
 from grader.core.errors import GraderError
@@ -58,6 +58,8 @@ def _positions(value: Any, where: str) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class GradientOptions(Options):
+    shrinks = True
+
     outputs: tuple[str, ...] = key(
         ("out",), "list of strings",
         "The backward's gradients in order, by name, e.g. `[\"dx\", \"dW\", \"db\"]`: each is "
@@ -92,6 +94,10 @@ class GradientOptions(Options):
         return self.wrt if self.wrt is not None else tuple(range(len(self.outputs)))
 
 
+
+def _options(spec: TestSpec) -> GradientOptions:
+    return options_of(spec, GradientOptions)
+
 class GradientDetails(TypedDict):
     """What a gradient test records: every case, and the first failing one's outputs (each
     with its error against central differences too), inputs and side checks."""
@@ -109,6 +115,7 @@ class Gradient(Kind):
     meaning = "the backward after the forward, against the reference and central differences."
     options = GradientOptions
     case_keys = ("args", "kwargs", "upstream")
+    side_checks = SIDE_CHECKS
 
     def cross_check(self, spec: TestSpec, *, where: str, functions: tuple[str, ...],
                     problems: schema.Problems) -> None:
@@ -120,7 +127,7 @@ class Gradient(Kind):
         if "outputs" not in spec.written:
             problems.add(f"{where}: outputs is required for a gradient test: the backward's "
                          f"gradients in order, e.g. [\"dx\", \"dW\", \"db\"]")
-        wrt = spec.options.wrt
+        wrt = _options(spec).wrt
         if wrt is not None and len(wrt) != len(spec.outputs):
             problems.add(f"{where}: wrt has {len(wrt)} positions for {len(spec.outputs)} "
                          f"outputs ({', '.join(spec.outputs)})")
@@ -138,7 +145,7 @@ class Gradient(Kind):
     def record(self, spec: TestSpec, context: Context) -> None:
         """The reference's answers and central differences on the test's inputs, the smallest
         candidates, and the bug patterns' reruns (diagnosing made-up wrong gradients)."""
-        count, positions = len(spec.outputs), spec.options.positions
+        count, positions = len(spec.outputs), _options(spec).positions
         for number in range(len(spec.cases)):
             counterexample.candidates(spec, context.rubric, context.reference, number)
             # a gradient of the wrong shape is skipped, and the ones after it then draw other
@@ -181,9 +188,9 @@ def _check_reference_case(spec: TestSpec, reference: Reference, args: list[Any],
     gradients = list(value) if count > 1 else [value]
     problems = [f"output {name!r}: the reference returns {called.described(g)}, not an array"
                 for name, g in zip(spec.outputs, gradients) if not called.numeric(g)]
-    if not spec.options.numeric or problems:
+    if not _options(spec).numeric or problems:
         return problems
-    for name, gradient, position in zip(spec.outputs, gradients, spec.options.positions):
+    for name, gradient, position in zip(spec.outputs, gradients, _options(spec).positions):
         if position >= len(args) or np.shape(args[position]) != np.shape(gradient):
             shape = np.shape(args[position]) if position < len(args) else "no argument"
             problems.append(f"wrt: gradient {name!r} has shape {np.shape(gradient)} but argument "
@@ -237,10 +244,10 @@ def run_gradient(spec: TestSpec, context: Context) -> TestResult:
         checked = _check_case(context, GradientCase.build(spec, context, number))
         if isinstance(checked, TestResult):
             return checked
-        verdict, details, found = checked
+        verdict, details, explained = checked
         verdicts.append(verdict)
         case_details.append(details)
-        diagnosis = diagnosis or found
+        diagnosis = diagnosis or explained
     failing = next((d for d in case_details if not d["all_passed"]), case_details[-1])
     details = {
         "cases": case_details,
@@ -259,14 +266,14 @@ def run_gradient(spec: TestSpec, context: Context) -> TestResult:
 
 def _check_case(
     context: Context, case: GradientCase
-) -> TestResult | tuple[scoring.CaseVerdict, dict, str | None]:
+) -> TestResult | tuple[scoring.CaseVerdict, dict[str, Any], str | None]:
     spec, session = case.spec, context.session
     forward = spec.forward or ""
     fwd = session.call(
         forward,
         case.args,
         case.kwargs,
-        timeout=spec.timeout,
+        timeout=budgets.seconds(spec.timeout),
         store="fwd",
         reply=[0],
         keep_args="fwd_args",
@@ -275,7 +282,8 @@ def _check_case(
         return call_failure(spec, forward, fwd)
     if not isinstance(fwd.value, list):
         return not_a_tuple(spec, forward, fwd.value)
-    bwd = session.call(spec.function, [case.dout, CACHE], timeout=spec.timeout, return_inputs=True)
+    bwd = session.call(spec.function, [case.dout, CACHE], timeout=budgets.seconds(spec.timeout),
+                       return_inputs=True)
     if not bwd.ok:
         return call_failure(spec, spec.function, bwd)
     if guard := guard_failure(spec, bwd) or guard_failure(spec, fwd):
@@ -314,7 +322,7 @@ def _check_case(
 def _student_gradients(spec: TestSpec, context: Context) -> Any:
     """The student's forward then backward on a small input (``grader.checks.counterexample``): the
     gradients the test compares, or None where a call gives nothing to compare."""
-    session, timeout = context.session, min(float(spec.timeout), called.SMALL_CALL)
+    session, timeout = context.session, min(budgets.seconds(spec.timeout), called.SMALL_CALL)
 
     def got_of(candidate: Any) -> list[Any] | None:
         fwd = session.call(spec.forward or "", candidate.args, candidate.kwargs,
@@ -329,11 +337,12 @@ def _student_gradients(spec: TestSpec, context: Context) -> Any:
     return got_of
 
 
-def _compare_gradients(case: GradientCase, got: list[Any]) -> tuple[list[Comparison], list[dict]]:
+def _compare_gradients(case: GradientCase,
+                       got: list[Any]) -> tuple[list[Comparison], list[dict[str, Any]]]:
     """Each gradient against the reference's, and against central differences."""
     comparisons = [
         _accept_subgradient(
-            case, compare(name, value, expected, tolerance=case.spec.options.tolerance)
+            case, compare(name, value, expected, tolerance=_options(case.spec).tolerance)
         )
         for name, value, expected in zip(case.spec.outputs, got, case.expected)
     ]
@@ -366,7 +375,7 @@ def _numerical_errors(case: GradientCase, got: list[Any]) -> list[float | None]:
 
 def _accept_subgradient(case: GradientCase, comparison: Comparison) -> Comparison:
     """At a kink probed on purpose, any valid subgradient is right."""
-    kink, got = case.spec.options.kink, comparison.got
+    kink, got = _options(case.spec).kink, comparison.got
     if comparison.passed or not kink or not isinstance(got, np.ndarray):
         return comparison
     if got.shape != comparison.expected.shape:
@@ -378,7 +387,7 @@ def _accept_subgradient(case: GradientCase, comparison: Comparison) -> Compariso
         expected[at_kink] = got[at_kink]
     elif kink == "max_tie" and _valid_pool_subgradient(case, x, got):
         expected = got.astype(np.float64)
-    return compare(comparison.name, got, expected, tolerance=case.spec.options.tolerance)
+    return compare(comparison.name, got, expected, tolerance=_options(case.spec).tolerance)
 
 
 def _valid_pool_subgradient(case: GradientCase, x: np.ndarray, got: np.ndarray) -> bool:
@@ -422,12 +431,13 @@ def _properties(
     session: Session, case: GradientCase, got: list[Any], backward: CallOutcome
 ) -> list[dict[str, Any]]:
     spec, count = case.spec, len(case.spec.outputs)
-    again = session.call(spec.function, [case.dout, CACHE], timeout=spec.timeout)
+    again = session.call(spec.function, [case.dout, CACHE], timeout=budgets.seconds(spec.timeout))
     again_values = unpack(again.value, count) if again.ok else None
     repeatable = again_values is not None and all(
         _same(as_array(a), b) for a, b in zip(again_values, got)
     )
-    zero = session.call(spec.function, [np.zeros_like(case.dout), CACHE], timeout=spec.timeout)
+    zero = session.call(spec.function, [np.zeros_like(case.dout), CACHE],
+                        timeout=budgets.seconds(spec.timeout))
     zero_values = unpack(zero.value, count) if zero.ok else None
     zero_ok = zero_values is not None and all(
         isinstance(as_array(z), np.ndarray) and not np.any(as_array(z)) for z in zero_values
@@ -462,8 +472,8 @@ def _diagnosis(
     context: Context,
     case: GradientCase,
     comparisons: list[Comparison],
-    outputs: list[dict],
-    properties: list[dict],
+    outputs: list[dict[str, Any]],
+    properties: list[dict[str, Any]],
 ) -> str:
     spec = case.spec
     notes = []

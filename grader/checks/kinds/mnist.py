@@ -11,7 +11,6 @@ was trained (``_weights_agreement``).
 from __future__ import annotations
 
 import ast
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
@@ -19,7 +18,7 @@ import numpy as np
 
 from grader.checks import scoring
 from grader.checks.context import Context, call_failure, describe_value, result
-from grader.checks.kinds.base import Kind, Options, key
+from grader.checks.kinds.base import Kind, Options, key, options_of
 from grader.checks.kinds.called import BUDGET_TYPE
 from grader.core import budgets, schema
 from grader.core.results import TestResult
@@ -77,6 +76,10 @@ class MnistOptions(Options):
         schema.number(0, 1))
 
 
+
+def _options(spec: TestSpec) -> MnistOptions:
+    return options_of(spec, MnistOptions)
+
 class MnistDetails(TypedDict):
     """What training and predicting measured (``judge`` reads nothing else), and what the page
     shows of it."""
@@ -109,8 +112,8 @@ class Mnist(Kind):
         if "predict" not in functions:
             problems.add(f"{where}: an mnist test calls predict after train_mnist: add "
                          f"\"predict\" to [assignment].functions")
-        floor, threshold = spec.options.floor, spec.options.threshold
-        if {"floor", "threshold"} <= spec.written and floor > threshold:
+        floor, threshold = _options(spec).floor, _options(spec).threshold
+        if {"floor", "threshold"} <= set(spec.written) and floor > threshold:
             problems.add(f"{where}: floor ({floor:g}) must not exceed threshold "
                          f"({threshold:g})")
 
@@ -122,7 +125,7 @@ class Mnist(Kind):
         rules, without training again."""
         details = dict(observed.details)
         if "threshold" in details:
-            details["threshold"] = spec.options.threshold
+            details["threshold"] = _options(spec).threshold
             if "accuracy" in details and observed.status not in ("error", "timeout"):
                 return judge(spec, details)
         assert observed.fraction is not None  # (``rescore`` checked it)
@@ -137,7 +140,8 @@ def percent(fraction: float) -> str:
 
 def labels_of(context: Context) -> np.ndarray:
     """The test images' true digits (they never enter a sandbox)."""
-    return np.load(context.mnist.test_labels).astype(np.int64)
+    labels: np.ndarray = np.load(context.mnist.test_labels).astype(np.int64)
+    return labels
 
 
 def partial(accuracy: float, threshold: float, floor: float) -> float:
@@ -199,13 +203,13 @@ def _feedback(context: Context, predicted: np.ndarray, truth: np.ndarray) -> dic
 
 def run_mnist(spec: TestSpec, context: Context) -> TestResult:
     """train_mnist on the 60,000 training images under a time budget, then predict."""
-    budget = budgets.seconds(spec.options.budget)
-    threshold = spec.options.threshold
-    base = {"threshold": threshold, "budget_seconds": budget}
+    budget = budgets.seconds(_options(spec).budget)
+    threshold = _options(spec).threshold
+    base: dict[str, Any] = {"threshold": threshold, "budget_seconds": budget}
     train = context.session.call(
         "train_mnist",
         [{"__data__": "train_images"}, {"__data__": "train_labels"}],
-        {"seed": spec.options.seed},
+        {"seed": _options(spec).seed},
         timeout=budget,
         store="model",
         reply="none",
@@ -226,7 +230,7 @@ def run_mnist(spec: TestSpec, context: Context) -> TestResult:
     predict = context.session.call(
         "predict",
         [{"__ref__": "model"}, {"__data__": "test_images"}],
-        timeout=budgets.seconds(spec.options.predict_budget),
+        timeout=budgets.seconds(_options(spec).predict_budget),
     )
     if not predict.ok:
         return call_failure(spec, "predict", predict, budget_key="predict_budget", **base)
@@ -252,7 +256,7 @@ def judge(spec: TestSpec, details: dict[str, Any]) -> TestResult:
     It reads only ``details`` (what training and predicting measured) and the spec's scoring
     keys, so ``grader.grading.rescore`` re-judges a stored measurement after a threshold change
     without training again, and gets the result a fresh grading would."""
-    threshold = spec.options.threshold
+    threshold = _options(spec).threshold
     details = {**details, "threshold": threshold}
     accuracy, seconds = details["accuracy"], details["train_seconds"]
     verdict = "reaches" if accuracy >= threshold else "falls short of"
@@ -269,7 +273,7 @@ def judge(spec: TestSpec, details: dict[str, Any]) -> TestResult:
     if why:
         return result(spec, 0.0, message + " " + REVIEW, diagnosis=why, status="review",
                       details=details)
-    return result(spec, partial(accuracy, threshold, spec.options.floor), message,
+    return result(spec, partial(accuracy, threshold, _options(spec).floor), message,
                   details=details)
 
 
@@ -310,7 +314,7 @@ def pasted_data(notebook: Any) -> int:
 def _pasted(spec: TestSpec, accuracy: float, details: dict[str, Any]) -> str:
     """Why a notebook that carries this much literal data waits for review, or "" (also for
     results measured before the check existed)."""
-    floor = spec.options.floor
+    floor = _options(spec).floor
     size = details.get("pasted_data")
     if not isinstance(size, int) or size <= PASTED_DATA or accuracy <= floor:
         return ""
@@ -326,12 +330,12 @@ def _implausible(spec: TestSpec, accuracy: float, train_seconds: float,
     Two rubric keys: ``review_above`` (default 0.99: MLPs of this size stay near 98% without
     augmentation) and ``review_faster_than`` (default 0.01: a fraction of the reference's own
     training time on this machine, far less than one epoch of its ten)."""
-    above = spec.options.review_above
+    above = _options(spec).review_above
     if accuracy > above:
         return (f"Needs review: {accuracy:.2%} is above the {percent(above)} that a 784-128-10 "
                 f"network trained here can reach.")
-    faster = spec.options.review_faster_than
-    floor = spec.options.floor
+    faster = _options(spec).review_faster_than
+    floor = _options(spec).floor
     if reference and accuracy > floor and train_seconds < faster * reference:
         return (f"Needs review: training took {train_seconds:.3f} s, under "
                 f"{percent(faster)} of the reference's {reference:.1f} s, yet reached "
@@ -378,7 +382,7 @@ def _weights_agreement(context: Context, predicted: np.ndarray) -> tuple[float |
 def _not_from_weights(spec: TestSpec, accuracy: float, details: dict[str, Any]) -> str:
     """Why the accuracy cannot be credited to the trained network, or "" (also for results
     measured before the check existed, which have no ``weights_agreement``)."""
-    floor = spec.options.floor
+    floor = _options(spec).floor
     if "weights_agreement" not in details or accuracy <= floor:
         return ""  # (no credit to hold back below the floor)
     agreement = details["weights_agreement"]

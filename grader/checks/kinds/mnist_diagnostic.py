@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import numpy as np
 
 from grader.checks.context import Context, result
-from grader.checks.kinds.base import Kind, Options, key
+from grader.checks.kinds.base import Kind, Options, key, options_of
 from grader.checks.kinds.mnist import (
     budget_key,
     labels_of,
@@ -46,6 +45,7 @@ DIAGNOSTIC_FUNCTIONS = (
 )
 CULPRIT_STEPS = 50  # grader.checks.culprit.STEPS (which the self-check does not carry)
 FLOOR = 0.5  # partial credit from this accuracy up to the threshold
+EPOCHS = 1  # of the fixed network's training, unless the rubric says otherwise
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,14 @@ class DiagnosticOptions(Options):
     budget: budgets.Budget = budget_key(
         "Seconds for training the fixed network; relative budgets follow the reference "
         "layers' own training time.")
-    epochs: int = key(2, "integer ≥ 1", "Epochs of the fixed network's training.",
+    epochs: int = key(EPOCHS, "integer ≥ 1", "Epochs of the fixed network's training.",
                       schema.number(1, integer=True))
     seed: int = seed_key()
 
+
+
+def _options(spec: TestSpec) -> DiagnosticOptions:
+    return options_of(spec, DiagnosticOptions)
 
 class DiagnosticDetails(TypedDict, total=False):
     """The fixed network's accuracy, and each swap the culprit search tried."""
@@ -86,7 +90,7 @@ class MnistDiagnostic(Kind):
 def run_diagnostic(spec: TestSpec, context: Context) -> TestResult:
     """Train the fixed network from the student's layers; when it falls short, retrain with one
     function at a time replaced by the reference and name the one that fixes it."""
-    threshold = spec.options.threshold
+    threshold = _options(spec).threshold
     stuck = [f for f in DIAGNOSTIC_FUNCTIONS if context.session.stuck(f)]
     if stuck:  # it would only hang again, and wait out the whole budget doing so
         return result(
@@ -163,12 +167,12 @@ def _find_culprit(spec: TestSpec, context: Context) -> tuple[str | None, list[di
             np.load(context.mnist.train_labels, mmap_mode="r"))
     with context.session.private() as private:
         return culprit.find(private, context.reference, order, data,
-                            seed=spec.options.seed,
-                            budget=budgets.seconds(spec.options.budget))
+                            seed=_options(spec).seed,
+                            budget=budgets.seconds(_options(spec).budget))
 
 
 def _epochs(spec: TestSpec) -> str:
-    epochs = spec.options.epochs
+    epochs = _options(spec).epochs
     return f"{epochs} epoch{'s' * (epochs != 1)}"
 
 
@@ -192,8 +196,8 @@ def _diagnostic_key(session: Session, spec: TestSpec, labels: np.ndarray,
     from grader import __version__
 
     code = "\x00".join(cell.source for cell in session.notebook.cells)
-    parts = [__version__, code, str(spec.options.epochs),
-             str(spec.options.seed), str(len(labels)), str(int(labels.sum())),
+    parts = [__version__, code, str(_options(spec).epochs),
+             str(_options(spec).seed), str(len(labels)), str(int(labels.sum())),
              str(disguise_seed)]
     return hashlib.sha256("\x01".join(parts).encode()).hexdigest()[:32]
 
@@ -237,8 +241,8 @@ def _train_fixed_network(
     images = files.test_images()
     trained = fixed_net.train_remote(
         session, len(files.train_labels_seen()), images.shape[1],
-        epochs=spec.options.epochs, seed=spec.options.seed,
-        budget=budgets.seconds(spec.options.budget))
+        epochs=_options(spec).epochs, seed=_options(spec).seed,
+        budget=budgets.seconds(_options(spec).budget))
     if trained.weights is None:
         if trained.kind == "not_implemented":
             return None, "NotImplementedError"

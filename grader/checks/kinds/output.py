@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar, NotRequired, TypedDict
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from grader.checks.context import (
     unpack,
 )
 from grader.checks.kinds import called
-from grader.checks.kinds.base import Kind, Options
+from grader.checks.kinds.base import Kind, Options, options_of
 from grader.core import budgets, schema
 from grader.core.results import TestResult
 
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class OutputOptions(Options):
+    shrinks = True
+
     returns: tuple[str, ...] = called.returns_key()
     outputs: tuple[str, ...] = called.outputs_key()
     bugs: tuple[str, ...] = called.bugs_key()
@@ -48,6 +50,10 @@ class OutputOptions(Options):
     warnings: str | None = called.warnings_key()
     then: str | None = called.then_key()
 
+
+
+def _options(spec: TestSpec) -> OutputOptions:
+    return options_of(spec, OutputOptions)
 
 class OutputDetails(TypedDict):
     """What an output (or example) test records: every case's inputs and compared outputs,
@@ -65,8 +71,7 @@ class Output(Kind):
     name = "output"
     meaning = "compared with the reference on seeded random inputs."
     options = OutputOptions
-    case_keys = ("args", "kwargs")
-    shrinks = True  # a failing case is shrunk to the smallest input that shows the bug
+    case_keys: ClassVar[tuple[str, ...]] = ("args", "kwargs")
 
     def cross_check(self, spec: TestSpec, *, where: str, functions: tuple[str, ...],
                     problems: schema.Problems) -> None:
@@ -107,7 +112,8 @@ class Output(Kind):
     def run(self, spec: TestSpec, context: Context) -> TestResult:
         """Call the function on each case and compare the named outputs with the expected ones;
         each output of each case that matches earns its share (``grader.checks.scoring``)."""
-        verdicts, case_details, diagnosis, notes = [], [], None, set()
+        verdicts, diagnosis, notes = [], None, set()
+        case_details: list[dict[str, Any]] = []
         for number, case in enumerate(spec.cases):
             checked = _output_case(spec, context, number, case)
             if isinstance(checked, TestResult):
@@ -123,7 +129,7 @@ class Output(Kind):
         total = len(spec.cases)
         failed = next((n for n, v in enumerate(verdicts) if not v.passed), None)
         found = (counterexample.search(spec, context, failed, _student_output(spec, context))
-                 if failed is not None and self.shrinks else None)
+                 if failed is not None else None)
         if found is not None:
             diagnosis = f"{diagnosis} {found.text()}" if diagnosis else found.text()
         message = f"All {total} case{'s' * (total != 1)} match." if total > 1 else "Correct."
@@ -144,8 +150,7 @@ class Output(Kind):
         """The reference's answers on the test's inputs, on the smallest candidates, and the bug
         patterns' reruns, found by diagnosing made-up wrong answers (every pattern runs)."""
         for number, case in enumerate(spec.cases):
-            if self.shrinks:
-                counterexample.candidates(spec, context.rubric, context.reference, number)
+            counterexample.candidates(spec, context.rubric, context.reference, number)
             args, kwargs = expectations.case_inputs(spec, context.rubric, number)
             expected = expectations.expected_outputs(spec, case, context.reference[spec.function],
                                                      args, kwargs)
@@ -164,7 +169,8 @@ def _student_output(spec: TestSpec, context: Context) -> Callable[[Any], list[An
     def got_of(candidate: Any) -> list[Any] | None:
         outcome = context.session.call(
             spec.function, candidate.args, candidate.kwargs,
-            timeout=min(float(spec.timeout), called.SMALL_CALL), warnings=spec.options.warnings,
+            timeout=min(budgets.seconds(spec.timeout), called.SMALL_CALL),
+            warnings=_options(spec).warnings,
             reply=positions if spec.returns else "value")
         got = unpack(outcome.value, 1) if outcome.ok and not spec.returns else outcome.value
         if not outcome.ok or outcome.guards or not isinstance(got, list):
@@ -180,9 +186,10 @@ def _output_case(spec: TestSpec, context: Context, number: int,
     known = expectations.output_case(spec, context.rubric, context.reference, number)
     args, kwargs, expected = known.args, known.kwargs, known.expected
     positions = expectations.positions(spec)
-    outcome = context.session.call(spec.function, args, kwargs, timeout=float(spec.timeout),
+    outcome = context.session.call(spec.function, args, kwargs,
+                                   timeout=budgets.seconds(spec.timeout),
                                    reply=positions if spec.returns else "value",
-                                   warnings=spec.options.warnings)
+                                   warnings=_options(spec).warnings)
     if not outcome.ok:
         return call_failure(spec, spec.function, outcome)
     if guard := guard_failure(spec, outcome):
@@ -194,13 +201,13 @@ def _output_case(spec: TestSpec, context: Context, number: int,
         return result(spec, 0.0, f"`{spec.function}` returned {describe_value(outcome.value)}; "
                                  f"expected {', '.join(spec.outputs)}.",
                       details={"inputs": describe_inputs(context, spec.function, args, kwargs)})
-    comparisons = [compare(n, _finish(spec, as_array(g)), e, tolerance=spec.options.tolerance)
+    comparisons = [compare(n, _finish(spec, as_array(g)), e, tolerance=_options(spec).tolerance)
                    for n, g, e in zip(spec.outputs, got, expected)]
     return comparisons, args, kwargs
 
 
 def _finish(spec: TestSpec, got: Any) -> Any:
-    if spec.options.then == "relu" and isinstance(got, np.ndarray):
+    if _options(spec).then == "relu" and isinstance(got, np.ndarray):
         return np.maximum(got, 0)
     return got
 
@@ -211,7 +218,7 @@ def _explain(spec: TestSpec, context: Context, comparisons: list[Comparison], ar
         if comparison.passed:
             continue
         reference = context.reference[spec.function]
-        if spec.options.then == "relu":  # the bug patterns must see what was compared
+        if _options(spec).then == "relu":  # the bug patterns must see what was compared
 
             def reference(*a: Any, _plain: Callable[..., Any] = reference, **k: Any) -> Any:
                 return np.maximum(_plain(*a, **k), 0)
