@@ -77,6 +77,7 @@ def result(
         details=dict(details or {}),
         fraction=fraction,
         requirement=spec.requirement,
+        kind=spec.kind,
     )
 
 

@@ -117,6 +117,7 @@ def ungraded(rubric: Rubric, why: str, *, public_only: bool = False,
             visibility=t.visibility,  # type: ignore[arg-type]
             description=t.description,
             requirement=t.requirement,
+            kind=t.kind,
         )
         for t in rubric.tests
         if not public_only or t.visibility == "public"

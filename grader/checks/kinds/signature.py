@@ -1,6 +1,8 @@
 """``signature`` tests: the function keeps the template's parameters, as the notebook asks
 ("keep the name and the parameters of the template"): the same names, in the same order, of
-the same kinds, and, with ``defaults = true``, the same default values.
+the same kinds, and, with ``defaults = true``, the same default values (``1`` and ``1.0`` are
+the same value). A renamed parameter breaks every caller that passes it by name, the grader's
+own tests included, which then only say that the call failed: this test says why.
 
 Read from the notebook's source, where its last definition of the function stands (as when it
 runs top to bottom), against the reference's own signature: no call runs, so it needs nothing
@@ -14,10 +16,10 @@ import ast
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 from grader.checks.context import Context, result
-from grader.checks.kinds.base import Kind, Options, key
+from grader.checks.kinds.base import Kind, Options, key, options_of
 from grader.core import schema
 from grader.core.results import TestResult
 
@@ -34,9 +36,26 @@ class SignatureOptions(Options):
                          "their names, order and kinds only.", schema.boolean)
 
 
+
+def _options(spec: TestSpec) -> SignatureOptions:
+    return options_of(spec, SignatureOptions)
+
 class SignatureDetails(TypedDict, total=False):
     expected: str  # the template's parameters, e.g. "x, w, stride=1"
     found: str  # the notebook's, where it defines the function
+
+
+class Parameter(NamedTuple):
+    """One parameter: its kind as ``inspect.Parameter`` names it, its name and its default
+    as Python writes it (None: none, or not compared), and what the default compares by."""
+
+    kind: str
+    name: str
+    default: str | None = None
+    value: Any = None  # a literal default's value (numbers as floats), else its text
+
+    def compared(self) -> tuple[str, str, Any]:
+        return self.kind, self.name, self.value
 
 
 class Signature(Kind):
@@ -45,10 +64,10 @@ class Signature(Kind):
     options = SignatureOptions
     guarded = False  # (a library call in the body changes nothing of the parameters)
     exported = False  # (the self-check carries the reference's parameter names, not defaults)
+    template_may_score = True  # (the untouched template keeps its own parameters)
 
     def check_reference(self, spec: TestSpec, rubric: Rubric, reference: Reference) -> list[str]:
-        if spec.function in reference.functions and _of_reference(
-                reference[spec.function], spec.options.defaults) is None:
+        if spec.function in reference.functions and expected(spec, reference) is None:
             return [f"{rubric.path.name}: test {spec.name!r}: the reference {spec.function} "
                     f"has no signature the grader can read"]
         return []
@@ -57,48 +76,51 @@ class Signature(Kind):
         expected(spec, reference)
 
     def run(self, spec: TestSpec, context: Context) -> TestResult:
-        wanted = expected(spec, context.reference)
-        found = _of_notebook(context.session.notebook, spec.function, spec.options.defaults)
-        details: SignatureDetails = {"expected": wanted or ""}
+        wanted = expected(spec, context.reference) or []
+        found = _of_notebook(context.session.notebook, spec.function, _options(spec).defaults)
+        details: SignatureDetails = {"expected": _words(wanted)}
         if found is None:
             return result(spec, 0.0, f"`{spec.function}` is not defined in your notebook: keep "
                                      f"the name and the parameters of the template.",
                           status="error", details=details)
-        details["found"] = found
-        if found == wanted:
-            return result(spec, 1.0, f"`{spec.function}({found})` keeps the template's "
-                                     f"parameters.", details=details)
-        return result(spec, 0.0, f"`{spec.function}` takes ({found}) where the template has "
-                                 f"({wanted}): keep the template's parameter names, order and "
-                                 f"defaults, so that every caller, the grader's included, can "
-                                 f"call it.", details=details)
+        details["found"] = _words(found)
+        if [p.compared() for p in found] == [p.compared() for p in wanted]:
+            return result(spec, 1.0, f"`{spec.function}({details['found']})` keeps the "
+                                     f"template's parameters.", details=details)
+        return result(spec, 0.0, f"`{spec.function}` takes ({details['found']}) where the "
+                                 f"template has ({details['expected']}): keep the template's "
+                                 f"parameter names, order and defaults, so that every caller, "
+                                 f"the grader's included, can call it.", details=details)
 
 
-def expected(spec: TestSpec, reference: Reference) -> str | None:
-    """The reference's parameters in words, once per reference (``Reference.memo``)."""
-    memo_key = ("signature", spec.function, spec.options.defaults)
+def expected(spec: TestSpec, reference: Reference) -> list[Parameter] | None:
+    """The reference's parameters, once per reference (``Reference.memo``); None where it has
+    no signature to read."""
+    memo_key = ("signature", spec.function, _options(spec).defaults)
     if memo_key not in reference.memo:
         function = reference.functions.get(spec.function)
-        reference.memo[memo_key] = (_of_reference(function, spec.options.defaults)
+        reference.memo[memo_key] = (_of_reference(function, _options(spec).defaults)
                                     if function is not None else None)
-    found: str | None = reference.memo[memo_key]
+    found: list[Parameter] | None = reference.memo[memo_key]
     return found
 
 
-def _of_reference(function: Callable[..., Any], defaults: bool) -> str | None:
+def _of_reference(function: Callable[..., Any], defaults: bool) -> list[Parameter] | None:
     try:
         parameters = inspect.signature(function).parameters.values()
     except (TypeError, ValueError):
         return None
-    shown = []
+    found = []
     for parameter in parameters:
-        default = (None if parameter.default is inspect.Parameter.empty or not defaults
-                   else repr(parameter.default))
-        shown.append((parameter.kind.name, parameter.name, default))
-    return _words(shown)
+        if parameter.default is inspect.Parameter.empty or not defaults:
+            found.append(Parameter(parameter.kind.name, parameter.name))
+        else:
+            found.append(Parameter(parameter.kind.name, parameter.name,
+                                   repr(parameter.default), _value(parameter.default)))
+    return found
 
 
-def _of_notebook(notebook: Notebook, name: str, defaults: bool) -> str | None:
+def _of_notebook(notebook: Notebook, name: str, defaults: bool) -> list[Parameter] | None:
     """The parameters of the notebook's last top-level definition of ``name``, or None."""
     found = None
     for cell in notebook.cells:
@@ -109,45 +131,57 @@ def _of_notebook(notebook: Notebook, name: str, defaults: bool) -> str | None:
         for node in tree.body:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
                 found = node.args
-    return _words(_of_arguments(found, defaults)) if found is not None else None
+    return _of_arguments(found, defaults) if found is not None else None
 
 
-def _of_arguments(arguments: ast.arguments, defaults: bool) -> list[tuple[str, str, str | None]]:
-    """(kind, name, default) of each parameter, as ``inspect.Parameter`` names the kinds."""
+def _of_arguments(arguments: ast.arguments, defaults: bool) -> list[Parameter]:
     positional = [*arguments.posonlyargs, *arguments.args]
-    filled = [None] * (len(positional) - len(arguments.defaults)) + list(arguments.defaults)
-    shown: list[tuple[str, str, str | None]] = []
+    filled: list[ast.expr | None] = [None] * (len(positional) - len(arguments.defaults))
+    filled += arguments.defaults
+    found: list[Parameter] = []
     for index, (argument, default) in enumerate(zip(positional, filled)):
         kind = "POSITIONAL_ONLY" if index < len(arguments.posonlyargs) else "POSITIONAL_OR_KEYWORD"
-        shown.append((kind, argument.arg, _default(default, defaults)))
+        found.append(_parameter(kind, argument.arg, default, defaults))
     if arguments.vararg is not None:
-        shown.append(("VAR_POSITIONAL", arguments.vararg.arg, None))
+        found.append(Parameter("VAR_POSITIONAL", arguments.vararg.arg))
     for argument, default in zip(arguments.kwonlyargs, arguments.kw_defaults):
-        shown.append(("KEYWORD_ONLY", argument.arg, _default(default, defaults)))
+        found.append(_parameter("KEYWORD_ONLY", argument.arg, default, defaults))
     if arguments.kwarg is not None:
-        shown.append(("VAR_KEYWORD", arguments.kwarg.arg, None))
-    return shown
+        found.append(Parameter("VAR_KEYWORD", arguments.kwarg.arg))
+    return found
 
 
-def _default(node: ast.expr | None, defaults: bool) -> str | None:
+def _parameter(kind: str, name: str, node: ast.expr | None, defaults: bool) -> Parameter:
     if node is None or not defaults:
-        return None
+        return Parameter(kind, name)
     try:
-        return repr(ast.literal_eval(node))  # (as the reference's default reads: 1.0, not 1.)
+        value = ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return ast.unparse(node)
+        text = ast.unparse(node)
+        return Parameter(kind, name, text, text)
+    return Parameter(kind, name, repr(value), _value(value))  # (1.0 as the reference has it)
 
 
-def _words(parameters: list[tuple[str, str, str | None]]) -> str:
+def _value(value: Any) -> Any:
+    """What a default compares by: numbers by value (``1`` is ``1.0``), anything else by how
+    Python writes it."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return repr(value)
+
+
+def _words(parameters: list[Parameter]) -> str:
     """``x, w, stride=1``, with ``*``, ``/`` and ``**`` as Python writes them."""
     parts: list[str] = []
-    for index, (kind, name, default) in enumerate(parameters):
-        if kind == "KEYWORD_ONLY" and not any(k == "VAR_POSITIONAL" for k, _, _ in parameters) \
-                and "*" not in parts:
+    kinds = [p.kind for p in parameters]
+    for index, parameter in enumerate(parameters):
+        if (parameter.kind == "KEYWORD_ONLY" and "VAR_POSITIONAL" not in kinds
+                and "*" not in parts):
             parts.append("*")
-        prefix = {"VAR_POSITIONAL": "*", "VAR_KEYWORD": "**"}.get(kind, "")
-        parts.append(f"{prefix}{name}" + (f"={default}" if default is not None else ""))
-        following = parameters[index + 1][0] if index + 1 < len(parameters) else None
-        if kind == "POSITIONAL_ONLY" and following != "POSITIONAL_ONLY":
+        prefix = {"VAR_POSITIONAL": "*", "VAR_KEYWORD": "**"}.get(parameter.kind, "")
+        default = f"={parameter.default}" if parameter.default is not None else ""
+        parts.append(f"{prefix}{parameter.name}{default}")
+        following = kinds[index + 1] if index + 1 < len(kinds) else None
+        if parameter.kind == "POSITIONAL_ONLY" and following != "POSITIONAL_ONLY":
             parts.append("/")
     return ", ".join(parts)
