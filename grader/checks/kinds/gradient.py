@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 CACHE = {"__ref__": "fwd", "index": 1}  # the student's cache, kept inside the sandbox
 NUMERIC_TOLERANCE = 1e-5  # central differences with step 1e-5 are good to about 1e-8
 SIDE_CHECKS = ("repeatable", "leaves inputs unchanged", "zero upstream gives zero")
+FETCH_TIMEOUT = 10.0  # seconds to fetch the forward's arguments as the sandbox holds them
+TIE = 1e-9  # a pooling window's gradient this small off its maxima counts as zero
 
 
 def _positions(value: Any, where: str) -> tuple[int, ...]:
@@ -401,7 +403,7 @@ def _valid_pool_subgradient(case: GradientCase, x: np.ndarray, got: np.ndarray) 
             rows, cols = slice(i * stride, i * stride + size), slice(j * stride, j * stride + size)
             window, grad = x[:, :, rows, cols], got[:, :, rows, cols]
             winners = window == window.max(axis=(2, 3), keepdims=True)
-            if np.any(np.abs(grad[~winners]) > 1e-9):
+            if np.any(np.abs(grad[~winners]) > TIE):
                 return False
             if not np.allclose(grad.sum(axis=(2, 3)), dout[:, :, i, j]):
                 return False
@@ -456,7 +458,7 @@ def _properties(
 def _inputs_unchanged(session: Session, case: GradientCase, backward: CallOutcome) -> bool:
     """The forward's arguments as the sandbox holds them after every call, and the dout the
     backward received, compared with what was sent."""
-    fetched = session.request({"op": "fetch", "key": "fwd_args"}, timeout=10)
+    fetched = session.request({"op": "fetch", "key": "fwd_args"}, timeout=FETCH_TIMEOUT)
     stored = fetched.get("value") if isinstance(fetched, dict) else None
     stored = stored.get("__sequence__") if isinstance(stored, dict) else None
     if stored is None:

@@ -27,9 +27,15 @@ if TYPE_CHECKING:
     from grader.checks.spec import TestSpec
 
 MISCLASSIFIED_SHOWN = 24
-THRESHOLD = 0.95  # the accuracy that earns full marks, unless the rubric says otherwise
+# The keys' defaults, where the rubric does not set them:
+THRESHOLD = 0.95  # the accuracy that earns full marks
+FLOOR = 0.5  # the accuracy that earns nothing; credit grows linearly up to the threshold
 TRAIN_BUDGET = 120.0  # seconds for train_mnist
 PREDICT_BUDGET = 60.0  # seconds for predict
+REVIEW_ABOVE = 0.99  # a 784-128-10 network trained here stays near 98% without augmentation
+REVIEW_FASTER_THAN = 0.01  # of the reference's own training time: far less than one epoch
+CLASSES = 10  # the digits
+FETCH_TIMEOUT = 10.0  # seconds to fetch one of the trained model's arrays
 
 
 def _budget(value: Any, where: str) -> budgets.Budget:
@@ -55,7 +61,7 @@ class MnistOptions(Options):
     budgets_follow = {"budget": "train_mnist", "predict_budget": "predict"}
 
     threshold: float = threshold_key("The test accuracy that earns full marks.")
-    floor: float = key(0.5, "number in [0, 1]",
+    floor: float = key(FLOOR, "number in [0, 1]",
                        "The accuracy that earns nothing; marks grow linearly from `floor` to "
                        "`threshold`.", schema.number(0, 1))
     budget: budgets.Budget = budget_key(
@@ -66,11 +72,11 @@ class MnistOptions(Options):
         "images.", _budget)
     seed: int = seed_key()
     review_above: float = key(
-        0.99, "number in [0, 1]",
+        REVIEW_ABOVE, "number in [0, 1]",
         "An accuracy above it waits for review: a 784-128-10 network trained here stays near "
         "98% without augmentation.", schema.number(0, 1))
     review_faster_than: float = key(
-        0.01, "number in [0, 1]",
+        REVIEW_FASTER_THAN, "number in [0, 1]",
         "Training faster than this fraction of the reference's own time on the grading machine, "
         "yet above `floor`, waits for review: a network cannot learn MNIST that fast.",
         schema.number(0, 1))
@@ -156,7 +162,7 @@ def _predictions(value: Any, count: int) -> tuple[np.ndarray | None, str]:
             None,
             f"`predict` returned {describe_value(value)}; expected an array of {count} labels.",
         )
-    if value.ndim == 2 and value.shape == (count, 10):
+    if value.ndim == 2 and value.shape == (count, CLASSES):
         return np.argmax(value, axis=1), (
             "`predict` returned class scores of shape "
             f"{value.shape}; the grader took the argmax of each row."
@@ -180,8 +186,8 @@ def _predictions(value: Any, count: int) -> tuple[np.ndarray | None, str]:
 
 
 def _feedback(context: Context, predicted: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
-    confusion = np.zeros((10, 10), dtype=np.int64)
-    valid = (predicted >= 0) & (predicted < 10)
+    confusion = np.zeros((CLASSES, CLASSES), dtype=np.int64)
+    valid = (predicted >= 0) & (predicted < CLASSES)
     np.add.at(confusion, (truth[valid], predicted[valid]), 1)
     wrong = np.flatnonzero(predicted != truth)[:MISCLASSIFIED_SHOWN]
     images = np.load(context.mnist.labelled_test_images, mmap_mode="r")
@@ -361,7 +367,8 @@ def _weights_agreement(context: Context, predicted: np.ndarray) -> tuple[float |
     weights = {}
     for name in WEIGHTS:
         answer = context.session.request(
-            {"op": "fetch", "key": "model", "item": name, "timeout": 10.0}, timeout=10.0)
+            {"op": "fetch", "key": "model", "item": name, "timeout": FETCH_TIMEOUT},
+            timeout=FETCH_TIMEOUT)
         value = answer.get("value") if isinstance(answer, dict) and answer.get("ok") else None
         if isinstance(answer, dict) and answer.get("kind") == "too_large":
             return None, f"the model's `{name}` is {answer.get('error')}"
@@ -371,7 +378,7 @@ def _weights_agreement(context: Context, predicted: np.ndarray) -> tuple[float |
     w1, b1, w2, b2 = (weights[name] for name in WEIGHTS)
     images = context.mnist.test_images()  # as the sandbox has them, in its order
     if (w1.ndim != 2 or w1.shape[0] != images.shape[1] or b1.shape != w1.shape[1:]
-            or w2.shape != (w1.shape[1], 10) or b2.shape != (10,)):
+            or w2.shape != (w1.shape[1], CLASSES) or b2.shape != (CLASSES,)):
         shapes = ", ".join(f"{n} {weights[n].shape}" for n in WEIGHTS)
         return None, f"the model's arrays do not make a 784-hidden-10 network ({shapes})"
     with np.errstate(all="ignore"):  # a diverged network's NaNs give its own argmax

@@ -22,6 +22,7 @@ import numpy as np
 from grader.checks.context import Context, result
 from grader.checks.kinds.base import Kind, Options, key, options_of
 from grader.checks.kinds.mnist import (
+    FLOOR,
     budget_key,
     labels_of,
     partial,
@@ -44,7 +45,6 @@ DIAGNOSTIC_FUNCTIONS = (
     "softmax_cross_entropy",
 )
 CULPRIT_STEPS = 50  # grader.checks.culprit.STEPS (which the self-check does not carry)
-FLOOR = 0.5  # partial credit from this accuracy up to the threshold
 EPOCHS = 1  # of the fixed network's training, unless the rubric says otherwise
 
 
