@@ -1,16 +1,15 @@
-"""What every check runner shares: the grading context, how a result is made, how a call that
-returned nothing reads, and how the values the sandbox sends back are read.
+"""What every kind of test shares when it runs: the grading context, how a result is made, how
+a call that returned nothing reads, and how the values the sandbox sends back are read.
 
-The runners (``checks`` for output and rules tests, ``gradient_checks``, ``mnist_checks``)
-import this module; ``checks`` imports the runners and registers them. Nothing here imports a
-runner, so there is no import circle.
+The kinds (``grader.checks.kinds``) import this module; nothing here imports a kind, so there
+is no import circle.
 """
 
 from __future__ import annotations
 
 import inspect
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,9 +39,6 @@ class Context:
     # and per top-level function the lines it reaches (``shortcuts.unresolved_reach``)
     unresolved: tuple[Any, ...] = ()
     held: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-
-
-Runner = Callable[[TestSpec, Context], TestResult]
 
 
 # --- results ------------------------------------------------------------------------------

@@ -4,8 +4,11 @@ error with a "did you mean", never a silently ignored key. Every message names t
 test by its name and the key, e.g. ``backprop.toml: test 'relu: output': points must be a
 number ≥ 0``; all the problems of a rubric are reported at once, one line each.
 
-``docs/rubric.md`` is generated from the same schema (``reference_markdown``), so the written
-reference of the format cannot drift from what the parser accepts.
+The keys every test has are here; a test's own keys are its kind's (``grader.checks.kinds``:
+an ``Options`` dataclass per kind, its fields the keys with their typed defaults, filled in at
+parse time), and so are its case keys and its cross-checks. ``docs/rubric.md`` is generated
+from the same schema (``reference_markdown``), so the written reference of the format cannot
+drift from what the parser accepts.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from typing import Any
 
 from grader.checks import kinds
 from grader.checks.kinds import Kind
-from grader.checks.kinds.gradient import SIDE_CHECKS
 from grader.checks.spec import Case, Rubric, TestSpec
 from grader.core import paths, schema
 from grader.core.errors import GraderError
@@ -29,14 +31,15 @@ VISIBILITIES = ("public", "hidden")
 DISTRIBUTIONS = ("normal", "uniform", "labels", "distinct", "ties", "zeros")
 PROJECT_ROOT = paths.PROJECT_ROOT
 SOLUTIONS_DIR = paths.SOLUTIONS_DIR
+# the side checks of every kind, by name (a backward's: ``[assignment].side_checks``)
+SIDE_CHECKS = tuple(dict.fromkeys(name for kind in kinds.KINDS for name in kind.side_checks))
 
 
 # --- value parsers (``grader.core.schema``), and the rubric's own ------------------------------
 
-Parser = schema.Parser
 Problems, ProblemsError, did_you_mean = schema.Problems, schema.ProblemsError, schema.did_you_mean
 _string, _text, _strings, _number = schema.string, schema.text, schema.strings, schema.number
-_boolean, _one_of, _anything = schema.boolean, schema.one_of, schema.anything
+_one_of = schema.one_of
 
 
 def _quotes(value: Any, where: str) -> dict[str, str]:
