@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from grader.checks import expectations, kinds, rubric
+from grader.checks import expectations, rubric
 from grader.checks.compare import directional_error, numerical_gradient, relative_error
 from grader.core import reference
 
@@ -17,7 +17,7 @@ from grader.core import reference
 def prepared(request):
     loaded = rubric.load(request.param)
     ref = reference.load(loaded.solution)
-    kinds.prepare(loaded, ref)
+    expectations.prepare(loaded, ref)
     return loaded, ref
 
 

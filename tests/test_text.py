@@ -64,7 +64,7 @@ def test_an_interrupted_batch_does_not_redraw_its_progress_bar(tmp_path, monkeyp
 
     monkeypatch.setattr(batch, "_execute", interrupted)
     monkeypatch.setattr(batch.zygote.ZygotePool, "warm", lambda *a, **k: None)
-    monkeypatch.setattr(batch.kinds, "prepare", lambda *a, **k: None)
+    monkeypatch.setattr(batch.expectations, "prepare", lambda *a, **k: None)
     notebook = build_notebook(tmp_path, "convolution", name="ada")
     with pytest.raises(KeyboardInterrupt) as raised:
         batch.grade_all([notebook], rubric.load("convolution"), tmp_path / "out",

@@ -5,7 +5,7 @@ reference forward (the costliest part of a gradient test: hundreds of forward ca
 They are remembered with the reference they come from (``Reference.memo``: a stand-in that
 records or replays its calls has its own), keyed by the rubric's seed and secret and everything
 of the test that shapes them. A batch fills the memory in its own process before its workers
-fork (``grader.checks.kinds.prepare``), so every worker starts with them; where nothing was
+fork (``prepare``), so every worker starts with them; where nothing was
 prepared (a fork server, a Dask worker, one grading) the first submission computes them and the
 next ones reuse them.
 Per submission there remain only the student's calls and the comparisons.
@@ -89,6 +89,14 @@ def gradient_case(spec: TestSpec, rubric: Rubric, reference: Reference,
                   number: int) -> GradientCase:
     return _remembered(spec, rubric, reference, number,
                        lambda: _gradient_case(spec, rubric, reference, number))
+
+
+def prepare(rubric: Rubric, reference: Reference) -> None:
+    """Compute now, once per batch and before its workers fork, what every test's kind needs
+    of the reference (``Kind.prepare``: each case's inputs and answers...), so that every
+    worker starts with it."""
+    for spec in rubric.tests:
+        spec.hooks.prepare(spec, rubric, reference)
 
 
 def _remembered(spec: TestSpec, rubric: Rubric, reference: Reference, number: int,

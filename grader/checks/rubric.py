@@ -354,6 +354,7 @@ def _parse_test(raw: Any, index: int, defaults: dict, file: str, functions: tupl
         requirement=values["requirement"],
         cases=cases,
         options=options,
+        hooks=kind,
         written=tuple(sorted(own)),
     )
     kind.cross_check(spec, where=where, functions=functions, problems=problems)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from grader.core import budgets
 
 if TYPE_CHECKING:  # (the kinds' options are dataclasses of grader.checks.kinds.base.Options)
-    from grader.checks.kinds.base import Options
+    from grader.checks.kinds.base import Kind, Options
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,9 @@ class TestSpec:
     description: str
     cases: tuple[Case, ...]
     options: Options  # the kind's keys, typed, defaults filled in
+    # the kind itself (``grader.checks.kinds.get(kind)``), as the parser found it: what only
+    # holds specs reaches the kind's hooks through it, without importing the registry
+    hooks: Kind = field(repr=False, compare=False)
     # the handed-out notebook's sentence this test checks, quoted (``validate`` finds it there)
     requirement: str = ""
     # the kind's keys the rubric (or its [defaults]) set, sorted (its repr keys caches)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from grader import ONE_BLAS_THREAD
-from grader.checks import kinds
+from grader.checks import expectations
 from grader.checks.rubric import Rubric
 from grader.core import inert, reference
 from grader.core.errors import GraderError, InfrastructureError
@@ -243,7 +243,7 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
             zygote.process_pool().warm(sandbox, workers)  # Python, NumPy load meanwhile
         # the reference's answers and the compiled page templates, once for the batch:
         # forked workers inherit them
-        kinds.prepare(rubric, reference.load(rubric.solution))
+        expectations.prepare(rubric, reference.load(rubric.solution))
         report.warm_up()
     bar = _progress(len(todo), enabled=progress)
     fresh: list[str] = [r.student for r in rescored]  # pages written without a final grade

@@ -55,7 +55,7 @@ def prepare(name: str, *, validate: bool = True, trusted: bool = False) -> Prepa
 def warm(prepared: list[Prepared]) -> None:
     """What a batch computes once before its workers fork: the reference's answers, the page
     templates and a warm zygote, so that a worker's first student costs what the others do."""
-    from grader.checks import kinds
+    from grader.checks import expectations
     from grader.core import reference
     from grader.render import report
     from grader.run import zygote
@@ -63,7 +63,7 @@ def warm(prepared: list[Prepared]) -> None:
     if prepared:
         zygote.process_pool().warm(prepared[0].sandbox, 1)
     for one in prepared:
-        kinds.prepare(one.rubric, reference.load(one.rubric.solution))
+        expectations.prepare(one.rubric, reference.load(one.rubric.solution))
     report.warm_up()
 
 

@@ -11,8 +11,6 @@ To add a kind: write its module and its template, and name it in ``KINDS``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from grader.checks.kinds.base import Kind, Options
 from grader.checks.kinds.example import Example
 from grader.checks.kinds.gradient import Gradient
@@ -22,27 +20,15 @@ from grader.checks.kinds.output import Output
 from grader.checks.kinds.rules import Rules
 from grader.checks.kinds.signature import Signature
 
-if TYPE_CHECKING:
-    from grader.checks.spec import Rubric
-    from grader.core.reference import Reference
-
 # In the order docs/rubric.md presents them.
 KINDS: tuple[Kind, ...] = (Example(), Output(), Gradient(), Mnist(), MnistDiagnostic(), Rules(),
                            Signature())
 NAMES: tuple[str, ...] = tuple(kind.name for kind in KINDS)
 _BY_NAME = {kind.name: kind for kind in KINDS}
 
-__all__ = ["KINDS", "NAMES", "Kind", "Options", "get", "prepare"]
+__all__ = ["KINDS", "NAMES", "Kind", "Options", "get"]
 
 
 def get(name: str) -> Kind:
     """The kind of that name (a ``KeyError`` for one the rubric's parser would have refused)."""
     return _BY_NAME[name]
-
-
-def prepare(rubric: Rubric, reference: Reference) -> None:
-    """Compute now, once per batch and before its workers fork, what every test's kind needs
-    of the reference (``Kind.prepare``: each case's inputs and answers...), so that every
-    worker starts with it (``grader.checks.expectations``)."""
-    for spec in rubric.tests:
-        get(spec.kind).prepare(spec, rubric, reference)
