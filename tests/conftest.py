@@ -128,14 +128,7 @@ def grade_notebook(sandbox_config: SandboxConfig, request: pytest.FixtureRequest
         loaded = rubric.load(assignment)
         tests = [t for t in loaded.tests if kinds is None or t.kind in kinds]
         if options:
-            tests = [
-                dataclasses.replace(
-                    t,
-                    options={**t.options, **options.get(t.kind, {})},
-                    timeout=options.get(t.kind, {}).get("timeout", t.timeout),
-                )
-                for t in tests
-            ]
+            tests = [t.with_options(**options.get(t.kind, {})) for t in tests]
         loaded = dataclasses.replace(loaded, tests=tuple(tests))
         if cell_timeout is not None:  # hostile notebooks: short limits keep the suite fast
             loaded = dataclasses.replace(loaded, cell_timeout=cell_timeout)

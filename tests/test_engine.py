@@ -13,7 +13,7 @@ import nbformat
 import numpy as np
 import pytest
 
-from grader.checks import compare, culprit, diagnose, engine, rubric
+from grader.checks import compare, culprit, diagnose, engine, kinds, rubric
 from grader.checks.context import Context
 from grader.core import notebook, reference
 from grader.core.errors import GraderError
@@ -212,7 +212,7 @@ def test_the_graders_fault_on_one_submission_is_that_tests_review(
     def broken(spec, context):
         raise ValueError("a shape nothing expects")
 
-    monkeypatch.setitem(engine.RUNNERS, "example", broken)
+    monkeypatch.setattr(kinds.get("example"), "run", broken)
     loaded = rubric.load("convolution")
     result = grade_here(build_notebook(tmp_path, "convolution"), "convolution")
     examples = [t for t, spec in zip(result.tests, loaded.tests) if spec.kind == "example"]
@@ -225,7 +225,7 @@ def test_an_instructors_mistake_still_stops_the_batch(tmp_path: Path, monkeypatc
     def misconfigured(spec, context):
         raise GraderError("a rubric the grader cannot use")
 
-    monkeypatch.setitem(engine.RUNNERS, "output", misconfigured)
+    monkeypatch.setattr(kinds.get("output"), "run", misconfigured)
     with pytest.raises(GraderError, match="cannot use"):
         grade_here(build_notebook(tmp_path, "convolution"), "convolution")
 

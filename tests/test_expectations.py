@@ -39,7 +39,7 @@ def test_every_case_is_computed_once_and_then_shared(prepared, monkeypatch) -> N
     monkeypatch.setattr(expectations, "_output_case", refuse)
     for spec, number in cases(loaded, ("gradient",)):
         assert expectations.gradient_case(spec, loaded, ref, number) is first[spec.name, number]
-    for spec, number in cases(loaded, expectations.OUTPUT_KINDS):
+    for spec, number in cases(loaded, ("example", "output")):
         expectations.output_case(spec, loaded, ref, number)
 
 
@@ -72,8 +72,8 @@ def test_the_stored_differences_judge_gradients_like_measuring_them_again(prepar
 def test_stored_differences_equal_a_fresh_measurement() -> None:
     loaded = rubric.load("backprop")
     ref = reference.load(loaded.solution)
-    spec = next(s for s in loaded.tests if s.kind == "gradient" and "wrt" not in s.options
-                and s.options.get("numeric") is not False)
+    spec = next(s for s in loaded.tests if s.kind == "gradient" and s.options.wrt is None
+                and s.options.numeric)
     known = expectations.gradient_case(spec, loaded, ref, 0)
     work = [a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in known.args]
     forward = ref[spec.forward]
@@ -113,7 +113,7 @@ def count_measurements(monkeypatch) -> list:
     measure = expectations._numeric
 
     def counted(*args, **kwargs):
-        if args[0].options.get("numeric") is not False:  # (not measured: nothing to keep)
+        if args[0].options.numeric:  # (not measured: nothing to keep)
             calls.append(args[0].name)
         return measure(*args, **kwargs)
 

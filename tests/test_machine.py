@@ -170,8 +170,8 @@ def test_the_canary_is_cached_and_its_times_set_the_budgets(tmp_path, mnist_file
     trained = first.reference_seconds["train_mnist"]
     assert 0 < trained < 300
     [spec] = budgets.resolve(loaded, first.reference_seconds).tests
-    assert spec.options["budget"] == pytest.approx(min(max(10 * trained, 60), 300))
-    assert f"{trained:.2f} s on this machine" in spec.options["budget_notes"]["budget"]
+    assert spec.options.budget == pytest.approx(min(max(10 * trained, 60), 300))
+    assert f"{trained:.2f} s on this machine" in spec.budget_notes["budget"]
     summary = batch.grade_all([], loaded, tmp_path / "out", sandbox=config, mnist=mnist_files,
                               progress=False)
     assert "reference canary: full marks" in summary.line(tmp_path / "out")

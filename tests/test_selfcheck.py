@@ -124,7 +124,7 @@ def grader_public_results(path: Path, assignment: str, sandbox_config) -> list[d
     """The grader's public-only grading, less the MNIST tests (which the checker leaves out)."""
     loaded = rubric.load(assignment)
     loaded = dataclasses.replace(
-        loaded, tests=tuple(t for t in loaded.tests if t.kind not in rubric.MNIST))
+        loaded, tests=tuple(t for t in loaded.tests if not t.options.needs_mnist))
     result = grade.grade_submission(Job(path, loaded, sandbox_config, None, public_only=True))
     tests = json.loads(json.dumps(result.to_json()))["tests"]  # as the checker's JSON has them
     return [_comparable(t) for t in tests]

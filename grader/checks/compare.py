@@ -11,7 +11,9 @@ from typing import Any
 import numpy as np
 
 DEFAULT_TOLERANCE = 1e-6  # relative error; a rubric may set its own per test (``tolerance``)
-TOLERANCE = {np.dtype("float64"): 1e-6, np.dtype("float32"): 1e-3, np.dtype("float16"): 1e-2}
+TOLERANCE = {np.dtype("float64"): DEFAULT_TOLERANCE, np.dtype("float32"): 1e-3,
+             np.dtype("float16"): 1e-2}
+SCALE_FLOOR = 1e-12  # the smallest scale a relative error divides by (all zeros: no error)
 SMALL = 64  # arrays up to this many elements are shown whole in the feedback
 
 
@@ -53,7 +55,7 @@ class Comparison:
 
 
 def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
-    """max |got − expected| / max(max |expected|, max |got|, 1e-12): scale-free, and zero only
+    """max |got − expected| / max(max |expected|, max |got|, SCALE_FLOOR): scale-free, zero only
     when the arrays agree. Infinite when either holds NaN or inf."""
     got = np.asarray(got, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
@@ -61,12 +63,12 @@ def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
         return float("inf")
     if got.size == 0:
         return 0.0
-    scale = max(float(np.max(np.abs(expected))), float(np.max(np.abs(got))), 1e-12)
+    scale = max(float(np.max(np.abs(expected))), float(np.max(np.abs(got))), SCALE_FLOOR)
     return float(np.max(np.abs(got - expected)) / scale)
 
 
 def tolerance_for(dtype: np.dtype) -> float:
-    return TOLERANCE.get(np.dtype(dtype), 1e-6)
+    return TOLERANCE.get(np.dtype(dtype), DEFAULT_TOLERANCE)
 
 
 def compare(
@@ -184,7 +186,7 @@ def slope_error(gradient: np.ndarray, directions: Sequence[np.ndarray],
     worst = 0.0
     for direction, numeric in zip(directions, slopes):
         analytic = float(np.sum(gradient.astype(np.float64) * direction))
-        scale = max(abs(numeric), abs(analytic), 1e-12)
+        scale = max(abs(numeric), abs(analytic), SCALE_FLOOR)
         worst = max(worst, abs(numeric - analytic) / scale)
     return worst
 

@@ -1,16 +1,15 @@
-"""What every check runner shares: the grading context, how a result is made, how a call that
-returned nothing reads, and how the values the sandbox sends back are read.
+"""What every kind of test shares when it runs: the grading context, how a result is made, how
+a call that returned nothing reads, and how the values the sandbox sends back are read.
 
-The runners (``checks`` for output and rules tests, ``gradient_checks``, ``mnist_checks``)
-import this module; ``checks`` imports the runners and registers them. Nothing here imports a
-runner, so there is no import circle.
+The kinds (``grader.checks.kinds``) import this module; nothing here imports a kind, so there
+is no import circle.
 """
 
 from __future__ import annotations
 
 import inspect
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 
 from grader.checks import expectations, inputs, scoring, shortcuts
 from grader.checks.compare import Comparison
-from grader.checks.rubric import Case, Rubric, TestSpec
+from grader.checks.spec import Case, Rubric, TestSpec
 from grader.core import budgets
 from grader.core.calls import CallOutcome, Session
 from grader.core.reference import Reference
@@ -42,9 +41,6 @@ class Context:
     held: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
-Runner = Callable[[TestSpec, Context], TestResult]
-
-
 # --- results ------------------------------------------------------------------------------
 
 
@@ -55,7 +51,7 @@ def result(
     *,
     diagnosis: str | None = None,
     status: str | None = None,
-    details: dict[str, Any] | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> TestResult:
     """A test result worth ``fraction`` of the test's points (see ``grader.checks.scoring``). Only
     the spec's scoring part (points, visibility, description) enters here, so
@@ -74,9 +70,10 @@ def result(
         diagnosis=diagnosis,
         visibility=spec.visibility,  # type: ignore[arg-type]
         description=spec.description,
-        details=details or {},
+        details=dict(details or {}),
         fraction=fraction,
         requirement=spec.requirement,
+        kind=spec.kind,
     )
 
 
@@ -86,7 +83,7 @@ def scored(
     passed_message: str,
     *,
     diagnosis: str | None,
-    details: dict[str, Any],
+    details: Mapping[str, Any],
 ) -> TestResult:
     """The result of a test whose cases were all compared: credit by ``grader.checks.scoring``, and
     the message names every check with its verdict."""
@@ -97,9 +94,9 @@ def scored(
     return result(spec, scoring.credit(cases), message, diagnosis=diagnosis, details=details)
 
 
-def budget_seconds(spec: TestSpec, key: str, default: float = 120.0) -> float:
+def budget_seconds(spec: TestSpec, key: str) -> float:
     """A test's budget in seconds (relative budgets were resolved for this machine)."""
-    return float(spec.timeout if key == "timeout" else spec.options.get(key, default))
+    return budgets.seconds(spec.timeout if key == "timeout" else getattr(spec.options, key))
 
 
 def call_failure(spec: TestSpec, function: str, outcome: CallOutcome, *,
@@ -130,7 +127,7 @@ def call_failure(spec: TestSpec, function: str, outcome: CallOutcome, *,
         )
     elif kind == "crash":
         message = f"The sandbox stopped while running `{function}`: {outcome.error}."
-    elif outcome.error.startswith("FloatingPointError") and spec.options.get("warnings"):
+    elif outcome.error.startswith("FloatingPointError") and getattr(spec.options, "warnings", None):
         message = (
             f"`{function}` raised {outcome.error}: this test runs it with NumPy's overflow "
             f"warnings as errors, as the notebook's check cell does. Use a formula that never "

@@ -27,7 +27,7 @@ import numpy as np
 
 from grader.checks import expectations, inputs
 from grader.checks.compare import compare
-from grader.checks.rubric import Case, Rubric, TestSpec
+from grader.checks.spec import Case, Rubric, TestSpec
 
 MAX_SMALL, MAX_LARGE = 10, 4  # candidates of small values, and as large as the test's
 MAX_TRIES = MAX_SMALL + MAX_LARGE  # student calls (pairs, for a gradient test) per test
@@ -78,8 +78,8 @@ def candidates(spec: TestSpec, rubric: Rubric, reference: Any, number: int) -> l
     the reference's answer (the same for every student; for the exported self-check, whose
     rubric has no secret, those answers are recorded). Made once and kept with the reference
     (``Reference.memo``: a stand-in that records or replays its calls has its own)."""
-    if (spec.options.get("kink") or spec.options.get("then")
-            or spec.kind not in ("output", "gradient")):
+    if (not spec.options.shrinks or getattr(spec.options, "kink", None)
+            or getattr(spec.options, "then", None)):
         return []
     key = ("counterexample", rubric.seed, rubric.secret, spec.name, number,
            expectations._shape_of(spec))
@@ -128,6 +128,7 @@ def search(spec: TestSpec, context: Any, number: int,
     """The first candidate on which what the student's function gives (``got_of``: None when
     the call gave nothing to compare) differs from the reference's, within ``MAX_TRIES``
     calls; None when there is none (or no time left)."""
+    tolerance = getattr(spec.options, "tolerance", None)
     for candidate in candidates(spec, context.rubric, context.reference, number):
         if context.session.out_of_time:
             return None
@@ -135,7 +136,7 @@ def search(spec: TestSpec, context: Any, number: int,
         if got is None:
             continue
         for name, value, want in zip(spec.outputs, got, candidate.expected):
-            if not compare(name, value, want, tolerance=spec.options.get("tolerance")).passed:
+            if not compare(name, value, want, tolerance=tolerance).passed:
                 return Found(_described(context, spec, candidate), name, _plain(want),
                              _plain(value), candidate.large)
     return None
@@ -202,7 +203,7 @@ def _candidate(spec: TestSpec, reference: Any, case: Case, args: list, kwargs: d
         return None
     try:
         with np.errstate(all="ignore"):
-            if spec.kind == "output":
+            if spec.forward is None:  # (an output test; else a gradient test's forward)
                 expected = expectations.expected_outputs(spec, case, reference[spec.function],
                                                          made, kwargs)
                 return _checked(Candidate(made, dict(kwargs), expected, None, large))
@@ -277,7 +278,7 @@ def _peak(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
 
 def _described(context: Any, spec: TestSpec, candidate: Candidate) -> str:
     """``x = [[1, -2]], W = [[0], [1]], stride = 2``, named as in the reference's signature."""
-    function = (spec.forward or "") if spec.kind == "gradient" else spec.function
+    function = spec.forward or spec.function
     try:
         names = list(inspect.signature(context.reference[function]).parameters)
     except (KeyError, TypeError, ValueError):

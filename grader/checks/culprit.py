@@ -25,7 +25,7 @@ import numpy as np
 from grader.checks import fixed_net
 from grader.core.calls import Session
 
-STEPS = 50  # batches of 64: 3,200 training images (mnist_checks.CULPRIT_STEPS says so too)
+STEPS = 50  # batches of 64: 3,200 training images (kinds.mnist_diagnostic.CULPRIT_STEPS too)
 TOLERANCE = 1e-3  # relative difference of the weights: float32 layers pass, any bug does not
 CALL_TIMEOUT = 10.0
 

@@ -16,8 +16,9 @@ import numpy as np
 
 from grader.checks.compare import Comparison, relative_error
 
-MATCH = 1e-6
-TINY_LOG = np.log(1e-6)  # a probability below this is changed by the epsilons students add
+MATCH = 1e-6  # a relative error this small is a match: the pattern explains the answer
+TINY = 1e-6  # a probability below this is changed by the epsilons students add
+TINY_LOG = np.log(TINY)
 
 
 @dataclass(frozen=True)
@@ -181,24 +182,24 @@ def _factor(c: Context) -> str | None:
     if denominator == 0:
         return None
     factor = float(got @ expected) / denominator
-    if abs(factor - 1) < 1e-6 or relative_error(got, factor * expected) > 1e-6:
+    if abs(factor - 1) < MATCH or relative_error(got, factor * expected) > MATCH:
         return None
     return _explain_factor(c, factor)
 
 
 def _explain_factor(c: Context, factor: float) -> str | None:
     n = c.batch
-    if abs(factor + 1) < 1e-6:
+    if abs(factor + 1) < MATCH:
         return (
             f"`{c.output}` has the right size but the opposite sign: check the sign of your "
             f"formula."
         )
-    if n and n > 1 and abs(factor - n) < 1e-6 * n:
+    if n and n > 1 and abs(factor - n) < MATCH * n:
         return (
             f"`{c.output}` is N = {n} times too large (N is the batch size): the loss is a mean "
             f"over the batch, so divide by the batch size."
         )
-    if n and n > 1 and abs(factor * n - 1) < 1e-6:
+    if n and n > 1 and abs(factor * n - 1) < MATCH:
         return (
             f"`{c.output}` is N = {n} times too small (N is the batch size): you averaged over the "
             f"batch where you should sum (the 1/N is already in the upstream gradient)."
@@ -342,7 +343,7 @@ def _softmax_clipped(c: Context) -> str | None:
 
 
 def _probability_clipped(c: Context, logits: np.ndarray, labels: np.ndarray) -> bool:
-    """The loss is finite but too small, and some true-class probability is tiny (below 1e-6,
+    """The loss is finite but too small, and some true-class probability is tiny (below TINY,
     or below what float64 holds): what ``-log(max(p, eps))`` or ``-log(p + eps)`` gives."""
     if c.comparison.problem != "values":
         return False

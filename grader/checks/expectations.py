@@ -4,9 +4,10 @@ reference forward (the costliest part of a gradient test: hundreds of forward ca
 
 They are remembered with the reference they come from (``Reference.memo``: a stand-in that
 records or replays its calls has its own), keyed by the rubric's seed and secret and everything
-of the test that shapes them. A batch fills the memory in its own process before its workers fork
-(``prepare``), so every worker starts with them; where nothing was prepared (a fork server, a
-Dask worker, one grading) the first submission computes them and the next ones reuse them.
+of the test that shapes them. A batch fills the memory in its own process before its workers
+fork (``prepare``), so every worker starts with them; where nothing was
+prepared (a fork server, a Dask worker, one grading) the first submission computes them and the
+next ones reuse them.
 Per submission there remain only the student's calls and the comparisons.
 
 The central differences are also kept on disk, in this user's grader cache (never where a
@@ -40,13 +41,11 @@ from grader.checks.compare import (
     relative_error,
     slope_error,
 )
-from grader.checks.rubric import Case, Rubric, TestSpec
+from grader.checks.spec import Case, Rubric, TestSpec
 from grader.core import paths
 from grader.core.errors import GraderError
 from grader.core.reference import Reference
 from grader.core.results import write_atomic
-
-OUTPUT_KINDS = ("example", "output")
 
 
 @dataclass(frozen=True)
@@ -93,13 +92,11 @@ def gradient_case(spec: TestSpec, rubric: Rubric, reference: Reference,
 
 
 def prepare(rubric: Rubric, reference: Reference) -> None:
-    """Compute every case of every output and gradient test now (before workers fork)."""
+    """Compute now, once per batch and before its workers fork, what every test's kind needs
+    of the reference (``Kind.prepare``: each case's inputs and answers...), so that every
+    worker starts with it."""
     for spec in rubric.tests:
-        for number in range(len(spec.cases)):
-            if spec.kind in OUTPUT_KINDS:
-                output_case(spec, rubric, reference, number)
-            elif spec.kind == "gradient":
-                gradient_case(spec, rubric, reference, number)
+        spec.hooks.prepare(spec, rubric, reference)
 
 
 def _remembered(spec: TestSpec, rubric: Rubric, reference: Reference, number: int,
@@ -117,7 +114,8 @@ def _remembered(spec: TestSpec, rubric: Rubric, reference: Reference, number: in
 def _shape_of(spec: TestSpec) -> str:
     """Everything of a test that the expected values depend on (not its budgets or points)."""
     parts = [spec.kind, spec.function, spec.forward, spec.returns, spec.outputs,
-             repr(spec.cases), {k: spec.options.get(k) for k in ("then", "wrt", "numeric")}]
+             repr(spec.cases),
+             {k: getattr(spec.options, k, None) for k in ("then", "wrt", "numeric")}]
     text = json.dumps(parts, default=str, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -144,7 +142,7 @@ def positions(spec: TestSpec) -> list[int]:
 def expected_outputs(spec: TestSpec, case: Case, function: Callable[..., Any], args: list,
                      kwargs: dict) -> list[np.ndarray]:
     """The values a case's compared outputs must have: the rubric's, or the reference's."""
-    if spec.kind == "example":
+    if case.expected is not None:  # (an example test: the rubric's literal answer)
         return [np.asarray(case.expected, dtype=np.float64)]
     value = function(*_copies(args), **kwargs)
     if spec.returns:
@@ -176,7 +174,7 @@ def _numeric(spec: TestSpec, forward: Callable, args: list, kwargs: dict, dout: 
              rng: np.random.Generator) -> list[Numeric | None]:
     """Central differences (float64, step 1e-5) of the reference forward for each gradient."""
     wrt = _positions(spec)
-    if spec.options.get("numeric") is False:  # kinks probed on purpose: no derivative there
+    if getattr(spec.options, "numeric", True) is False:  # kinks probed on purpose: none there
         return [None] * len(wrt)
     work = [a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in args]
 
@@ -217,11 +215,11 @@ def _kept_path(spec: TestSpec, reference: Reference, args: list, kwargs: dict,
                dout: np.ndarray, rng: np.random.Generator) -> Path | None:
     """Where this measurement is kept: named by everything it depends on. None: nowhere (a
     stand-in, a test without numerical gradients, or no cache folder of this user's)."""
-    if reference.digest is None or spec.options.get("numeric") is False:
+    if reference.digest is None or getattr(spec.options, "numeric", True) is False:
         return None
     key = hashlib.sha256()
     for part in (__version__, np.__version__, _method(), reference.digest, spec.forward,
-                 json.dumps(spec.options.get("wrt"), default=str),
+                 json.dumps(getattr(spec.options, "wrt", None), default=str),
                  json.dumps(rng.bit_generator.state, sort_keys=True, default=str),
                  *(_value_text(v) for v in [*args, dout]),
                  *(f"{k}={_value_text(v)}" for k, v in sorted(kwargs.items()))):
@@ -297,7 +295,8 @@ def _keep(path: Path, numeric: list[Numeric | None]) -> None:
 
 def _positions(spec: TestSpec) -> list[int]:
     """The arguments whose gradients are measured (``wrt``)."""
-    return list(spec.options.get("wrt", list(range(len(spec.outputs)))))
+    wrt = getattr(spec.options, "wrt", None)
+    return list(wrt) if wrt is not None else list(range(len(spec.outputs)))
 
 
 def as_list(value: Any, count: int) -> list[np.ndarray]:

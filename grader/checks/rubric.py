@@ -4,8 +4,11 @@ error with a "did you mean", never a silently ignored key. Every message names t
 test by its name and the key, e.g. ``backprop.toml: test 'relu: output': points must be a
 number ≥ 0``; all the problems of a rubric are reported at once, one line each.
 
-``docs/rubric.md`` is generated from the same schema (``reference_markdown``), so the written
-reference of the format cannot drift from what the parser accepts.
+The keys every test has are here; a test's own keys are its kind's (``grader.checks.kinds``:
+an ``Options`` dataclass per kind, its fields the keys with their typed defaults, filled in at
+parse time), and so are its case keys and its cross-checks. ``docs/rubric.md`` is generated
+from the same schema (``reference_markdown``), so the written reference of the format cannot
+drift from what the parser accepts.
 """
 
 from __future__ import annotations
@@ -13,95 +16,30 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader.checks.compare import DEFAULT_TOLERANCE
-from grader.core import budgets, paths, schema
+from grader.checks import kinds
+from grader.checks.kinds import Kind
+from grader.checks.spec import Case, Rubric, TestSpec
+from grader.core import paths, schema
 from grader.core.errors import GraderError
 
-KINDS = ("example", "output", "gradient", "mnist", "mnist_diagnostic", "rules")
+__all__ = ["Case", "Rubric", "TestSpec", "available", "load", "reference_markdown"]
+
 VISIBILITIES = ("public", "hidden")
 DISTRIBUTIONS = ("normal", "uniform", "labels", "distinct", "ties", "zeros")
-CALLED = ("example", "output", "gradient")  # the kinds whose tests call a function on cases
-MNIST = ("mnist", "mnist_diagnostic")
 PROJECT_ROOT = paths.PROJECT_ROOT
 SOLUTIONS_DIR = paths.SOLUTIONS_DIR
-
-
-@dataclass(frozen=True)
-class Case:
-    """One call: positional and keyword arguments, literal values or input specs (tables such
-    as ``{shape = [3, 5], dist = "normal"}`` that the grader turns into seeded arrays)."""
-
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    expected: Any = None  # literal expected value (example tests); else the reference's answer
-    upstream: dict[str, Any] | None = None  # spec of dout for gradient tests (default: normal)
-
-
-@dataclass(frozen=True)
-class TestSpec:
-    __test__ = False
-
-    name: str
-    function: str
-    kind: str
-    points: float
-    visibility: str
-    description: str
-    cases: tuple[Case, ...]
-    forward: str | None = None  # gradient tests: the forward whose cache feeds ``function``
-    outputs: tuple[str, ...] = ()  # names of the returned values that are compared
-    returns: tuple[str, ...] = ()  # names of all returned values (e.g. ("out", "cache"))
-    bugs: tuple[str, ...] = ()  # bug patterns to look for when a comparison fails
-    shape_formula: str = ""
-    timeout: budgets.Budget = 10.0  # seconds per call, or relative to the reference (budgets)
-    # the handed-out notebook's sentence this test checks, quoted (``validate`` finds it there)
-    requirement: str = ""
-    options: dict[str, Any] = field(default_factory=dict)  # the kind-specific keys (OPTIONS)
-
-
-@dataclass(frozen=True)
-class Rubric:
-    name: str
-    title: str
-    path: Path
-    solution: Path
-    functions: tuple[str, ...]
-    tests: tuple[TestSpec, ...]
-    seed: int
-    sha256: str
-    cell_timeout: float = 10.0
-    setup_budget: float = 30.0
-    given: tuple[str, ...] = ()  # functions handed to students complete (no solution markers)
-    # the notebook's sentence behind each side check of a backward (``gradient_checks``)
-    side_checks: dict[str, str] = field(default_factory=dict)
-    # Mixed into every seeded input and every disguise of MNIST: a digest of the reference
-    # notebook, which no student holds, so that nothing handed out (the self-check records the
-    # reference's answers on its own inputs) answers a grading input. Empty for the
-    # self-check's rubric, whose inputs are public.
-    secret: str = ""
-
-    @property
-    def max_score(self) -> float:
-        return sum(t.points for t in self.tests)
-
-    @property
-    def needs_mnist(self) -> bool:
-        return any(t.kind in MNIST for t in self.tests)
+# the side checks of every kind, by name (a backward's: ``[assignment].side_checks``)
+SIDE_CHECKS = tuple(dict.fromkeys(name for kind in kinds.KINDS for name in kind.side_checks))
 
 
 # --- value parsers (``grader.core.schema``), and the rubric's own ------------------------------
 
-Parser = schema.Parser
 Problems, ProblemsError, did_you_mean = schema.Problems, schema.ProblemsError, schema.did_you_mean
 _string, _text, _strings, _number = schema.string, schema.text, schema.strings, schema.number
-_boolean, _one_of, _anything = schema.boolean, schema.one_of, schema.anything
-
-
-SIDE_CHECKS = ("repeatable", "leaves inputs unchanged", "zero upstream gives zero")
+_one_of = schema.one_of
 
 
 def _quotes(value: Any, where: str) -> dict[str, str]:
@@ -118,18 +56,6 @@ def _quotes(value: Any, where: str) -> dict[str, str]:
     return dict(value)
 
 
-def _budget(value: Any, where: str) -> budgets.Budget:
-    return budgets.parse(value, where)
-
-
-def _positions(value: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
-    ):
-        raise GraderError(f"{where} must be a list of argument positions (integers ≥ 0)")
-    return tuple(value)
-
-
 def _shape(value: Any, where: str) -> tuple[int, ...]:
     if not isinstance(value, list) or not value or not all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
@@ -143,12 +69,7 @@ def _shape(value: Any, where: str) -> tuple[int, ...]:
 REQUIRED = schema.REQUIRED
 
 
-@dataclass(frozen=True)
-class Key(schema.Key):
-    """One key of a rubric table (``grader.core.schema.Key``) and (tests only) the kinds of
-    test it belongs to."""
-
-    kinds: tuple[str, ...] = KINDS
+Key = schema.Key
 
 
 ASSIGNMENT_KEYS = (
@@ -177,8 +98,9 @@ ASSIGNMENT_KEYS = (
         "failed side check deducts, and its feedback quotes the sentence.", _quotes),
 )
 
-_BUDGET_TYPE = "seconds > 0, or { times_reference, at_least, at_most }"
-TEST_KEYS = (
+# The keys of every kind of test; each kind adds its own (``Kind.options``: a dataclass whose
+# fields are its keys with their typed defaults, ``grader.checks.kinds.base.key``).
+COMMON_KEYS = (
     Key("name", "string", REQUIRED,
         "Unique within the rubric; the feedback, the gradebook columns and every message "
         "use it.", _string),
@@ -187,12 +109,8 @@ TEST_KEYS = (
         "label, e.g. \"(whole notebook)\"); `mnist` tests: `train_mnist`, whose model "
         "`predict` is then called.", _string),
     Key("kind", "string", REQUIRED,
-        "`example`: literal inputs and expected values (the lecture's worked examples). "
-        "`output`: compared with the reference on seeded random inputs. `gradient`: the "
-        "backward after the forward, against the reference and central differences. `mnist`: "
-        "the student's network trained on MNIST. `mnist_diagnostic`: a fixed network trained "
-        "from the student's layers. `rules`: no forbidden library shortcuts.",
-        _one_of(KINDS)),
+        " ".join(f"`{kind.name}`: {kind.meaning}" for kind in kinds.KINDS),
+        _one_of(kinds.NAMES)),
     Key("points", "number ≥ 0", REQUIRED,
         "What the test is worth, shared equally among its cases and the values each compares.",
         _number(0)),
@@ -207,94 +125,32 @@ TEST_KEYS = (
         "quotes it, so every lost point traces to something the student was given. Required "
         "for every test that can take points (`points` > 0, and `rules` tests, whose finds "
         "cost other tests theirs); `validate` checks that the template holds it.", _text),
+)
+
+# A test whose kind takes cases may give a single case's keys directly (``Kind.case_keys``).
+SINGLE_CASE_KEYS = (
     Key("cases", "list of case tables", REQUIRED,
         "The calls to make, each a case table (below). A test with a single case may give "
-        "the case's keys (`args`, `kwargs`, `expected`, `upstream`) directly instead.",
-        _anything, CALLED),
-    Key("args", "list", "—", "The single case's positional arguments (see case tables).",
-        _anything, CALLED),
-    Key("kwargs", "table", "{}", "The single case's keyword arguments (see case tables).",
-        _anything, CALLED),
+        "the case's keys (`args`, `kwargs`, `expected`, `upstream`) directly instead."),
+    Key("args", "list", "—", "The single case's positional arguments (see case tables)."),
+    Key("kwargs", "table", "{}", "The single case's keyword arguments (see case tables)."),
     Key("expected", "array (nested lists of numbers)", "—",
-        "The single case's expected value (see case tables).", _anything, ("example",)),
+        "The single case's expected value (see case tables)."),
     Key("upstream", "input spec", "—",
-        "The single case's upstream gradient (see case tables).", _anything, ("gradient",)),
-    Key("returns", "list of strings", [],
-        "Names of everything the function returns, in order, when it returns a tuple "
-        "(e.g. `[\"out\", \"cache\"]`). Leave out for a function returning one value.",
-        _strings, ("example", "output")),
-    Key("outputs", "list of strings", ["out"],
-        "The returned values that are compared and earn points, by name: for `example` and "
-        "`output` tests a subset of `returns`; for `gradient` tests (where it is required) "
-        "the backward's gradients in order, e.g. `[\"dx\", \"dW\", \"db\"]`. A name must be "
-        "the one the reference's `return` statement uses, when it returns a plain variable.",
-        _strings, CALLED),
-    Key("forward", "string", REQUIRED,
-        "The forward function (one of `functions`) whose cache feeds the backward under "
-        "test. `args` and `kwargs` are the forward's.", _string, ("gradient",)),
-    Key("bugs", "list of strings", [],
-        "Bug patterns to look for when a comparison fails, to explain it (e.g. "
-        "`flipped_kernel`, `stride_ignored`, `relu_no_mask`; see `grader/checks/diagnose.py`).",
-        _strings, CALLED),
-    Key("shape_formula", "string", "",
-        "The output shape in words, quoted when a student's shape is wrong.", _text, CALLED),
-    Key("timeout", _BUDGET_TYPE, 10.0,
-        "Seconds each call of the function may take, or relative to the reference's own "
-        "time for it on the grading machine.", _budget, CALLED),
-    Key("tolerance", "number > 0", DEFAULT_TOLERANCE,
-        "The largest relative error accepted, max |got − expected| / max(max |expected|, "
-        "max |got|). A float32 result is allowed float32's tolerance (with a note). "
-        "Gradient tests accept at least 1e-5 against central differences.",
-        _number(0, above=True), CALLED),
-    Key("warnings", "string", "—",
-        "`\"error\"`: the call runs with NumPy's overflow, invalid-value and division-by-zero "
-        "warnings raised as errors, as a notebook's own check cell can make them: a formula "
-        "that is not numerically stable fails even where its values come out right.",
-        _one_of(("error",)), ("example", "output")),
-    Key("then", "string", "—",
-        "`\"relu\"`: apply ReLU to the returned value before comparing (the lecture's "
-        "\"convolution then ReLU\" examples).", _one_of(("relu",)), ("example", "output")),
-    Key("wrt", "list of integers", "[0, 1, …]",
-        "For each gradient in `outputs`, the position of the forward's argument it is the "
-        "gradient of (for the central differences).", _positions, ("gradient",)),
-    Key("kink", "string", "—",
-        "Inputs that sit on a kink on purpose, where any valid subgradient is accepted: "
-        "`relu` (slope 0 or 1 at exactly 0), `max_tie` (a pooling window's gradient may go "
-        "to any of its tied maxima).", _one_of(("relu", "max_tie")), ("gradient",)),
-    Key("numeric", "boolean", True,
-        "Compare with central differences too; `false` where there is no derivative "
-        "(kinks probed on purpose).", _boolean, ("gradient",)),
-    Key("threshold", "number in [0, 1]", 0.95,
-        "`mnist`: the test accuracy that earns full marks. `mnist_diagnostic`: the accuracy "
-        "the fixed network must reach.", _number(0, 1), MNIST),
-    Key("floor", "number in [0, 1]", 0.5,
-        "The accuracy that earns nothing; marks grow linearly from `floor` to `threshold`.",
-        _number(0, 1), ("mnist",)),
-    Key("budget", _BUDGET_TYPE, 120.0,
-        "`mnist`: seconds for the student's `train_mnist`; `mnist_diagnostic`: for training "
-        "the fixed network. Relative budgets follow the reference's own training time.",
-        _budget, MNIST),
-    Key("predict_budget", _BUDGET_TYPE, 60.0,
-        "Seconds for the student's `predict` on the 10,000 test images.", _budget,
-        ("mnist",)),
-    Key("epochs", "integer ≥ 1", 2, "Epochs of the fixed network's training.",
-        _number(1, integer=True), ("mnist_diagnostic",)),
-    Key("seed", "integer ≥ 0", 0, "Passed to `train_mnist(seed=...)` and the fixed network.",
-        _number(0, integer=True), MNIST),
+        "The single case's upstream gradient (see case tables)."),
 )
 
 CASE_KEYS = (
     Key("args", "list", REQUIRED,
-        "Positional arguments: literal values (lists become float arrays) or input specs.",
-        kinds=CALLED),
+        "Positional arguments: literal values (lists become float arrays) or input specs."),
     Key("kwargs", "table", "{}",
         "Keyword arguments, literal or input specs; each must be a parameter of the "
-        "reference function (of the forward, for gradient tests).", kinds=CALLED),
+        "reference function (of the forward, for gradient tests)."),
     Key("expected", "array (nested lists of numbers)", REQUIRED,
         "The exact expected value (`example` tests only; other kinds compare with the "
-        "reference).", kinds=("example",)),
+        "reference)."),
     Key("upstream", "input spec", "normal, the output's shape",
-        "The upstream gradient `dout` fed to the backward.", kinds=("gradient",)),
+        "The upstream gradient `dout` fed to the backward."),
 )
 
 INPUT_KEYS = (
@@ -319,6 +175,19 @@ INPUT_KEYS = (
         _one_of(("float64", "float32", "float16"))),
 )
 
+
+
+def _test_keys() -> dict[str, Key]:
+    """Every [[tests]] key, of every kind: the common ones, a single case's, then each kind's
+    options in the registry's order (a key two kinds share is listed once)."""
+    found = {k.name: k for k in (*COMMON_KEYS, *SINGLE_CASE_KEYS)}
+    for kind in kinds.KINDS:
+        for key in kind.options.keys():
+            found.setdefault(key.name, key)
+    return found
+
+
+TEST_KEYS = tuple(_test_keys().values())
 SCHEMA = {
     "[assignment]": ASSIGNMENT_KEYS,
     "[[tests]]": TEST_KEYS,
@@ -329,16 +198,20 @@ TABLES = ("assignment", "defaults", "tests")
 _TEST = {k.name: k for k in TEST_KEYS}
 _CASE = {k.name: k for k in CASE_KEYS}
 _INPUT = {k.name: k for k in INPUT_KEYS}
-CASE_PARTS = ("cases", "args", "kwargs", "expected", "upstream")  # parsed by _cases
-COMMON = ("name", "function", "kind", "points", "visibility", "description")
-OPTIONS = tuple(k.name for k in TEST_KEYS if k.name in (
-    "then", "warnings", "wrt", "kink", "numeric", "tolerance", "threshold", "floor", "budget",
-    "predict_budget", "epochs", "seed"))
+COMMON = tuple(k.name for k in COMMON_KEYS)
+CASE_PARTS = tuple(k.name for k in SINGLE_CASE_KEYS)  # parsed by _cases
 
 
-def keys_of(kind: str) -> tuple[Key, ...]:
-    """The [[tests]] keys a test of this kind accepts."""
-    return tuple(k for k in TEST_KEYS if kind in k.kinds)
+def kinds_taking(name: str) -> tuple[str, ...]:
+    """The kinds of test whose [[tests]] tables take key ``name``, in the registry's order."""
+    if name in COMMON:
+        return kinds.NAMES
+    return tuple(kind.name for kind in kinds.KINDS if kind.accepts(name))
+
+
+def case_kinds_taking(name: str) -> tuple[str, ...]:
+    """The kinds of test whose case tables take key ``name``."""
+    return tuple(kind.name for kind in kinds.KINDS if name in kind.case_keys)
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -451,83 +324,44 @@ def _parse_test(raw: Any, index: int, defaults: dict, file: str, functions: tupl
     label = f"test {name!r}" if isinstance(name, str) and name else f"tests[{index}] (no name)"
     where = f"{file}: {label}"
     before = len(problems.lines)
-    kind = raw.get("kind", defaults.get("kind"))
-    kind = kind if kind in KINDS else None
+    named = raw.get("kind", defaults.get("kind"))
+    kind = kinds.get(named) if isinstance(named, str) and named in kinds.NAMES else None
     for key in raw:
         if key not in _TEST:
             problems.add(f"{where}: unknown key {key!r}{did_you_mean(key, _TEST)}")
-        elif kind and kind not in _TEST[key].kinds:
-            problems.add(f"{where}: {key} is not a key of {kind} tests (only of "
-                         f"{', '.join(_TEST[key].kinds)} tests)")
-    merged = {**{k: v for k, v in defaults.items() if kind is None or kind in _TEST[k].kinds},
-              **raw}
+        elif kind and key not in COMMON and not kind.accepts(key):
+            problems.add(f"{where}: {key} is not a key of {kind.name} tests (only of "
+                         f"{', '.join(kinds_taking(key))} tests)")
+    merged = {**{k: v for k, v in defaults.items()
+                 if kind is None or k in COMMON or kind.accepts(k)}, **raw}
     merged = {k: v for k, v in merged.items() if k in _TEST}
-    accepted = tuple(k for k in keys_of(kind or "rules") if k.name not in CASE_PARTS)
-    values = _table_keys({k: v for k, v in merged.items() if k in {a.name for a in accepted}},
-                         accepted, where, problems)
-    if kind and kind in CALLED:
-        cases = _cases(merged, kind, where, problems)
-    else:
-        cases = ()
-    if len(problems.lines) > before or kind is None:
+    values = _table_keys({k: v for k, v in merged.items() if k in COMMON}, COMMON_KEYS, where,
+                         problems)
+    if kind is None:
+        return None
+    own = {k: v for k, v in merged.items() if k not in COMMON and k not in CASE_PARTS}
+    options = kind.options.parse(own, where, problems)
+    cases = _cases(merged, kind, where, problems) if kind.case_keys else ()
+    if len(problems.lines) > before or options is None:
         return None
     spec = TestSpec(
         name=values["name"],
         function=values["function"],
-        kind=kind,
+        kind=kind.name,
         points=values["points"],
         visibility=values["visibility"],
         description=values["description"],
+        requirement=values["requirement"],
         cases=cases,
-        forward=values.get("forward"),
-        outputs=tuple(values.get("outputs", ("out",))),
-        returns=tuple(values.get("returns", ())),
-        bugs=tuple(values.get("bugs", ())),
-        shape_formula=values.get("shape_formula", ""),
-        timeout=values.get("timeout", 10.0),
-        requirement=values.get("requirement", ""),
-        options={k: values[k] for k in OPTIONS if k in merged and k in values},
+        options=options,
+        hooks=kind,
+        written=tuple(sorted(own)),
     )
-    _cross_check(spec, merged, where, functions, problems)
+    kind.cross_check(spec, where=where, functions=functions, problems=problems)
     return spec
 
 
-def _cross_check(spec: TestSpec, merged: dict, where: str, functions: tuple[str, ...],
-                 problems: Problems) -> None:
-    """What no single key can say: names that must exist, lists that must agree."""
-    if spec.kind != "rules" and spec.function not in functions:
-        problems.add(f"{where}: function {spec.function!r} is not in [assignment].functions"
-                     f"{did_you_mean(spec.function, functions)}")
-    if spec.kind == "gradient":
-        if spec.forward not in functions:
-            problems.add(f"{where}: forward must name the forward function of a gradient test, "
-                         f"one of [assignment].functions (got {spec.forward!r})"
-                         f"{did_you_mean(spec.forward or '', functions)}")
-        if "outputs" not in merged:
-            problems.add(f"{where}: outputs is required for a gradient test: the backward's "
-                         f"gradients in order, e.g. [\"dx\", \"dW\", \"db\"]")
-        wrt = spec.options.get("wrt")
-        if wrt is not None and len(wrt) != len(spec.outputs):
-            problems.add(f"{where}: wrt has {len(wrt)} positions for {len(spec.outputs)} "
-                         f"outputs ({', '.join(spec.outputs)})")
-    if spec.kind in ("example", "output"):
-        if spec.returns:
-            for name in spec.outputs:
-                if name not in spec.returns:
-                    problems.add(f"{where}: outputs names {name!r}, which is not in returns "
-                                 f"({', '.join(spec.returns)}){did_you_mean(name, spec.returns)}")
-        elif len(spec.outputs) != 1:
-            problems.add(f"{where}: outputs names {len(spec.outputs)} values; a function "
-                         f"returning a tuple needs returns = [...] naming all it returns")
-    if spec.kind == "mnist" and "predict" not in functions:
-        problems.add(f"{where}: an mnist test calls predict after train_mnist: add \"predict\" "
-                     f"to [assignment].functions")
-    floor, threshold = spec.options.get("floor"), spec.options.get("threshold")
-    if floor is not None and threshold is not None and floor > threshold:
-        problems.add(f"{where}: floor ({floor:g}) must not exceed threshold ({threshold:g})")
-
-
-def _cases(merged: dict, kind: str, where: str, problems: Problems) -> tuple[Case, ...]:
+def _cases(merged: dict, kind: Kind, where: str, problems: Problems) -> tuple[Case, ...]:
     single = [k for k in _CASE if k in merged]
     if "cases" in merged and single:
         problems.add(f"{where}: give either cases = [...] or {', '.join(single)} for a single "
@@ -553,7 +387,7 @@ def _cases(merged: dict, kind: str, where: str, problems: Problems) -> tuple[Cas
     return tuple(cases)
 
 
-def _case(raw: Any, kind: str, spot: str, prefix: str, problems: Problems) -> Case | None:
+def _case(raw: Any, kind: Kind, spot: str, prefix: str, problems: Problems) -> Case | None:
     """One case table; ``prefix`` joins it to its keys (``…: cases[0].args``, ``…: args``)."""
     if not isinstance(raw, dict):
         problems.add(f"{spot} must be a table with args (and kwargs)")
@@ -562,9 +396,9 @@ def _case(raw: Any, kind: str, spot: str, prefix: str, problems: Problems) -> Ca
     for key in raw:
         if key not in _CASE:
             problems.add(f"{prefix}{key}: unknown key{did_you_mean(key, _CASE)}")
-        elif kind not in _CASE[key].kinds:
-            problems.add(f"{prefix}{key} is not a key of {kind} tests (only of "
-                         f"{', '.join(_CASE[key].kinds)} tests)")
+        elif key not in kind.case_keys:
+            problems.add(f"{prefix}{key} is not a key of {kind.name} tests (only of "
+                         f"{', '.join(case_kinds_taking(key))} tests)")
     args = raw.get("args")
     if not isinstance(args, list):
         problems.add(f"{prefix}args must be a list of arguments")
@@ -577,8 +411,8 @@ def _case(raw: Any, kind: str, spot: str, prefix: str, problems: Problems) -> Ca
         _input(arg, f"{prefix}args[{i}]", problems)
     for name, value in kwargs.items():
         _input(value, f"{prefix}kwargs.{name}", problems)
-    if kind == "example":
-        _expected(raw, prefix, problems)
+    if "expected" in kind.case_keys:
+        _expected(raw, prefix, problems, kind.name)
     if "upstream" in raw:
         if not isinstance(raw["upstream"], dict):
             problems.add(f"{prefix}upstream must be an input spec, e.g. {{ shape = [4, 3] }}")
@@ -590,9 +424,9 @@ def _case(raw: Any, kind: str, spot: str, prefix: str, problems: Problems) -> Ca
                 upstream=raw.get("upstream"))
 
 
-def _expected(raw: dict, prefix: str, problems: Problems) -> None:
+def _expected(raw: dict, prefix: str, problems: Problems, kind: str) -> None:
     if "expected" not in raw:
-        problems.add(f"{prefix}expected is required for an example test")
+        problems.add(f"{prefix}expected is required for an {kind} test")
         return
     import numpy as np  # (only here: the rest of the schema needs no NumPy)
 
@@ -631,15 +465,15 @@ def reference_markdown() -> str:
     parts += _doc_table("[assignment]", ASSIGNMENT_KEYS, "The assignment as a whole.")
     parts += [_DOC_DEFAULTS]
     parts += _doc_table(
-        "[[tests]]: every kind", [k for k in TEST_KEYS if k.name in COMMON],
+        "[[tests]]: every kind", COMMON_KEYS,
         "One table per test, in the order the feedback shows them.")
-    for kind in KINDS:
-        keys = [k for k in keys_of(kind) if k.name not in COMMON]
+    for kind in kinds.KINDS:
+        keys = [*(k for k in SINGLE_CASE_KEYS if kind.accepts(k.name)), *kind.options.keys()]
         if keys:
-            article = "an" if kind[0] in "aeiou" else "a"
-            parts += _doc_table(f"[[tests]]: kind = \"{kind}\"", keys,
-                                f"The keys {article} `{kind}` test accepts besides those of "
-                                f"every kind.")
+            article = "an" if kind.name[0] in "aeiou" else "a"
+            parts += _doc_table(f"[[tests]]: kind = \"{kind.name}\"", keys,
+                                f"The keys {article} `{kind.name}` test accepts besides those "
+                                f"of every kind.")
     parts += _doc_table("Case tables", CASE_KEYS, _DOC_CASES)
     parts += _doc_table("Input specs", INPUT_KEYS, _DOC_INPUTS)
     parts.append(_DOC_TAIL)
@@ -652,9 +486,9 @@ _doc_table = schema.doc_table
 _DOC_HEAD = """\
 # The rubric format
 
-<!-- Generated from the schema in grader/checks/rubric.py by
-`python -m grader validate --write-docs`; tests/test_rubric.py fails when this file differs
-from what the schema generates. -->
+<!-- Generated from the schema in grader/checks/rubric.py and each kind's options in
+grader/checks/kinds/ by `python -m grader validate --write-docs`; tests/test_rubric.py fails
+when this file differs from what the schema generates. -->
 
 A rubric, `solutions/NAME.toml`, is an assignment's tests as data, beside its reference
 notebook `solutions/NAME.ipynb`. Every table and key below is known to the grader: an unknown

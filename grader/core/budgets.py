@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from grader.core.errors import GraderError
 
@@ -60,6 +60,12 @@ def total_seconds(reference_seconds: Mapping[str, float] | None) -> tuple[float,
     return TOTAL.seconds(measured), TOTAL.explain(measured)
 
 
+def seconds(budget: Budget) -> float:
+    """A budget in seconds: one ``resolve`` made absolute for this machine, or, where nothing
+    resolved it, a relative budget's cap (as ``resolve`` gives it with nothing measured)."""
+    return budget.seconds(None) if isinstance(budget, Relative) else float(budget)
+
+
 def parse(value: Any, where: str) -> Budget:
     """A budget from the rubric: seconds, or a ``times_reference`` table."""
     if isinstance(value, dict):
@@ -80,54 +86,39 @@ def _positive(value: Any, where: str) -> float:
     return float(value)
 
 
-class _Measured(Protocol):
-    """What ``measured_by`` reads of a rubric test (``grader.checks.rubric.TestSpec``)."""
-
-    @property
-    def function(self) -> str: ...
-
-    @property
-    def kind(self) -> str: ...
-
-
-def measured_by(spec: _Measured, key: str) -> str:
-    """Which of the reference's calls a budget follows."""
+def measured_by(spec: Any, key: str) -> str:
+    """Which of the reference's calls a budget follows: ``timeout`` the test's own function,
+    another budget what its kind's options say (``Options.budgets_follow``)."""
     if key == "timeout":
-        return spec.function
-    if key == "predict_budget":
-        return "predict"
-    return "fixed_network" if spec.kind == "mnist_diagnostic" else "train_mnist"
+        return str(spec.function)
+    return str(spec.options.budgets_follow[key])
 
 
 def resolve(rubric: Any, reference_seconds: Mapping[str, float] | None) -> Any:
-    """The rubric with every budget in seconds for this machine; ``options["budget_notes"]``
+    """The rubric with every budget in seconds for this machine; ``TestSpec.budget_notes``
     says how each was derived, for timeout messages. ``None``: the caps (for the canary)."""
     tests = []
     for spec in rubric.tests:
-        timeout, options, notes = spec.timeout, dict(spec.options), {}
-        for key, value in [("timeout", spec.timeout), *[(k, spec.options[k]) for k in
-                                                         ("budget", "predict_budget")
-                                                         if k in spec.options]]:
+        seconds, notes = {}, {}
+        for key in ("timeout", *spec.options.budgets_follow):
+            value = getattr(spec.options, key, None)
             if not isinstance(value, Relative):
                 continue
             measured = (reference_seconds or {}).get(measured_by(spec, key))
             if reference_seconds is not None and measured is None:
                 measured = 0.0  # the reference never made that call: the floor applies
-            seconds = value.seconds(measured)
+            seconds[key] = value.seconds(measured)
             notes[key] = value.explain(measured)
-            if key == "timeout":
-                timeout = seconds
-            else:
-                options[key] = seconds
+        changes: dict[str, Any] = {"options": dataclasses.replace(spec.options, **seconds)}
         if notes:
-            options["budget_notes"] = notes
+            changes["budget_notes"] = notes
         if reference_seconds is not None:  # what the reference took here, for plausibility
-            options["reference_seconds"] = dict(reference_seconds)
-        tests.append(dataclasses.replace(spec, timeout=timeout, options=options))
+            changes["reference_seconds"] = dict(reference_seconds)
+        tests.append(dataclasses.replace(spec, **changes))
     return dataclasses.replace(rubric, tests=tuple(tests))
 
 
 def note(spec: Any, key: str) -> str:
     """`` (how the budget was set)``, or nothing for a fixed budget; for timeout messages."""
-    text = spec.options.get("budget_notes", {}).get(key)
+    text = spec.budget_notes.get(key)
     return f" ({text})" if text else ""

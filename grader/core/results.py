@@ -45,6 +45,9 @@ class TestResult:
     fraction: float | None = None
     # the handed-out notebook's sentence the test checks (``TestSpec.requirement``)
     requirement: str = ""
+    # the kind of rubric test (``grader.checks.kinds``): its part of the feedback page is
+    # ``templates/kinds/<kind>.html.j2`` ("" in results written before results named it)
+    kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,8 @@ class SubmissionResult:
         # fields by hand, not asdict: its deep copy of every test's details (error maps, MNIST
         # pixels) was a third of what writing a re-scored result cost; JSON copies them anyway
         data = _fields(self)
-        data["tests"] = [_without_empty(_without_none(_fields(t), "fraction"), "requirement")
+        data["tests"] = [_without_empty(_without_empty(_without_none(_fields(t), "fraction"),
+                                                       "requirement"), "kind")
                          for t in self.tests]
         data["notices"] = list(self.notices)
         data["observations"] = list(self.observations)

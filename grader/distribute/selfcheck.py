@@ -20,22 +20,18 @@ from __future__ import annotations
 import hashlib
 import inspect
 import io
-import itertools
 import json
 import tomllib
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from grader.checks import counterexample, rubric
-from grader.checks import engine as checks
-from grader.checks.compare import compare
-from grader.checks.context import Context, case_inputs
-from grader.checks.kinds import gradient as gradient_checks
-from grader.checks.rubric import MNIST, Rubric, TestSpec
+from grader.checks import kinds, rubric
+from grader.checks.context import Context
+from grader.checks.rubric import Rubric
 from grader.core import reference
 from grader.core.errors import GraderError
 from grader.core.files import replacing
@@ -66,7 +62,10 @@ def export(name: str, out: Path, *, solutions_dir: Path = rubric.SOLUTIONS_DIR) 
         "rubric": public,
         "rubric_sha256": exported.sha256,
         "functions": functions,
-        "skipped": [t.name for t in full.tests if t.visibility == "public" and t.kind in MNIST],
+        # (the checker says these need MNIST; a public test of another kind it cannot run,
+        # ``Kind.exported``, is left out of it)
+        "skipped": [t.name for t in full.tests if t.visibility == "public"
+                    and not kinds.get(t.kind).exported and t.options.needs_mnist],
     }
     _write_pyz(out, bundle, arrays)
     return out
@@ -75,7 +74,8 @@ def export(name: str, out: Path, *, solutions_dir: Path = rubric.SOLUTIONS_DIR) 
 def _exportable(full: Rubric) -> list[str]:
     """The names of the tests a student may see and the checker can run, as the grader parsed
     them: visibility can come from ``[defaults]``, so a raw test's own keys do not tell."""
-    return [t.name for t in full.tests if t.visibility == "public" and t.kind not in MNIST]
+    return [t.name for t in full.tests if t.visibility == "public"
+            and kinds.get(t.kind).exported]
 
 
 def _public_rubric(raw: dict[str, Any], full: Rubric) -> dict[str, Any]:
@@ -139,10 +139,7 @@ def record(exported: Rubric,
                       forbidden={})
     try:
         for spec in exported.tests:
-            if spec.kind in ("example", "output"):
-                _record_output(spec, context)
-            elif spec.kind == "gradient":
-                _record_gradient(spec, context)
+            kinds.get(spec.kind).record(spec, context)
     except replay.Unrecordable as exc:
         raise GraderError(f"export-check: the reference returned {exc}, which the exported "
                           f"checker cannot hold as plain data") from None
@@ -156,51 +153,6 @@ def record(exported: Rubric,
                 functions[name] = {"parameters": list(inspect.signature(ref[name]).parameters),
                                    "answers": {}}
     return functions, recorder.arrays
-
-
-def _record_output(spec: TestSpec, context: Context) -> None:
-    positions = checks._positions(spec)
-    for number, case in enumerate(spec.cases):
-        counterexample.candidates(spec, context.rubric, context.reference, number)
-        args, kwargs = case_inputs(spec, context, number, case)
-        expected = checks._expected(spec, case, context.reference[spec.function], args, kwargs,
-                                    positions)
-        for index in range(len(expected)):
-            for got in _wrong_answers(expected[index]):
-                comparisons = [compare(n, got if i == index else e, e)
-                               for i, (n, e) in enumerate(zip(spec.outputs, expected))]
-                checks._explain(spec, context, comparisons, args, kwargs)
-
-
-def _record_gradient(spec: TestSpec, context: Context) -> None:
-    count = len(spec.outputs)
-    positions = spec.options.get("wrt", list(range(count)))
-    for number in range(len(spec.cases)):
-        counterexample.candidates(spec, context.rubric, context.reference, number)
-        # a gradient of the wrong shape is skipped, and the ones after it then draw other
-        # random coordinates: every combination has its own calls
-        for right_shape in itertools.product((True, False), repeat=len(positions)):
-            case = gradient_checks.GradientCase.build(spec, context, number)
-            got = [np.zeros(np.shape(case.args[p])) if ok else np.zeros(0)
-                   for p, ok in zip(positions, right_shape)]
-            gradient_checks._numerical_errors(case, got)
-        case = gradient_checks.GradientCase.build(spec, context, number)
-        for index in range(count):
-            for wrong in _wrong_answers(case.expected[index]):
-                got = [wrong if i == index else e for i, e in enumerate(case.expected)]
-                comparisons = [compare(n, g, e)
-                               for n, g, e in zip(spec.outputs, got, case.expected)]
-                outputs = [{"passed": i != index} for i in range(count)]
-                gradient_checks._diagnosis(context, case, comparisons, outputs, [])
-
-
-def _wrong_answers(expected: np.ndarray) -> Iterator[np.ndarray]:
-    """Answers that match no bug pattern, so that every pattern runs (and reruns the
-    reference); the patterns' reruns depend on the inputs, not on the answer's values."""
-    rng = np.random.default_rng(0)
-    yield rng.standard_normal(expected.shape)
-    yield np.zeros(expected.shape)
-    yield rng.standard_normal((expected.size + 1,))
 
 
 # --- the zipapp ----------------------------------------------------------------------------

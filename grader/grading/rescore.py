@@ -23,28 +23,37 @@ import json
 from typing import Any
 
 from grader import __version__
-from grader.checks.context import result
-from grader.checks.kinds.mnist import judge
+from grader.checks import kinds
 from grader.checks.rubric import Rubric, TestSpec
+from grader.checks.spec import NOT_CALLED
 from grader.core.results import SubmissionResult, TestResult
-
-SCORING_FIELDS = ("points", "visibility", "description", "requirement")
-# kind -> the options that only scoring reads. (The diagnostic's threshold is observing: it
-# decides whether the culprit search runs.)
-SCORING_OPTIONS = {"mnist": ("threshold", "floor", "review_above", "review_faster_than")}
-# options the grader adds for this machine (grader.core.budgets.resolve), never in a rubric file
-MACHINE_OPTIONS = ("reference_seconds", "budget_notes")
 
 
 def observing_part(spec: TestSpec) -> dict[str, Any]:
-    """The spec without what only scoring reads: if this is unchanged, so is what the sandbox
-    would observe."""
-    data = dataclasses.asdict(spec)
-    for name in SCORING_FIELDS:
-        data.pop(name)
-    ignored = (*SCORING_OPTIONS.get(spec.kind, ()), *MACHINE_OPTIONS)
-    data["options"] = {k: v for k, v in data["options"].items() if k not in ignored}
-    return data
+    """The spec without what only scoring reads (its points, visibility, description and
+    requirement, and its kind's ``scoring_options``): if this is unchanged, so is what the
+    sandbox would observe.
+
+    It keeps the form results have always been keyed by, so that results stored before the
+    kinds had typed options re-score as they did: the keys of tests that call a function
+    (``spec.NOT_CALLED``) for every test, and of the kind's other keys only those the rubric
+    (or its [defaults]) set. What the grader adds for this machine (the notes on relative
+    budgets, the reference's times) is never part of it."""
+    ignored = set(kinds.get(spec.kind).scoring_options)
+    options = {name: _plain(getattr(spec.options, name)) for name in sorted(spec.written)
+               if name not in NOT_CALLED and name not in ignored}
+    return {"name": spec.name, "function": spec.function, "kind": spec.kind,
+            "cases": [_plain(case) for case in spec.cases], "forward": spec.forward,
+            "outputs": spec.outputs, "returns": spec.returns, "bugs": spec.bugs,
+            "shape_formula": spec.shape_formula, "timeout": _plain(spec.timeout),
+            "options": options}
+
+
+def _plain(value: Any) -> Any:
+    """A value as ``dataclasses.asdict`` gives it (a relative budget as its table)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    return value
 
 
 def observation_keys(sha256: str, rubric: Rubric, *, public_only: bool = False) -> tuple[str, ...]:
@@ -88,15 +97,8 @@ def rescore(previous: SubmissionResult, rubric: Rubric, *,
 
 def score(spec: TestSpec, observed: TestResult) -> TestResult:
     """One stored observation under the scoring part of ``spec``: the same functions that made
-    it at grading time (``checktypes.result``, ``mnist_checks.judge``) make it again."""
-    details = dict(observed.details)
-    if spec.kind == "mnist" and "threshold" in details:
-        details["threshold"] = float(spec.options.get("threshold", 0.95))
-        if "accuracy" in details and observed.status not in ("error", "timeout"):
-            return judge(spec, details)
-    assert observed.fraction is not None  # rescore checked it
-    return result(spec, observed.fraction, observed.message, diagnosis=observed.diagnosis,
-                  status=observed.status, details=details)
+    it at grading time make it again (``Kind.rescore``)."""
+    return kinds.get(spec.kind).rescore(spec, observed)
 
 
 def ungraded(rubric: Rubric, why: str, *, public_only: bool = False,
@@ -115,6 +117,7 @@ def ungraded(rubric: Rubric, why: str, *, public_only: bool = False,
             visibility=t.visibility,  # type: ignore[arg-type]
             description=t.description,
             requirement=t.requirement,
+            kind=t.kind,
         )
         for t in rubric.tests
         if not public_only or t.visibility == "public"

@@ -18,23 +18,19 @@ without solution markers. Each of these used to reach students as a lost point o
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import hashlib
-import inspect
 import json
 import platform
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from grader import __version__
-from grader.checks import expectations, inputs, rubric
-from grader.checks.rubric import Rubric, TestSpec, did_you_mean
+from grader.checks import kinds, rubric
+from grader.checks.rubric import Rubric, did_you_mean
 from grader.core import reference, solution
 from grader.core.errors import GraderError
 from grader.core.files import write_atomic
@@ -90,8 +86,7 @@ def static(loaded: Rubric) -> list[str]:
     graded = [f for f in loaded.functions if f not in loaded.given and f in ref.functions]
     problems += solution.solution_leaks(notebook, name=loaded.solution.name, functions=graded)
     for spec in loaded.tests:
-        if spec.kind in rubric.CALLED and _target(spec) in ref.functions:
-            problems += _calls(loaded, spec, ref)
+        problems += kinds.get(spec.kind).check_reference(spec, loaded, ref)
     if not problems:  # (the template is made from a notebook that passed the checks above)
         problems += requirements(loaded, _template_text(loaded, graded))
     return problems
@@ -109,19 +104,20 @@ def requirements(loaded: Rubric, template: str) -> list[str]:
         spot = f"{where}: test {spec.name!r}: requirement"
         if spec.requirement:
             problems += _missing_quote(spot, spec.requirement, text, loaded)
-        elif spec.points > 0 or spec.kind == "rules":
+        elif spec.points > 0 or kinds.get(spec.kind).costs_others:
             problems.append(f"{spot} is required: quote the sentence of the handed-out notebook "
                             f"this test checks (a test that can take points must trace to what "
                             f"students were given)")
-    if any(s.kind == "gradient" and s.points > 0 for s in loaded.tests):
-        for name in rubric.SIDE_CHECKS:
-            spot = f"{where}: [assignment] side_checks: {name!r}"
-            quote = loaded.side_checks.get(name, "")
-            if not quote:
-                problems.append(f"{spot} is required: a failed side check of a backward "
-                                f"deducts, so quote the notebook's sentence that asks for it")
-            else:
-                problems += _missing_quote(spot, quote, text, loaded)
+    side_checks = dict.fromkeys(name for s in loaded.tests if s.points > 0
+                                for name in kinds.get(s.kind).side_checks)
+    for name in side_checks:  # (a backward's, where a gradient test has points)
+        spot = f"{where}: [assignment] side_checks: {name!r}"
+        quote = loaded.side_checks.get(name, "")
+        if not quote:
+            problems.append(f"{spot} is required: a failed side check of a backward "
+                            f"deducts, so quote the notebook's sentence that asks for it")
+        else:
+            problems += _missing_quote(spot, quote, text, loaded)
     return problems
 
 
@@ -174,160 +170,6 @@ def _defined(loaded: Rubric, ref: reference.Reference) -> list[str]:
 # --- calling the reference -------------------------------------------------------------------
 
 
-def _target(spec: TestSpec) -> str:
-    """The function a case's arguments go to: the forward, for gradient tests."""
-    return (spec.forward or "") if spec.kind == "gradient" else spec.function
-
-
-def _calls(loaded: Rubric, spec: TestSpec, ref: reference.Reference) -> list[str]:
-    where = f"{loaded.path.name}: test {spec.name!r}"
-    function = ref[_target(spec)]
-    problems: list[str] = []
-    for number, case in enumerate(spec.cases):
-        spot = f"{where}: cases[{number}]" if len(spec.cases) > 1 else where
-        wrong = _signature(spot, _target(spec), function, case)
-        if wrong:
-            problems.append(wrong)
-            continue
-        args, kwargs = expectations.case_inputs(spec, loaded, number)
-        check = _gradient if spec.kind == "gradient" else _output
-        try:
-            found = check(spec, ref, args, kwargs, case)
-        except Exception as exc:  # the instructor's reference on the rubric's inputs
-            found = [f"the reference {_target(spec)} raised {type(exc).__name__}: {exc}"]
-        problems += [f"{spot}: {line}" for line in found]
-        if found:
-            break  # the other cases would say the same
-    return problems + _names(where, spec, ref)
-
-
-def _signature(spot: str, name: str, function: Callable, case: rubric.Case) -> str | None:
-    signature = inspect.signature(function)
-    parameters = signature.parameters
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    for key in case.kwargs:
-        if key not in parameters and not takes_any:
-            return (f"{spot}: kwargs: {name}() has no parameter {key!r}"
-                    f"{did_you_mean(key, parameters)}; its parameters: "
-                    f"{', '.join(parameters)}")
-    try:
-        signature.bind(*case.args, **case.kwargs)
-    except TypeError as exc:
-        return f"{spot}: {name}{signature} cannot be called with these arguments: {exc}"
-    return None
-
-
-def _output(spec: TestSpec, ref: reference.Reference, args: list, kwargs: dict,
-            case: rubric.Case) -> list[str]:
-    value = ref[spec.function](*args, **kwargs)
-    if spec.returns:
-        if not isinstance(value, tuple) or len(value) != len(spec.returns):
-            return [f"returns names {len(spec.returns)} values ({', '.join(spec.returns)}) but "
-                    f"the reference {spec.function} returns {_describe(value)}"]
-        values = {name: value[spec.returns.index(name)] for name in spec.outputs}
-    elif isinstance(value, tuple):
-        return [f"the reference {spec.function} returns {_describe(value)}: name them with "
-                f"returns = [...] and pick the compared ones with outputs = [...]"]
-    else:
-        values = {spec.outputs[0]: value}
-    problems = [f"output {name!r}: the reference returns {_describe(v)}, not an array"
-                for name, v in values.items() if not _numeric(v)]
-    if spec.kind == "example" and not problems:
-        [got] = values.values()
-        expected = np.asarray(case.expected, dtype=np.float64)
-        if np.shape(got) != expected.shape:
-            problems.append(f"expected has shape {expected.shape} but the reference "
-                            f"{spec.function} returns shape {np.shape(got)}")
-    return problems
-
-
-def _gradient(spec: TestSpec, ref: reference.Reference, args: list, kwargs: dict,
-              case: rubric.Case) -> list[str]:
-    forward = ref[spec.forward or ""](*[_copy(a) for a in args], **kwargs)
-    if not isinstance(forward, tuple) or len(forward) != 2:
-        return [f"forward {spec.forward} must return (out, cache); the reference returns "
-                f"{_describe(forward)}"]
-    out, cache = forward
-    upstream = case.upstream or {"shape": list(np.shape(out))}
-    dout = inputs.make(upstream, np.random.default_rng(0))
-    if dout.shape != np.shape(out):
-        return [f"upstream has shape {dout.shape} but {spec.forward} returns out of shape "
-                f"{np.shape(out)}"]
-    value = ref[spec.function](dout, cache)
-    count = len(spec.outputs)
-    if count == 1 and isinstance(value, tuple) or count > 1 and (
-            not isinstance(value, tuple) or len(value) != count):
-        return [f"outputs names {count} gradient(s) ({', '.join(spec.outputs)}) but the "
-                f"reference {spec.function} returns {_describe(value)}"]
-    gradients = list(value) if count > 1 else [value]
-    problems = [f"output {name!r}: the reference returns {_describe(g)}, not an array"
-                for name, g in zip(spec.outputs, gradients) if not _numeric(g)]
-    if spec.options.get("numeric") is False or problems:
-        return problems
-    for name, gradient, position in zip(spec.outputs, gradients,
-                                        spec.options.get("wrt", range(count))):
-        if position >= len(args) or np.shape(args[position]) != np.shape(gradient):
-            shape = np.shape(args[position]) if position < len(args) else "no argument"
-            problems.append(f"wrt: gradient {name!r} has shape {np.shape(gradient)} but argument "
-                            f"{position} of {spec.forward} is {shape}: set wrt = [...] to the "
-                            f"positions of the arguments of each gradient")
-    return problems
-
-
-def _names(where: str, spec: TestSpec, ref: reference.Reference) -> list[str]:
-    """A compared output must carry the name the reference returns it under, when the reference
-    returns a plain variable there: the feedback names it, and so does the template."""
-    returned = _returned_names(ref.sources.get(spec.function, ""), spec.function)
-    if returned is None:
-        return []
-    problems = []
-    for index, name in enumerate(spec.outputs):
-        position = spec.returns.index(name) if spec.returns else index
-        actual = returned[position] if position < len(returned) else None
-        if actual is not None and actual != name:
-            problems.append(f"{where}: outputs names {name!r} but {spec.function} returns "
-                            f"{actual!r} there (return {', '.join(n or '…' for n in returned)})")
-    return problems
-
-
-def _returned_names(source: str, function: str) -> list[str | None] | None:
-    """The variable names of the function's return statements, position by position (None
-    where it returns an expression), or None when its returns disagree."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return None
-    definition = next((n for n in tree.body if isinstance(n, ast.FunctionDef)
-                       and n.name == function), None)
-    if definition is None:
-        return None
-    shapes = set()
-    for node in ast.walk(definition):
-        if isinstance(node, ast.Return) and node.value is not None:
-            items = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
-            shapes.add(tuple(i.id if isinstance(i, ast.Name) else None for i in items))
-    return list(shapes.pop()) if len(shapes) == 1 else None
-
-
-def _numeric(value: Any) -> bool:
-    try:
-        return np.asarray(value, dtype=np.float64).dtype == np.float64
-    except (TypeError, ValueError):
-        return False
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, tuple):
-        return f"a tuple of {len(value)} values"
-    if isinstance(value, np.ndarray):
-        return f"one array of shape {value.shape}"
-    return f"a {type(value).__name__}"
-
-
-def _copy(value: Any) -> Any:
-    return value.copy() if isinstance(value, np.ndarray) else value
-
-
 # --- the template, graded --------------------------------------------------------------------
 
 
@@ -361,7 +203,8 @@ def template_scores_zero(loaded: Rubric, *, config: Any, mnist: Any = None,
         f"solution survives in `{t.function}` outside its solution markers, or list it in "
         f"[assignment].given"
         for t, spec in zip(result.tests, loaded.tests)
-        if t.score > 0 and spec.kind != "rules" and spec.function not in loaded.given
+        if t.score > 0 and not kinds.get(spec.kind).template_may_score
+        and spec.function not in loaded.given
     ]
     _raise(problems)
     path.parent.mkdir(parents=True, exist_ok=True)

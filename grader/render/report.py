@@ -270,7 +270,7 @@ def warm_up() -> None:
     A batch calls it before its pool forks: forked workers inherit all of it instead of each
     paying for it again on its first page (about 0.1 s of CPU per worker and per batch, on the
     cores the workers grade on)."""
-    for name in STUDENT_TEMPLATES:
+    for name in (*STUDENT_TEMPLATES, *_kind_templates()):
         _template(name)
     _code("x = 1\n")
     np.ma.masked_invalid(np.zeros(1))
@@ -300,6 +300,9 @@ def _environment() -> Environment:
     env.filters["clip"] = _clip
     env.filters["sentence"] = _sentence
     env.filters["ended"] = _ended
+    # what a kind's template draws its pictures with (``templates/kinds/``)
+    env.globals["mnist_view"] = _mnist
+    env.globals["diagnostic_view"] = _diagnostic
     return env
 
 
@@ -566,6 +569,7 @@ def _test_view(test: TestResult) -> dict[str, Any]:
     details = test.details if isinstance(test.details, dict) else {}
     view = {
         "name": test.name,
+        "function": test.function,
         "status": test.status,
         "status_label": STATUS_LABELS.get(test.status, str(test.status)),
         "status_class": test.status if test.status in STATUS_LABELS else "error",
@@ -581,22 +585,42 @@ def _test_view(test: TestResult) -> dict[str, Any]:
         "diagnosis": _clip(test.diagnosis) if test.diagnosis else None,
         "outputs": _outputs(details.get("outputs"), hidden),
         "inputs": None,
-        "mnist": None,
-        "diagnostic": None,
+        # the test's kind shows the rest (``templates/kinds/<kind>.html.j2``), from ``details``:
+        # of a hidden test, whose checks stay secret, only the outputs' verdicts above
+        "template": _kind_template(test, details),
+        "details": {} if hidden else details,
     }
     if hidden:  # what a hidden test checks stays secret: no inputs, values or pictures
         return view
     if isinstance(details.get("inputs"), str):
         view["inputs"] = _clip(details["inputs"], 500)
-    if _is_diagnostic(test, details):
-        view["diagnostic"] = _diagnostic(details)
-    elif "accuracy" in details or "confusion" in details:
-        view["mnist"] = _mnist(details)
     return view
 
 
-def _is_diagnostic(test: TestResult, details: dict[str, Any]) -> bool:
-    return "swaps" in details or "culprit" in details or "diagnostic" in test.name.lower()
+def _kind_template(test: TestResult, details: dict[str, Any]) -> str:
+    """The template of the test's part of the page, chosen by its kind."""
+    kind = getattr(test, "kind", "") or _kind_before_results_named_it(test, details)
+    name = f"kinds/{kind}.html.j2"
+    return name if name in _kind_templates() else "kinds/output.html.j2"
+
+
+def _kind_before_results_named_it(test: TestResult, details: dict[str, Any]) -> str:
+    """The kind of a test in a result stored before ``TestResult.kind`` existed (a course
+    server's history, an old feedback folder), as the pages used to tell it."""
+    if "swaps" in details or "culprit" in details or "diagnostic" in test.name.lower():
+        return "mnist_diagnostic"
+    if "accuracy" in details or "confusion" in details:
+        return "mnist"
+    return "output"
+
+
+@lru_cache(maxsize=1)
+def _kind_templates() -> frozenset[str]:
+    return frozenset(_environment().list_templates(filter_func=_is_kind_template))
+
+
+def _is_kind_template(name: str) -> bool:
+    return name.startswith("kinds/") and name.endswith(".html.j2")
 
 
 def _code(source: Any) -> Markup | None:

@@ -1,37 +1,142 @@
-"""The MNIST tests: the student's own network held to an accuracy threshold, and the diagnostic
-that trains a fixed network from the student's layer functions and names the culprit.
+"""``mnist`` tests: the student's own network, trained by their ``train_mnist`` on the 60,000
+training images within a time budget, then their ``predict`` on the 10,000 test images, held to
+an accuracy threshold.
 
-The training images reach the sandbox as read-only memory-mapped ``.npy`` files; the test
-labels never enter it. Accuracy is computed here, in the grader's process.
+The training images reach the sandbox as read-only memory-mapped ``.npy`` files, disguised per
+submission (``grader.run.mnist``); the test labels never enter it. Accuracy is computed here,
+in the grader's process, and so is whether the network that ``predict`` runs is the one that
+was trained (``_weights_agreement``).
 """
 
 from __future__ import annotations
 
 import ast
-import hashlib
-import json
-import time
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 import numpy as np
 
 from grader.checks import scoring
 from grader.checks.context import Context, call_failure, describe_value, result
-from grader.checks.rubric import TestSpec
-from grader.core import budgets, paths
-from grader.core.calls import Session
-from grader.core.results import TestResult, write_atomic
+from grader.checks.kinds.base import Kind, Options, key, options_of
+from grader.checks.kinds.called import BUDGET_TYPE
+from grader.core import budgets, schema
+from grader.core.results import TestResult
 
-DIAGNOSTIC_FUNCTIONS = (
-    "dense_forward",
-    "dense_backward",
-    "relu_forward",
-    "relu_backward",
-    "softmax_cross_entropy",
-)
+if TYPE_CHECKING:
+    from grader.checks.spec import TestSpec
+
 MISCLASSIFIED_SHOWN = 24
-CULPRIT_STEPS = 50  # grader.checks.culprit.STEPS (which the self-check does not carry)
+# The keys' defaults, where the rubric does not set them:
+THRESHOLD = 0.95  # the accuracy that earns full marks
+FLOOR = 0.5  # the accuracy that earns nothing; credit grows linearly up to the threshold
+TRAIN_BUDGET = 120.0  # seconds for train_mnist
+PREDICT_BUDGET = 60.0  # seconds for predict
+REVIEW_ABOVE = 0.99  # a 784-128-10 network trained here stays near 98% without augmentation
+REVIEW_FASTER_THAN = 0.01  # of the reference's own training time: far less than one epoch
+CLASSES = 10  # the digits
+FETCH_TIMEOUT = 10.0  # seconds to fetch one of the trained model's arrays
+
+
+def _budget(value: Any, where: str) -> budgets.Budget:
+    return budgets.parse(value, where)
+
+
+def threshold_key(meaning: str) -> Any:
+    return key(THRESHOLD, "number in [0, 1]", meaning, schema.number(0, 1))
+
+
+def budget_key(meaning: str) -> Any:
+    return key(TRAIN_BUDGET, BUDGET_TYPE, meaning, _budget)
+
+
+def seed_key() -> Any:
+    return key(0, "integer ≥ 0", "Passed to `train_mnist(seed=...)` and the fixed network.",
+               schema.number(0, integer=True))
+
+
+@dataclass(frozen=True)
+class MnistOptions(Options):
+    needs_mnist = True
+    budgets_follow = {"budget": "train_mnist", "predict_budget": "predict"}
+
+    threshold: float = threshold_key("The test accuracy that earns full marks.")
+    floor: float = key(FLOOR, "number in [0, 1]",
+                       "The accuracy that earns nothing; marks grow linearly from `floor` to "
+                       "`threshold`.", schema.number(0, 1))
+    budget: budgets.Budget = budget_key(
+        "Seconds for the student's `train_mnist`; relative budgets follow the reference's own "
+        "training time.")
+    predict_budget: budgets.Budget = key(
+        PREDICT_BUDGET, BUDGET_TYPE, "Seconds for the student's `predict` on the 10,000 test "
+        "images.", _budget)
+    seed: int = seed_key()
+    review_above: float = key(
+        REVIEW_ABOVE, "number in [0, 1]",
+        "An accuracy above it waits for review: a 784-128-10 network trained here stays near "
+        "98% without augmentation.", schema.number(0, 1))
+    review_faster_than: float = key(
+        REVIEW_FASTER_THAN, "number in [0, 1]",
+        "Training faster than this fraction of the reference's own time on the grading machine, "
+        "yet above `floor`, waits for review: a network cannot learn MNIST that fast.",
+        schema.number(0, 1))
+
+
+
+def _options(spec: TestSpec) -> MnistOptions:
+    return options_of(spec, MnistOptions)
+
+class MnistDetails(TypedDict):
+    """What training and predicting measured (``judge`` reads nothing else), and what the page
+    shows of it."""
+
+    threshold: float
+    budget_seconds: float
+    train_seconds: NotRequired[float]
+    predict_seconds: NotRequired[float]
+    accuracy: NotRequired[float]
+    predict_note: NotRequired[str]
+    reference_train_seconds: NotRequired[float | None]
+    weights_agreement: NotRequired[float | None]
+    weights_note: NotRequired[str]
+    pasted_data: NotRequired[int]
+    confusion: NotRequired[list[list[int]]]
+    misclassified: NotRequired[list[dict[str, Any]]]
+
+
+class Mnist(Kind):
+    name = "mnist"
+    meaning = "the student's network trained on MNIST."
+    options = MnistOptions
+    guarded = False  # (the network is judged as a whole: the rules test finds shortcuts)
+    exported = False  # (the self-check has no MNIST and minutes of training to spare)
+    scoring_options = ("threshold", "floor", "review_above", "review_faster_than")
+
+    def cross_check(self, spec: TestSpec, *, where: str, functions: tuple[str, ...],
+                    problems: schema.Problems) -> None:
+        super().cross_check(spec, where=where, functions=functions, problems=problems)
+        if "predict" not in functions:
+            problems.add(f"{where}: an mnist test calls predict after train_mnist: add "
+                         f"\"predict\" to [assignment].functions")
+        floor, threshold = _options(spec).floor, _options(spec).threshold
+        if {"floor", "threshold"} <= set(spec.written) and floor > threshold:
+            problems.add(f"{where}: floor ({floor:g}) must not exceed threshold "
+                         f"({threshold:g})")
+
+    def run(self, spec: TestSpec, context: Context) -> TestResult:
+        return run_mnist(spec, context)
+
+    def rescore(self, spec: TestSpec, observed: TestResult) -> TestResult:
+        """A stored measurement judged again under the rubric's threshold, floor and review
+        rules, without training again."""
+        details = dict(observed.details)
+        if "threshold" in details:
+            details["threshold"] = _options(spec).threshold
+            if "accuracy" in details and observed.status not in ("error", "timeout"):
+                return judge(spec, details)
+        assert observed.fraction is not None  # (``rescore`` checked it)
+        return result(spec, observed.fraction, observed.message, diagnosis=observed.diagnosis,
+                      status=observed.status, details=details)
 
 
 def percent(fraction: float) -> str:
@@ -39,14 +144,14 @@ def percent(fraction: float) -> str:
     return f"{round(fraction * 100, 2):g}%"
 
 
-def _labels(context: Context) -> np.ndarray:
-    return np.load(context.mnist.test_labels).astype(np.int64)
+def labels_of(context: Context) -> np.ndarray:
+    """The test images' true digits (they never enter a sandbox)."""
+    labels: np.ndarray = np.load(context.mnist.test_labels).astype(np.int64)
+    return labels
 
 
-def _partial(accuracy: float, spec: TestSpec) -> float:
+def partial(accuracy: float, threshold: float, floor: float) -> float:
     """The rubric's threshold and floor, scored by ``grader.checks.scoring``."""
-    threshold = float(spec.options.get("threshold", 0.95))
-    floor = float(spec.options.get("floor", 0.5))
     return scoring.accuracy_credit(accuracy, threshold=threshold, floor=floor)
 
 
@@ -57,7 +162,7 @@ def _predictions(value: Any, count: int) -> tuple[np.ndarray | None, str]:
             None,
             f"`predict` returned {describe_value(value)}; expected an array of {count} labels.",
         )
-    if value.ndim == 2 and value.shape == (count, 10):
+    if value.ndim == 2 and value.shape == (count, CLASSES):
         return np.argmax(value, axis=1), (
             "`predict` returned class scores of shape "
             f"{value.shape}; the grader took the argmax of each row."
@@ -81,8 +186,8 @@ def _predictions(value: Any, count: int) -> tuple[np.ndarray | None, str]:
 
 
 def _feedback(context: Context, predicted: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
-    confusion = np.zeros((10, 10), dtype=np.int64)
-    valid = (predicted >= 0) & (predicted < 10)
+    confusion = np.zeros((CLASSES, CLASSES), dtype=np.int64)
+    valid = (predicted >= 0) & (predicted < CLASSES)
     np.add.at(confusion, (truth[valid], predicted[valid]), 1)
     wrong = np.flatnonzero(predicted != truth)[:MISCLASSIFIED_SHOWN]
     images = np.load(context.mnist.labelled_test_images, mmap_mode="r")
@@ -104,13 +209,13 @@ def _feedback(context: Context, predicted: np.ndarray, truth: np.ndarray) -> dic
 
 def run_mnist(spec: TestSpec, context: Context) -> TestResult:
     """train_mnist on the 60,000 training images under a time budget, then predict."""
-    budget = float(spec.options.get("budget", 120.0))
-    threshold = float(spec.options.get("threshold", 0.95))
-    base = {"threshold": threshold, "budget_seconds": budget}
+    budget = budgets.seconds(_options(spec).budget)
+    threshold = _options(spec).threshold
+    base: dict[str, Any] = {"threshold": threshold, "budget_seconds": budget}
     train = context.session.call(
         "train_mnist",
         [{"__data__": "train_images"}, {"__data__": "train_labels"}],
-        {"seed": int(spec.options.get("seed", 0))},
+        {"seed": _options(spec).seed},
         timeout=budget,
         store="model",
         reply="none",
@@ -127,11 +232,11 @@ def run_mnist(spec: TestSpec, context: Context) -> TestResult:
                 details=base,
             )
         return call_failure(spec, "train_mnist", train, **base)
-    labels = _labels(context)
+    labels = labels_of(context)
     predict = context.session.call(
         "predict",
         [{"__ref__": "model"}, {"__data__": "test_images"}],
-        timeout=float(spec.options.get("predict_budget", 60.0)),
+        timeout=budgets.seconds(_options(spec).predict_budget),
     )
     if not predict.ok:
         return call_failure(spec, "predict", predict, budget_key="predict_budget", **base)
@@ -144,7 +249,7 @@ def run_mnist(spec: TestSpec, context: Context) -> TestResult:
         return result(spec, 0.0, note, status="failed", details={**base, **timing})
     predicted = context.mnist.digits(seen)  # back from the disguise: true digits, true order
     accuracy = float(np.mean(predicted == labels))
-    reference = (spec.options.get("reference_seconds") or {}).get("train_mnist")
+    reference = (spec.reference_seconds or {}).get("train_mnist")
     agreement, why_not = _weights_agreement(context, seen)
     measured = {"accuracy": accuracy, "predict_note": note, "reference_train_seconds": reference,
                 "weights_agreement": agreement, "weights_note": why_not,
@@ -157,7 +262,7 @@ def judge(spec: TestSpec, details: dict[str, Any]) -> TestResult:
     It reads only ``details`` (what training and predicting measured) and the spec's scoring
     keys, so ``grader.grading.rescore`` re-judges a stored measurement after a threshold change
     without training again, and gets the result a fresh grading would."""
-    threshold = float(spec.options.get("threshold", 0.95))
+    threshold = _options(spec).threshold
     details = {**details, "threshold": threshold}
     accuracy, seconds = details["accuracy"], details["train_seconds"]
     verdict = "reaches" if accuracy >= threshold else "falls short of"
@@ -174,7 +279,8 @@ def judge(spec: TestSpec, details: dict[str, Any]) -> TestResult:
     if why:
         return result(spec, 0.0, message + " " + REVIEW, diagnosis=why, status="review",
                       details=details)
-    return result(spec, _partial(accuracy, spec), message, details=details)
+    return result(spec, partial(accuracy, threshold, _options(spec).floor), message,
+                  details=details)
 
 
 REVIEW = ("An instructor will look at this result before it counts: until then it scores 0. "
@@ -214,7 +320,7 @@ def pasted_data(notebook: Any) -> int:
 def _pasted(spec: TestSpec, accuracy: float, details: dict[str, Any]) -> str:
     """Why a notebook that carries this much literal data waits for review, or "" (also for
     results measured before the check existed)."""
-    floor = float(spec.options.get("floor", 0.5))
+    floor = _options(spec).floor
     size = details.get("pasted_data")
     if not isinstance(size, int) or size <= PASTED_DATA or accuracy <= floor:
         return ""
@@ -230,12 +336,12 @@ def _implausible(spec: TestSpec, accuracy: float, train_seconds: float,
     Two rubric keys: ``review_above`` (default 0.99: MLPs of this size stay near 98% without
     augmentation) and ``review_faster_than`` (default 0.01: a fraction of the reference's own
     training time on this machine, far less than one epoch of its ten)."""
-    above = float(spec.options.get("review_above", 0.99))
+    above = _options(spec).review_above
     if accuracy > above:
         return (f"Needs review: {accuracy:.2%} is above the {percent(above)} that a 784-128-10 "
                 f"network trained here can reach.")
-    faster = float(spec.options.get("review_faster_than", 0.01))
-    floor = float(spec.options.get("floor", 0.5))
+    faster = _options(spec).review_faster_than
+    floor = _options(spec).floor
     if reference and accuracy > floor and train_seconds < faster * reference:
         return (f"Needs review: training took {train_seconds:.3f} s, under "
                 f"{percent(faster)} of the reference's {reference:.1f} s, yet reached "
@@ -261,7 +367,8 @@ def _weights_agreement(context: Context, predicted: np.ndarray) -> tuple[float |
     weights = {}
     for name in WEIGHTS:
         answer = context.session.request(
-            {"op": "fetch", "key": "model", "item": name, "timeout": 10.0}, timeout=10.0)
+            {"op": "fetch", "key": "model", "item": name, "timeout": FETCH_TIMEOUT},
+            timeout=FETCH_TIMEOUT)
         value = answer.get("value") if isinstance(answer, dict) and answer.get("ok") else None
         if isinstance(answer, dict) and answer.get("kind") == "too_large":
             return None, f"the model's `{name}` is {answer.get('error')}"
@@ -271,7 +378,7 @@ def _weights_agreement(context: Context, predicted: np.ndarray) -> tuple[float |
     w1, b1, w2, b2 = (weights[name] for name in WEIGHTS)
     images = context.mnist.test_images()  # as the sandbox has them, in its order
     if (w1.ndim != 2 or w1.shape[0] != images.shape[1] or b1.shape != w1.shape[1:]
-            or w2.shape != (w1.shape[1], 10) or b2.shape != (10,)):
+            or w2.shape != (w1.shape[1], CLASSES) or b2.shape != (CLASSES,)):
         shapes = ", ".join(f"{n} {weights[n].shape}" for n in WEIGHTS)
         return None, f"the model's arrays do not make a 784-hidden-10 network ({shapes})"
     with np.errstate(all="ignore"):  # a diverged network's NaNs give its own argmax
@@ -282,7 +389,7 @@ def _weights_agreement(context: Context, predicted: np.ndarray) -> tuple[float |
 def _not_from_weights(spec: TestSpec, accuracy: float, details: dict[str, Any]) -> str:
     """Why the accuracy cannot be credited to the trained network, or "" (also for results
     measured before the check existed, which have no ``weights_agreement``)."""
-    floor = float(spec.options.get("floor", 0.5))
+    floor = _options(spec).floor
     if "weights_agreement" not in details or accuracy <= floor:
         return ""  # (no credit to hold back below the floor)
     agreement = details["weights_agreement"]
@@ -297,167 +404,3 @@ def _not_from_weights(spec: TestSpec, accuracy: float, details: dict[str, Any]) 
     return ""
 
 
-def run_diagnostic(spec: TestSpec, context: Context) -> TestResult:
-    """Train the fixed network from the student's layers; when it falls short, retrain with one
-    function at a time replaced by the reference and name the one that fixes it."""
-    threshold = float(spec.options.get("threshold", 0.95))
-    stuck = [f for f in DIAGNOSTIC_FUNCTIONS if context.session.stuck(f)]
-    if stuck:  # it would only hang again, and wait out the whole budget doing so
-        return result(
-            spec, 0.0,
-            f"Not run: your `{stuck[0]}` had to be stopped in an earlier test (it did not "
-            f"finish in time), and the fixed network calls it thousands of times.",
-            status="timeout", details={"threshold": threshold, "stuck": stuck},
-        )
-    labels = _labels(context)
-    accuracy, problem = _fixed_network(context.session, spec, labels, context.mnist)
-    details: dict[str, Any] = {
-        "threshold": threshold,
-        "accuracy": accuracy,
-        "swaps": [],
-        "culprit": None,
-    }
-    if accuracy is None:
-        if problem.startswith("NotImplementedError"):
-            return result(
-                spec,
-                0.0,
-                "The grader's fixed network is built from your layer "
-                "functions, and they are not implemented yet.",
-                status="error",
-                details=details,
-            )
-        return result(
-            spec,
-            0.0,
-            f"The grader's fixed network could not be trained with your layer functions: {problem}",
-            status="error",
-            details=details,
-        )
-    if accuracy >= threshold:
-        return result(
-            spec,
-            1.0,
-            f"A fixed 784-128-10 network built from your layer functions "
-            f"reaches {accuracy:.2%} after {_epochs(spec)}: your layers learn.",
-            details=details,
-        )
-    found, swaps = _find_culprit(spec, context)
-    details.update(swaps=swaps, culprit=found)
-    message = (
-        f"A fixed 784-128-10 network built from your layer functions reaches only "
-        f"{accuracy:.2%} after {_epochs(spec)}, below the {percent(threshold)} that correct "
-        f"layers reach."
-    )
-    if found:
-        diagnosis = (
-            f"With your `{found}` replaced by the reference the network trains exactly as "
-            f"correct layers do (the same weights after {CULPRIT_STEPS} batches): the bug is "
-            f"there."
-        )
-    else:
-        diagnosis = (
-            "No single replacement fixes it: more than one layer function is wrong. "
-            "Start with the first failing test above."
-        )
-    return result(spec, _partial(accuracy, spec), message, diagnosis=diagnosis, details=details)
-
-
-def _find_culprit(spec: TestSpec, context: Context) -> tuple[str | None, list[dict[str, Any]]]:
-    """Retrain a short run with one layer function at a time replaced by the reference (the
-    functions that failed a test first). The loop runs in the grader (``grader.checks.culprit``):
-    the reference never enters a sandbox. The student's functions run in a second sandbox with no
-    data and no output kept, so what they see of the reference's values cannot reach the feedback
-    page."""
-    from grader.checks import culprit
-
-    order = sorted(DIAGNOSTIC_FUNCTIONS, key=lambda f: context.status.get(f, "passed") == "passed")
-    data = (np.load(context.mnist.train_images, mmap_mode="r"),
-            np.load(context.mnist.train_labels, mmap_mode="r"))
-    with context.session.private() as private:
-        return culprit.find(private, context.reference, order, data,
-                            seed=int(spec.options.get("seed", 0)),
-                            budget=float(spec.options.get("budget", 120.0)))
-
-
-def _epochs(spec: TestSpec) -> str:
-    epochs = int(spec.options.get("epochs", 1))
-    return f"{epochs} epoch{'s' * (epochs != 1)}"
-
-
-def _fixed_network(
-    session: Session, spec: TestSpec, labels: np.ndarray, files: Any
-) -> tuple[float | None, str]:
-    """The fixed network's accuracy, or None and why. The same layer code on the same data
-    trains to the same accuracy, so it is remembered per notebook code, settings and grader:
-    regrading after a rubric change does not train again."""
-    key = _diagnostic_key(session, spec, labels, files.seed)
-    remembered = _DIAGNOSTIC_CACHE.get(key)
-    if remembered is None:
-        remembered = _train_fixed_network(session, spec, labels, files)
-        if remembered[0] is not None:  # failures may be the machine's load: not remembered
-            _DIAGNOSTIC_CACHE.put(key, remembered)
-    return remembered
-
-
-def _diagnostic_key(session: Session, spec: TestSpec, labels: np.ndarray,
-                    disguise_seed: int) -> str:
-    from grader import __version__
-
-    code = "\x00".join(cell.source for cell in session.notebook.cells)
-    parts = [__version__, code, str(spec.options.get("epochs", 1)),
-             str(spec.options.get("seed", 0)), str(len(labels)), str(int(labels.sum())),
-             str(disguise_seed)]
-    return hashlib.sha256("\x01".join(parts).encode()).hexdigest()[:32]
-
-
-class _ResultCache:
-    """Small JSON files under the user's cache folder; unreadable entries count as absent."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def _path(self, key: str) -> Path:
-        return paths.cache_dir(self.name) / f"{key}.json"
-
-    def get(self, key: str) -> tuple[float | None, str] | None:
-        try:
-            accuracy, problem = json.loads(self._path(key).read_text())
-            return float(accuracy), str(problem)
-        except (OSError, ValueError, TypeError):
-            return None
-
-    def put(self, key: str, value: tuple[float | None, str]) -> None:
-        path = self._path(key)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, json.dumps(list(value)))
-        except OSError:
-            pass  # a cache that cannot be written only costs time
-
-
-_DIAGNOSTIC_CACHE = _ResultCache("diagnostic")
-
-
-def _train_fixed_network(
-    session: Session, spec: TestSpec, labels: np.ndarray, files: Any
-) -> tuple[float | None, str]:
-    """Train it from the grader's side (``fixed_net.train_remote``) and measure the network
-    its weights make, here, on the test images as the sandbox has them."""
-    from grader.checks import fixed_net
-
-    began = time.perf_counter()
-    images = files.test_images()
-    trained = fixed_net.train_remote(
-        session, len(files.train_labels_seen()), images.shape[1],
-        epochs=int(spec.options.get("epochs", 1)), seed=int(spec.options.get("seed", 0)),
-        budget=float(spec.options.get("budget", 120.0)))
-    if trained.weights is None:
-        if trained.kind == "not_implemented":
-            return None, "NotImplementedError"
-        if trained.kind in ("timeout", "budget"):
-            return None, f"it ran out of time (in your `{trained.failed}`)"
-        return None, f"your `{trained.failed}` failed: {trained.error or trained.kind}"
-    session.record_time("fixed_network", time.perf_counter() - began)
-    seen = fixed_net.predict_digits(trained.weights, images)
-    return float(np.mean(files.digits(seen) == labels)), ""
