@@ -102,6 +102,8 @@ def budget_seconds(spec: TestSpec, key: str) -> float:
 def call_failure(spec: TestSpec, function: str, outcome: CallOutcome, *,
                  budget_key: str = "timeout", **extra: Any) -> TestResult:
     """A test result for a call that did not return a value."""
+    if outcome.busy is not None:
+        return machine_busy(spec, function, outcome.busy)
     kind = outcome.kind
     if kind == "missing":
         message = (
@@ -153,6 +155,30 @@ def guard_failure(spec: TestSpec, outcome: CallOutcome) -> TestResult | None:
         f"While it ran, `{spec.function}` used {listed}. The practical is "
         f"to write this by hand, so this test gives no points.",
         diagnosis="forbidden shortcut",
+    )
+
+
+class MachineBusy(Exception):
+    """Raised where a failure is found far from its call (the diagnostic's training): the time
+    ran out while the machine was busy. The test's runner turns it into ``machine_busy``."""
+
+    def __init__(self, function: str, slowdown: float):
+        super().__init__(f"{function}: the machine ran {slowdown:.1f}× slower")
+        self.function, self.slowdown = function, slowdown
+
+
+def machine_busy(spec: TestSpec, function: str, slowdown: float) -> TestResult:
+    """A timeout that may be the machine's (``grader.core.pace``): never blamed on the student.
+    It waits for review at 0, and the next run grades the notebook again
+    (``grader.course.batch.machine_was_busy``)."""
+    return result(
+        spec, 0.0,
+        f"`{function}` ran out of time while the machine grading it was busy (the grader's own "
+        f"fixed piece of work ran {slowdown:.1f}× slower than when grading began), so the time "
+        f"may not have been your code's. It is graded again when the machine is quieter; "
+        f"until then it scores 0. Nothing needs doing on your side.",
+        status="review",
+        details={"machine_busy": round(slowdown, 1)},
     )
 
 

@@ -37,6 +37,7 @@ class Trained:
     failed: str = ""
     kind: str = ""
     error: str = ""
+    busy: float | None = None  # a timeout while the machine was busy (``CallOutcome.busy``)
 
 
 def initial(features: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -108,12 +109,13 @@ def _remote_batches(session: Any, batches: list[np.ndarray], deadline: float
                       "pairs": [[name, _ref(*ref)] for name, ref in _UPDATES]})
     remaining = deadline - time.monotonic()
     if remaining <= 0:
-        return Trained(failed=_STEPS[0][0], kind="timeout", error="the diagnostic's budget ran out")
+        return Trained(failed=_STEPS[0][0], kind="timeout", error="the diagnostic's budget ran out",
+                       busy=session.busy())
     done, outcome = session.pipeline(calls, timeout=remaining, each=CALL_TIMEOUT)
     if outcome.ok:
         return None
     failed = calls[done].get("function", "dense_backward")  # (a step: a gradient's shape)
-    return Trained(failed=failed, kind=outcome.kind, error=outcome.error)
+    return Trained(failed=failed, kind=outcome.kind, error=outcome.error, busy=outcome.busy)
 
 
 def _ref(key: str, index: int | None = None) -> dict[str, Any]:

@@ -73,6 +73,11 @@ class Session(Protocol):
         """Why ``function`` is no longer called (it had to be killed), or None."""
         ...
 
+    def busy(self) -> float | None:
+        """How many times slower the machine runs now than when the budgets were set, when
+        that is enough to doubt a timeout (``grader.core.pace``); None otherwise."""
+        ...
+
     def record_time(self, what: str, seconds: float) -> None:
         """Keep how long something took that the grader measured around several requests."""
         ...

@@ -58,6 +58,8 @@ class BatchSummary:
     faults: tuple[str, ...] = ()  # students whose notebook the grader failed on (for review)
     # this run's files that were not graded, each "file: why" (``not_graded``)
     not_graded: tuple[str, ...] = ()
+    # students with a test that ran out of time while the machine was busy (``busy``)
+    busy: tuple[str, ...] = ()
 
     def line(self, out_dir: Path) -> str:
         """What the instructor reads: this run, then the class's counts exactly as the
@@ -75,6 +77,11 @@ class BatchSummary:
             lines.append(f"The grader failed on {len(self.faults)} notebook(s) ({shown}): "
                          f"their tests wait for review, the rest of the class was graded. "
                          f"Please report {out_dir / FAULTS} with the grader's version.")
+        if self.busy:
+            shown = ", ".join(self.busy[:5]) + (" …" if len(self.busy) > 5 else "")
+            lines.append(f"{len(self.busy)} notebook(s) ran out of time while this machine was "
+                         f"busy ({shown}): those tests wait for review. Run the same command "
+                         f"again when the machine is quieter; they are graded again.")
         if self.not_graded:
             lines.append(f"Not graded: {len(self.not_graded)} file(s) (the overview lists them "
                          f"too):")
@@ -278,11 +285,18 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
     graded = len(todo) + len(rescored)
     return BatchSummary(results, graded, len(done) - graded, time.perf_counter() - started,
                         verdict, view, rescored=len(rescored), superseded=superseded,
-                        faults=_report_faults(out_dir, results), not_graded=not_graded(intake))
+                        faults=_report_faults(out_dir, results), not_graded=not_graded(intake),
+                        busy=tuple(r.student for r in results if machine_was_busy(r)))
 
 
 SUPERSEDED = "superseded"
 FAULTS = "grader-faults.txt"
+
+
+def machine_was_busy(result: SubmissionResult) -> bool:
+    """Whether a test of ``result`` ran out of time while the machine was busy
+    (``grader.core.pace``): such a result is not kept, the next run grades it again."""
+    return any("machine_busy" in test.details for test in result.tests)
 
 
 def _report_faults(out_dir: Path, results: list[SubmissionResult]) -> tuple[str, ...]:
@@ -357,6 +371,8 @@ def _reusable(path: Path, name: str, rubric: Rubric,
 
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     key = cache_key(digest, rubric)
+    if machine_was_busy(previous):
+        return None, False  # its time was the machine's: grade it again
     if previous.cache_key == key:
         return previous, False
     if previous.sha256 != digest:

@@ -199,7 +199,10 @@ class Session:
         call's points either way); the pace is never the student's to report."""
         if outcome.kind not in ("timeout", "budget"):
             return outcome
-        return dataclasses.replace(outcome, busy=pace.busy(self.machine_pace))
+        return dataclasses.replace(outcome, busy=self.busy())
+
+    def busy(self) -> float | None:
+        return pace.busy(self.machine_pace)
 
     def _within_deadline(self, timeout: float) -> float:
         if self.deadline is None:

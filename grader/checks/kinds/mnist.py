@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 import numpy as np
 
 from grader.checks import scoring
-from grader.checks.context import Context, call_failure, describe_value, result
+from grader.checks.context import Context, call_failure, describe_value, machine_busy, result
 from grader.checks.kinds.base import Kind, Options, key, options_of
 from grader.checks.kinds.called import BUDGET_TYPE
 from grader.core import budgets, schema
@@ -221,6 +221,8 @@ def run_mnist(spec: TestSpec, context: Context) -> TestResult:
         reply="none",
     )
     if not train.ok:
+        if train.busy is not None:
+            return machine_busy(spec, "train_mnist", train.busy)
         if train.kind == "timeout":
             return result(
                 spec,

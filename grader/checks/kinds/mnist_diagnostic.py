@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
-from grader.checks.context import Context, result
+from grader.checks.context import Context, MachineBusy, machine_busy, result
 from grader.checks.kinds.base import Kind, Options, key, options_of
 from grader.checks.kinds.mnist import (
     FLOOR,
@@ -100,7 +100,10 @@ def run_diagnostic(spec: TestSpec, context: Context) -> TestResult:
             status="timeout", details={"threshold": threshold, "stuck": stuck},
         )
     labels = labels_of(context)
-    accuracy, problem = _fixed_network(context.session, spec, labels, context.mnist)
+    try:
+        accuracy, problem = _fixed_network(context.session, spec, labels, context.mnist)
+    except MachineBusy as busy:
+        return machine_busy(spec, busy.function, busy.slowdown)
     details: dict[str, Any] = {
         "threshold": threshold,
         "accuracy": accuracy,
@@ -244,6 +247,8 @@ def _train_fixed_network(
         epochs=_options(spec).epochs, seed=_options(spec).seed,
         budget=budgets.seconds(_options(spec).budget))
     if trained.weights is None:
+        if trained.busy is not None:
+            raise MachineBusy(trained.failed, trained.busy)
         if trained.kind == "not_implemented":
             return None, "NotImplementedError"
         if trained.kind in ("timeout", "budget"):
