@@ -185,8 +185,9 @@ def _summing(limits: list[int], total: int) -> Iterator[tuple[int, ...]]:
             yield (first, *tail)
 
 
-def _candidate(spec: TestSpec, reference: Any, case: Case, args: list, kwargs: dict,
-               choice: dict[int, int], rng: np.random.Generator, large: bool,
+def _candidate(spec: TestSpec, reference: Any, case: Case, args: list[Any],
+               kwargs: dict[str, Any], choice: dict[Any, int], rng: np.random.Generator,
+               large: bool,
                draw: int = 0) -> Candidate | None:
     """The input for one choice of sizes, with the reference's answer; None where it has too
     many numbers, the reference cannot take it, or its answer is empty or not finite."""
@@ -197,8 +198,8 @@ def _candidate(spec: TestSpec, reference: Any, case: Case, args: list, kwargs: d
             continue
         shape = tuple(_key_of(index, axis, n, choice) for axis, n in enumerate(value.shape))
         index += 1
-        made.append(_values(raw if inputs.is_spec(raw) else {}, shape, value, choice, rng,
-                            large, draw))
+        made.append(_values(raw if inputs.is_spec(raw) else {}, shape, value,
+                            _shrunk(args, choice), rng, large, draw))
     if sum(a.size for a in made if isinstance(a, np.ndarray)) > MAX_NUMBERS:
         return None
     try:
@@ -235,8 +236,22 @@ def _key(candidate: Candidate) -> tuple[Any, ...]:
                  for a in arrays)
 
 
+def _shrunk(args: list[Any], choice: dict[Any, int]) -> Callable[[int], int]:
+    """What each size of the case's arrays becomes in ``choice``: that of the first axis of
+    that size. A labels input's class count is its scores' class axis, a dimension of theirs
+    alone (keyed by array and axis, not by size), so it is looked up by axis; a size no array
+    has stays as it is."""
+    arrays = [a for a in args if isinstance(a, np.ndarray)]
+    axes: dict[int, tuple[int, int]] = {}
+    for index, array in enumerate(arrays):
+        for axis, n in enumerate(array.shape):
+            axes.setdefault(n, (index, axis))
+    return lambda size: (_key_of(axes[size][0], axes[size][1], size, choice) if size in axes
+                         else size)
+
+
 def _values(raw: dict[str, Any], shape: tuple[int, ...], original: np.ndarray,
-            choice: dict[int, int], rng: np.random.Generator, large: bool,
+            shrunk: Callable[[int], int], rng: np.random.Generator, large: bool,
             draw: int = 0) -> np.ndarray:
     """Small integers of the input's kind: labels below their (shrunk) class count, distinct
     values where the test has them (the first draw with its largest values in the middle,
@@ -245,8 +260,7 @@ def _values(raw: dict[str, Any], shape: tuple[int, ...], original: np.ndarray,
     dist = raw.get("dist", "normal")
     if dist == "labels" or original.dtype.kind in "iu":
         classes = int(raw.get("classes", int(original.max()) + 1 if original.size else 2))
-        return rng.integers(0, max(choice.get(("size", classes), classes), 1), shape).astype(
-            original.dtype)
+        return rng.integers(0, max(shrunk(classes), 1), shape).astype(original.dtype)
     count = int(np.prod(shape))
     if dist == "distinct" and draw == 0:
         return _peak(shape, rng).astype(original.dtype)
