@@ -296,7 +296,8 @@ def _keep(path: Path, numeric: list[Numeric | None]) -> None:
         for d, direction in enumerate(found.directions):
             arrays[f"direction{number}_{d}"] = direction
     kept = io.BytesIO()
-    np.savez(kept, **arrays)  # type: ignore[arg-type]  # (names of arrays, no allow_pickle)
+    # (numpy's stub fears an unpacked dict holds ``allow_pickle``: these keys are array names)
+    np.savez(kept, **arrays)  # type: ignore[arg-type]
     try:
         write_atomic(path, kept.getvalue())
     except OSError:
