@@ -98,6 +98,10 @@ def test_labels_shrink_with_their_scores_class_axis(loaded) -> None:
         assert made is not None
         scores, labels = made.args
         assert scores.shape == (3, 2) and labels.shape == (3,) and labels.max() < 2
+    # and never one class: every loss and gradient would be 0, which shows no bug
+    found = counterexample.candidates(spec, spec_rubric, ref, 0)
+    assert len(found) == counterexample.MAX_SMALL
+    assert all(c.args[0].shape[1] >= 2 and c.args[1].max() < c.args[0].shape[1] for c in found)
 
 
 BY_NAME = {bug.name: bug for bug in BUGS}
