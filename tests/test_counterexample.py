@@ -82,6 +82,28 @@ def test_the_search_is_bounded_in_calls(loaded) -> None:
     assert found is None and session.calls == len(tried) <= counterexample.MAX_TRIES
 
 
+def test_labels_shrink_with_their_scores_class_axis(loaded) -> None:
+    """A labels input's class count is its scores' class axis, a dimension of theirs alone
+    (keyed by array and axis, not by size): the labels shrink with it, so every draw is an
+    input the reference takes and none is thrown away."""
+    spec_rubric, ref = loaded["backprop"]
+    spec = next(t for t in spec_rubric.tests
+                if t.name == "softmax_cross_entropy: loss and gradient")
+    args, kwargs = expectations.case_inputs(spec, spec_rubric, 0)
+    assert [a.shape for a in args] == [(5, 4), (5,)]  # scores, and labels of 4 classes
+    choice = {("size", 5): 3, (0, 1): 2}  # 3 rows of 2 classes
+    for seed in range(20):
+        made = counterexample._candidate(spec, ref, spec.cases[0], args, kwargs, choice,
+                                         np.random.default_rng(seed), False)
+        assert made is not None
+        scores, labels = made.args
+        assert scores.shape == (3, 2) and labels.shape == (3,) and labels.max() < 2
+    # and never one class: every loss and gradient would be 0, which shows no bug
+    found = counterexample.candidates(spec, spec_rubric, ref, 0)
+    assert len(found) == counterexample.MAX_SMALL
+    assert all(c.args[0].shape[1] >= 2 and c.args[1].max() < c.args[0].shape[1] for c in found)
+
+
 BY_NAME = {bug.name: bug for bug in BUGS}
 
 

@@ -21,7 +21,7 @@ from grader.checks.spec import Case, Rubric, TestSpec
 from grader.core import budgets
 from grader.core.calls import CallOutcome, Session
 from grader.core.reference import Reference
-from grader.core.results import TestResult
+from grader.core.results import Status, TestResult
 
 
 @dataclass
@@ -50,7 +50,7 @@ def result(
     message: str,
     *,
     diagnosis: str | None = None,
-    status: str | None = None,
+    status: Status | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> TestResult:
     """A test result worth ``fraction`` of the test's points (see ``grader.checks.scoring``). Only
@@ -65,10 +65,10 @@ def result(
         function=spec.function,
         score=scoring.points(spec.points, fraction),
         max_score=spec.points,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         message=message,
         diagnosis=diagnosis,
-        visibility=spec.visibility,  # type: ignore[arg-type]
+        visibility=spec.visibility,
         description=spec.description,
         details=dict(details or {}),
         fraction=fraction,
@@ -138,7 +138,7 @@ def call_failure(spec: TestSpec, function: str, outcome: CallOutcome, *,
     else:
         message = f"`{function}` raised {outcome.error}"
     details = {"traceback": outcome.traceback} if outcome.traceback else {}
-    status = "timeout" if kind in ("timeout", "budget") else "error"
+    status: Status = "timeout" if kind in ("timeout", "budget") else "error"
     if spec.function != function:
         message = f"This test needs your `{function}` first. " + message
     return result(spec, 0.0, message, status=status, details={**details, **extra})
@@ -224,12 +224,14 @@ def plain_failure(comparison: Comparison) -> str:
 # --- inputs -------------------------------------------------------------------------------
 
 
-def case_inputs(spec: TestSpec, context: Context, number: int, case: Case) -> tuple[list, dict]:
+def case_inputs(spec: TestSpec, context: Context, number: int,
+                case: Case) -> tuple[list[Any], dict[str, Any]]:
     """A case's seeded inputs (``grader.checks.expectations`` keeps them once per batch)."""
     return expectations.case_inputs(spec, context.rubric, number)
 
 
-def describe_inputs(context: Context, function: str, args: list, kwargs: dict) -> str:
+def describe_inputs(context: Context, function: str, args: list[Any],
+                    kwargs: dict[str, Any]) -> str:
     """The inputs in words, named as in the function's signature (x, W, b...)."""
     try:
         names = list(inspect.signature(context.reference[function]).parameters)

@@ -92,6 +92,7 @@ def candidates(spec: TestSpec, rubric: Rubric, reference: Any, number: int) -> l
 def _made(spec: TestSpec, rubric: Rubric, reference: Any, number: int) -> list[Candidate]:
     args, kwargs = expectations.case_inputs(spec, rubric, number)
     dims = _dimensions(args)
+    lows = _class_axes(spec.cases[number], args, dims)
     scaled = any(inputs.is_spec(a) and (a.get("scale", 1) != 1 or a.get("offset", 0))
                  for a in spec.cases[number].args)
     found: list[Candidate] = []
@@ -99,7 +100,7 @@ def _made(spec: TestSpec, rubric: Rubric, reference: Any, number: int) -> list[C
         # one generator per pass, drawn from in a fixed order: the same candidates every time
         rng = inputs.rng_for(rubric.seed, rubric.secret, spec.name, number, "small", large)
         made_here = 0
-        for choice, draw in itertools.product(_size_choices(dims), range(DRAWS)):
+        for choice, draw in itertools.product(_size_choices(dims, lows), range(DRAWS)):
             if made_here >= most:
                 break
             if _numbers(args, choice) > MAX_NUMBERS:
@@ -163,30 +164,59 @@ def _key_of(array_index: int, axis: int, size: int, choice: dict[Any, int]) -> i
     return choice.get(("size", size), choice.get((array_index, axis), size))
 
 
-def _size_choices(dims: dict[Any, int]) -> Iterator[dict[Any, int]]:
+def _class_axes(case: Case, args: list[Any], dims: dict[Any, int]) -> dict[Any, int]:
+    """The smallest size of each dimension that is a labels input's class count: 2, since with
+    one class every probability is 1 and every loss and gradient 0, which shows no bug."""
+    lows: dict[Any, int] = {}
+    arrays = [a for a in args if isinstance(a, np.ndarray)]
+    for raw, value in zip(case.args, args):
+        if not (inputs.is_spec(raw) and raw.get("dist") == "labels"
+                and isinstance(value, np.ndarray)):
+            continue
+        classes = int(raw.get("classes", int(value.max()) + 1 if value.size else 2))
+        for key, size in dims.items():
+            index, axis = _axis_of(key, arrays)
+            if size == classes and size >= 2 and arrays[index] is not value:
+                lows[key] = 2
+                break
+    return lows
+
+
+def _axis_of(key: Any, arrays: list[np.ndarray]) -> tuple[int, int]:
+    """The first (array, axis) a dimension's key stands for."""
+    if key[0] != "size":
+        return key[0], key[1]
+    return next((i, axis) for i, a in enumerate(arrays) for axis, n in enumerate(a.shape)
+                if n == key[1])
+
+
+def _size_choices(dims: dict[Any, int], lows: dict[Any, int]) -> Iterator[dict[Any, int]]:
     """Each dimension mapped to a small size, smallest inputs first (by the sizes' sum), made
-    as they are needed: the search stops long before the many large ones."""
+    as they are needed: the search stops long before the many large ones. A dimension starts
+    at its low (``_class_axes``), else at 1."""
     keys = list(dims)
     limits = [min(dims[k], MAX_SIZE) for k in keys]
-    for total in range(len(keys), sum(limits) + 1):
-        for values in _summing(limits, total):
+    starts = [min(lows.get(k, 1), limit) for k, limit in zip(keys, limits)]
+    for total in range(sum(starts), sum(limits) + 1):
+        for values in _summing(starts, limits, total):
             yield dict(zip(keys, values))
 
 
-def _summing(limits: list[int], total: int) -> Iterator[tuple[int, ...]]:
-    """Every tuple of values in 1..limit (one per limit) that adds up to ``total``."""
+def _summing(starts: list[int], limits: list[int], total: int) -> Iterator[tuple[int, ...]]:
+    """Every tuple of values in start..limit (one per pair) that adds up to ``total``."""
     if not limits:
         if total == 0:
             yield ()
         return
-    rest = len(limits) - 1
-    for first in range(1, min(limits[0], total - rest) + 1):
-        for tail in _summing(limits[1:], total - first):
+    rest = sum(starts[1:])
+    for first in range(starts[0], min(limits[0], total - rest) + 1):
+        for tail in _summing(starts[1:], limits[1:], total - first):
             yield (first, *tail)
 
 
-def _candidate(spec: TestSpec, reference: Any, case: Case, args: list, kwargs: dict,
-               choice: dict[int, int], rng: np.random.Generator, large: bool,
+def _candidate(spec: TestSpec, reference: Any, case: Case, args: list[Any],
+               kwargs: dict[str, Any], choice: dict[Any, int], rng: np.random.Generator,
+               large: bool,
                draw: int = 0) -> Candidate | None:
     """The input for one choice of sizes, with the reference's answer; None where it has too
     many numbers, the reference cannot take it, or its answer is empty or not finite."""
@@ -197,8 +227,8 @@ def _candidate(spec: TestSpec, reference: Any, case: Case, args: list, kwargs: d
             continue
         shape = tuple(_key_of(index, axis, n, choice) for axis, n in enumerate(value.shape))
         index += 1
-        made.append(_values(raw if inputs.is_spec(raw) else {}, shape, value, choice, rng,
-                            large, draw))
+        made.append(_values(raw if inputs.is_spec(raw) else {}, shape, value,
+                            _shrunk(args, choice), rng, large, draw))
     if sum(a.size for a in made if isinstance(a, np.ndarray)) > MAX_NUMBERS:
         return None
     try:
@@ -235,8 +265,22 @@ def _key(candidate: Candidate) -> tuple[Any, ...]:
                  for a in arrays)
 
 
+def _shrunk(args: list[Any], choice: dict[Any, int]) -> Callable[[int], int]:
+    """What each size of the case's arrays becomes in ``choice``: that of the first axis of
+    that size. A labels input's class count is its scores' class axis, a dimension of theirs
+    alone (keyed by array and axis, not by size), so it is looked up by axis; a size no array
+    has stays as it is."""
+    arrays = [a for a in args if isinstance(a, np.ndarray)]
+    axes: dict[int, tuple[int, int]] = {}
+    for index, array in enumerate(arrays):
+        for axis, n in enumerate(array.shape):
+            axes.setdefault(n, (index, axis))
+    return lambda size: (_key_of(axes[size][0], axes[size][1], size, choice) if size in axes
+                         else size)
+
+
 def _values(raw: dict[str, Any], shape: tuple[int, ...], original: np.ndarray,
-            choice: dict[int, int], rng: np.random.Generator, large: bool,
+            shrunk: Callable[[int], int], rng: np.random.Generator, large: bool,
             draw: int = 0) -> np.ndarray:
     """Small integers of the input's kind: labels below their (shrunk) class count, distinct
     values where the test has them (the first draw with its largest values in the middle,
@@ -245,8 +289,7 @@ def _values(raw: dict[str, Any], shape: tuple[int, ...], original: np.ndarray,
     dist = raw.get("dist", "normal")
     if dist == "labels" or original.dtype.kind in "iu":
         classes = int(raw.get("classes", int(original.max()) + 1 if original.size else 2))
-        return rng.integers(0, max(choice.get(("size", classes), classes), 1), shape).astype(
-            original.dtype)
+        return rng.integers(0, max(shrunk(classes), 1), shape).astype(original.dtype)
     count = int(np.prod(shape))
     if dist == "distinct" and draw == 0:
         return _peak(shape, rng).astype(original.dtype)

@@ -97,7 +97,8 @@ def _difference(weights: dict[str, Any], target: dict[str, np.ndarray]) -> float
     return worst
 
 
-def _reference_weights(reference: Any, functions: Sequence[str], subset: tuple,
+def _reference_weights(reference: Any, functions: Sequence[str],
+                       subset: tuple[np.ndarray, np.ndarray],
                        seed: int) -> dict[str, np.ndarray]:
     """The short run with every function the reference's: it depends on nothing the student
     wrote, so it is kept with the reference (``Reference.memo``), once per process."""
@@ -129,18 +130,19 @@ class _Remote:
         if not outcome.ok:
             raise SwapFailed(outcome.error or outcome.kind)
         value = _python(outcome.value)
-        if self.forward:
+        if key is not None:  # (a forward's)
             if not isinstance(value, tuple) or len(value) != 1:
                 raise SwapFailed(f"{self.name} returned no (out, cache) tuple")
             return value[0], _Kept(key, 1)
         return value
 
 
-def _bridge(session: Session, layers: dict[str, Callable]) -> dict[str, Callable]:
+def _bridge(session: Session,
+            layers: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
     """The reference's backward given a cache the student's forward kept in the sandbox gets
     that cache fetched as plain arrays first."""
 
-    def materialised(function: Callable) -> Callable:
+    def materialised(function: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any) -> Any:
             return function(*[_fetch(session, a) if isinstance(a, _Kept) else a for a in args])
 

@@ -37,7 +37,7 @@ class Context:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def got(self) -> np.ndarray:
+    def got(self) -> np.ndarray | None:
         return self.comparison.got
 
     @property
@@ -145,7 +145,8 @@ def _transposed(c: Context) -> str | None:
 @pattern("constant")
 def _constant(c: Context) -> str | None:
     """Zeros, or one value everywhere, where the expected values vary."""
-    if c.comparison.problem != "values" or c.got.size < 2 or np.ptp(c.expected) == 0:
+    if (c.comparison.problem != "values" or c.got is None or c.got.size < 2
+            or np.ptp(c.expected) == 0):
         return None
     got = c.got.astype(np.float64)
     if np.ptp(got) != 0:
@@ -175,7 +176,7 @@ def _passthrough(c: Context) -> str | None:
 @pattern("factor")
 def _factor(c: Context) -> str | None:
     """A constant factor: the sign, the batch size N, 1/N, or another constant."""
-    if c.comparison.problem != "values":
+    if c.comparison.problem != "values" or c.got is None:
         return None
     got, expected = c.got.astype(np.float64).ravel(), c.expected.ravel()
     denominator = float(expected @ expected)
@@ -204,7 +205,8 @@ def _explain_factor(c: Context, factor: float) -> str | None:
             f"`{c.output}` is N = {n} times too small (N is the batch size): you averaged over the "
             f"batch where you should sum (the 1/N is already in the upstream gradient)."
         )
-    if c.got.size == 1:  # any wrong number is "a factor" of the right one: that says nothing
+    # (one number: any wrong number is "a factor" of the right one, and that says nothing)
+    if c.got is None or c.got.size == 1:
         return None
     return f"`{c.output}` is off by a constant factor of about {factor:.4g}."
 
@@ -345,7 +347,7 @@ def _softmax_clipped(c: Context) -> str | None:
 def _probability_clipped(c: Context, logits: np.ndarray, labels: np.ndarray) -> bool:
     """The loss is finite but too small, and some true-class probability is tiny (below TINY,
     or below what float64 holds): what ``-log(max(p, eps))`` or ``-log(p + eps)`` gives."""
-    if c.comparison.problem != "values":
+    if c.comparison.problem != "values" or c.got is None:
         return False
     top = logits.max(axis=1, keepdims=True)
     log_p = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
@@ -371,8 +373,10 @@ def _pool_average_for_max(c: Context) -> str | None:
 def pool_params(args: list[Any], kwargs: dict[str, Any]) -> tuple[int | None, int]:
     """(size, stride) of a pooling call, given by keyword or position; stride defaults to size."""
     size = kwargs.get("size", args[1] if len(args) > 1 else None)
+    if size is None:
+        return None, 1
     stride = kwargs.get("stride", args[2] if len(args) > 2 else size)
-    return (int(size), int(stride)) if size is not None else (None, 1)
+    return int(size), int(stride)
 
 
 @pattern("pool_every_tie")
@@ -500,7 +504,7 @@ def _padded_gradient(c: Context, pad: int) -> np.ndarray | None:
 
 def _crop_offset(c: Context, padded: np.ndarray | None) -> int | None:
     """The offset k at which ``got`` is ``padded[:, :, k:k + h, k:k + w]``, if any."""
-    if padded is None:
+    if padded is None or c.got is None:
         return None
     h, w = c.got.shape[2:]
     for k in range(max(padded.shape[2] - h, padded.shape[3] - w) + 1):

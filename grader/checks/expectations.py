@@ -29,7 +29,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -46,6 +46,8 @@ from grader.core import paths
 from grader.core.errors import GraderError
 from grader.core.reference import Reference
 from grader.core.results import write_atomic
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def prepare(rubric: Rubric, reference: Reference) -> None:
 
 
 def _remembered(spec: TestSpec, rubric: Rubric, reference: Reference, number: int,
-                compute: Callable[[], Any]) -> Any:
+                compute: Callable[[], T]) -> T:
     """In the reference's own memo: a recording or replaying stand-in for the reference
     (``grader.distribute.selfcheck``, ``grader.distribute.checker``) must see, or answer, every
     call itself."""
@@ -108,7 +110,8 @@ def _remembered(spec: TestSpec, rubric: Rubric, reference: Reference, number: in
            _shape_of(spec))
     if key not in reference.memo:
         reference.memo[key] = compute()
-    return reference.memo[key]
+    found: T = reference.memo[key]  # (what ``compute`` made: the key names its test and case)
+    return found
 
 
 def _shape_of(spec: TestSpec) -> str:
@@ -123,7 +126,8 @@ def _shape_of(spec: TestSpec) -> str:
 # --- computing them --------------------------------------------------------------------------
 
 
-def case_inputs(spec: TestSpec, rubric: Rubric, number: int) -> tuple[list, dict]:
+def case_inputs(spec: TestSpec, rubric: Rubric,
+                number: int) -> tuple[list[Any], dict[str, Any]]:
     """The seeded inputs of a case: the same for every student, independent of test order,
     and drawn with the rubric's secret (``Rubric.secret``): the self-check's are others."""
     case = spec.cases[number]
@@ -139,8 +143,8 @@ def positions(spec: TestSpec) -> list[int]:
     return [returns.index(name) for name in spec.outputs]
 
 
-def expected_outputs(spec: TestSpec, case: Case, function: Callable[..., Any], args: list,
-                     kwargs: dict) -> list[np.ndarray]:
+def expected_outputs(spec: TestSpec, case: Case, function: Callable[..., Any],
+                     args: list[Any], kwargs: dict[str, Any]) -> list[np.ndarray]:
     """The values a case's compared outputs must have: the rubric's, or the reference's."""
     if case.expected is not None:  # (an example test: the rubric's literal answer)
         return [np.asarray(case.expected, dtype=np.float64)]
@@ -170,7 +174,8 @@ def _gradient_case(spec: TestSpec, rubric: Rubric, reference: Reference,
                         numeric)
 
 
-def _numeric(spec: TestSpec, forward: Callable, args: list, kwargs: dict, dout: np.ndarray,
+def _numeric(spec: TestSpec, forward: Callable[..., Any], args: list[Any],
+             kwargs: dict[str, Any], dout: np.ndarray,
              rng: np.random.Generator) -> list[Numeric | None]:
     """Central differences (float64, step 1e-5) of the reference forward for each gradient."""
     wrt = _positions(spec)
@@ -189,15 +194,15 @@ def _numeric(spec: TestSpec, forward: Callable, args: list, kwargs: dict, dout: 
             continue
         gradient, measured = numerical_gradient(loss, target, rng=rng)
         directions, slopes = directional_slopes(loss, target, rng=rng)
-        found.append(Numeric(*_frozen([gradient, measured]), _frozen(directions), slopes))
+        found.append(Numeric(_frozen(gradient), _frozen(measured), _frozen(directions), slopes))
     return found
 
 
 # --- central differences kept on disk ---------------------------------------------------
 
 
-def _numeric_kept(spec: TestSpec, reference: Reference, forward: Callable, args: list,
-                  kwargs: dict, dout: np.ndarray,
+def _numeric_kept(spec: TestSpec, reference: Reference, forward: Callable[..., Any],
+                  args: list[Any], kwargs: dict[str, Any], dout: np.ndarray,
                   rng: np.random.Generator) -> list[Numeric | None]:
     """``_numeric``, read back where the same measurement was kept, else measured and kept.
     Only for a reference read from its notebook: a stand-in must see, or answer, every call."""
@@ -211,18 +216,22 @@ def _numeric_kept(spec: TestSpec, reference: Reference, forward: Callable, args:
     return numeric
 
 
-def _kept_path(spec: TestSpec, reference: Reference, args: list, kwargs: dict,
+def _kept_path(spec: TestSpec, reference: Reference, args: list[Any], kwargs: dict[str, Any],
                dout: np.ndarray, rng: np.random.Generator) -> Path | None:
     """Where this measurement is kept: named by everything it depends on. None: nowhere (a
     stand-in, a test without numerical gradients, or no cache folder of this user's)."""
     if reference.digest is None or getattr(spec.options, "numeric", True) is False:
         return None
     key = hashlib.sha256()
-    for part in (__version__, np.__version__, _method(), reference.digest, spec.forward,
-                 json.dumps(getattr(spec.options, "wrt", None), default=str),
-                 json.dumps(rng.bit_generator.state, sort_keys=True, default=str),
-                 *(_value_text(v) for v in [*args, dout]),
-                 *(f"{k}={_value_text(v)}" for k, v in sorted(kwargs.items()))):
+    # (a gradient test always names its forward; each value's bytes go in as they are, and a
+    # keyword's as their repr, b'…', which is what the key has always been made of)
+    parts: tuple[str | bytes, ...] = (
+        __version__, np.__version__, _method(), reference.digest, spec.forward or "",
+        json.dumps(getattr(spec.options, "wrt", None), default=str),
+        json.dumps(rng.bit_generator.state, sort_keys=True, default=str),
+        *(_value_text(v) for v in [*args, dout]),
+        *(f"{k}={_value_text(v)!r}" for k, v in sorted(kwargs.items())))
+    for part in parts:
         key.update(part.encode() if isinstance(part, str) else part)
         key.update(b"\0")
     try:
@@ -246,12 +255,13 @@ def _value_text(value: Any) -> bytes:
     return f"{type(value).__name__}:{value!r}".encode()
 
 
-def _read_kept(path: Path, spec: TestSpec, args: list) -> list[Numeric | None] | None:
+def _read_kept(path: Path, spec: TestSpec, args: list[Any]) -> list[Numeric | None] | None:
     """The kept measurement, or None where there is none or it does not fit these inputs
     (then it is measured again and replaced)."""
     try:
         with np.load(path, allow_pickle=False) as kept:
-            layout, found = kept["layout"], []
+            layout = kept["layout"]
+            found: list[Numeric | None] = []
             for number, position in enumerate(_positions(spec)):
                 count = int(layout[number])
                 if count < 0:
@@ -266,7 +276,7 @@ def _read_kept(path: Path, spec: TestSpec, args: list) -> list[Numeric | None] |
                         or len(slopes) != count
                         or any(d.shape != shape or d.dtype != np.float64 for d in directions)):
                     return None
-                found.append(Numeric(*_frozen([gradient, measured]), _frozen(directions),
+                found.append(Numeric(_frozen(gradient), _frozen(measured), _frozen(directions),
                                      slopes))
             return found if len(layout) == len(found) else None
     except (OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile):
@@ -286,7 +296,8 @@ def _keep(path: Path, numeric: list[Numeric | None]) -> None:
         for d, direction in enumerate(found.directions):
             arrays[f"direction{number}_{d}"] = direction
     kept = io.BytesIO()
-    np.savez(kept, **arrays)
+    # (numpy's stub fears an unpacked dict holds ``allow_pickle``: these keys are array names)
+    np.savez(kept, **arrays)  # type: ignore[arg-type]
     try:
         write_atomic(path, kept.getvalue())
     except OSError:
@@ -310,13 +321,14 @@ def _copies(args: list[Any]) -> list[Any]:
     return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
 
 
-def _frozen(value: Any) -> Any:
+def _frozen(value: T) -> T:
     """``value`` with every array in it read-only (lists and tuples keep their type)."""
     if isinstance(value, np.ndarray):
         value.flags.writeable = False
         return value
+    # (a container of the same type, its items of the same types: only their flags change)
     if isinstance(value, dict):
-        return {k: _frozen(v) for k, v in value.items()}
+        return cast(T, {k: _frozen(v) for k, v in value.items()})
     if isinstance(value, (list, tuple)):
-        return type(value)(_frozen(v) for v in value)
+        return cast(T, type(value)(_frozen(v) for v in value))
     return value

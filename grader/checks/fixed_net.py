@@ -82,7 +82,8 @@ def train_remote(session: Session, count: int, features: int, *, epochs: int, se
 
 # One batch: (function, arguments, where its result is kept). A kept result's items are
 # named (key, index); the images and labels are rows of the sandbox's own data.
-_STEPS = (
+_Kept = tuple[str] | tuple[str, int]  # a kept result, or one of its items
+_STEPS: tuple[tuple[str, list[str | _Kept], str], ...] = (
     ("dense_forward", ["x", ("W1",), ("b1",)], "h"),
     ("relu_forward", [("h", 0)], "a"),
     ("dense_forward", [("a", 0), ("W2",), ("b2",)], "z"),
@@ -91,7 +92,8 @@ _STEPS = (
     ("relu_backward", [("dz", 0), ("a", 1)], "da"),
     ("dense_backward", [("da",), ("h", 1)], "dh"),
 )
-_UPDATES = [["W1", ("dh", 1)], ["b1", ("dh", 2)], ["W2", ("dz", 1)], ["b2", ("dz", 2)]]
+_UPDATES: tuple[tuple[str, _Kept], ...] = (
+    ("W1", ("dh", 1)), ("b1", ("dh", 2)), ("W2", ("dz", 1)), ("b2", ("dz", 2)))
 
 
 def _remote_batches(session: Any, batches: list[np.ndarray], deadline: float
@@ -144,7 +146,7 @@ def predict_digits(weights: Mapping[str, np.ndarray], images: np.ndarray) -> np.
 
 
 def train(
-    functions: Mapping[str, Callable],
+    functions: Mapping[str, Callable[..., Any]],
     train_x: np.ndarray,
     train_y: np.ndarray,
     *,

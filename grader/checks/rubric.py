@@ -24,6 +24,7 @@ from grader.checks.kinds import Kind
 from grader.checks.spec import Case, Rubric, TestSpec
 from grader.core import paths, schema
 from grader.core.errors import GraderError
+from grader.core.schema import Problems, ProblemsError, did_you_mean
 
 __all__ = ["Case", "Rubric", "TestSpec", "available", "load", "reference_markdown"]
 
@@ -37,7 +38,6 @@ SIDE_CHECKS = tuple(dict.fromkeys(name for kind in kinds.KINDS for name in kind.
 
 # --- value parsers (``grader.core.schema``), and the rubric's own ------------------------------
 
-Problems, ProblemsError, did_you_mean = schema.Problems, schema.ProblemsError, schema.did_you_mean
 _string, _text, _strings, _number = schema.string, schema.text, schema.strings, schema.number
 _one_of = schema.one_of
 
@@ -264,7 +264,7 @@ def _parse(data: dict[str, Any], *, path: Path, solution: Path, digest: str) -> 
     head = data.get("assignment")
     if not isinstance(head, dict):
         problems.add(f"{where}: needs an [assignment] table")
-        problems.raise_any()  # (every test would say its function is unknown)
+        raise ProblemsError(problems.lines)  # (every test would say its function is unknown)
     settings = _table_keys(head, ASSIGNMENT_KEYS, f"{where}: [assignment]", problems)
     functions = settings.get("functions") or ()
     given = settings.get("given") or ()
@@ -299,11 +299,12 @@ def _parse(data: dict[str, Any], *, path: Path, solution: Path, digest: str) -> 
     )
 
 
-def _table_keys(raw: dict, keys: tuple[Key, ...], where: str, problems: Problems) -> dict:
+def _table_keys(raw: dict[str, Any], keys: tuple[Key, ...], where: str,
+                problems: Problems) -> dict[str, Any]:
     return schema.parse_table(raw, keys, where, problems)
 
 
-def _defaults(raw: Any, where: str, problems: Problems) -> dict:
+def _defaults(raw: Any, where: str, problems: Problems) -> dict[str, Any]:
     """[defaults]: any [[tests]] key but the test's name, applied where the kind accepts it."""
     if not isinstance(raw, dict):
         problems.add(f"{where}: [defaults] must be a table")
@@ -315,8 +316,8 @@ def _defaults(raw: Any, where: str, problems: Problems) -> dict:
     return {k: v for k, v in raw.items() if k in _TEST and k != "name"}
 
 
-def _parse_test(raw: Any, index: int, defaults: dict, file: str, functions: tuple[str, ...],
-                problems: Problems) -> TestSpec | None:
+def _parse_test(raw: Any, index: int, defaults: dict[str, Any], file: str,
+                functions: tuple[str, ...], problems: Problems) -> TestSpec | None:
     if not isinstance(raw, dict):
         problems.add(f"{file}: tests[{index}] must be a table")
         return None
@@ -361,7 +362,7 @@ def _parse_test(raw: Any, index: int, defaults: dict, file: str, functions: tupl
     return spec
 
 
-def _cases(merged: dict, kind: Kind, where: str, problems: Problems) -> tuple[Case, ...]:
+def _cases(merged: dict[str, Any], kind: Kind, where: str, problems: Problems) -> tuple[Case, ...]:
     single = [k for k in _CASE if k in merged]
     if "cases" in merged and single:
         problems.add(f"{where}: give either cases = [...] or {', '.join(single)} for a single "
@@ -424,7 +425,7 @@ def _case(raw: Any, kind: Kind, spot: str, prefix: str, problems: Problems) -> C
                 upstream=raw.get("upstream"))
 
 
-def _expected(raw: dict, prefix: str, problems: Problems, kind: str) -> None:
+def _expected(raw: dict[str, Any], prefix: str, problems: Problems, kind: str) -> None:
     if "expected" not in raw:
         problems.add(f"{prefix}expected is required for an {kind} test")
         return

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 SIDE_CHECK_DEDUCTION = 0.25  # of a case's earned credit, per failed side check
 
@@ -77,7 +78,15 @@ def points(available: float, fraction: float) -> float:
     return round(available * fraction, 2)  # gradebooks want two decimals
 
 
-def tally(cases: Sequence[CaseVerdict]) -> list[dict[str, int | str]]:
+class Tally(TypedDict):
+    """One check in a test's details (``checks``): in how many of the cases it passed."""
+
+    name: str
+    passed: int
+    cases: int
+
+
+def tally(cases: Sequence[CaseVerdict]) -> list[Tally]:
     """Every check by name, values first, with the number of cases it passed in."""
     verdicts: dict[str, list[bool]] = {}
     for case in cases:

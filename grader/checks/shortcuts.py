@@ -234,10 +234,11 @@ def _unresolved_lines(cells: list[_Cell], functions: list[tuple[int, _Def, _Name
             found += _unread(cell)
             continue
         defs = by_cell.get(cell.index, [])
-        outside = [n for n in cell.tree.body if not isinstance(n, _Def)]
+        outside: list[ast.AST] = [n for n in cell.tree.body if not isinstance(n, _Def)]
         for node, _ in defs:  # what a def runs where it stands: decorators, defaults
             outside += [*node.decorator_list, node.args, *filter(None, [node.returns])]
-        parts = [(None, outside, top)] + [(node.name, node.body, names) for node, names in defs]
+        parts: list[tuple[str | None, Sequence[ast.AST], _Names]] = [
+            (None, outside, top), *((node.name, node.body, names) for node, names in defs)]
         found += _cell_findings(cell, parts)
     return tuple(found[:MAX_UNRESOLVED])
 
@@ -281,7 +282,8 @@ def _walk(node: ast.AST) -> Iterator[ast.AST]:
 def _top_level(tree: ast.AST) -> list[ast.AST]:
     """The bindings of a cell outside its function bodies (cell order is ignored on purpose: a
     name bound anywhere in the notebook to a forbidden thing is suspect)."""
-    found, queue = [], [tree]
+    found: list[ast.AST] = []
+    queue = [tree]
     while queue:
         node = queue.pop()
         if isinstance(node, _BINDINGS):
@@ -331,7 +333,7 @@ def _function_names(function: ast.FunctionDef | ast.AsyncFunctionDef, outer: _Na
 
 def _bind(nodes: list[ast.AST], names: _Names) -> _Names:
     """``names`` with every name the nodes bind to a module or a library function added."""
-    assignments = []
+    assignments: list[tuple[ast.expr, ast.expr]] = []  # (target, value)
     for node in nodes:
         if isinstance(node, ast.Import):
             for a in node.names:  # `import a.b` binds a to a; `import a.b as c` binds c to a.b
@@ -346,11 +348,11 @@ def _bind(nodes: list[ast.AST], names: _Names) -> _Names:
                 else:
                     names.bound[a.asname or a.name] = f"{node.module}.{a.name}"
         elif isinstance(node, ast.Assign | ast.AnnAssign | ast.NamedExpr) and node.value:
-            assignments.append(node)
-    for _ in range(3):  # `m = np._core; n = m.numeric; f = n.correlate`: a few rounds
-        for node in assignments:
             target = node.targets[0] if isinstance(node, ast.Assign) else node.target
-            path = _resolve(node.value, names)
+            assignments.append((target, node.value))
+    for _ in range(3):  # `m = np._core; n = m.numeric; f = n.correlate`: a few rounds
+        for target, value in assignments:
+            path = _resolve(value, names)
             if isinstance(target, ast.Name) and path is not None:
                 names.bound[target.id] = path
     return names
@@ -428,7 +430,8 @@ def _text(node: ast.AST) -> str | None:
 
 
 def _uses(tree: ast.AST, names: _Names) -> set[str]:
-    found, memo = set(), {}
+    found: set[str] = set()
+    memo: dict[int, str | None] = {}
     for node in _walk(tree):
         paths: list[str] = []
         if isinstance(node, ast.Import):
@@ -439,7 +442,8 @@ def _uses(tree: ast.AST, names: _Names) -> set[str]:
             paths = [_resolve(node, names, memo) or ""]
         elif isinstance(node, ast.Call):
             paths = [_resolve(node, names, memo) or ""]
-            if _callee(node, names, memo) in _IMPORTERS:
+            callee = _callee(node, names, memo)
+            if callee is not None and callee in _IMPORTERS:
                 paths.append((_text(node.args[0]) if node.args else None) or "")
         found |= {use for use in map(_forbidden, paths) if use}
     return found
@@ -593,12 +597,12 @@ def _string_why(value: str | bytes) -> str | None:
     for match in _DUNDER_WORD.finditer(text):
         if match.group() not in _DUNDER_READ | {"__main__"}:
             return f"`{match.group()}` in a string"
-    match = _RISKY_WORDS.search(text)
-    if match is None:
+    risky = _RISKY_WORDS.search(text)
+    if risky is None:
         return None
-    if match.group("frame"):
-        return f"`{match.group('frame')}` in a string"
-    return "the grader's runtime" if match.group("grader") else "a path into `/proc`"
+    if risky.group("frame"):
+        return f"`{risky.group('frame')}` in a string"
+    return "the grader's runtime" if risky.group("grader") else "a path into `/proc`"
 
 
 class _Finder:
@@ -770,7 +774,8 @@ def _keywords_why(node: ast.Call) -> str | None:
 
 
 def _cell_findings(cell: _Cell,
-                   parts: list[tuple[str | None, list[ast.AST], _Names]]) -> list[Unresolved]:
+                   parts: list[tuple[str | None, Sequence[ast.AST], _Names]]
+                   ) -> list[Unresolved]:
     """The cell's lines to look at, in order, each once (with up to three reasons)."""
     lines: dict[int, tuple[str | None, int, list[str]]] = {}
     for function, nodes, names in parts:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grader.core import budgets
+from grader.core.results import Visibility
 
 if TYPE_CHECKING:  # (the kinds' options are dataclasses of grader.checks.kinds.base.Options)
     from grader.checks.kinds.base import Kind, Options
@@ -47,7 +48,7 @@ class TestSpec:
     function: str
     kind: str
     points: float
-    visibility: str
+    visibility: Visibility
     description: str
     cases: tuple[Case, ...]
     options: Options  # the kind's keys, typed, defaults filled in

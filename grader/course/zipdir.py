@@ -118,6 +118,7 @@ class _Patched(io.RawIOBase):
     def tell(self) -> int:
         return self.raw.tell()
 
+    # (narrower than the stub's writable buffer: RawIOBase.read, which zipfile calls, passes these)
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         start = self.raw.tell()
         data = bytearray(self.raw.read(len(buffer)))

@@ -123,6 +123,7 @@ class Recorder:
             answers[key] = {"returns": replay.encode(value, self.arrays)}
             return value
 
+        # (a function object takes any attribute; what inspect.signature reads back)
         recorded.__signature__ = inspect.signature(real)  # type: ignore[attr-defined]
         return recorded
 
@@ -135,6 +136,7 @@ def record(exported: Rubric,
     """Every reference call the public tests can make, by function: its parameter names and
     answers (plain data), and the arrays those answers refer to."""
     recorder = Recorder(ref)
+    # (no session: recording calls the reference alone, never a student's function)
     context = Context(session=None, rubric=exported, reference=recorder.reference(),  # type: ignore[arg-type]
                       forbidden={})
     try:
@@ -163,7 +165,8 @@ def _write_pyz(out: Path, bundle: dict[str, Any], arrays: dict[str, np.ndarray])
     members = sorted(p for p in package.rglob("*.py")
                      if "__pycache__" not in p.parts and p.name not in NOT_BUNDLED)
     npz = io.BytesIO()
-    np.savez_compressed(npz, **{k: arrays[k] for k in sorted(arrays)})
+    # (numpy's stub fears an unpacked dict holds ``allow_pickle``: these keys are array names)
+    np.savez_compressed(npz, **{k: arrays[k] for k in sorted(arrays)})  # type: ignore[arg-type]
     with replacing(out, mode=0o755, suffix=".part") as temporary, open(temporary, "wb") as handle:
         handle.write(b"#!/usr/bin/env python3\n")  # a zipapp, as python -m zipapp makes it
         with zipfile.ZipFile(handle, "w") as archive:

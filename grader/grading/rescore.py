@@ -26,7 +26,7 @@ from grader import __version__
 from grader.checks import kinds
 from grader.checks.rubric import Rubric, TestSpec
 from grader.checks.spec import NOT_CALLED
-from grader.core.results import SubmissionResult, TestResult
+from grader.core.results import Status, SubmissionResult, TestResult
 
 
 def observing_part(spec: TestSpec) -> dict[str, Any]:
@@ -102,7 +102,7 @@ def score(spec: TestSpec, observed: TestResult) -> TestResult:
 
 
 def ungraded(rubric: Rubric, why: str, *, public_only: bool = False,
-             status: str = "error") -> tuple[TestResult, ...]:
+             status: Status = "error") -> tuple[TestResult, ...]:
     """Zero on every test of a notebook that could not be graded, so a gradebook still gets one
     column per test; it depends on the rubric's scoring part alone. (``status="review"``: not
     graded because of the grader, so each test waits for an instructor.)"""
@@ -112,9 +112,9 @@ def ungraded(rubric: Rubric, why: str, *, public_only: bool = False,
             function=t.function,
             score=0.0,
             max_score=t.points,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             message=f"Not graded: {why}",
-            visibility=t.visibility,  # type: ignore[arg-type]
+            visibility=t.visibility,
             description=t.description,
             requirement=t.requirement,
             kind=t.kind,

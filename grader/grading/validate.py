@@ -30,10 +30,11 @@ from typing import Any
 
 from grader import __version__
 from grader.checks import kinds, rubric
-from grader.checks.rubric import Rubric, did_you_mean
+from grader.checks.rubric import Rubric
 from grader.core import reference, solution
 from grader.core.errors import GraderError
 from grader.core.files import write_atomic
+from grader.core.schema import ProblemsError, did_you_mean
 from grader.grading import canary
 
 DOCS = rubric.PROJECT_ROOT / "docs" / "rubric.md"
@@ -56,7 +57,7 @@ def run(names: Iterable[str], *, solutions_dir: Path = rubric.SOLUTIONS_DIR,
             else:
                 _raise(static(loaded))
                 lines.append(f"{name}: valid ({len(loaded.tests)} tests; not graded)")
-        except rubric.ProblemsError as exc:
+        except ProblemsError as exc:
             problems += exc.lines
         except GraderError as exc:
             problems.append(str(exc))
@@ -230,4 +231,4 @@ def _machine(loaded: Rubric) -> tuple[Any, Any]:
 
 def _raise(problems: list[str]) -> None:
     if problems:
-        raise rubric.ProblemsError(problems)
+        raise ProblemsError(problems)

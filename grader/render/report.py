@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import numpy as np
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template
 from markupsafe import Markup
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
@@ -44,6 +44,7 @@ from grader.render.export import ended
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
 MAX_NOTICES = 30
 MAX_NOTICE_CHARS = 2_000
@@ -215,7 +216,7 @@ def _plain_student(result: SubmissionResult, generated: str, error: Exception,
     rows = [
         {
             "name": _text(getattr(t, "name", "?"), 300),
-            "status": _text(STATUS_LABELS.get(getattr(t, "status", None), "?"), 50),
+            "status": _text(STATUS_LABELS.get(getattr(t, "status", "?"), "?"), 50),
             "score": _total([t], "score"),
             "max": _total([t], "max_score"),
             "message": _text(getattr(t, "message", "")),
@@ -306,7 +307,7 @@ def _environment() -> Environment:
     return env
 
 
-def _template(name: str):
+def _template(name: str) -> Template:
     return _environment().get_template(name)
 
 
@@ -316,6 +317,7 @@ def _script(name: str) -> dict[str, str]:
     it and nothing else: its SHA-256, computed from the very text the page embeds. The pages
     keep forbidding every other script, inline handlers and any fetch."""
     env = _environment()
+    assert env.loader is not None  # (``_environment``'s PackageLoader)
     text = env.loader.get_source(env, name)[0]
     digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
     # (Markup: the file is ours, and the source is quotes around base64 only)
@@ -392,16 +394,16 @@ def _seconds(value: Any) -> str:
 
 
 def _clip(text: Any, limit: int = MAX_MESSAGE_CHARS) -> str:
-    text = "" if text is None else str(text)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}\n… ({len(text) - limit} more characters not shown)"
+    shown = "" if text is None else str(text)
+    if len(shown) <= limit:
+        return shown
+    return f"{shown[:limit]}\n… ({len(shown) - limit} more characters not shown)"
 
 
 def _sentence(text: Any) -> str:
     """'checks x' -> 'Checks x.' (descriptions are written as lower-case phrases)."""
-    text = _ended(text)
-    return text[:1].upper() + text[1:]
+    shown = _ended(text)
+    return shown[:1].upper() + shown[1:]
 
 
 def _ended(text: Any) -> str:
@@ -411,8 +413,8 @@ def _ended(text: Any) -> str:
 def _ints(value: Any) -> list[int] | None:
     if not isinstance(value, list) or len(value) > 32:
         return None
-    numbers = [_int(v) for v in value]
-    return None if None in numbers else numbers
+    numbers = [n for n in map(_int, value) if n is not None]
+    return numbers if len(numbers) == len(value) else None
 
 
 def _shape(value: Any) -> str | None:
@@ -745,7 +747,7 @@ def _new_figure(**options: Any) -> Figure:
     return Figure(**options)
 
 
-def _integer_ticks(**options: Any):
+def _integer_ticks(**options: Any) -> MaxNLocator:
     from matplotlib.ticker import MaxNLocator
 
     return MaxNLocator(integer=True, **options)

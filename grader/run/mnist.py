@@ -53,7 +53,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -168,7 +167,7 @@ class Disguise:
     ``i``. ``arrays``: the three arrays a sandbox gets (``grader.run.sealed.Arrays``)."""
 
     files: MnistFiles
-    arrays: Any
+    arrays: sealed.Arrays
     pixels: np.ndarray
     names: np.ndarray
     order: np.ndarray
