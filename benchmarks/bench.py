@@ -92,7 +92,7 @@ def build_submissions(folder: Path) -> dict[str, int]:
 
 
 def _unit_rubric(name: str):
-    from grader import rubric
+    from grader.checks import rubric
 
     loaded = rubric.load(name)
     return dataclasses.replace(loaded, tests=tuple(t for t in loaded.tests if t.kind in UNIT_KINDS))
@@ -104,9 +104,13 @@ def _unit_rubric(name: str):
 def child_stages(folder: Path, *, mnist_runs: int, starts: int) -> dict[str, Any]:
     """Grade every submission once, in this process, timing each stage and each group of
     checks; then the reference with MNIST; then bare sandbox starts."""
-    from grader import batch, checks, mnist, report, rubric
-    from grader.grade import Job
-    from grader.sandbox import Sandbox, SandboxConfig
+    from grader.checks import kinds, rubric
+    from grader.course import batch
+    from grader.grading.grade import Job
+    from grader.render import report
+    from grader.run import mnist, zygote
+    from grader.run.layers import SandboxConfig
+    from grader.run.sandbox import Sandbox
 
     current: dict[str, float] = {}
 
@@ -121,8 +125,8 @@ def child_stages(folder: Path, *, mnist_runs: int, starts: int) -> dict[str, Any
 
         return wrapper
 
-    for kind, runner in list(checks.RUNNERS.items()):
-        checks.RUNNERS[kind] = timed(runner)
+    for kind in kinds.KINDS:  # (each kind's run, timed: the instance's own attribute)
+        kind.run = timed(kind.run)  # type: ignore[method-assign]
     render = report.render_student
 
     def timed_render(result, **kwargs):
@@ -178,7 +182,7 @@ def child_stages(folder: Path, *, mnist_runs: int, starts: int) -> dict[str, Any
             })
 
     for _ in range(starts):
-        box = Sandbox(config)
+        box = Sandbox(config, pool=zygote.process_pool())
         began = time.perf_counter()
         box.start()
         started = time.perf_counter()
@@ -194,9 +198,9 @@ def child_throughput(folder: Path, out_dir: Path, *, jobs: int,
     ``one_core``: this process, and so its sandboxes, held to one core."""
     if one_core:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    from grader import batch
-    from grader.batch import grade_all
-    from grader.sandbox import SandboxConfig, plan_layers
+    from grader.course import batch
+    from grader.course.batch import grade_all
+    from grader.run.layers import SandboxConfig, plan_layers
 
     config = SandboxConfig.from_env()
     plan_layers(config.mode)  # as the command line does before grading
@@ -421,7 +425,7 @@ def machine_scaling(starts: int = 20) -> list[float]:
 
 
 def mnist_loading() -> dict[str, float] | str:
-    from grader import mnist
+    from grader.run import mnist
 
     source = os.environ.get("MNIST_DIR")
     if not source or not Path(source).is_dir():
@@ -620,7 +624,7 @@ def report_table(counts: dict[str, int], stages: dict[str, Any], throughput: dic
                         check(peak <= TARGET_MEMORY_MB) if last else "",
                         fmt=lambda v: f"{v:.0f} MB"))
 
-    from grader.sandbox import SandboxConfig, plan_layers
+    from grader.run.layers import SandboxConfig, plan_layers
 
     mode = SandboxConfig.from_env().mode
     used, _ = plan_layers(mode)
@@ -652,9 +656,11 @@ def report_table(counts: dict[str, int], stages: dict[str, Any], throughput: dic
 
 
 def class_view_seconds(runs: int = 3) -> list[float]:
-    """``grader.classview.write`` (every function page and the similarity page) on a generated
+    """``grader.render.classview.write`` (every function page and the similarity page) on a
+    generated
     class of 300 with known bugs and copies (tests/classgen.py), from stored results only."""
-    from grader import classview, rubric
+    from grader.checks import rubric
+    from grader.render import classview
     from tests.classgen import make_class
 
     generated = make_class(correct=150, divide_again=60, transposed=40, unshifted=43)
@@ -691,7 +697,7 @@ def large_notebooks(folder: Path) -> dict[str, Path]:
     of ``a=1;`` that all of them call), and a notebook near the size limit."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from grader import notebook
+    from grader.core import notebook
     from tests.conftest import build_notebook
 
     per_cell = notebook.MAX_CELL_CHARS // len(REDEFINITION)
@@ -731,8 +737,10 @@ def child_large(path: Path, *, scan: bool) -> dict[str, Any]:
     forbidden-calls scan, which reads the same text (another step's, for comparison). CPU
     time of this process, which is what the grader spends: on a shared machine its wall time
     doubles with the load."""
-    from grader import classview, notebook, rubric, shortcuts
-    from grader.results import SubmissionResult
+    from grader.checks import rubric, shortcuts
+    from grader.core import notebook
+    from grader.core.results import SubmissionResult
+    from grader.render import classview
 
     loaded = rubric.load("convolution")
     classview.warm_up(loaded)
@@ -788,7 +796,7 @@ def large_notebook_table() -> str:
             rows.append(row("  the class pages' work on its sources",
                             [r["class_view"] for r in runs], f"<= {TARGET_TEXT_S:g} s",
                             check(max(r["class_view"] for r in runs) <= TARGET_TEXT_S)))
-            rows.append(row("  the forbidden-calls scan of it (grader.shortcuts)",
+            rows.append(row("  the forbidden-calls scan of it (grader.checks.shortcuts)",
                             [r.get("scan") for r in runs]))
             rows.append(row("  peak memory of the process, before the scan",
                             [r["peak_mb"] for r in runs],

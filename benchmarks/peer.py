@@ -10,7 +10,8 @@ nbgrader needs a course: this builds one in a temporary folder. Its source noteb
 ``solutions/<assignment>.ipynb`` with nbgrader's cell metadata: each cell with solution markers
 becomes an autograded answer, and each test of the rubric with points becomes an autograder-test
 cell (hidden tests inside nbgrader's hidden-test markers) that calls the same student functions
-on the same inputs as the grader (drawn by ``grader.inputs`` from the rubric's seed) and asserts
+on the same inputs as the grader (drawn by ``grader.checks.inputs`` from the rubric's seed) and
+asserts
 the reference's values within the grader's default tolerance. The example submissions carry no
 nbgrader metadata, and nbgrader matches cells by it, so each submission is copied whole and its
 cells that define the answer functions get the released answer cells' metadata (matched by
@@ -45,7 +46,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_NBGRADER = ROOT / ".venv-peer" / "bin" / "nbgrader"
 TESTED_KINDS = ("example", "output", "gradient")  # rules (0 points) and MNIST are not compared
-RTOL, ATOL = 1e-6, 1e-8  # grader.compare's default relative tolerance
+RTOL, ATOL = 1e-6, 1e-8  # grader.checks.compare's default relative tolerance
 TESTS_HEADING = "## Autograder tests (nbgrader)"
 COURSE_ID = "peer-bench"
 
@@ -90,8 +91,8 @@ def _call(function: str, args: list, kwargs: dict) -> str:
 
 
 def _case_inputs(rubric: Any, spec: Any, number: int) -> tuple[list, dict]:
-    """The inputs the grader draws for this case (grader.checktypes.case_inputs)."""
-    from grader import inputs
+    """The inputs the grader draws for this case (grader.checks.context.case_inputs)."""
+    from grader.checks import inputs
 
     rng = inputs.rng_for(rubric.seed, spec.name, number)
     case = spec.cases[number]
@@ -121,7 +122,7 @@ def _output_lines(rubric: Any, spec: Any, reference: Any) -> list[str]:
 
 
 def _gradient_lines(rubric: Any, spec: Any, reference: Any) -> list[str]:
-    from grader import inputs
+    from grader.checks import inputs
 
     lines = []
     for number, case in enumerate(spec.cases):
@@ -179,7 +180,8 @@ def test_cell(number: int, rubric: Any, spec: Any, reference: Any) -> nbformat.N
 
 def source_notebook(assignment: str) -> tuple[nbformat.NotebookNode, int]:
     """The solution with nbgrader metadata, the rubric's tests appended; and how many tests."""
-    from grader import reference, rubric
+    from grader.checks import rubric
+    from grader.core import reference
 
     loaded = rubric.load(assignment)
     ref = reference.load(loaded.solution)

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from grader.roster import Student
+from grader.course.roster import Student
 from grader.serve import auth
 from grader.serve.db import Database
 from grader.serve.store import Store

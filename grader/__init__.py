@@ -1,6 +1,6 @@
 """Grading harness for the backprop practical: read → sandbox → check → score → render."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 # One BLAS/OpenMP thread per process: the grader runs one worker per core, and OpenBLAS's
 # default of a thread per core per process makes them spin against each other. Set before

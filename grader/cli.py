@@ -11,19 +11,26 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from grader import __version__, inert
-from grader.errors import GraderError
+from grader import __version__
+from grader.core import inert
+from grader.core.errors import GraderError
+
+if TYPE_CHECKING:  # (the commands import what they use when they run: a fast --help)
+    from grader.checks.rubric import Rubric
+    from grader.run.layers import SandboxConfig
+    from grader.run.mnist import MnistFiles
 
 EXIT_INSTRUCTOR_ERROR = 2
-MESSAGE_INDENT = " " * 9  # where a test's message starts in the self-check's summary
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        status: int = args.run(args)  # (each subcommand's function: ``_parser``)
+        return status
     except GraderError as exc:
         print(f"grader: error: {_error_text(exc)}", file=sys.stderr)
         return EXIT_INSTRUCTOR_ERROR
@@ -58,7 +65,7 @@ then open feedback/backprop/index.html; upload grades.csv, canvas.csv or moodle.
 
 exit status: 0 the grader worked, whatever the scores; 2 something to fix, said in one
 line; 130 interrupted (finished results are kept: run again to resume).
-README.md has the whole guide. `python -m grader COMMAND --help` explains a command."""
+README.md and docs/ have the whole guide. `python -m grader COMMAND --help` explains a command."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -145,7 +152,8 @@ def _parser() -> argparse.ArgumentParser:
         "--static", action="store_true", help="skip the two gradings in the sandbox"
     )
     validate.add_argument(
-        "--write-docs", action="store_true", help="write docs/rubric.md from the schema"
+        "--write-docs", action="store_true",
+        help="write docs/rubric.md and docs/course.md from their schemas"
     )
     validate.set_defaults(run=_validate)
 
@@ -184,7 +192,7 @@ def _assignment(args: argparse.Namespace) -> str:
     """The assignment to grade into ``--out``: the one given, else the one the folder holds
     (so a late file needs only the folder). One that differs from the folder's is refused:
     its results would replace the others' under the same student names."""
-    from grader import classroom
+    from grader.course import classroom
 
     held = classroom.assignment_of(args.out)
     if args.assignment is None:
@@ -195,19 +203,20 @@ def _assignment(args: argparse.Namespace) -> str:
     if held is not None and held != args.assignment:
         raise GraderError(f"{args.out} holds the results of {held}, not {args.assignment}; "
                           f"give --assignment {held}, or another --out for {args.assignment}")
-    return args.assignment
+    given: str = args.assignment
+    return given
 
 
-def _setup(assignment: str, *, trusted: bool):
-    from grader import rubric
-    from grader.sandbox import SandboxConfig, plan_layers
+def _setup(assignment: str, *, trusted: bool) -> tuple[Rubric, MnistFiles | None, SandboxConfig]:
+    from grader.checks import rubric
+    from grader.run.layers import SandboxConfig, plan_layers
 
     loaded = rubric.load(assignment)
     config = SandboxConfig.from_env(allow_unisolated=trusted)
     plan_layers(config.mode, allow_unisolated=trusted)  # refuses here, before any grading
     files = None
     if loaded.needs_mnist:
-        from grader import mnist
+        from grader.run import mnist
 
         files = mnist.prepare()
         config = dataclasses.replace(config, data_dir=files.sandbox_dir)
@@ -215,8 +224,9 @@ def _setup(assignment: str, *, trusted: bool):
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from grader import classroom, validate
-    from grader.batch import grade_all
+    from grader.course import classroom
+    from grader.course.batch import grade_all
+    from grader.grading import validate
 
     if args.jobs < 1:
         raise GraderError("--jobs must be at least 1")
@@ -241,11 +251,12 @@ def _grade(args: argparse.Namespace) -> int:
 
 
 def _gradebook(args: argparse.Namespace) -> int:
-    from grader import classroom, rubric
+    from grader.checks import rubric
+    from grader.course import classroom
 
     if not (args.out / classroom.STATE).exists() and not list(args.out.glob("*.json")):
         raise GraderError(f"no results in {args.out}; grade into it first")
-    from grader.batch import _only_run_on
+    from grader.course.batch import _only_run_on
 
     loaded = rubric.load(_assignment(args))
     with (classroom.intake([], roster_path=args.roster, course_path=args.course) as intake,
@@ -260,8 +271,9 @@ def _gradebook(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from grader import canary
-    from grader.grade import Job, grade_submission
+    from grader.grading import canary
+    from grader.grading.grade import Job, grade_submission
+    from grader.render import summary
 
     if not args.notebook.is_file():
         raise GraderError(f"no such notebook: {args.notebook}")
@@ -270,46 +282,12 @@ def _check(args: argparse.Namespace) -> int:
     verdict = canary.check(loaded, config=config, mnist=files)
     result = grade_submission(Job(args.notebook, loaded, config, files, public_only=True,
                                   reference_seconds=verdict.reference_seconds))
-    print(_summary(result, width=inert.terminal_width()))
+    print(summary.summary(result, width=inert.terminal_width()))
     return 0 if all(t.status == "passed" for t in result.tests) and not result.error else 1
 
 
-def _summary(result, *, width: int | None = None) -> str:
-    """The self-check's terminal report: one line per public test, then what to fix first.
-
-    Everything in it that a submission can shape (its file name, its exception messages, its
-    notices) is made inert (``grader.inert``): a student's escape sequences or newlines cannot
-    hide a real line or print a fake one. ``width``: the terminal's, to wrap lines at."""
-    lines = [f"{inert.line(result.submission)}: {result.score:.2f} / {result.max_score:g} on "
-             f"the public tests"]
-    if result.error:
-        lines.append(f"  cannot be graded: {inert.block(result.error, MESSAGE_INDENT)}")
-        return inert.wrap("\n".join(lines), width, MESSAGE_INDENT)
-    for test in result.tests:
-        mark = {"passed": "ok  ", "failed": "FAIL", "error": "ERR ", "timeout": "TIME",
-                "review": "REVW"}[test.status]
-        lines.append(f"  {mark} {test.score:>5.2f}/{test.max_score:<4g} {inert.line(test.name)}")
-        if test.status != "passed":
-            lines.append(MESSAGE_INDENT + inert.block(test.message, MESSAGE_INDENT))
-            if test.diagnosis:
-                lines.append(f"{MESSAGE_INDENT}hint: {inert.block(test.diagnosis, MESSAGE_INDENT)}")
-            if getattr(test, "requirement", "") and test.score < test.max_score:
-                asked = " ".join(test.requirement.split())
-                lines.append(f"{MESSAGE_INDENT}the notebook asks: “{inert.line(asked)}”")
-    for notice in result.notices:
-        if notice.startswith("your notebook printed"):
-            notice = "your notebook printed output; the feedback page shows it"
-        first = notice.split("\n", 1)[0]
-        lines.append(f"  note: {inert.line(first)}")  # (whole: inert.wrap wraps it below)
-    lines.append(
-        "Hidden tests run too when your notebook is graded; they use other sizes and "
-        "strides, so test more than the examples."
-    )
-    return inert.wrap("\n".join(lines), width, MESSAGE_INDENT)
-
-
 def _export_check(args: argparse.Namespace) -> int:
-    from grader import selfcheck
+    from grader.distribute import selfcheck
 
     out = args.out or Path(f"{args.name}-check.pyz")
     written = selfcheck.export(args.name, out)
@@ -318,7 +296,7 @@ def _export_check(args: argparse.Namespace) -> int:
 
 
 def _gradescope(args: argparse.Namespace) -> int:
-    from grader import gradescope
+    from grader.distribute import gradescope
 
     out = args.out or Path(f"{args.name}-autograder.zip")
     built = gradescope.build(args.name, out, mnist_dir=args.mnist,
@@ -328,8 +306,9 @@ def _gradescope(args: argparse.Namespace) -> int:
 
 
 def _assign(args: argparse.Namespace) -> int:
-    from grader import rubric, validate
-    from grader.assign import assign
+    from grader.checks import rubric
+    from grader.distribute.assign import assign
+    from grader.grading import validate
 
     names = rubric.available(args.solutions) if args.solutions.is_dir() else []
     if names:  # all of validate but the two gradings
@@ -354,10 +333,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from grader import rubric, validate
+    from grader.checks import rubric
+    from grader.course import coursefile
+    from grader.grading import validate
 
     if args.write_docs:
         print(f"written {validate.write_docs()}")
+        print(f"written {coursefile.write_docs()}")
         return 0
     solutions = args.solutions or rubric.SOLUTIONS_DIR
     for line in validate.run(args.names, solutions_dir=solutions, grade=not args.static):

@@ -16,7 +16,7 @@ import random
 import textwrap
 from dataclasses import dataclass, field
 
-from grader.results import SubmissionResult, TestResult
+from grader.core.results import SubmissionResult, TestResult
 
 FUNCTIONS = ("dense_forward", "dense_backward", "relu_forward", "relu_backward",
              "sigmoid_forward", "sigmoid_backward", "softmax_cross_entropy")

@@ -24,9 +24,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import grade, mnist, rubric
-from grader.results import SubmissionResult
-from grader.sandbox import Limits, SandboxConfig
+from grader.checks import rubric
+from grader.core.results import SubmissionResult
+from grader.grading import grade
+from grader.run import mnist
+from grader.run.layers import Limits, SandboxConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = ROOT / "solutions"
@@ -126,14 +128,7 @@ def grade_notebook(sandbox_config: SandboxConfig, request: pytest.FixtureRequest
         loaded = rubric.load(assignment)
         tests = [t for t in loaded.tests if kinds is None or t.kind in kinds]
         if options:
-            tests = [
-                dataclasses.replace(
-                    t,
-                    options={**t.options, **options.get(t.kind, {})},
-                    timeout=options.get(t.kind, {}).get("timeout", t.timeout),
-                )
-                for t in tests
-            ]
+            tests = [t.with_options(**options.get(t.kind, {})) for t in tests]
         loaded = dataclasses.replace(loaded, tests=tuple(tests))
         if cell_timeout is not None:  # hostile notebooks: short limits keep the suite fast
             loaded = dataclasses.replace(loaded, cell_timeout=cell_timeout)
@@ -151,6 +146,32 @@ def grade_notebook(sandbox_config: SandboxConfig, request: pytest.FixtureRequest
 
 
 UNIT_KINDS = ("example", "output", "gradient", "rules")
+
+
+def grade_here(path: Path, assignment: str, *, kinds: tuple[str, ...] = UNIT_KINDS,
+               loaded: rubric.Rubric | None = None) -> SubmissionResult:
+    """Grade a notebook with the real rubric (its ``kinds``) in this process, through the check
+    engine's seam (``grader.run.inprocess``): trusted notebooks only, no sandbox, milliseconds.
+    The sandboxed path (``grade_notebook``) keeps the end-to-end tests."""
+    from grader.checks import engine, shortcuts
+    from grader.checks.context import Context
+    from grader.core import notebook, reference
+    from grader.run import inprocess
+
+    loaded = loaded or rubric.load(assignment)
+    loaded = dataclasses.replace(loaded, tests=tuple(t for t in loaded.tests if t.kind in kinds))
+    read = notebook.read(path)
+    assert not isinstance(read, notebook.UnreadableNotebook), read.error
+    with inprocess.session(read, cell_timeout=loaded.cell_timeout,
+                           setup_budget=loaded.setup_budget) as session:
+        context = Context(session=session, rubric=loaded,
+                          reference=reference.load(loaded.solution),
+                          forbidden=shortcuts.scan(read), unresolved=shortcuts.unresolved(read),
+                          held=shortcuts.unresolved_reach(read))
+        tests = tuple(engine.run(context))
+    return SubmissionResult(student=path.stem, assignment=loaded.name, submission=path.name,
+                            sha256=read.sha256, error=None, notices=tuple(session.notices),
+                            tests=tests, grader_version="", duration_s=0.0)
 
 
 def by_function(result: SubmissionResult) -> dict[str, list]:

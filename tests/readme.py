@@ -1,7 +1,9 @@
-"""The README's walk-throughs as data, so that tests run what the text says.
+"""The documentation's walk-throughs as data, so that tests run what the text says.
 
-``python -m tests.readme "A course"`` prints the shell blocks of the section whose heading
-starts with that title, in order, as ``tests/test_readme.py`` runs them.
+The course walk-through (from the LMS's download to the upload) and its course file live in
+``docs/instructors.md`` (``GUIDE``); the README keeps the two commands and points there.
+``python -m tests.readme "A course"`` prints the shell blocks of the guide's section whose
+heading starts with that title, in order, as ``tests/test_readme.py`` runs them.
 """
 
 from __future__ import annotations
@@ -11,15 +13,17 @@ import sys
 import textwrap
 from pathlib import Path
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+GUIDE = ROOT / "docs" / "instructors.md"
 
 
-def section(title: str, text: str | None = None) -> str:
-    """The README's ``## `` section whose heading starts with ``title``, up to the next one."""
-    text = README.read_text(encoding="utf-8") if text is None else text
+def section(title: str, path: Path = GUIDE) -> str:
+    """The ``## `` section of ``path`` whose heading starts with ``title``, up to the next one."""
+    text = path.read_text(encoding="utf-8")
     found = re.search(rf"^## {re.escape(title)}.*?(?=^## |\Z)", text, re.M | re.S)
     if found is None:
-        raise LookupError(f"README.md has no section '## {title}...'")
+        raise LookupError(f"{path.relative_to(ROOT)} has no section '## {title}...'")
     return found[0]
 
 
@@ -33,7 +37,7 @@ def blocks(text: str, language: str = "sh") -> list[str]:
 def after(marker: str, text: str) -> str:
     """``text`` from ``marker`` on (a paragraph or a step, e.g. ``**Upload.**``)."""
     if marker not in text:
-        raise LookupError(f"README.md has no {marker!r} here")
+        raise LookupError(f"no {marker!r} here")
     return text[text.index(marker):]
 
 

@@ -190,7 +190,7 @@ class Course:
     def graded(self, student: str, assignment: str, result, *, data: bytes = b"{}",
                filename: str = "nb.ipynb", received: float | None = None) -> str:
         """An attempt stored and graded with ``result`` (a ``SubmissionResult``)."""
-        from grader.results import encode
+        from grader.core.results import encode
 
         store = self.server.store
         attempt = store.put_upload(student, assignment, filename, data, now=received)
@@ -206,7 +206,7 @@ def fake_result(student: str = "s001", assignment: str = "convolution", *,
                 review: bool = False, notices: tuple[str, ...] = (), name: str = "nb.ipynb"):
     """A result as a worker stores it: one public test, one hidden (optionally waiting for
     review), and whatever ``notices``."""
-    from grader.results import SubmissionResult, TestResult
+    from grader.core.results import SubmissionResult, TestResult
 
     tests = (
         TestResult(PUBLIC_TEST, "conv2d", public_score, 2.0,

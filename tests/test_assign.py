@@ -12,8 +12,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from grader.assign import DEFAULT_HINT, MARKDOWN_STUB, assign, strip_solutions
-from grader.errors import GraderError
+from grader.core.errors import GraderError
+from grader.core.solution import DEFAULT_HINT, MARKDOWN_STUB, strip_solutions
+from grader.distribute.assign import assign
 
 REPO = Path(__file__).resolve().parents[1]
 

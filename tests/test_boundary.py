@@ -5,7 +5,7 @@ The check engine runs here on a scripted session, in-process: every call returns
 Hypothesis draws from everything the wire can carry (arrays of any numeric dtype and shape,
 NaN, infinities, huge values, tuples of the wrong length, the runtime's tags, failures of every
 kind). Every test must come back as a result the student's code earned, never as a grader
-fault (``details["grader_fault"]``), and ``grader.replies`` must turn every answer into either
+fault (``details["grader_fault"]``), and ``grader.run.replies`` must turn every answer into either
 its checked form or an ``Interference``.
 """
 
@@ -21,9 +21,12 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from grader import budgets, checks, reference, replies, rubric
-from grader.execute import CallOutcome
-from grader.inside import wire
+from grader.checks import engine as checks
+from grader.checks import rubric
+from grader.core import budgets, reference
+from grader.core.calls import CallOutcome
+from grader.run import replies
+from grader.run.inside import wire
 
 DTYPES = st.sampled_from(["float64", "float32", "float16", "int64", "int8", "uint8", "bool"])
 
@@ -86,7 +89,7 @@ def twisted(value: Any, twist: str) -> Any:
 
 
 class ScriptedSession:
-    """Stands in for ``grader.execute.Session``: calls answer with the outcomes given, raw
+    """Stands in for ``grader.run.session.Session``: calls answer with the outcomes given, raw
     requests with the answers given, in turn. An outcome ``("twist", how)`` is the reference's
     own answer to that call, twisted (``twisted``). (All drawn before the checks run: a draw
     inside them would put Hypothesis's own exceptions in the engine's way.)"""
@@ -143,7 +146,7 @@ def assignment(request: pytest.FixtureRequest) -> tuple[Any, Any]:
 @given(data=st.data())
 def test_no_answer_makes_a_check_raise(assignment: tuple[Any, Any], data: st.DataObject) -> None:
     loaded, ref = assignment
-    checked = [t for t in loaded.tests if t.kind not in rubric.MNIST]
+    checked = [t for t in loaded.tests if not t.options.needs_mnist]
     session = ScriptedSession(data.draw(st.lists(outcomes(), min_size=1, max_size=40)),
                               data.draw(st.lists(answers(), min_size=1, max_size=4)), ref)
     context = checks.Context(session=session, rubric=loaded.__class__(

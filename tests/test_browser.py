@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from grader.report import render_index, render_student
-from grader.results import load
+from grader.core.results import load
+from grader.render.report import render_index, render_student
 
 pytestmark = pytest.mark.browser
 
@@ -92,8 +92,8 @@ def _a_class(folder: Path) -> Path:
     (s5, 4), plain (s6, 5); sections A and B."""
     import dataclasses
 
-    from grader import classroom
-    from grader.results import save
+    from grader.core.results import save
+    from grader.course import classroom
 
     (folder / "roster.csv").write_text(CLASS_ROSTER)
     (folder / "course.toml").write_text(CLASS_COURSE)
@@ -127,7 +127,7 @@ def conv1d(x, w, stride=1):
 def _grade_a_course(folder: Path) -> None:
     """A Moodle download graded with a roster and a course file: an adjustment with a comment
     (s1), a late submission (s2), a student with no submission (s3)."""
-    from grader.sandbox import SandboxConfig
+    from grader.run.layers import SandboxConfig
     from tests.conftest import build_notebook
     from tests.test_gradebook import COURSE, ROSTER, grade, moodle_zip
 
@@ -143,9 +143,9 @@ def _grade_a_course(folder: Path) -> None:
 
 def _grade_examples(out: Path) -> None:
     """The real pipeline on the example submissions: sandbox, checks, rendering."""
-    from grader import rubric
-    from grader.batch import grade_all
-    from grader.sandbox import SandboxConfig
+    from grader.checks import rubric
+    from grader.course.batch import grade_all
+    from grader.run.layers import SandboxConfig
 
     grade_all([ROOT / "submissions" / "convolution"], rubric.load("convolution"), out,
               sandbox=SandboxConfig.from_env(), progress=False)

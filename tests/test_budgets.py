@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from grader import budgets
+from grader.core import budgets
 
 pytestmark = pytest.mark.core
 

@@ -1,5 +1,8 @@
 """One submission per bug pattern the grader diagnoses: the right function loses points, the
-diagnosis names the bug in plain words, and every other function keeps full marks."""
+diagnosis names the bug in plain words, and every other function keeps full marks.
+
+The check logic is what is tested here, so the notebooks run in this process (``grade_here``,
+through the engine's seam); the runtime guard, which lives in the sandbox, is tested there."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import UNIT_KINDS, assert_only_function_loses
+from tests.conftest import UNIT_KINDS, assert_only_function_loses, grade_here
 
 
 @dataclass(frozen=True)
@@ -441,9 +444,9 @@ BUGS = [
 
 
 @pytest.mark.parametrize("bug", BUGS, ids=[b.name for b in BUGS])
-def test_bug_is_diagnosed(bug: Bug, submission, grade_notebook) -> None:
+def test_bug_is_diagnosed(bug: Bug, submission) -> None:
     path = submission(bug.assignment, replace={bug.function: bug.code})
-    result = grade_notebook(path, bug.assignment, kinds=UNIT_KINDS)
+    result = grade_here(path, bug.assignment)
     assert_only_function_loses(result, {bug.function})
     failing = [t for t in result.tests if t.function == bug.function and t.score < t.max_score]
     text = " ".join(f"{t.message} {t.diagnosis or ''}" for t in failing).lower()
@@ -451,45 +454,40 @@ def test_bug_is_diagnosed(bug: Bug, submission, grade_notebook) -> None:
     assert not missing, f"diagnosis lacks {missing}: {text}"
 
 
-def test_forward_without_its_cache(submission, grade_notebook) -> None:
+def test_forward_without_its_cache(submission) -> None:
     code = """
         def relu_forward(x):
             return np.maximum(0, x)
         """
-    result = grade_notebook(submission("backprop", replace={"relu_forward": code}), "backprop",
-                            kinds=UNIT_KINDS)
+    result = grade_here(submission("backprop", replace={"relu_forward": code}), "backprop")
     assert_only_function_loses(result, {"relu_forward", "relu_backward"})
     failing = [t for t in result.tests if t.function.startswith("relu") and t.max_score]
     assert all("must return a tuple (out, cache)" in t.message for t in failing), failing
 
 
-def test_float32_passes_with_a_note(submission, grade_notebook) -> None:
+def test_float32_passes_with_a_note(submission) -> None:
     code = """
         def dense_forward(x, W, b):
             x32, W32, b32 = (a.astype(np.float32) for a in (x, W, b))
             return x32 @ W32 + b32, (x, W)
         """
-    result = grade_notebook(
-        submission("backprop", replace={"dense_forward": code}), "backprop", kinds=UNIT_KINDS
-    )
+    result = grade_here(submission("backprop", replace={"dense_forward": code}), "backprop")
     test = next(t for t in result.tests if t.function == "dense_forward")
     assert test.status == "passed" and test.score == test.max_score
     assert "float32" in test.message
 
 
-def test_relu_kink_accepts_either_slope(submission, grade_notebook) -> None:
+def test_relu_kink_accepts_either_slope(submission) -> None:
     code = """
         def relu_backward(dout, cache):
             return dout * (cache >= 0)
         """
-    result = grade_notebook(
-        submission("backprop", replace={"relu_backward": code}), "backprop", kinds=UNIT_KINDS
-    )
+    result = grade_here(submission("backprop", replace={"relu_backward": code}), "backprop")
     kink = next(t for t in result.tests if t.name == "relu_backward: at exactly zero")
     assert kink.status == "passed"
 
 
-def test_max_pool_tie_accepts_any_winner(submission, grade_notebook) -> None:
+def test_max_pool_tie_accepts_any_winner(submission) -> None:
     code = """
         def max_pool2d_backward(dout, cache):
             x, size, stride = cache
@@ -505,11 +503,8 @@ def test_max_pool_tie_accepts_any_winner(submission, grade_notebook) -> None:
                         mask * dout[:, :, i:i+1, j:j+1])
             return dx
         """
-    result = grade_notebook(
-        submission("convolution", replace={"max_pool2d_backward": code}),
-        "convolution",
-        kinds=UNIT_KINDS,
-    )
+    result = grade_here(submission("convolution", replace={"max_pool2d_backward": code}),
+                        "convolution")
     assert_only_function_loses(result, set())
 
 
@@ -526,14 +521,14 @@ def test_runtime_guard_catches_hidden_library_call(submission, grade_notebook) -
     assert all("numpy.convolve" in t.message for t in result.tests if t.function == "conv1d")
 
 
-def test_forbidden_import_fails_the_rule(submission, grade_notebook) -> None:
+def test_forbidden_import_fails_the_rule(submission) -> None:
     path = submission("convolution", extra_cells=["import scipy.signal as signal\n"])
-    result = grade_notebook(path, "convolution", kinds=UNIT_KINDS)
+    result = grade_here(path, "convolution")
     rule = next(t for t in result.tests if t.name.startswith("Rules"))
     assert rule.status == "failed" and "scipy.signal" in rule.message
 
 
-def test_softmax_clipping_before_the_log_is_explained(submission, grade_notebook) -> None:
+def test_softmax_clipping_before_the_log_is_explained(submission) -> None:
     # issue 11 item 9: this used to read "loss is off by a constant factor of about 0.7056"
     code = """
         def softmax_cross_entropy(logits, y):
@@ -545,10 +540,8 @@ def test_softmax_clipping_before_the_log_is_explained(submission, grade_notebook
             dlogits[np.arange(n), y] -= 1
             return loss, dlogits / n
         """
-    result = grade_notebook(
-        submission("backprop", replace={"softmax_cross_entropy": code}), "backprop",
-        kinds=UNIT_KINDS,
-    )
+    result = grade_here(submission("backprop", replace={"softmax_cross_entropy": code}),
+                        "backprop")
     test = next(t for t in result.tests if t.name.endswith("large and shifted logits"))
     assert test.score < test.max_score
     text = (test.diagnosis or "").lower()
@@ -556,7 +549,7 @@ def test_softmax_clipping_before_the_log_is_explained(submission, grade_notebook
     assert "constant factor" not in text
 
 
-def test_max_pool_gradient_to_every_tied_maximum_is_explained(submission, grade_notebook) -> None:
+def test_max_pool_gradient_to_every_tied_maximum_is_explained(submission) -> None:
     code = """
         def max_pool2d_backward(dout, cache):
             x, size, stride = cache
@@ -570,10 +563,8 @@ def test_max_pool_gradient_to_every_tied_maximum_is_explained(submission, grade_
                         winners * dout[:, :, i:i+1, j:j+1])
             return dx
         """
-    result = grade_notebook(
-        submission("convolution", replace={"max_pool2d_backward": code}), "convolution",
-        kinds=UNIT_KINDS,
-    )
+    result = grade_here(submission("convolution", replace={"max_pool2d_backward": code}),
+                        "convolution")
     assert_only_function_loses(result, {"max_pool2d_backward"})
     tie = next(t for t in result.tests if t.name == "max_pool2d_backward: tied maxima")
     assert tie.score < tie.max_score
@@ -581,7 +572,7 @@ def test_max_pool_gradient_to_every_tied_maximum_is_explained(submission, grade_
     assert all(w in text for w in ("several equal maxima", "one winner is expected")), text
 
 
-def test_softmax_with_the_batch_maximum_subtracted_is_explained(submission, grade_notebook) -> None:
+def test_softmax_with_the_batch_maximum_subtracted_is_explained(submission) -> None:
     """Not in BUGS: where its NaN falls, so its partial credit, depends on the inputs, and the
     self-check (tests/test_selfcheck.py) draws other inputs than the grader."""
     code = """
@@ -594,10 +585,8 @@ def test_softmax_with_the_batch_maximum_subtracted_is_explained(submission, grad
             dlogits[np.arange(n), y] -= 1
             return loss, dlogits / n
         """
-    result = grade_notebook(
-        submission("backprop", replace={"softmax_cross_entropy": code}), "backprop",
-        kinds=UNIT_KINDS,
-    )
+    result = grade_here(submission("backprop", replace={"softmax_cross_entropy": code}),
+                        "backprop")
     assert_only_function_loses(result, {"softmax_cross_entropy"})
     test = next(t for t in result.tests if t.name.endswith("large and shifted logits"))
     assert test.score < test.max_score

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 
-from grader.results import SubmissionResult
+from grader.core.results import SubmissionResult
 from tests.conftest import ROOT, UNIT_KINDS
 
 STOPPED = '''
@@ -77,7 +77,7 @@ def test_mnist_download_and_training_cells_are_not_blamed(submission, grade_note
 
 
 def test_cells_are_numbered_as_jupyter_shows_them() -> None:
-    from grader import notebook
+    from grader.core import notebook
 
     path = ROOT / "assignments" / "backprop.ipynb"
     read = notebook.read(path)

@@ -29,8 +29,8 @@ def ignored(*paths: str) -> list[str]:
 
 @needs_git
 def test_what_gradescope_and_export_check_write_by_default_is_ignored() -> None:
-    written = ["backprop-autograder.zip", "convolution-autograder.zip.part",
-               "backprop-check.pyz", "convolution-check.pyz.part"]
+    written = ["backprop-autograder.zip", ".convolution-autograder.zip.x1y2z3_a.part",
+               "backprop-check.pyz", ".convolution-check.pyz.x1y2z3_a.part"]
     assert ignored(*written) == written
     assert ignored("solutions/backprop.toml", "grader/cli.py") == []  # (not everything)
 

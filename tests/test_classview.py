@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from grader import classview, report, rubric
-from grader.results import SubmissionResult, TestResult
+from grader.checks import rubric
+from grader.core.results import SubmissionResult, TestResult
+from grader.render import classview, report
 from tests.classgen import make_class, write_function
 from tests.conftest import UNIT_KINDS, build_notebook
 
@@ -223,7 +224,7 @@ def test_same_input_same_pages(generated, backprop, site, tmp_path) -> None:
 def test_a_real_batch_writes_the_class_view(tmp_path: Path, sandbox_config) -> None:
     """Four real notebooks through the real pipeline: the reference, two who divide by N again
     (one a renamed copy of the other) and one who copied nothing."""
-    from grader.batch import grade_all
+    from grader.course.batch import grade_all
 
     divided = """
     def dense_backward(dout, cache):

@@ -1,4 +1,4 @@
-"""The smallest input that shows the bug (``grader.counterexample``): a fixed, small list of
+"""The smallest input that shows the bug (``grader.checks.counterexample``): a fixed, small list of
 fresh inputs per test, tried through the session, the first disagreement shown; bounded in
 calls, the same for every student, and carried by the self-check."""
 
@@ -14,9 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from grader import counterexample, expectations, reference, rubric, selfcheck
-from grader.checktypes import Context
-from grader.execute import CallOutcome
+from grader.checks import counterexample, expectations, rubric
+from grader.checks.context import Context
+from grader.core import reference
+from grader.core.calls import CallOutcome
+from grader.distribute import selfcheck
 from tests.conftest import UNIT_KINDS, build_notebook
 from tests.test_bug_patterns import BUGS
 
@@ -38,7 +40,7 @@ def test_candidates_are_small_fresh_and_the_same_every_time(loaded, assignment: 
     spec_rubric, ref = loaded[assignment]
     spec = next(t for t in spec_rubric.tests if t.name == test)
     found = counterexample.candidates(spec, spec_rubric, ref, number)
-    if spec.options.get("kink"):
+    if getattr(spec.options, "kink", None):
         assert found == []  # (any subgradient is right there: no single answer to show)
         return
     assert 1 <= len(found) <= counterexample.MAX_TRIES
@@ -49,7 +51,7 @@ def test_candidates_are_small_fresh_and_the_same_every_time(loaded, assignment: 
         assert all(np.all(np.isfinite(e)) and e.size for e in candidate.expected)
         assert not any(isinstance(a, np.ndarray) and a.shape == b.shape and np.array_equal(a, b)
                        for a, b in zip(candidate.args, args))  # never the test's own input
-    counterexample._MEMORY.clear()
+    ref.memo.clear()
     again = counterexample.candidates(spec, spec_rubric, ref, number)
     assert [c.same_input(d) for c, d in zip(found, again)] == [True] * len(found)
 
@@ -78,6 +80,28 @@ def test_the_search_is_bounded_in_calls(loaded) -> None:
     found = counterexample.search(spec, context, 0, lambda c: [session.call("x", [])] and None)
     tried = counterexample.candidates(spec, spec_rubric, ref, 0)
     assert found is None and session.calls == len(tried) <= counterexample.MAX_TRIES
+
+
+def test_labels_shrink_with_their_scores_class_axis(loaded) -> None:
+    """A labels input's class count is its scores' class axis, a dimension of theirs alone
+    (keyed by array and axis, not by size): the labels shrink with it, so every draw is an
+    input the reference takes and none is thrown away."""
+    spec_rubric, ref = loaded["backprop"]
+    spec = next(t for t in spec_rubric.tests
+                if t.name == "softmax_cross_entropy: loss and gradient")
+    args, kwargs = expectations.case_inputs(spec, spec_rubric, 0)
+    assert [a.shape for a in args] == [(5, 4), (5,)]  # scores, and labels of 4 classes
+    choice = {("size", 5): 3, (0, 1): 2}  # 3 rows of 2 classes
+    for seed in range(20):
+        made = counterexample._candidate(spec, ref, spec.cases[0], args, kwargs, choice,
+                                         np.random.default_rng(seed), False)
+        assert made is not None
+        scores, labels = made.args
+        assert scores.shape == (3, 2) and labels.shape == (3,) and labels.max() < 2
+    # and never one class: every loss and gradient would be 0, which shows no bug
+    found = counterexample.candidates(spec, spec_rubric, ref, 0)
+    assert len(found) == counterexample.MAX_SMALL
+    assert all(c.args[0].shape[1] >= 2 and c.args[1].max() < c.args[0].shape[1] for c in found)
 
 
 BY_NAME = {bug.name: bug for bug in BUGS}
@@ -171,7 +195,7 @@ def test_every_failing_test_of_the_examples_shows_a_counterexample(path: Path,
         spec = next(t for t in rubric.load(path.parent.name).tests if t.name == test.name)
         wrong_values = test.status == "failed" and test.diagnosis != "forbidden shortcut" and any(
             not o.get("passed", True) for o in test.details.get("outputs", []))
-        if not wrong_values or spec.options.get("kink"):
+        if not wrong_values or getattr(spec.options, "kink", None):
             continue
         shown = test.details.get("counterexample")
         assert shown, f"{test.name}: no counterexample ({test.diagnosis})"

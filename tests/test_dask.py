@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from grader import cli, rubric
-from grader.batch import grade_all
-from grader.errors import GraderError
-from grader.sandbox import SandboxConfig
+from grader import cli
+from grader.checks import rubric
+from grader.core.errors import GraderError
+from grader.course.batch import grade_all
+from grader.run.layers import SandboxConfig
 from tests.conftest import build_notebook
 
 pytest.importorskip("distributed")

@@ -1,5 +1,5 @@
 """What the checks need of the reference is computed once, not per submission
-(``grader.expectations``), and cannot be changed by the checks that share it."""
+(``grader.checks.expectations``), and cannot be changed by the checks that share it."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-from grader import expectations, reference, rubric
-from grader.compare import directional_error, numerical_gradient, relative_error
+from grader.checks import expectations, rubric
+from grader.checks.compare import directional_error, numerical_gradient, relative_error
+from grader.core import reference
 
 
 @pytest.fixture(scope="module", params=["backprop", "convolution"])
@@ -38,7 +39,7 @@ def test_every_case_is_computed_once_and_then_shared(prepared, monkeypatch) -> N
     monkeypatch.setattr(expectations, "_output_case", refuse)
     for spec, number in cases(loaded, ("gradient",)):
         assert expectations.gradient_case(spec, loaded, ref, number) is first[spec.name, number]
-    for spec, number in cases(loaded, expectations.OUTPUT_KINDS):
+    for spec, number in cases(loaded, ("example", "output")):
         expectations.output_case(spec, loaded, ref, number)
 
 
@@ -71,8 +72,8 @@ def test_the_stored_differences_judge_gradients_like_measuring_them_again(prepar
 def test_stored_differences_equal_a_fresh_measurement() -> None:
     loaded = rubric.load("backprop")
     ref = reference.load(loaded.solution)
-    spec = next(s for s in loaded.tests if s.kind == "gradient" and "wrt" not in s.options
-                and s.options.get("numeric") is not False)
+    spec = next(s for s in loaded.tests if s.kind == "gradient" and s.options.wrt is None
+                and s.options.numeric)
     known = expectations.gradient_case(spec, loaded, ref, 0)
     work = [a.astype(np.float64) if isinstance(a, np.ndarray) else a for a in known.args]
     forward = ref[spec.forward]
@@ -80,7 +81,7 @@ def test_stored_differences_equal_a_fresh_measurement() -> None:
     def loss() -> float:
         return float(np.sum(np.asarray(forward(*work, **known.kwargs)[0]) * known.dout))
 
-    from grader import inputs
+    from grader.checks import inputs
 
     rng = inputs.rng_for(loaded.seed, loaded.secret, spec.name, 0, "upstream")
     inputs.make(spec.cases[0].upstream or {"shape": list(known.dout.shape)}, rng)
@@ -98,7 +99,7 @@ def test_stored_differences_equal_a_fresh_measurement() -> None:
 def own_cache(tmp_path, monkeypatch):
     """An empty grader cache, and no memory of this process's: everything is measured."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(expectations, "_MEMORY", {})
+    reference.load.cache_clear()  # (each reference keeps what it computed: a fresh one)
     return tmp_path / "cache" / "backprop-grader" / "expectations"
 
 
@@ -112,7 +113,7 @@ def count_measurements(monkeypatch) -> list:
     measure = expectations._numeric
 
     def counted(*args, **kwargs):
-        if args[0].options.get("numeric") is not False:  # (not measured: nothing to keep)
+        if args[0].options.numeric:  # (not measured: nothing to keep)
             calls.append(args[0].name)
         return measure(*args, **kwargs)
 
@@ -130,7 +131,7 @@ def test_kept_differences_are_read_back_exactly_instead_of_measured(own_cache,
     kept = sorted(own_cache.glob("*.npz"))
     assert len(kept) == sum(any(n is not None for n in c.numeric) for c in first.values()) > 0
     assert own_cache.stat().st_mode & 0o777 == 0o700
-    monkeypatch.setattr(expectations, "_MEMORY", {})
+    ref.memo.clear()
     calls = count_measurements(monkeypatch)
     again = measured_cases(loaded, ref)
     assert calls == []
@@ -174,14 +175,14 @@ def test_a_damaged_kept_file_is_measured_again_and_replaced(own_cache, monkeypat
         arrays = dict(stored)
     arrays["gradient0"] = np.zeros(3)
     np.savez(kept[1], **arrays)
-    monkeypatch.setattr(expectations, "_MEMORY", {})
+    ref.memo.clear()
     calls = count_measurements(monkeypatch)
     again = measured_cases(loaded, ref)
     assert len(calls) == 2
     for key, case in first.items():
         for was, now in zip(case.numeric, again[key].numeric, strict=True):
             assert (was is None and now is None) or np.array_equal(was.gradient, now.gradient)
-    monkeypatch.setattr(expectations, "_MEMORY", {})
+    ref.memo.clear()
     calls.clear()
     measured_cases(loaded, ref)
     assert calls == []  # both replaced
@@ -190,7 +191,7 @@ def test_a_damaged_kept_file_is_measured_again_and_replaced(own_cache, monkeypat
 def test_no_cache_folder_only_costs_the_measurement(tmp_path, monkeypatch) -> None:
     (tmp_path / "file").write_text("not a folder")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "file"))
-    monkeypatch.setattr(expectations, "_MEMORY", {})
+    reference.load.cache_clear()  # (a fresh reference: it has computed nothing yet)
     loaded = rubric.load("backprop")
     calls = count_measurements(monkeypatch)
     assert measured_cases(loaded, reference.load(loaded.solution)) and calls

@@ -1,4 +1,4 @@
-"""Pictures are remembered across runs (``grader.figures``), so a re-scored page is rewritten
+"""Pictures are remembered across runs (``grader.render.figures``), so a re-scored page is rewritten
 without drawing again; the cache can only ever save time, never change a page."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader import figures
+from grader.render import figures
 
 
 @pytest.fixture(autouse=True)

@@ -17,14 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from grader import batch, classroom, gradebook, roster, rubric
-from grader.final import FinalGrade
-from grader.results import save
-from grader.roster import Student
+from grader.checks import rubric
+from grader.core.results import save
+from grader.course import batch, classroom, gradebook, roster
+from grader.course.final import FinalGrade
+from grader.course.roster import Student
 from tests.conftest import ROOT, build_notebook
 from tests.test_report import Page, fixture
 
-# The headers each LMS documents for its import (see grader/gradebook.py).
+# The headers each LMS documents for its import (see grader/course/gradebook.py).
 CANVAS_DOCUMENTED = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
 # Moodle's worksheet without its feedback plugins' columns: an uploaded "Feedback comments"
 # column replaces the instructors' own comments (assignfeedback_offline reads a feedback
@@ -293,7 +294,7 @@ def test_a_roster_id_unsafe_as_a_file_name_stays_in_the_folder(tmp_path, sandbox
 def graded_folder(out: Path, assignment: str = "convolution") -> Path:
     """A class's folder as ``grade`` leaves it, without running anything: a result and the
     folder's record."""
-    from grader.results import save
+    from grader.core.results import save
     from tests.test_course import result
 
     save(dataclasses.replace(result("s1"), assignment=assignment), out / "s1.json")

@@ -16,8 +16,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import autograder, gradescope, nofollow, rubric
-from grader.errors import GraderError
+from grader.checks import rubric
+from grader.core import nofollow
+from grader.core.errors import GraderError
+from grader.distribute import autograder, gradescope
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "submissions" / "convolution"
@@ -75,7 +77,7 @@ def test_zip_layout(convolution_zip: Path) -> None:
     for script in ("setup.sh", "run_autograder"):  # at the root, executable
         assert (infos[script].external_attr >> 16) & stat.S_IXUSR
     assert {"solutions/convolution.toml", "solutions/convolution.ipynb", "pyproject.toml",
-            "grader/autograder.py", "grader/inside/runtime.py"} <= set(infos)
+            "grader/distribute/autograder.py", "grader/run/inside/runtime.py"} <= set(infos)
     assert not any("backprop" in name for name in infos if name.startswith("solutions/"))
     assert not any("__pycache__" in name or name.startswith("mnist/") for name in infos)
 
@@ -361,7 +363,7 @@ def test_a_machine_fault_shows_its_log_in_the_output(convolution_zip: Path,
                                                      tmp_path: Path) -> None:
     """A bwrap gone between two submissions: the grader-error.txt of the stopped batch lives
     in the autograder's temporary folder, so its text goes to the output, which stays."""
-    from grader import bubblewrap
+    from grader.run import bubblewrap
 
     real = bubblewrap.find()
     assert real is not None

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from grader import grade, rubric
+from grader.checks import rubric
+from grader.grading import grade
 from tests.conftest import ROOT, UNIT_KINDS
 
 RESULT_KEYS = {

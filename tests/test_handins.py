@@ -15,8 +15,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import batch, classroom, handins, notebook, scripts
-from grader.errors import GraderError
+from grader.core import notebook, scripts
+from grader.core.errors import GraderError
+from grader.course import batch, classroom, handins
 from tests.conftest import ROOT
 
 EXAMPLES = ROOT / "submissions" / "convolution"

@@ -33,10 +33,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import batch, cli, mnist, nofollow, report, rubric, sandbox
-from grader.batch import grade_all
-from grader.results import SubmissionResult, load
-from grader.sandbox import BASE_UID, Limits, Sandbox, SandboxConfig, plan_layers, state_dir
+from grader import cli
+from grader.checks import rubric
+from grader.core import nofollow
+from grader.core.results import SubmissionResult, load
+from grader.course import batch
+from grader.course.batch import grade_all
+from grader.render import report
+from grader.run import mnist, zygote
+from grader.run.layers import Limits, SandboxConfig, plan_layers
+from grader.run.sandbox import BASE_UID, Sandbox, state_dir
 from tests.conftest import ROOT, UNIT_KINDS, build_notebook
 
 # sandboxed end to end: what must hold everywhere (core), seconds each (slow, not in test-fast)
@@ -45,7 +51,7 @@ pytestmark = [pytest.mark.core, pytest.mark.slow]
 TIMEOUTS = {"output": {"timeout": 2}, "gradient": {"timeout": 2}, "example": {"timeout": 2}}
 TARGET = "softmax_cross_entropy"  # the function the function-level cases replace
 SLOTS = state_dir() / "slots"
-WATCHED = [ROOT / name for name in ("solutions", "assignments", "submissions", "grader/inside")]
+WATCHED = [ROOT / name for name in ("solutions", "assignments", "submissions", "grader/run/inside")]
 HONEST_BROKEN = f"""
 def {TARGET}(logits, y):
     raise NotImplementedError("not done yet")
@@ -166,7 +172,7 @@ def leftovers() -> list[str]:
     for pid, ppid, uid, command in _processes():
         if BASE_UID <= uid < BASE_UID + 1000 and _slot_is_free(uid - BASE_UID):
             found.append(f"{pid} (uid {uid}): {command}")
-        elif ppid == me and pid not in helpers and pid not in sandbox.idle_zygote_pids():
+        elif ppid == me and pid not in helpers and pid not in zygote.process_pool().pids():
             found.append(f"{pid} (child of the tests): {command}")
     return found
 
@@ -290,7 +296,8 @@ print("FOUND", found)
 """
 WRITE_OUTSIDE = """
 import os
-targets = ["@ROOT@/solutions/backprop.ipynb", "@ROOT@/pwned.txt", "@ROOT@/grader/inside/wire.py",
+targets = ["@ROOT@/solutions/backprop.ipynb", "@ROOT@/pwned.txt",
+           "@ROOT@/grader/run/inside/wire.py",
            "@SENTINEL@", "@FRESH@", "@OUT@/student.json", "/scratch/../out/student.json",
            "../out/student.json", "/pwned"]
 for target in targets:
@@ -716,7 +723,8 @@ def test_broken_file(bad: BadFile, grade_notebook, tmp_path: Path) -> None:
 
 def _small_rubric() -> rubric.Rubric:
     loaded = rubric.load("backprop")
-    tests = tuple(replace(t, timeout=2) for t in loaded.tests if t.kind in UNIT_KINDS)
+    tests = tuple(t.with_options(timeout=2) if hasattr(t.options, "timeout") else t
+                  for t in loaded.tests if t.kind in UNIT_KINDS)
     return replace(loaded, tests=tests, cell_timeout=2, setup_budget=6)
 
 
@@ -862,8 +870,9 @@ def test_closing_one_sandbox_leaves_its_neighbour_alive() -> None:
     """Two sandboxes made from the same config (as the MNIST diagnostic does) never share a uid
     or a cgroup, so one's clean-up cannot kill the other."""
     config = SandboxConfig.from_env()
-    with Sandbox(config) as first:
-        second = Sandbox(config)
+    pool = zygote.process_pool()  # (as the grader's sandboxes get their zygotes)
+    with Sandbox(config, pool=pool) as first:
+        second = Sandbox(config, pool=pool)
         second.start()
         second.close()
         answer = first.request({"op": "guards"}, timeout=5)

@@ -17,8 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from grader import batch, classroom, classview, grade, ingest, roster, rubric
-from grader.errors import GraderError
+from grader.checks import rubric
+from grader.core import paths
+from grader.core.errors import GraderError
+from grader.course import batch, classroom, ingest, roster
+from grader.grading import grade
+from grader.render import classview
 from tests.conftest import build_notebook
 
 NOTEBOOK = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
@@ -329,7 +333,7 @@ def test_no_student_takes_a_name_the_grader_writes(name: str) -> None:
     macOS and Windows compare) gets the short hash others get."""
     for made in (grade.student_name(Path(f"{name}.ipynb")), roster.result_name(name)):
         assert re.fullmatch(rf"{re.escape(name)}-[0-9a-f]{{6}}", made)
-        assert not roster.reserved(made)
+        assert not paths.reserved(made)
     assert grade.student_name(Path(f"{name}.ipynb")) == roster.result_name(name)
 
 
@@ -340,14 +344,14 @@ def test_a_look_alike_of_a_name_the_grader_writes_is_none(name: str) -> None:
     """Fullwidth letters fold to ``index``, Cyrillic ones vanish, dots and spaces are cut: each
     is a name changed on the way, so it carries the hash."""
     made = grade.student_name(Path(name if name.endswith("IPYNB") else f"{name}.ipynb"))
-    assert not roster.reserved(made) and re.search(r"-[0-9a-f]{6}$", made)
+    assert not paths.reserved(made) and re.search(r"-[0-9a-f]{6}$", made)
 
 
 @pytest.mark.core
 def test_the_reserved_names_are_what_the_grader_writes() -> None:
     """The list follows the writers: their constants are on it."""
     ours = {classview.FOLDER, batch.SUPERSEDED, classroom.STATE.parts[0]}
-    assert ours <= roster.RESERVED and set(OUR_NAMES) <= roster.RESERVED
+    assert ours <= paths.RESERVED and set(OUR_NAMES) <= paths.RESERVED
 
 
 # --------------------------------------------------------------------------- 11: roster
@@ -423,8 +427,8 @@ def assert_only_ours_and_students(out: Path, students: set[str]) -> None:
         if path.name.startswith("."):  # the lock; no student's name starts with a dot
             continue
         stem = path.name.split(".")[0]
-        assert stem in students or roster.reserved(stem), path.name
-        assert not (stem in students and roster.reserved(stem)), path.name
+        assert stem in students or paths.reserved(stem), path.name
+        assert not (stem in students and paths.reserved(stem)), path.name
 
 
 def test_a_forged_moodle_name_costs_the_classmate_nothing(tmp_path, sandbox_config) -> None:

@@ -13,9 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from grader import notebook, shortcuts
-from grader.notebook import CodeCell, Notebook
-from grader.shortcuts import Unresolved, scan, unresolved
+from grader.checks import shortcuts
+from grader.checks.shortcuts import Unresolved, scan, unresolved
+from grader.core import notebook
+from grader.core.notebook import CodeCell, Notebook
 from tests.conftest import ROOT
 
 MARK = "# <-"  # ends each line a case expects to be named
@@ -227,7 +228,7 @@ CASES = {
     "faulthandler": ("import faulthandler  # <-", "the `faulthandler` module"),
     # the grader's own code
     "import grader": ("import grader  # <-", "the grader's own code"),
-    "the runtime": ("from grader.inside import runtime  # <-", "the grader's own code"),
+    "the runtime": ("from grader.run.inside import runtime  # <-", "the grader's own code"),
     "the runtime, as the sandbox names it": ("import inside.runtime as rt  # <-",
                                              "the grader's own code"),
     "the runtime by __import__": ('rt = __import__("inside.runtime")  # <-',

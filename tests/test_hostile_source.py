@@ -32,8 +32,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markupsafe import Markup
 
-from grader import classview, notebook, rubric, similarity
-from grader.results import SubmissionResult, TestResult
+from grader.checks import rubric
+from grader.core import notebook
+from grader.core.results import SubmissionResult, TestResult
+from grader.render import classview, similarity
 from tests.classgen import FUNCTIONS, write_function
 from tests.conftest import ROOT, build_notebook
 

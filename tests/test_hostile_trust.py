@@ -2,8 +2,8 @@
 rebuilt from its description, with the outcome it must have now.
 
 Each notebook is what a determined student could write with only the handed-out notebook, the
-self-check ``.pyz`` and the README. None of them may earn what the same notebook without the
-trick earns, or stop a batch.
+self-check ``.pyz``, the README and docs/. None of them may earn what the same notebook without
+the trick earns, or stop a batch.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from grader import rubric, selfcheck
-from grader.batch import grade_all
+from grader.checks import rubric
+from grader.course.batch import grade_all
+from grader.distribute import selfcheck
 from tests.conftest import ROOT, build_notebook
 
 # --- 1. the self-check holds the grading answers -------------------------------------------
@@ -33,7 +34,7 @@ _PYZ = zipfile.ZipFile(io.BytesIO(base64.b64decode("{pyz}")))
 _BUNDLE = json.loads(_PYZ.read("checker_data/answers.json"))
 _ARRAYS = dict(np.load(io.BytesIO(_PYZ.read("checker_data/arrays.npz")), allow_pickle=False))
 _REPLAY = {{}}
-exec(compile(_PYZ.read("grader/replay.py").decode(), "replay", "exec"), _REPLAY)
+exec(compile(_PYZ.read("grader/distribute/replay.py").decode(), "replay", "exec"), _REPLAY)
 
 
 def _lookup(name, *args, **kwargs):
@@ -129,7 +130,7 @@ def pasted_weights(mnist_files) -> str:
 
     import numpy as np
 
-    from grader import reference
+    from grader.core import reference
 
     ref = reference.load(ROOT / "solutions" / "backprop.ipynb")
     images = np.load(mnist_files.train_images)
@@ -165,8 +166,9 @@ def test_a_notebook_carrying_a_network_waits_for_review() -> None:
     """Should a pasted network get past the disguise (a student who recovers the pixel order),
     it still needs its weights in the notebook: tens of kB of literal data, which sends an
     accuracy above the floor to review instead of to the gradebook."""
-    from grader import mnist_checks, notebook
-    from grader.rubric import load
+    from grader.checks.kinds import mnist as mnist_checks
+    from grader.checks.rubric import load
+    from grader.core import notebook
 
     spec = next(t for t in load("backprop").tests if t.kind == "mnist")
     text = json.dumps({"cells": [{"cell_type": "code", "metadata": {}, "outputs": [],
@@ -352,7 +354,7 @@ HOSTILE_TEXT = st.one_of(
 def test_any_text_gets_a_result_and_the_batch_goes_on(cells: list[str], tmp_path: Path) -> None:
     """Arbitrary and adversarial cell text, in a real batch beside the reference: exit 0 (no
     exception), a result for every notebook, the reference's full marks, no grader fault."""
-    from grader.sandbox import SandboxConfig
+    from grader.run.layers import SandboxConfig
 
     folder = tmp_path / f"in-{abs(hash(tuple(cells)))}"
     folder.mkdir()

@@ -1,4 +1,4 @@
-"""Student text reaches a terminal inert (``grader.inert``): no escape sequence, carriage
+"""Student text reaches a terminal inert (``grader.core.inert``): no escape sequence, carriage
 return or bidi control of a submission acts on the terminal, and no newline of a student's
 starts a line that could pass for one of the grader's."""
 
@@ -11,9 +11,10 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader import cli, inert
-from grader.results import SubmissionResult, TestResult
-from tests.test_layering import imports_of
+from grader import cli
+from grader.core import inert
+from grader.core.results import SubmissionResult, TestResult
+from grader.render import summary
 
 UNSAFE = {"Cc", "Cf", "Cs", "Cn", "Zl", "Zp"}
 # what a hostile exception message holds: a title, a cleared screen, a carriage return, a
@@ -88,7 +89,7 @@ def summary_of(message: str, *, submission: str = "evil.ipynb",
     )
     result = SubmissionResult("evil", "convolution", submission, "0" * 64, None, notices,
                               tests, "test", 0.0)
-    return cli._summary(result)
+    return summary.summary(result)
 
 
 def test_the_self_check_summary_shows_student_text_inert() -> None:
@@ -100,7 +101,7 @@ def test_the_self_check_summary_shows_student_text_inert() -> None:
     assert rows[1] == "  ERR   0.00/1    conv1d: lecture example"
     assert "  ok    1.50/1.5  conv2d: lecture example" in rows
     # the grader's own lines start at the edge or two spaces in; the student's never do
-    own = [r for r in rows if not r.startswith(cli.MESSAGE_INDENT)]
+    own = [r for r in rows if not r.startswith(summary.MESSAGE_INDENT)]
     assert own == [rows[0], rows[1], "  ok    1.50/1.5  conv2d: lecture example",
                    "  note: " + inert.line(HOSTILE.split("\n")[0]),
                    rows[-1]]
@@ -110,22 +111,25 @@ def test_the_self_check_summary_shows_student_text_inert() -> None:
 def test_an_ungradable_notebooks_error_is_inert_too() -> None:
     result = SubmissionResult("evil", "convolution", "evil.ipynb", "0" * 64, HOSTILE, (), (),
                               "test", 0.0)
-    shown = cli._summary(result, width=60)
+    shown = summary.summary(result, width=60)
     assert unsafe_characters(shown) == []
-    assert all(r.startswith(cli.MESSAGE_INDENT) for r in shown.split("\n")[2:])
+    assert all(r.startswith(summary.MESSAGE_INDENT) for r in shown.split("\n")[2:])
 
 
 def test_inert_needs_nothing_but_the_standard_library() -> None:
     """The exported checker imports it on a student's machine."""
+    import ast
     import sys
 
-    path = Path(inert.__file__)
-    assert all(n.split(".")[0] in sys.stdlib_module_names or n == "__future__"
-               for n in imports_of(path))
+    tree = ast.parse(Path(inert.__file__).read_text())
+    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+    assert names and all(n.split(".")[0] in sys.stdlib_module_names or n == "__future__"
+                         for n in names), names
 
 
 def test_the_batch_names_a_refused_link_inert(tmp_path: Path, capsys) -> None:
-    from grader import batch
+    from grader.course import batch
 
     (tmp_path / "real.ipynb").write_text("{}")
     (tmp_path / "evil\x1b[2J\u202e.ipynb").symlink_to(tmp_path / "real.ipynb")
@@ -135,8 +139,8 @@ def test_the_batch_names_a_refused_link_inert(tmp_path: Path, capsys) -> None:
 
 
 def test_an_instructor_error_naming_a_submission_is_inert() -> None:
-    from grader.errors import GraderError
-    from grader.rubric import ProblemsError
+    from grader.checks.rubric import ProblemsError
+    from grader.core.errors import GraderError
 
     clash = GraderError("two submissions would share the result name 'x': a\x1b[2J.ipynb and "
                         "b\n grader: all done.ipynb; rename one of them")

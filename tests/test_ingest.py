@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from grader import ingest, nofollow, roster
-from grader.errors import GraderError
+from grader.core import nofollow
+from grader.core.errors import GraderError
+from grader.course import ingest, roster
 
 NOTEBOOK = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
 

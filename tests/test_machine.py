@@ -17,9 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import batch, bubblewrap, budgets, canary, grade, rubric, sandbox
-from grader.errors import GraderError, InfrastructureError
-from grader.sandbox import SandboxConfig
+from grader.checks import rubric
+from grader.core import budgets
+from grader.core.errors import GraderError, InfrastructureError
+from grader.course import batch
+from grader.grading import canary, grade
+from grader.run import bubblewrap, layers, sandbox, zygote
+from grader.run.layers import SandboxConfig
 from tests.conftest import ROOT, build_notebook
 
 # sandboxed end to end: what must hold everywhere (core), seconds each (slow, not in test-fast)
@@ -43,10 +47,10 @@ def failing_bwrap(tmp_path: Path) -> Path:
 @pytest.fixture
 def fresh_probe():
     """bwrap's choice and probe are cached per process: clear them around the test."""
-    for cached in (bubblewrap.find, bubblewrap.probe, sandbox.available_layers):
+    for cached in (bubblewrap.find, bubblewrap.probe, layers.available_layers):
         cached.cache_clear()
     yield
-    for cached in (bubblewrap.find, bubblewrap.probe, sandbox.available_layers):
+    for cached in (bubblewrap.find, bubblewrap.probe, layers.available_layers):
         cached.cache_clear()
 
 
@@ -73,7 +77,7 @@ def test_a_system_bwrap_is_preferred_when_new_enough(monkeypatch, fresh_probe) -
 
 def test_the_summary_says_which_bwrap(monkeypatch, fresh_probe) -> None:
     monkeypatch.setenv("GRADER_BWRAP", "bundled")
-    line = sandbox.describe(["namespaces", "rlimits"], ["uid"])
+    line = zygote.describe(["namespaces", "rlimits"], ["uid"])
     assert "bundled bwrap 0." in line and "missing here: uid" in line
 
 
@@ -102,8 +106,8 @@ def test_the_refusal_names_the_kernel_setting(tmp_path, monkeypatch, fresh_probe
                         [(str(setting), "0", "kernel.unprivileged_userns_clone is 0")])
     monkeypatch.setenv("GRADER_BWRAP", str(failing_bwrap(tmp_path)))
     with pytest.raises(GraderError, match="kernel.unprivileged_userns_clone is 0"):
-        sandbox.plan_layers("auto")
-    used, missing = sandbox.plan_layers("auto", allow_unisolated=True)
+        layers.plan_layers("auto")
+    used, missing = layers.plan_layers("auto", allow_unisolated=True)
     assert "namespaces" in missing and "rlimits" in used
 
 
@@ -166,8 +170,8 @@ def test_the_canary_is_cached_and_its_times_set_the_budgets(tmp_path, mnist_file
     trained = first.reference_seconds["train_mnist"]
     assert 0 < trained < 300
     [spec] = budgets.resolve(loaded, first.reference_seconds).tests
-    assert spec.options["budget"] == pytest.approx(min(max(10 * trained, 60), 300))
-    assert f"{trained:.2f} s on this machine" in spec.options["budget_notes"]["budget"]
+    assert spec.options.budget == pytest.approx(min(max(10 * trained, 60), 300))
+    assert f"{trained:.2f} s on this machine" in spec.budget_notes["budget"]
     summary = batch.grade_all([], loaded, tmp_path / "out", sandbox=config, mnist=mnist_files,
                               progress=False)
     assert "reference canary: full marks" in summary.line(tmp_path / "out")
@@ -176,7 +180,7 @@ def test_the_canary_is_cached_and_its_times_set_the_budgets(tmp_path, mnist_file
 
 
 def test_the_overview_says_which_layers_were_missing() -> None:
-    from grader.report import render_index
+    from grader.render.report import render_index
     from tests.test_report import fixture
 
     result = dataclasses.replace(fixture("full_marks"), sandbox={
@@ -234,28 +238,29 @@ def self_removing_bwrap(folder: Path, real: str) -> Path:
     return wrapper
 
 
-@pytest.mark.parametrize("zygote", ["auto", "off"])
+@pytest.mark.parametrize("use_zygote", ["auto", "off"])
 def test_a_bwrap_removed_mid_run_is_named_and_logged(tmp_path, monkeypatch, fresh_probe,
-                                                     zygote) -> None:
+                                                     use_zygote) -> None:
     """Not "the sandboxed process exited with status 127, 3 times": the batch stops naming
     the program that is gone and the way out, and writes grader-error.txt. With the zygote,
     it is gone when the zygote must be started again (here: killed between two batches)."""
     real = bubblewrap.find()
     assert real is not None and bubblewrap.works(), bubblewrap.probe()
-    for cached in (bubblewrap.find, bubblewrap.probe, sandbox.available_layers):
+    for cached in (bubblewrap.find, bubblewrap.probe, layers.available_layers):
         cached.cache_clear()
-    sandbox._close_idle_zygotes()  # (earlier tests' zygotes, started with another bwrap)
-    monkeypatch.setattr(sandbox, "_ZYGOTE_BROKEN", [])  # (said once per process: not after)
+    zygote.process_pool().close()  # (earlier tests' zygotes, started with another bwrap)
+    monkeypatch.setattr(zygote.process_pool(), "broken", "")  # (said once per process)
     wrapper = self_removing_bwrap(tmp_path, real.path)
     monkeypatch.setenv("GRADER_BWRAP", str(wrapper))
-    monkeypatch.setenv("GRADER_ZYGOTE", zygote)
+    monkeypatch.setenv("GRADER_ZYGOTE", use_zygote)
     loaded, config = rubric.load("convolution"), SandboxConfig.from_env()
     first, second = (build_notebook(tmp_path, "convolution", name=n) for n in ("amy", "ben"))
     out = tmp_path / "out"
     batch.grade_all([first], loaded, out, sandbox=config, progress=False,
                     check_reference=False)
     assert not wrapper.exists() and (out / "amy.json").exists()
-    for idle in sandbox._IDLE:  # a zygote that dies is started again: with which bwrap?
+    # a zygote that dies is started again: with which bwrap?
+    for idle in zygote.process_pool().idle:
         idle._process.kill()
     with pytest.raises(InfrastructureError) as raised:
         batch.grade_all([second], loaded, out, sandbox=config, progress=False,
@@ -268,7 +273,7 @@ def test_a_bwrap_removed_mid_run_is_named_and_logged(tmp_path, monkeypatch, fres
     log = (out / "grader-error.txt").read_text()
     assert log.startswith(message.split(" (details in")[0]) and "try 3:" in log
     assert not (out / "ben.json").exists()
-    sandbox._close_idle_zygotes()
+    zygote.process_pool().close()
 
 
 def test_unusable_data_stops_before_any_student(tmp_path) -> None:
@@ -325,8 +330,10 @@ def interpreter(version: str) -> str | None:
 
 SANDBOX_SMOKE = r"""
 import sys
-from grader.sandbox import Sandbox, SandboxConfig
-with Sandbox(SandboxConfig(mode="auto")) as box:
+from grader.run.layers import SandboxConfig
+from grader.run.sandbox import Sandbox
+from grader.run.zygote import process_pool
+with Sandbox(SandboxConfig(mode="auto"), pool=process_pool()) as box:
     answer = box.request({"op": "exec", "cell": 1, "timeout": 30, "source":
         "import sys, numpy; print(sys.version_info[:2], numpy.arange(3).sum())\n"
         "maps = open('/proc/self/maps').read().split()\n"

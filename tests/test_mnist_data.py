@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import mnist
-from grader.errors import GraderError
-from grader.mnist import FILE_NAMES, MnistError
+from grader.core.errors import GraderError
+from grader.run import mnist
+from grader.run.mnist import FILE_NAMES, MnistError
 
 # Read before the autouse fixture below removes it from the environment.
 REAL_MNIST_DIR = os.environ.get("MNIST_DIR")
@@ -527,6 +527,49 @@ def test_interrupted_cache_write_leaves_nothing(
     files = mnist.prepare(**tiny.kwargs(cache_dir=cache))
     np.testing.assert_array_equal(np.load(files.train_labels), tiny.arrays[TRAIN_LABELS])
     assert leftovers(cache) == []
+
+
+def test_every_cache_file_is_written_whole_with_its_digest(tiny: TinySet, tmp_path: Path) -> None:
+    """The fast form goes through ``grader.core.files``: each file has the SHA-256 of its bytes
+    beside it, which a new process (a fresh ``Verified``) checks, and is readable by others."""
+    cache = tmp_path / "cache"
+    files = mnist.prepare(**tiny.kwargs(cache_dir=cache))
+    fast = (files.train_images, files.train_labels, files.test_images, files.test_labels)
+    for path in fast:
+        digest = mnist._digest_path(path)
+        assert digest.read_text() == hashlib.sha256(path.read_bytes()).hexdigest() + "\n"
+        assert mnist._digest_ok(path, mnist.Verified())
+        assert all(p.stat().st_mode & 0o777 == 0o644 for p in (path, digest))
+    with open(files.train_labels, "r+b") as handle:  # one byte changed after the writing
+        handle.seek(-1, os.SEEK_END)
+        handle.write(b"\x09")
+    assert not mnist._digest_ok(files.train_labels, mnist.Verified())
+    assert leftovers(cache) == []
+
+
+def test_a_failed_rename_keeps_the_old_cache_file_and_the_cache_verifies_again(
+    tiny: TinySet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    files = mnist.prepare(**tiny.kwargs(cache_dir=cache))
+    before = files.train_labels.read_bytes()
+    real_replace = os.replace
+
+    def full_disk(source: str, target: str | Path) -> None:
+        if str(target).endswith(".npy"):
+            raise OSError(28, "No space left on device")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", full_disk)  # (as grader.core.files calls it)
+    with pytest.raises(MnistError, match="cannot write the MNIST cache .*No space left"):
+        mnist._save_npy(files.train_labels, np.zeros(5, np.uint8))
+    monkeypatch.undo()
+    assert files.train_labels.read_bytes() == before and leftovers(cache) == []
+    # its digest is the new array's now: the old file no longer verifies, and is rebuilt
+    assert not mnist._digest_ok(files.train_labels, mnist.Verified())
+    assert mnist.prepare(**tiny.kwargs(cache_dir=cache)) == files
+    np.testing.assert_array_equal(np.load(files.train_labels), tiny.arrays[TRAIN_LABELS])
+    assert mnist._digest_ok(files.train_labels, mnist.Verified())
 
 
 def test_unwritable_cache_is_a_clear_error(tiny: TinySet, tmp_path: Path) -> None:

@@ -155,7 +155,8 @@ def test_the_culprit_search_sends_no_reference_code_to_any_sandbox(
     """Every message to every sandbox is recorded while the diagnostic looks for the culprit:
     none carries the reference's relu_backward (the one function this student lacks), and no
     request asks the sandbox to run replacement code."""
-    from grader import reference, sandbox
+    from grader.core import reference
+    from grader.run import sandbox
 
     sent: list[bytes] = []
     original = sandbox.wire.dumps
@@ -292,7 +293,8 @@ def test_no_training_at_all_needs_review(submission, mnist_files, sandbox_config
     0.3 s, far above a round trip on a busy machine.)"""
     import dataclasses
 
-    from grader import grade, rubric
+    from grader.checks import rubric
+    from grader.grading import grade
 
     loaded = rubric.load("backprop")
     loaded = dataclasses.replace(loaded, tests=tuple(t for t in loaded.tests if t.kind == "mnist"))
@@ -309,7 +311,7 @@ def test_no_training_at_all_needs_review(submission, mnist_files, sandbox_config
 def test_the_overview_lists_results_that_need_review() -> None:
     import dataclasses
 
-    from grader.report import render_index
+    from grader.render.report import render_index
     from tests.test_report import fixture
 
     result = fixture("full_marks")
@@ -321,7 +323,8 @@ def test_the_overview_lists_results_that_need_review() -> None:
 
 
 def test_implausible_accuracy_needs_review() -> None:
-    from grader import mnist_checks, rubric
+    from grader.checks import rubric
+    from grader.checks.kinds import mnist as mnist_checks
 
     [spec] = [t for t in rubric.load("backprop").tests if t.kind == "mnist"]
     assert "above the 99%" in mnist_checks._implausible(spec, 0.995, 30.0)
@@ -348,8 +351,8 @@ def test_a_model_too_large_to_read_back_is_said_so() -> None:
 
     import numpy as np
 
-    from grader import mnist_checks
-    from grader.inside.runtime import Runtime
+    from grader.checks.kinds import mnist as mnist_checks
+    from grader.run.inside.runtime import Runtime
 
     runtime = Runtime({})
     runtime.stored["model"] = {"W1": np.ones((784, 6000)), "b1": np.zeros(6000),

@@ -1,11 +1,13 @@
-"""The README's course walk-through, run as written: from the LMS's download to the upload.
+"""The course walk-through, run as written: from the LMS's download to the upload.
 
-The commands are the README's shell blocks (``tests.readme``), run by bash in a fresh folder
-where ``.venv`` is this interpreter's environment. What they need is built here as the
-README tells an instructor to get it: a Canvas *Download Submissions* zip of
-``submissions/backprop`` (and a late one), a Canvas gradebook export as the roster, and the
-README's own course file, its adjustments added at the review step. A change to the
-commands, or to the files they write, that the text does not follow fails here.
+The walk-through is ``docs/instructors.md``'s section "A course: from the LMS to the
+gradebook", which the README points to. Its commands are the section's shell blocks
+(``tests.readme``), run by bash in a fresh folder where ``.venv`` is this interpreter's
+environment. What they need is built here as the guide tells an instructor to get it: a Canvas
+*Download Submissions* zip of ``submissions/backprop`` (and a late one), a Canvas gradebook
+export as the roster, and the guide's own course file, its adjustments added at the review
+step. A change to the commands, or to the files they write, that the text does not follow
+fails here.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def canvas_zip(path: Path, files: dict[str, str]) -> None:
 
 
 def prepare(folder: Path) -> None:
-    """Step 1 (download) in ``folder``, and the README's ``.venv`` there: this one."""
+    """Step 1 (download) in ``folder``, and the guide's ``.venv`` there: this one."""
     canvas_zip(folder / "submissions.zip", DOWNLOAD)
     canvas_zip(folder / "late.zip", LATE)
     (folder / "roster.csv").write_text(ROSTER, encoding="utf-8")
@@ -116,7 +118,7 @@ def test_the_course_walk_through_runs_as_written(tmp_path: Path) -> None:
     run(late, tmp_path)
     assert book(out)["1001"]["status"] == "graded" and raw(out, "1001") == 16
 
-    # 3. Review: the README's adjustments added to the course file, then gradebook
+    # 3. Review: the guide's adjustments added to the course file, then gradebook
     (tmp_path / "course.toml").write_text(COURSE, encoding="utf-8")
     printed = run(gradebook, tmp_path)
     final = book(out)

@@ -22,11 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import course, final, gradebook
-from grader.export import gradescope_json, rubric_order, write_gradescope
-from grader.report import render_index, render_student
-from grader.results import SubmissionResult, TestResult, load
-from grader.roster import Student
+from grader.core.results import SubmissionResult, TestResult, load
+from grader.course import coursefile as course
+from grader.course import final, gradebook
+from grader.course.roster import Student
+from grader.render.export import gradescope_json, rubric_order, write_gradescope
+from grader.render.report import render_index, render_student
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "student_full_marks.html"
@@ -492,7 +493,7 @@ def test_most_common_diagnosis_is_counted_first():
 
 
 def grades_csv(results: list[SubmissionResult]) -> str:
-    """The grades.csv the pipeline writes (``grader.gradebook``) for these results, with no
+    """The grades.csv the pipeline writes (``grader.course.gradebook``) for these results, with no
     roster and no course file: one row per result, named by its student."""
     top = sum({t.name: t.max_score for r in results for t in r.tests}.values())
     finals = [final.compute(r, Student(id=r.student), course.NO_COURSE, assignment=r.assignment,
@@ -574,7 +575,7 @@ def test_result_fixtures_round_trip(results):
 
 def test_written_files_are_readable_by_others(tmp_path):
     """Feedback is often served by a web server running as another user."""
-    from grader.results import write_atomic
+    from grader.core.results import write_atomic
 
     target = tmp_path / "page.html"
     write_atomic(target, "<p>hi</p>")
@@ -704,7 +705,7 @@ def test_huge_arrays_are_neither_drawn_nor_tabulated():
 
 
 def test_a_page_that_cannot_be_drawn_falls_back_to_a_plain_page(monkeypatch):
-    import grader.report as report
+    import grader.render.report as report
 
     def broken(*args, **kwargs):
         raise OverflowError("cannot convert float infinity to integer")
@@ -730,7 +731,7 @@ def test_a_page_that_cannot_be_drawn_falls_back_to_a_plain_page(monkeypatch):
 
 
 def test_the_plain_page_keeps_the_final_grade_and_the_name(monkeypatch):
-    import grader.report as report
+    import grader.render.report as report
 
     def broken(*args, **kwargs):
         raise OverflowError("cannot convert float infinity to integer")

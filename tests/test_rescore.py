@@ -1,7 +1,7 @@
-"""Observing apart from scoring (``grader.rescore``): a rubric change that only touches points,
-visibility, descriptions or an MNIST threshold re-scores stored results without running any
-student code, and gives exactly what a full regrade under the new rubric gives; a change of
-what is observed (inputs, tolerances) runs the submission again."""
+"""Observing apart from scoring (``grader.grading.rescore``): a rubric change that only touches
+points, visibility, descriptions or an MNIST threshold re-scores stored results without running any
+student code, and gives exactly what a full regrade under the new rubric gives; a change of what is
+observed (inputs, tolerances) runs the submission again."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from grader import batch, rescore, rubric
-from grader.errors import InfrastructureError
-from grader.results import SubmissionResult
+from grader.checks import rubric
+from grader.core.errors import InfrastructureError
+from grader.core.results import SubmissionResult
+from grader.course import batch
+from grader.grading import rescore
 from tests.conftest import SOLUTIONS, build_notebook
 from tests.test_bug_patterns import BUGS
 from tests.test_mnist_grading import WEAK_PREDICT, WEAK_TRAIN
@@ -185,17 +187,23 @@ def keys(loaded: rubric.Rubric) -> tuple[str, ...]:
     return rescore.observation_keys("0" * 64, loaded)
 
 
-def changed(loaded: rubric.Rubric, index: int, **fields) -> rubric.Rubric:
+def changed(loaded: rubric.Rubric, index: int, options: dict | None = None,
+            **fields) -> rubric.Rubric:
     tests = list(loaded.tests)
-    tests[index] = dataclasses.replace(tests[index], **fields)
+    tests[index] = dataclasses.replace(tests[index], **fields).with_options(**(options or {}))
     return dataclasses.replace(loaded, tests=tuple(tests))
+
+
+# an observing key of each kind (the rules have none: their function, then)
+OBSERVING = {"example": "tolerance", "output": "tolerance", "gradient": "tolerance",
+             "mnist": "seed", "mnist_diagnostic": "epochs"}
 
 
 @pytest.mark.parametrize("assignment", ["backprop", "convolution"])
 def test_scoring_fields_leave_the_keys_alone(assignment) -> None:
     loaded = rubric.load(assignment)
     for index, spec in enumerate(loaded.tests):
-        options = dict(spec.options)
+        options = {}
         if spec.kind == "mnist":
             options.update(threshold=0.5, floor=0.1, review_above=0.999)
         edited = changed(loaded, index, points=spec.points + 3, visibility="public",
@@ -208,7 +216,9 @@ def test_observing_fields_change_this_key_and_every_later_one(assignment) -> Non
     loaded = rubric.load(assignment)
     original = keys(loaded)
     for index, spec in enumerate(loaded.tests):
-        edited = keys(changed(loaded, index, options={**spec.options, "tolerance": 0.123}))
+        key = OBSERVING.get(spec.kind)
+        edited = keys(changed(loaded, index, options={key: 3}) if key else
+                      changed(loaded, index, function=spec.function + "_2"))
         assert edited[:index] == original[:index], spec.name
         assert all(a != b for a, b in zip(edited[index:], original[index:])), spec.name
     assert keys(dataclasses.replace(loaded, seed=loaded.seed + 1))[0] != original[0]
@@ -219,8 +229,7 @@ def test_the_diagnostic_threshold_is_observing() -> None:
     """It decides whether the culprit search runs, so changing it runs the notebook again."""
     loaded = rubric.load("backprop")
     index = next(i for i, t in enumerate(loaded.tests) if t.kind == "mnist_diagnostic")
-    spec = loaded.tests[index]
-    edited = changed(loaded, index, options={**spec.options, "threshold": 0.5})
+    edited = changed(loaded, index, options={"threshold": 0.5})
     assert keys(edited)[index] != keys(loaded)[index]
 
 
@@ -231,7 +240,7 @@ def test_the_diagnostic_threshold_is_observing() -> None:
 def mnist_rubric(threshold: float) -> rubric.Rubric:
     """The backprop rubric as ``grade_notebook`` builds it for the MNIST test alone."""
     loaded = rubric.load("backprop")
-    tests = tuple(dataclasses.replace(t, options={**t.options, "threshold": threshold})
+    tests = tuple(t.with_options(threshold=threshold)
                   for t in loaded.tests if t.kind == "mnist")
     return dataclasses.replace(loaded, tests=tests)
 
@@ -255,7 +264,7 @@ def test_an_mnist_threshold_change_rescores_without_training(submission, grade_n
     fresh = grade_notebook(path, "backprop", kinds=("mnist",),
                            options={"mnist": {"threshold": lenient}})
 
-    from grader import sandbox
+    from grader.run import sandbox
 
     def refuse(*args, **kwargs):
         raise AssertionError("a sandbox was started")
@@ -276,7 +285,7 @@ def test_an_mnist_threshold_change_rescores_without_training(submission, grade_n
 
 
 def refuse_sandboxes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from grader import sandbox
+    from grader.run import sandbox
 
     def refuse(*args, **kwargs):
         raise AssertionError("a sandbox was started")
@@ -285,14 +294,13 @@ def refuse_sandboxes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def with_options(loaded: rubric.Rubric, kind: str, **options) -> rubric.Rubric:
-    tests = tuple(dataclasses.replace(t, options={**t.options, **options}) if t.kind == kind
-                  else t for t in loaded.tests)
+    tests = tuple(t.with_options(**options) if t.kind == kind else t for t in loaded.tests)
     return dataclasses.replace(loaded, tests=tests, sha256=f"{loaded.sha256}{options}")
 
 
 def test_the_canary_rescores_the_reference_after_a_scoring_change(sandbox_config, tmp_path,
                                                                   monkeypatch) -> None:
-    from grader import canary
+    from grader.grading import canary
 
     loaded = rubric.load("convolution")
     first = canary.check(loaded, config=sandbox_config, cache_dir=tmp_path)
@@ -311,7 +319,7 @@ def test_the_canary_rescores_the_reference_after_a_scoring_change(sandbox_config
 @pytest.mark.slow
 def test_a_threshold_the_reference_misses_stops_the_batch_without_training(
         sandbox_config, mnist_files, tmp_path, monkeypatch) -> None:
-    from grader import canary
+    from grader.grading import canary
 
     full = rubric.load("backprop")
     loaded = dataclasses.replace(full, tests=tuple(t for t in full.tests if t.kind == "mnist"))

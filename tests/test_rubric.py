@@ -14,9 +14,10 @@ import nbformat
 import numpy as np
 import pytest
 
-from grader import inputs, reference, rubric
-from grader import validate as validate_module
-from grader.errors import GraderError
+from grader.checks import inputs, rubric
+from grader.core import reference
+from grader.core.errors import GraderError
+from grader.grading import validate as validate_module
 from tests.conftest import ROOT, SOLUTIONS
 
 DOCS = ROOT / "docs" / "rubric.md"
@@ -135,7 +136,7 @@ def test_examples_agree_with_the_reference(name: str) -> None:
             rng = inputs.rng_for(0, test.name)
             args = [inputs.make(a, rng) for a in case.args]
             got = np.asarray(ref[test.function](*args, **case.kwargs))
-            if test.options.get("then") == "relu":
+            if test.options.then == "relu":
                 got = np.maximum(got, 0)
             np.testing.assert_allclose(got, case.expected, err_msg=test.name)
 
@@ -174,7 +175,7 @@ COURSE_CELLS = [
     return out''',
 ]
 
-# Written the way the README's "Add an assignment" paragraph says: example, output and
+# Written the way docs/instructors.md's "Add an assignment" says: example, output and
 # gradient tests, as in solutions/convolution.toml.
 COURSE_RUBRIC = """
 [assignment]
@@ -368,8 +369,8 @@ def test_a_tolerance_set_per_test_reaches_the_comparison(tmp_path: Path) -> None
     tolerant = slightly_off.replace("expected = [-1", "tolerance = 1e-3\nexpected = [-1")
     done = validate(tmp_path, "course", "--solutions", str(course(tmp_path, tolerant)))
     assert done.returncode == 0, done.stderr
-    assert rubric.load("course", solutions_dir=tmp_path / "solutions").tests[2].options == {
-        "tolerance": 1e-3}
+    spec = rubric.load("course", solutions_dir=tmp_path / "solutions").tests[2]
+    assert spec.options.tolerance == 1e-3 and spec.written == ("tolerance",)
 
 
 def test_every_problem_of_every_rubric_at_once(tmp_path: Path) -> None:
@@ -380,7 +381,8 @@ def test_every_problem_of_every_rubric_at_once(tmp_path: Path) -> None:
     assert lines[0] == "grader: error: 2 problems:"
     assert "unknown key 'visiblity'" in lines[1]
     assert "test 'leaky: lecture example': kind must be one of example, output, gradient, " \
-           "mnist, mnist_diagnostic, rules (got 'exmaple') (did you mean 'example'?)" in lines[2]
+           "mnist, mnist_diagnostic, rules, signature (got 'exmaple') (did you mean " \
+           "'example'?)" in lines[2]
 
 
 def test_the_real_rubrics_pass_the_static_checks() -> None:

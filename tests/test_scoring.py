@@ -1,5 +1,5 @@
-"""The partial-credit policy (``grader.scoring``): credit only from correct values, per output
-and per case; a backward's side checks deduct from correct gradients and never earn on their
+"""The partial-credit policy (``grader.checks.scoring``): credit only from correct values, per
+output and per case; a backward's side checks deduct from correct gradients and never earn on their
 own. One submission per credit rule, graded in the real sandbox, with its exact scores."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import grade, rubric, scoring
-from grader.scoring import CaseVerdict
-from tests.conftest import UNIT_KINDS, assert_only_function_loses
+from grader.checks import rubric, scoring
+from grader.checks.scoring import CaseVerdict
+from grader.grading import grade
+from tests.conftest import assert_only_function_loses, grade_here
 
 SIDE_CHECKS = (
     "repeatable: passed; leaves inputs unchanged: passed; zero upstream gives zero: passed"
@@ -213,9 +214,9 @@ CREDITS = [
 
 
 @pytest.mark.parametrize("credit", CREDITS, ids=[c.name for c in CREDITS])
-def test_credit_comes_from_correct_values(credit: Credit, submission, grade_notebook) -> None:
+def test_credit_comes_from_correct_values(credit: Credit, submission) -> None:
     path = submission(credit.assignment, replace={credit.function: credit.code})
-    result = grade_notebook(path, credit.assignment, kinds=UNIT_KINDS)
+    result = grade_here(path, credit.assignment)
     assert_only_function_loses(result, {credit.function})
     tests = {t.name: t for t in result.tests if t.function == credit.function}
     assert {name: tests[name].score for name in credit.scores} == credit.scores

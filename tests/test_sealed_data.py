@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import mnist, sandbox, sealed
-from grader.sandbox import Limits, Sandbox, SandboxConfig
+from grader.run import mnist, sandbox, sealed
+from grader.run.layers import Limits, SandboxConfig
+from grader.run.sandbox import Sandbox
+from grader.run.zygote import process_pool
 from tests.test_mnist_data import TEST_LABELS, TRAIN_LABELS, make_tiny
 
 pytestmark = pytest.mark.core
@@ -111,27 +113,27 @@ def test_sealed_copy_refuses_every_write(tmp_path: Path) -> None:
 def test_copies_are_kept_per_file_and_dropped_when_it_goes(tmp_path: Path) -> None:
     source = tmp_path / "test_images.npy"
     np.save(source, np.zeros((3, 784), np.float32))
-    sealed.forget_all()
-    first, second = sealed.open_readonly(source), sealed.open_readonly(source)
+    copies = sealed.SealedCopies()  # (this test's own, not the process's)
+    first, second = copies.open_readonly(source), copies.open_readonly(source)
     try:
         assert os.fstat(first).st_ino == os.fstat(second).st_ino  # one copy, two descriptors
         os.lseek(first, 10, os.SEEK_SET)
         assert os.lseek(second, 0, os.SEEK_CUR) == 0  # each sandbox has its own offset
         kept = os.fstat(first).st_ino
         np.save(source, np.ones((3, 784), np.float32))  # replaced: a fresh copy
-        third = sealed.open_readonly(source)
+        third = copies.open_readonly(source)
         assert os.fstat(third).st_ino != kept
         assert os.pread(third, 1 << 20, 0) == source.read_bytes()
         os.close(third)
         source.unlink()
         other = tmp_path / "other.npy"
         np.save(other, np.zeros(1, np.uint8))
-        os.close(sealed.open_readonly(other))
-        assert len(sealed._COPIES) == 1  # the gone file's copy was closed
+        os.close(copies.open_readonly(other))
+        assert len(copies._copies) == 1  # the gone file's copy was closed
     finally:
         os.close(first)
         os.close(second)
-        sealed.forget_all()
+        copies.forget_all()
 
 
 @pytest.mark.slow
@@ -152,7 +154,7 @@ def test_sandbox_cannot_write_through_mnist_descriptors(
         os.chmod(data / f"{name}.npy", 0o444)
     before = _snapshot(data)
     config = SandboxConfig.from_env(limits=Limits(memory_mb=1024, scratch_mb=64), data_dir=data)
-    with Sandbox(config) as box:
+    with Sandbox(config, pool=process_pool()) as box:
         reply = box.request({"op": "exec", "cell": 1, "source": SANDBOX_ATTACK, "timeout": 60},
                             timeout=120)
     output = box.output()  # after close, which waits for the output to be drained
@@ -201,7 +203,7 @@ def test_cache_without_checksums_is_rebuilt(tmp_path: Path) -> None:
         "test_images.npy.sha256", "train_images.npy.sha256", "train_labels.npy.sha256"]
     for record in records.rglob("*.sha256"):
         record.unlink()
-    mnist._VERIFIED.clear()  # as in a new process
-    assert mnist.prepare(**made["kwargs"]) == files
+    fresh = mnist.Verified()  # as in a new process
+    assert mnist.prepare(**made["kwargs"], verified=fresh) == files
     assert len(list(records.rglob("*.sha256"))) == 7  # 3 sandbox + 4 uint8 files
     np.testing.assert_array_equal(np.load(files.train_labels), made["tiny"].arrays[TRAIN_LABELS])

@@ -19,9 +19,13 @@ import nbformat
 import numpy as np
 import pytest
 
-from grader import checker, cli, diagnose, grade, reference, replay, rubric, selfcheck
-from grader.compare import compare
-from grader.grade import Job
+from grader.checks import diagnose, rubric
+from grader.checks.compare import compare
+from grader.core import reference
+from grader.distribute import checker, replay, selfcheck
+from grader.grading import grade
+from grader.grading.grade import Job
+from grader.render import summary
 from tests.conftest import ROOT, SOLUTIONS, build_notebook
 from tests.test_bug_patterns import BUGS
 
@@ -101,10 +105,10 @@ def test_no_reference_source_and_no_hidden_test(checkers: dict, assignment: str)
         assert json.dumps(body.strip())[1:-1] not in text
     # line by line too: only lines students already have may coincide: the handed-out
     # notebook's (docstrings, which requirements quote) and the code every sandbox shows
-    # (grader/inside); the diagnostic's training loop is not carried at all
+    # (grader/run/inside); the diagnostic's training loop is not carried at all
     assert not any(name.endswith(selfcheck.NOT_BUNDLED)
                    for name in zipfile.ZipFile(checkers[assignment]).namelist())
-    inside = "\n".join(p.read_text() for p in (ROOT / "grader" / "inside").glob("*.py"))
+    inside = "\n".join(p.read_text() for p in (ROOT / "grader" / "run" / "inside").glob("*.py"))
     template = nbformat.read(ROOT / "assignments" / f"{assignment}.ipynb", as_version=4)
     inside += "\n".join(cell.source for cell in template.cells)
     lines = {line.strip() for body in bodies for line in body.splitlines()
@@ -120,7 +124,7 @@ def grader_public_results(path: Path, assignment: str, sandbox_config) -> list[d
     """The grader's public-only grading, less the MNIST tests (which the checker leaves out)."""
     loaded = rubric.load(assignment)
     loaded = dataclasses.replace(
-        loaded, tests=tuple(t for t in loaded.tests if t.kind not in rubric.MNIST))
+        loaded, tests=tuple(t for t in loaded.tests if not t.options.needs_mnist))
     result = grade.grade_submission(Job(path, loaded, sandbox_config, None, public_only=True))
     tests = json.loads(json.dumps(result.to_json()))["tests"]  # as the checker's JSON has them
     return [_comparable(t) for t in tests]
@@ -332,9 +336,10 @@ def test_the_checker_imports_only_the_standard_library_at_its_top() -> None:
     tree = ast.parse(Path(checker.__file__).read_text(encoding="utf-8"))
     names = {a.name for node in tree.body if isinstance(node, ast.Import) for a in node.names}
     names |= {node.module for node in tree.body if isinstance(node, ast.ImportFrom)}
-    assert "numpy" not in names and "grader.replay" not in names
-    assert all(n.split(".")[0] in sys.stdlib_module_names or n in ("__future__", "grader")
-               for n in names), names
+    assert "numpy" not in names and "grader.distribute.replay" not in names
+    # (``grader.core``: for ``inert``, standard library only itself, as its package is)
+    assert all(n.split(".")[0] in sys.stdlib_module_names
+               or n in ("__future__", "grader", "grader.core") for n in names), names
 
 
 LONG_NOTICE = ("cells In [3], In [5] and In [9] download MNIST or train at the top level: the "
@@ -344,7 +349,7 @@ LONG_NOTICE = ("cells In [3], In [5] and In [9] download MNIST or train at the t
 
 @pytest.mark.parametrize("width", [None, 80])
 def test_notes_are_wrapped_not_cut(width: int | None) -> None:
-    from grader.results import SubmissionResult, TestResult
+    from grader.core.results import SubmissionResult, TestResult
 
     tests = (TestResult("conv1d: lecture example", "conv1d", 1.0, 1.0, "passed", "fine"),)
     result = SubmissionResult("s", "convolution", "s.ipynb", "0" * 64, None,
@@ -354,7 +359,7 @@ def test_notes_are_wrapped_not_cut(width: int | None) -> None:
     rows = shown.split("\n")
     start = next(i for i, r in enumerate(rows) if r.startswith("  note: cells In [3]"))
     note = [rows[start]] + list(itertools.takewhile(
-        lambda r: r.startswith(cli.MESSAGE_INDENT), rows[start + 1:]))
+        lambda r: r.startswith(summary.MESSAGE_INDENT), rows[start + 1:]))
     assert len(note) > 1 and " ".join(r.strip() for r in note) == "note: " + LONG_NOTICE
     assert all(len(r) < (width or checker.NOTE_WIDTH) for r in note), note
     assert "  note: your notebook printed output; the feedback page shows it" in rows

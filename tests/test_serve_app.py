@@ -41,7 +41,7 @@ def test_a_student_hands_in_sees_the_queue_then_feedback_and_history(course: Cou
     store = course.server.store
     claimed = store.claim("w", lease=60)
     assert "Running" in student.get(f"/s/attempts/{attempt}").text
-    from grader.results import encode
+    from grader.core.results import encode
 
     store.finish(claimed.attempt.id, "w", encode(fake_result()), 1.0, 5.0)
     page = student.get(f"/s/attempts/{attempt}")

@@ -12,10 +12,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from grader import rubric
-from grader.batch import grade_all
-from grader.results import SubmissionResult
-from grader.sandbox import SandboxConfig
+from grader.checks import rubric
+from grader.core.results import SubmissionResult
+from grader.course.batch import grade_all
+from grader.run.layers import SandboxConfig
 from grader.serve import engine
 from grader.serve.db import Database
 from grader.serve.store import Store
@@ -132,7 +132,7 @@ def test_a_server_starts_on_a_fresh_data_folder_with_a_one_time_link(tmp_path: P
 def test_a_rubric_change_rescores_every_stored_result_without_running(tmp_path: Path,
                                                                      monkeypatch) -> None:
     """Points changed in the rubric: the stored result is scored again from what was
-    observed (``grader.rescore``), no notebook runs, and the page shows the new points."""
+    observed (``grader.grading.rescore``), no notebook runs, and the page shows the new points."""
     import dataclasses
 
     from grader.serve import app as app_module
@@ -162,7 +162,7 @@ def test_the_self_check_submits_to_the_server_and_waits_for_feedback(tmp_path: P
     import subprocess
     import sys
 
-    from grader import selfcheck
+    from grader.distribute import selfcheck
     from tests.servekit import token
 
     checker = selfcheck.export("convolution", tmp_path / "convolution-check.pyz")

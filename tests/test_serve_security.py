@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from starlette.routing import Route
 
-from grader.roster import Student
+from grader.course.roster import Student
 from grader.serve import app as app_module
 from grader.serve.limits import UploadLimits
 from tests.servekit import Course, csrf_of, fake_result

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from grader.errors import GraderError
-from grader.roster import Student
+from grader.core.errors import GraderError
+from grader.course.roster import Student
 from grader.serve import auth
 from grader.serve import course as course_state
 from grader.serve.db import Database, Location

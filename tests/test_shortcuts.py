@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from grader.notebook import CodeCell, Notebook
-from grader.shortcuts import scan
+from grader.checks.shortcuts import scan
+from grader.core.notebook import CodeCell, Notebook
 from tests.conftest import UNIT_KINDS, assert_only_function_loses
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +91,7 @@ def test_a_local_name_hides_the_notebooks_alias():
 GUARD_SCRIPT = """
 import importlib, sys
 import numpy as np
-from grader.inside import runtime as rt
+from grader.run.inside import runtime as rt
 
 r = rt.Runtime({})
 rt._install_guards(r)
@@ -138,7 +138,7 @@ def test_runtime_guard_matches_functions_by_identity():
 
 MODULE_SCRIPT = """
 import sys
-from grader.inside import runtime as rt
+from grader.run.inside import runtime as rt
 
 sys.path.insert(0, sys.argv[1])
 rt.GUARDED_FUNCTIONS["fakesig"] = (("convolve", "fakesig.convolve"),)

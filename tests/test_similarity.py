@@ -13,8 +13,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import notebook, rubric, similarity
-from grader.classview import template_sources
+from grader.checks import rubric
+from grader.core import notebook
+from grader.render import similarity
+from grader.render.classview import template_sources
 from tests.classgen import FUNCTIONS, HEADERS, disguise, make_class, stub, write_function
 
 TEXTBOOK = '''def dense_backward(dout, cache):
@@ -246,7 +248,7 @@ def moved(functions: dict[str, str], how: str) -> list[str]:
 
 
 def read_sources(cells: list[str]) -> dict[str, str]:
-    """What a result keeps of a notebook of ``cells`` (grader.grade stores exactly this)."""
+    """What a result keeps of a notebook of ``cells`` (grader.grading.grade stores exactly this)."""
     made = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     read = notebook.from_bytes(Path("s.ipynb"), json.dumps(made).encode())
     return read.function_sources(list(FUNCTIONS))

@@ -1,7 +1,7 @@
 """What the grader reads of a notebook's code outside the sandbox: each rubric function with the
 notebook's own helpers it uses (functions, classes, ``name = ...``, transitively), the last
 definition winning as when the notebook runs top to bottom, within the caps of
-``grader.notebook``."""
+``grader.core.notebook``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import notebook
+from grader.core import notebook
 
 CONV1D_INLINE = '''
 def conv1d(x, w):

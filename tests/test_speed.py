@@ -15,7 +15,10 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-from grader import batch, classroom, classview, export, results, rubric, similarity
+from grader.checks import rubric
+from grader.core import results
+from grader.course import batch, classroom
+from grader.render import classview, export, similarity
 from tests.classgen import make_class
 from tests.conftest import UNIT_KINDS, build_notebook
 
@@ -189,7 +192,8 @@ def test_rebuild_reads_results_it_was_not_given(generated, backprop, tmp_path) -
 WORKER_FIRST_PAGE = r"""
 import sys
 from pathlib import Path
-from grader import figures, report, results
+from grader.core import results
+from grader.render import figures, report
 report.warm_up()
 before = set(sys.modules)
 page = report.render_student(results.load(Path(sys.argv[1])))

@@ -8,9 +8,12 @@ import gc
 
 import pytest
 
-from grader import batch, canary, cli, rubric
-from grader.errors import InfrastructureError
-from grader.sandbox import SandboxConfig
+from grader import cli
+from grader.checks import rubric
+from grader.core.errors import InfrastructureError
+from grader.course import batch
+from grader.grading import canary
+from grader.run.layers import SandboxConfig
 from tests.conftest import build_notebook
 from tests.test_report import fixture
 
@@ -60,7 +63,7 @@ def test_an_interrupted_batch_does_not_redraw_its_progress_bar(tmp_path, monkeyp
         yield  # (a generator, as _execute is)
 
     monkeypatch.setattr(batch, "_execute", interrupted)
-    monkeypatch.setattr(batch.sandbox_module, "warm_zygotes", lambda *a, **k: None)
+    monkeypatch.setattr(batch.zygote.ZygotePool, "warm", lambda *a, **k: None)
     monkeypatch.setattr(batch.expectations, "prepare", lambda *a, **k: None)
     notebook = build_notebook(tmp_path, "convolution", name="ada")
     with pytest.raises(KeyboardInterrupt) as raised:

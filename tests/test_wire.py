@@ -13,7 +13,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from grader.inside import runtime, wire
+from grader.run.inside import runtime, wire
 
 
 def test_a_line_carries_its_number_and_round_trips() -> None:

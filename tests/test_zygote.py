@@ -13,21 +13,27 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from grader import batch, grade, rubric, sandbox
-from grader.errors import GraderError, InfrastructureError
-from grader.execute import Session
-from grader.notebook import read
-from grader.sandbox import Limits, Sandbox, SandboxConfig
+from grader.checks import rubric
+from grader.core.errors import GraderError, InfrastructureError
+from grader.core.notebook import read
+from grader.course import batch
+from grader.grading import grade
+from grader.run import layers, sandbox
+from grader.run import zygote as zygotes
+from grader.run.layers import Limits, SandboxConfig
+from grader.run.sandbox import Sandbox
+from grader.run.session import Session
 from tests.conftest import ROOT, UNIT_KINDS, build_notebook
 
 # sandboxed end to end: what must hold everywhere (core), seconds each (slow, not in test-fast)
 pytestmark = [pytest.mark.core, pytest.mark.slow]
-needs_zygote = pytest.mark.skipif(not sandbox.zygote_plan(sandbox.available_layers())[0],
+needs_zygote = pytest.mark.skipif(not zygotes.process_pool().plan(layers.available_layers())[0],
                                   reason="no zygote here: each submission gets a fresh sandbox")
 
 # folders every child of a zygote sees, made by bubblewrap (owned by the child's uid where the
@@ -147,7 +153,7 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-def zygote_python(zygote: sandbox.Zygote) -> int:
+def zygote_python(zygote: zygotes.Zygote) -> int:
     """The host pid of the zygote's Python process (below bubblewrap, whose command line names
     it too; the zygote's children share its own, so the one whose parent does not)."""
     def is_zygote(pid: int) -> bool:
@@ -167,13 +173,21 @@ def zygote_python(zygote: sandbox.Zygote) -> int:
 
 
 @pytest.fixture
+def pool() -> Iterator[zygotes.ZygotePool]:
+    """This test's own zygotes, closed after it."""
+    made = zygotes.ZygotePool()
+    yield made
+    made.close()
+
+
+@pytest.fixture
 def config() -> SandboxConfig:
     return SandboxConfig.from_env(limits=Limits(memory_mb=1024, scratch_mb=64))
 
 
 @needs_zygote
-def test_nothing_of_a_reaches_b(config: SandboxConfig) -> None:
-    with Sandbox(config) as first:
+def test_nothing_of_a_reaches_b(config: SandboxConfig, pool: zygotes.ZygotePool) -> None:
+    with Sandbox(config, pool=pool) as first:
         answer = exec_cell(first, LEAVE_TRACES)
         assert answer["ok"], answer
         zygote = first._zygote
@@ -187,7 +201,7 @@ def test_nothing_of_a_reaches_b(config: SandboxConfig) -> None:
     while len(descendants(zygote._process.pid)) > 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(descendants(zygote._process.pid)) == 2, descendants(zygote._process.pid)
-    second = Sandbox(config)
+    second = Sandbox(config, pool=pool)
     second.start()
     try:
         assert second._zygote is zygote  # the same zygote: B is A's sibling
@@ -213,7 +227,8 @@ def test_nothing_of_a_reaches_b(config: SandboxConfig) -> None:
 
 
 @needs_zygote
-def test_a_child_cannot_signal_or_trace_the_zygote(config: SandboxConfig) -> None:
+def test_a_child_cannot_signal_or_trace_the_zygote(config: SandboxConfig,
+                                                   pool: zygotes.ZygotePool) -> None:
     attack = r"""
 import ctypes, os, signal
 libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -234,7 +249,7 @@ print("FOUND " + __import__("json").dumps(results))
     bomb = ("import os, signal\nfor sig in (signal.SIGTERM, signal.SIGKILL):\n"
             "    try:\n        os.kill(1, sig)\n    except OSError:\n        pass\n"
             "if os.fork() == 0:\n    os.kill(-1, signal.SIGKILL)\nos.wait()")
-    with Sandbox(config) as first:
+    with Sandbox(config, pool=pool) as first:
         answer = exec_cell(first, attack)
         zygote = first._zygote
         running = zygote_python(zygote)
@@ -246,13 +261,14 @@ print("FOUND " + __import__("json").dumps(results))
     assert found["3"] == found["4"] == found["5"] == "absent", found
     assert found["ptrace"] != "attached", found
     assert Path(f"/proc/{running}").exists() and zygote.alive
-    with Sandbox(config) as second:
+    with Sandbox(config, pool=pool) as second:
         assert second._zygote is zygote
         assert exec_cell(second, "x = 1")["ok"]
 
 
 @needs_zygote
-def test_a_child_cannot_read_the_next_ones_data(config: SandboxConfig, tmp_path: Path) -> None:
+def test_a_child_cannot_read_the_next_ones_data(config: SandboxConfig, tmp_path: Path,
+                                                pool: zygotes.ZygotePool) -> None:
     """A leaves a process that would read any descriptor it can find; it dies with A, and the
     only descriptors B's data arrives on belong to B's namespace alone."""
     data = tmp_path / "data"
@@ -271,10 +287,10 @@ if os.fork() == 0:
             except OSError:
                 pass
 """
-    with Sandbox(dataclasses.replace(config, data_dir=data)) as first:
+    with Sandbox(dataclasses.replace(config, data_dir=data), pool=pool) as first:
         assert exec_cell(first, snoop)["ok"]
         zygote = first._zygote
-    with Sandbox(dataclasses.replace(config, data_dir=data)) as second:
+    with Sandbox(dataclasses.replace(config, data_dir=data), pool=pool) as second:
         assert second._zygote is zygote
         look = "import os\nprint('FOUND', __import__('json').dumps(sorted(os.listdir('/proc'))))"
         assert exec_cell(second, look)["ok"]
@@ -283,26 +299,28 @@ if os.fork() == 0:
 
 
 @needs_zygote
-def test_a_child_killed_for_memory_or_time_does_not_break_the_next(config: SandboxConfig) -> None:
-    with Sandbox(config) as first:
+def test_a_child_killed_for_memory_or_time_does_not_break_the_next(
+        config: SandboxConfig, pool: zygotes.ZygotePool) -> None:
+    with Sandbox(config, pool=pool) as first:
         zygote = first._zygote
         hog = "import numpy as np\nx = [np.ones(1 << 27) for _ in range(100)]"
         answer = exec_cell(first, hog)
         assert not answer["ok"] and answer["out_of_memory"], answer
-    with Sandbox(config) as second:
+    with Sandbox(config, pool=pool) as second:
         assert second._zygote is zygote
         stubborn = ("import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
                     "while True:\n    pass")
         with pytest.raises(sandbox.SandboxTimedOut):
             exec_cell(second, stubborn, timeout=1)
-    with Sandbox(config) as third:
+    with Sandbox(config, pool=pool) as third:
         assert third._zygote is zygote and zygote.alive
         answer = exec_cell(third, "import numpy as np\nx = np.ones(10).sum()")
         assert answer["ok"], answer
 
 
 @needs_zygote
-def test_a_child_cannot_lower_its_memory_killer_score(config: SandboxConfig) -> None:
+def test_a_child_cannot_lower_its_memory_killer_score(config: SandboxConfig,
+                                                      pool: zygotes.ZygotePool) -> None:
     """Score 1000 (the child is the kernel's first choice, never the zygote), in the child and
     in what it forks; lowering it fails, whoever tries."""
     attempt = r"""
@@ -326,7 +344,7 @@ os.close(writer)
 os.wait()
 print("FOUND " + json.dumps({"runtime": lower(), "forked": json.loads(os.read(reader, 4096))}))
 """
-    with Sandbox(config) as box:
+    with Sandbox(config, pool=pool) as box:
         assert box._zygote is not None
         assert exec_cell(box, attempt)["ok"]
     found = found_in(box.output())
@@ -346,15 +364,16 @@ def cgroups_of(pid: int) -> dict[str, str]:
 
 
 @needs_zygote
-@pytest.mark.skipif("cgroup" not in sandbox.available_layers(), reason="no memory cgroup here")
+@pytest.mark.skipif("cgroup" not in layers.available_layers(), reason="no memory cgroup here")
 @pytest.mark.parametrize("zygote", ["auto", "off"])
 def test_every_process_of_a_sandbox_is_in_its_cgroups(config: SandboxConfig, zygote: str,
-                                                       monkeypatch) -> None:
+                                                       monkeypatch,
+                                                       pool: zygotes.ZygotePool) -> None:
     """Joined before the first instruction (a shell joins, then becomes bubblewrap): every
     process of a zygote and of the child it forks, or of a fresh sandbox, counts against the
     slot's memory and pids."""
     monkeypatch.setenv("GRADER_ZYGOTE", zygote)
-    with Sandbox(config) as box:
+    with Sandbox(config, pool=pool) as box:
         holder = box._zygote or box
         memory, pids = holder._cgroups
         assert exec_cell(box, "import time")["ok"]
@@ -367,8 +386,9 @@ def test_every_process_of_a_sandbox_is_in_its_cgroups(config: SandboxConfig, zyg
 
 
 @needs_zygote
-@pytest.mark.skipif("cgroup" not in sandbox.available_layers(), reason="no memory cgroup here")
-def test_memory_spread_over_a_childs_processes_is_the_students(config: SandboxConfig) -> None:
+@pytest.mark.skipif("cgroup" not in layers.available_layers(), reason="no memory cgroup here")
+def test_memory_spread_over_a_childs_processes_is_the_students(config: SandboxConfig,
+                                                               pool: zygotes.ZygotePool) -> None:
     """The real thing where a memory cgroup holds the zygote and its child: the child tries to
     lower its score, then fills the cgroup from two processes. The kernel kills in the child,
     the student is told they ran out of memory, and the zygote serves the next child."""
@@ -386,14 +406,14 @@ time.sleep(1)
 mine = b"p" * (450 << 20)  # each process under its own limit, the two together are not
 """
     small = dataclasses.replace(config, limits=Limits(memory_mb=600, scratch_mb=64))
-    with Sandbox(small) as first:
+    with Sandbox(small, pool=pool) as first:
         zygote = first._zygote
         running = zygote_python(zygote)
         with pytest.raises(sandbox.SandboxCrashed, match="ran out of memory") as crash:
             exec_cell(first, spread, timeout=20)
         assert not isinstance(crash.value, sandbox.ZygoteLost)
     assert zygote.alive and zygote_python(zygote) == running
-    with Sandbox(small) as second:
+    with Sandbox(small, pool=pool) as second:
         assert second._zygote is zygote
         assert exec_cell(second, "x = 1")["ok"]
 
@@ -407,7 +427,7 @@ def test_a_zygote_killed_for_memory_is_the_students_out_of_memory(
     machine-wide, it is once the machine's benefit of the doubt (a fresh zygote, the request
     again) and twice the student's. Either way the student's result says so and the
     submission's grading goes on (it never stops the batch)."""
-    if counted_by == "cgroup" and "cgroup" not in sandbox.available_layers():
+    if counted_by == "cgroup" and "cgroup" not in layers.available_layers():
         pytest.skip("no memory cgroup here")
     kills = iter(range(1, 10_000))  # (each look finds one kill more: the kernel struck)
     if counted_by == "cgroup":
@@ -482,7 +502,7 @@ def test_where_no_zygote_starts_each_submission_gets_a_fresh_sandbox(
     def refuse(self, timeout):
         raise sandbox.SandboxCrashed("refused for this test")
 
-    monkeypatch.setattr(sandbox.Zygote, "_start", refuse)
+    monkeypatch.setattr(zygotes.Zygote, "_start", refuse)
     assert_a_fresh_sandbox_instead(config, monkeypatch, "refused for this test")
 
 
@@ -506,29 +526,28 @@ def test_where_a_childs_mounts_cannot_be_sealed_no_zygote_starts(
 def assert_a_fresh_sandbox_instead(config: SandboxConfig, monkeypatch, why: str) -> None:
     """With no zygote to be had (made so by the caller), a submission still runs, in a sandbox
     of its own, and the batch summary says why."""
-    monkeypatch.setattr(sandbox, "_IDLE", [])
-    monkeypatch.setattr(sandbox, "_ZYGOTE_BROKEN", [])
-    with Sandbox(config) as box:
+    pool = zygotes.ZygotePool()  # (with no zygote yet, nor a failure)
+    with Sandbox(config, pool=pool) as box:
         assert box._zygote is None
         assert exec_cell(box, "x = 1")["ok"]
-    used, missing = sandbox.plan_layers(config.mode)
+    used, missing = layers.plan_layers(config.mode)
     assert f"fresh sandbox per submission (the zygote failed: {why})" in (
-        sandbox.describe(used, missing))
+        zygotes.describe(used, missing, pool))
 
 
 def test_the_plan_says_where_each_submission_runs(monkeypatch) -> None:
     """The batch summary's words: a zygote where children can have namespaces, a fresh sandbox
     per submission in the uid-drop mode (no namespaces) or when asked, an error for a typo."""
     monkeypatch.delenv("GRADER_ZYGOTE", raising=False)
-    assert sandbox.zygote_plan(["namespaces", "rlimits"])[0]
-    used, reason = sandbox.zygote_plan(["uid", "rlimits", "seccomp"])
+    assert zygotes.process_pool().plan(["namespaces", "rlimits"])[0]
+    used, reason = zygotes.process_pool().plan(["uid", "rlimits", "seccomp"])
     assert not used and "no namespaces" in reason
     monkeypatch.setenv("GRADER_ZYGOTE", "off")
-    assert sandbox.zygote_plan(["namespaces"]) == (
+    assert zygotes.process_pool().plan(["namespaces"]) == (
         False, "a fresh sandbox per submission (GRADER_ZYGOTE=off)")
     monkeypatch.setenv("GRADER_ZYGOTE", "sometimes")
     with pytest.raises(GraderError, match="GRADER_ZYGOTE must be auto or off"):
-        sandbox.zygote_plan(["namespaces"])
+        zygotes.process_pool().plan(["namespaces"])
 
 
 # --------------------------------------------------------------------------- a pool's zygotes
@@ -538,20 +557,16 @@ def test_the_plan_says_where_each_submission_runs(monkeypatch) -> None:
 def own_zygotes(monkeypatch, tmp_path: Path):
     """This test's own idle zygotes (closed after it), and a file naming the process that
     started each zygote."""
-    monkeypatch.setattr(sandbox, "_IDLE", [])
-    monkeypatch.setattr(sandbox, "_BOOTING", [])
     launches = tmp_path / "launches"
-    launch = sandbox.Zygote._launch
+    launch = zygotes.Zygote._launch
 
     def counted(self) -> None:
         launch(self)
         with open(launches, "a") as record:  # who started it, and its process
             record.write(f"{os.getpid()} {self._process.pid}\n")
 
-    monkeypatch.setattr(sandbox.Zygote, "_launch", counted)
+    monkeypatch.setattr(zygotes.Zygote, "_launch", counted)
     yield launches
-    for zygote in sandbox._IDLE + sandbox._BOOTING:
-        zygote.close()
 
 
 # A batch in a fresh interpreter, as the command line runs one: a process with threads (a
@@ -559,9 +574,11 @@ def own_zygotes(monkeypatch, tmp_path: Path):
 IN_A_FRESH_PROCESS = r"""
 import dataclasses, json, os, sys
 from pathlib import Path
-from grader import batch, rubric, sandbox
-from grader.errors import InfrastructureError
-from grader.sandbox import Limits, SandboxConfig
+from grader.checks import rubric
+from grader.course import batch
+from grader.run import zygote as zygotes
+from grader.core.errors import InfrastructureError
+from grader.run.layers import Limits, SandboxConfig
 
 folder, out, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 started = []
@@ -584,13 +601,13 @@ def cores_of_zygote(outer):
     while children_of(pid):
         pid = children_of(pid)[0]
     return sorted(os.sched_getaffinity(pid))
-launch = sandbox.Zygote._launch
+launch = zygotes.Zygote._launch
 
 def counted(self):
     launch(self)
     started.append([os.getpid(), self._process.pid])
 
-sandbox.Zygote._launch = counted
+zygotes.Zygote._launch = counted
 grade_encoded = batch.grade_encoded
 
 def dies_on_untouched(job):
@@ -612,7 +629,7 @@ for run in range(2 if mode == "twice" else 1):
         scores = {r.student: r.score == loaded.max_score for r in summary.results}
     except InfrastructureError as error:
         scores, report["error"] = None, str(error)
-    idle = [z._process.pid for z in sandbox._IDLE if z.alive and not z.borrowed]
+    idle = [z._process.pid for z in zygotes.process_pool().idle if z.alive and not z.borrowed]
     report["runs"].append({"scores": scores, "idle": idle})
     report.setdefault("cores", []).append([cores_of_zygote(pid) for pid in sorted(idle)])
 report["started"] = started
@@ -708,20 +725,21 @@ def test_each_pool_worker_and_its_sandboxes_keep_to_one_core(config: SandboxConf
 
 @needs_zygote
 def test_a_lent_zygote_still_running_a_child_is_not_kept(config: SandboxConfig,
-                                                         own_zygotes: Path) -> None:
+                                                         own_zygotes: Path,
+                                                         pool: zygotes.ZygotePool) -> None:
     """A worker that ended without closing its sandbox leaves its zygote with a child: the
     lender asks the zygote, and closes it rather than keep it for the next batch."""
-    box = Sandbox(config)
+    box = Sandbox(config, pool=pool)
     box.start()
     try:
         lent = box._zygote
         assert exec_cell(box, "x = 1")["ok"] and lent.alive  # quiet channel, yet busy
-        loan = sandbox.ZygoteLoan([lent])
+        loan = zygotes.ZygoteLoan([lent], pool)
         loan.settle(clean=True)
-        assert sandbox._IDLE == [] and lent._process is None  # closed
+        assert pool.idle == [] and lent._process is None  # closed
     finally:
         box.close()
-    with Sandbox(config) as fresh:  # and the next sandbox is served at once
+    with Sandbox(config, pool=pool) as fresh:  # and the next sandbox is served at once
         assert exec_cell(fresh, "x = 2")["ok"]
 
 

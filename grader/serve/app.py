@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import (
     HTMLResponse,
@@ -45,11 +46,14 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from grader import gradebook, report, rescore, similarity
-from grader import rubric as rubric_module
-from grader.errors import GraderError
-from grader.grade import cache_key
-from grader.results import SubmissionResult, encode
+from grader.checks import rubric as rubric_module
+from grader.core import results
+from grader.core.errors import GraderError
+from grader.core.results import SubmissionResult, encode
+from grader.course import gradebook
+from grader.grading import rescore
+from grader.grading.grade import cache_key
+from grader.render import report, similarity
 from grader.serve import auth, engine
 from grader.serve import course as course_state
 from grader.serve.db import Database
@@ -102,16 +106,18 @@ class Server:
         self.requests = RateLimiter(config.requests_per_minute)
         self.uploads = RateLimiter(config.uploads_per_minute)
         self.signins = RateLimiter(config.signins_per_minute)
-        self.workers: list[subprocess.Popen] = []
-        self._results: OrderedDict[tuple, SubmissionResult] = OrderedDict()
-        self._pages: OrderedDict[tuple, str] = OrderedDict()
-        self._similar: dict[str, tuple[tuple, similarity.Similarity]] = {}
+        self.workers: list[subprocess.Popen[bytes]] = []
+        # (attempt id, the result's hash) -> the parsed result
+        self._results: OrderedDict[tuple[int, str], SubmissionResult] = OrderedDict()
+        self._pages: OrderedDict[tuple[object, ...], str] = OrderedDict()
+        # assignment -> (the counted attempts, by student, it was computed for; the pairs)
+        self._similar: dict[str, tuple[tuple[tuple[str, int], ...], similarity.Similarity]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self.templates = Environment(loader=PackageLoader("grader", "templates/serve"),
                                      autoescape=True, undefined=StrictUndefined,
                                      trim_blocks=True, lstrip_blocks=True)
-        self.templates.filters["points"] = gradebook.number
+        self.templates.filters["points"] = results.number
         self.templates.filters["when"] = _when
         self.templates.filters["dict_without"] = lambda query, *keys: urlencode(
             {k: v for k, v in query.items() if k not in keys})
@@ -132,7 +138,7 @@ class Server:
         """A first instructor with a one-time sign-in link, and the example roster, on an
         empty database. Returns the link's path, or None where an instructor exists."""
         if self.config.roster is not None and not self.store.students():
-            from grader import roster
+            from grader.course import roster
 
             self.store.set_roster(roster.load(self.config.roster).students, "server")
         auth.refresh_tokens(self.store, self.secret)
@@ -154,7 +160,7 @@ class Server:
         if self.workers:
             threading.Thread(target=self._supervise, daemon=True).start()
 
-    def _spawn(self, number: int) -> subprocess.Popen:
+    def _spawn(self, number: int) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "grader.serve.worker", "--database",
                    self.config.database_url, "--assignments", ",".join(self.config.assignments),
                    "--name", f"{os.uname().nodename}-{os.getpid()}-{number}-{time.time():.0f}",
@@ -208,8 +214,8 @@ class Server:
         loaded = self.rubrics[assignment]
         course = course_state.load(self.store, self.config.assignments)
         by_student: dict[str, list[Attempt]] = {}
-        for attempt in reversed(self.store.all_attempts(assignment)):
-            by_student.setdefault(attempt.student, []).append(attempt)
+        for each in reversed(self.store.all_attempts(assignment)):
+            by_student.setdefault(each.student, []).append(each)
         rows = []
         for student in self.store.students():
             attempts = by_student.get(student.id, [])
@@ -223,24 +229,25 @@ class Server:
         return rows
 
     def similar(self, assignment: str, rows: list[course_state.Row]) -> similarity.Similarity:
-        """Similar pairs among the counted attempts (``grader.similarity``, as the class
+        """Similar pairs among the counted attempts (``grader.render.similarity``, as the class
         pages compute it), recomputed only when an attempt that counts changed."""
-        from grader import classview
+        from grader.render import classview
 
         loaded = self.rubrics[assignment]
         given = set(loaded.given)
-        graded = [r for r in rows if r.result is not None and r.result.error is None]
-        key = tuple((r.student.id, r.attempt.id) for r in graded if r.attempt)
+        graded = [(r, r.result) for r in rows if r.result is not None and r.result.error is None]
+        key = tuple((r.student.id, r.attempt.id) for r, _ in graded if r.attempt)
         cached = self._similar.get(assignment)
         if cached is not None and cached[0] == key:
             return cached[1]
-        sources = {r.student.id: {f: s for f, s in r.result.sources.items()
-                                  if f not in given and isinstance(s, str)} for r in graded}
+        sources = {r.student.id: {f: s for f, s in result.sources.items()
+                                  if f not in given and isinstance(s, str)}
+                   for r, result in graded}
         found = similarity.compare(sources, template=classview.template_sources(loaded))
         self._similar[assignment] = (key, found)
         return found
 
-    def page(self, key: tuple, make: Callable[[], str]) -> str:
+    def page(self, key: tuple[object, ...], make: Callable[[], str]) -> str:
         with self._lock:
             if key in self._pages:
                 self._pages.move_to_end(key)
@@ -254,7 +261,7 @@ class Server:
 
     def rescore_all(self, assignment: str, author: str) -> tuple[int, int, int]:
         """After a rubric change: every stored result of ``assignment`` scored again from
-        what was observed (``grader.rescore``), no notebook run. (re-scored, unchanged,
+        what was observed (``grader.grading.rescore``), no notebook run. (re-scored, unchanged,
         needing a run: their observations changed)."""
         loaded = rubric_module.load(assignment)
         self.rubrics[assignment] = loaded
@@ -308,7 +315,8 @@ def redirect(url: str) -> RedirectResponse:
 
 
 def server_of(request: Request) -> Server:
-    return request.app.state.server
+    server: Server = request.app.state.server  # (set by ``app``)
+    return server
 
 
 def message(request: Request, title: str, text: str, status: int = 200,
@@ -342,11 +350,16 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "?"
 
 
-def guarded(role: str) -> Callable:
+# a page's handler: the request, its session, and its form (a POST's fields, else None)
+Handler = Callable[[Request, auth.Session, Any], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def guarded(role: str) -> Callable[[Handler], Endpoint]:
     """A page for signed-in ``role`` only: no session → the sign-in page; the other role →
     403; too many requests → 429. POSTs must carry the session's CSRF token."""
 
-    def wrap(handler: Callable) -> Callable:
+    def wrap(handler: Handler) -> Endpoint:
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
             server = server_of(request)
@@ -385,7 +398,7 @@ async def _form(request: Request) -> dict[str, Any] | None:
     parsed = await request.form(max_files=1, max_fields=30, max_part_size=64 * 1024)
     fields: dict[str, Any] = {}
     for key, value in parsed.multi_items():
-        if hasattr(value, "read"):
+        if isinstance(value, UploadFile):
             fields[key] = (value.filename or "", await value.read())
             await value.close()
         else:
@@ -486,7 +499,7 @@ def _limits_text(settings: dict[str, Any]) -> str:
     if settings.get("attempts_per_day"):
         parts.append(f"{settings['attempts_per_day']} attempts a day")
     if settings.get("cooldown_minutes"):
-        parts.append(f"one attempt every {gradebook.number(settings['cooldown_minutes'])} "
+        parts.append(f"one attempt every {results.number(settings['cooldown_minutes'])} "
                      f"minutes")
     return ", ".join(parts) or "no limit on attempts"
 
@@ -614,10 +627,10 @@ def _status(server: Server, attempt: Attempt) -> dict[str, Any]:
         return {**answer, "shown": shown.why}
     if not shown.hidden:
         result = course_state.public_part(result)
-    answer.update(shown=shown.why, score=gradebook.number(result.score),
-                  max_score=gradebook.number(result.max_score), error=result.error,
-                  tests=[{"name": t.name, "status": t.status, "score": gradebook.number(t.score),
-                          "max_score": gradebook.number(t.max_score), "message": t.message}
+    answer.update(shown=shown.why, score=results.number(result.score),
+                  max_score=results.number(result.max_score), error=result.error,
+                  tests=[{"name": t.name, "status": t.status, "score": results.number(t.score),
+                          "max_score": results.number(t.max_score), "message": t.message}
                          for t in result.tests])
     return answer
 
@@ -692,7 +705,7 @@ async def instructor_login(request: Request) -> Response:
                                          stored)
             if ok:
                 value, _ = await run_in_threadpool(server.sessions.start, "instructor", name)
-                response = redirect("/i/")
+                response: Response = redirect("/i/")
                 set_session_cookie(response, request, value)
                 return response
             server.signins.allow(f"ip:{_client(request)}")  # only failures count
@@ -812,7 +825,9 @@ def _matches(row: course_state.Row, query: Any, similar: set[str]) -> bool:
         return False
     if query.get("similar") == "yes" and row.student.id not in similar:
         return False
-    for bound, keep in (("min", lambda s, b: s >= b), ("max", lambda s, b: s <= b)):
+    bounds: tuple[tuple[str, Callable[[float, float], bool]], ...] = (
+        ("min", lambda s, b: s >= b), ("max", lambda s, b: s <= b))
+    for bound, keep in bounds:
         text = query.get(bound, "")
         if text:
             try:
@@ -839,7 +854,7 @@ def _test_stats(rows: list[course_state.Row]) -> list[dict[str, Any]]:
             entry["review"] += test.status == "review"
     for entry in stats.values():
         entry["rate"] = f"{100 * entry['passed'] / entry['n']:.0f} %"
-        entry["mean"] = gradebook.number(entry["sum"] / entry["n"])
+        entry["mean"] = results.number(entry["sum"] / entry["n"])
     return list(stats.values())
 
 
@@ -899,9 +914,9 @@ async def instructor_attempt(request: Request, session: auth.Session, form: Any)
 
     def build() -> str:
         back = f"/i/{attempt.assignment}/students/{attempt.student}"
-        if attempt.state != "done":
+        result = server.result(attempt) if attempt.state == "done" else None
+        if result is None:  # (a done attempt's result is stored with its state)
             return _waiting(server, attempt, session, back=back)
-        result = server.result(attempt)
         row = next((r for r in server.rows(attempt.assignment)
                     if r.student.id == attempt.student), None)
         view = (course_state.page_view(row.final) if row is not None and row.attempt
@@ -1144,7 +1159,7 @@ async def course_import(request: Request, session: auth.Session, form: dict[str,
 @guarded("instructor")
 async def roster_import(request: Request, session: auth.Session, form: dict[str, Any]
                         ) -> Response:
-    from grader import roster
+    from grader.course import roster
 
     server = server_of(request)
     handed = form.get("roster")
@@ -1261,7 +1276,7 @@ def create_app(server: Server, *, workers: bool = True) -> Starlette:
     the application (and stop them with it)."""
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if workers:
             server.start_workers()
         try:

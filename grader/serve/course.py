@@ -1,11 +1,12 @@
 """The course as the server keeps it, in the course file's terms.
 
-The server's rows (deadlines, late rules, extensions, submission times, adjustments) become
-the batch's ``grader.course.Course`` here, and every final grade is ``grader.final.compute``
-over it: the server and ``grader gradebook`` apply one late rule and one order of
-adjustments. A course file imports into the rows (checked by ``grader.course.load`` and
-``resolve`` against the roster, exactly as the batch checks it) and the rows export back to
-a course file: the server's state is the one source of truth, the file its portable form.
+The server's rows (deadlines, late rules, extensions, submission times, adjustments) become the
+batch's ``grader.course.coursefile.Course`` here, and every final grade is
+``grader.course.final.compute`` over it: the server and ``grader gradebook`` apply one late rule and
+one order of adjustments. A course file imports into the rows (checked by
+``grader.course.coursefile.load`` and ``resolve`` against the roster, exactly as the batch checks
+it) and the rows export back to a course file: the server's state is the one source of truth, the
+file its portable form.
 
 What the course file has no words for is the server's own per-assignment setting: attempts per
 day, a cooldown, what students see before the deadline and whether grades are released.
@@ -18,19 +19,19 @@ import json
 import math
 import tempfile
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from grader import course as course_file
-from grader import final
-from grader.course import Adjustment, Course, LateRule, Rules
-from grader.errors import GraderError
-from grader.results import SubmissionResult
-from grader.roster import Student
+from grader.core.errors import GraderError
+from grader.core.results import SubmissionResult
+from grader.course import coursefile as course_file
+from grader.course import final
+from grader.course.coursefile import Adjustment, Course, LateRule, Rules
+from grader.course.roster import Student
 from grader.serve.store import Attempt, CourseRows, Store
 
 # what students see of a graded attempt before grades are released
@@ -67,8 +68,8 @@ def load(store: Store, assignments: Collection[str]) -> Course:
         rules[name] = Rules(
             deadline=_moment(s["deadline"], zone),
             late=_late(s["late"]) if s["late"] is not None else default,
-            extensions={k: _moment(v, zone) for k, v in store.extensions(name).items()},
-            submitted={k: _moment(v, zone) for k, v in store.submitted_times(name).items()},
+            extensions={k: _instant(v, zone) for k, v in store.extensions(name).items()},
+            submitted={k: _instant(v, zone) for k, v in store.submitted_times(name).items()},
             canvas_column=s["canvas_column"] or "")
     adjustments = tuple(Adjustment(student=a["student"], assignment=a["assignment"] or None,
                                    test=a["test"], points=float(a["points"]),
@@ -86,8 +87,11 @@ def _late(data: dict[str, Any] | None) -> LateRule:
 
 
 def _moment(text: str | None, zone: ZoneInfo) -> datetime | None:
-    if not text:
-        return None
+    return _instant(text, zone) if text else None
+
+
+def _instant(text: str, zone: ZoneInfo) -> datetime:
+    """A stored time (never empty: an empty one is removed instead, ``per_student_time``)."""
     moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=zone)
 
@@ -145,7 +149,7 @@ def counted(attempts: Sequence[Attempt]) -> tuple[Attempt | None, bool]:
 
 def final_grade(student: Student, attempt: Attempt | None, result: SubmissionResult | None,
                 course: Course, *, assignment: str, max_score: float) -> final.FinalGrade:
-    """``grader.final.compute`` with the server's received time as the submission time
+    """``grader.course.final.compute`` with the server's received time as the submission time
     (the course's ``submitted`` for the student, set by an instructor, wins)."""
     rules = course.rules(assignment)
     intake = ({"submitted": iso(attempt.received)}
@@ -210,7 +214,7 @@ def page_view(grade: final.FinalGrade) -> dict[str, Any]:
 
 
 def import_file(store: Store, text: str, *, assignments: Collection[str],
-                tests: dict[str, Collection[str]], author: str) -> CourseRows:
+                tests: Mapping[str, Collection[str]], author: str) -> CourseRows:
     """A course file's text in place of the server's course state, checked as the batch
     checks it (``GraderError`` naming the key): known assignments, every student on the
     roster, every adjusted test in its rubric."""
@@ -240,8 +244,8 @@ def _rows(store: Store, loaded: Course, assignments: Collection[str]) -> CourseR
         per[name] = {**s, "deadline": _text(rules.deadline),
                      "late": None if rules.late == top else dataclasses.asdict(rules.late),
                      "canvas_column": rules.canvas_column}
-        extensions += [(name, k, _text(v)) for k, v in rules.extensions.items()]
-        submitted += [(name, k, _text(v)) for k, v in rules.submitted.items()]
+        extensions += [(name, k, v.isoformat()) for k, v in rules.extensions.items()]
+        submitted += [(name, k, v.isoformat()) for k, v in rules.submitted.items()]
     now = time.time()
     adjustments = [(a.assignment or "", a.student, a.test, a.points, a.comment, a.by, now)
                    for a in loaded.adjustments]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader.errors import GraderError
+from grader.core.errors import GraderError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blobs (
@@ -202,7 +202,8 @@ class Transaction:
     def run(self, sql: str, *params: Any) -> int:
         """Execute; the number of rows changed."""
         cursor = self.connection.execute(self.database.sql(sql), params)
-        return cursor.rowcount
+        changed: int = cursor.rowcount
+        return changed
 
     def all(self, sql: str, *params: Any) -> list[dict[str, Any]]:
         return _rows(self.connection.execute(self.database.sql(sql), params))

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader import rubric as rubric_module
-from grader.grade import Job, grade_submission
-from grader.results import SubmissionResult
-from grader.rubric import Rubric
-from grader.sandbox import SandboxConfig, plan_layers
+from grader.checks import rubric as rubric_module
+from grader.checks.rubric import Rubric
+from grader.core.results import SubmissionResult
+from grader.grading.grade import Job, grade_submission
+from grader.run.layers import SandboxConfig, plan_layers
 
 
 @dataclass(frozen=True)
@@ -34,15 +34,15 @@ class Prepared:
 def prepare(name: str, *, validate: bool = True, trusted: bool = False) -> Prepared:
     """As ``grader grade`` prepares before its first student (``cli._setup``, validate and
     the canary); ``GraderError``/``InfrastructureError`` for what the instructor must fix."""
-    from grader import canary
-    from grader import validate as validation
+    from grader.grading import canary
+    from grader.grading import validate as validation
 
     loaded = rubric_module.load(name)
     config = SandboxConfig.from_env(allow_unisolated=trusted)
     plan_layers(config.mode, allow_unisolated=trusted)  # refuses here, before any grading
     files = None
     if loaded.needs_mnist:
-        from grader import mnist
+        from grader.run import mnist
 
         files = mnist.prepare()
         config = dataclasses.replace(config, data_dir=files.sandbox_dir)
@@ -55,11 +55,13 @@ def prepare(name: str, *, validate: bool = True, trusted: bool = False) -> Prepa
 def warm(prepared: list[Prepared]) -> None:
     """What a batch computes once before its workers fork: the reference's answers, the page
     templates and a warm zygote, so that a worker's first student costs what the others do."""
-    from grader import expectations, reference, report
-    from grader import sandbox as sandbox_module
+    from grader.checks import expectations
+    from grader.core import reference
+    from grader.render import report
+    from grader.run import zygote
 
     if prepared:
-        sandbox_module.warm_zygotes(prepared[0].sandbox, 1)
+        zygote.process_pool().warm(prepared[0].sandbox, 1)
     for one in prepared:
         expectations.prepare(one.rubric, reference.load(one.rubric.solution))
     report.warm_up()

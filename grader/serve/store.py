@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from grader.roster import Student
+from grader.course.roster import Student
 from grader.serve.db import Database, Transaction
 
 MAX_TRIES = 5  # a notebook the grader stopped on this often is set aside for the instructor
@@ -54,7 +54,7 @@ class Attempt:
 
     @classmethod
     def of(cls, row: dict[str, Any]) -> Attempt:
-        return cls(**{k: row.get(k) for k in cls.__dataclass_fields__ if k in row})
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row})
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ class Store:
                    "received) VALUES (?, ?, ?, ?, ?, ?)", public_id, student, assignment,
                    digest, filename, received)
             row = tx.one("SELECT * FROM submissions WHERE public_id = ?", public_id)
+        assert row is not None  # (inserted just above, in the same transaction)
         return Attempt.of(row)
 
     def blob(self, sha256: str) -> bytes | None:
@@ -111,6 +112,7 @@ class Store:
                        row["id"])
                 found = tx.one("SELECT s.*, b.data FROM submissions s JOIN blobs b "
                                "ON b.sha256 = s.sha256 WHERE s.id = ?", row["id"])
+            assert found is not None  # (claimed just above, in the same transaction)
             return Claimed(Attempt.of(found), bytes(found["data"]))
 
     def renew(self, attempt_id: int, worker: str, lease: float) -> bool:
@@ -271,7 +273,8 @@ class Store:
             tx.run("DELETE FROM signin_links WHERE digest = ?", digest)
         if row is None or row["expires"] < time.time():
             return None
-        return row["instructor"]
+        instructor: str = row["instructor"]
+        return instructor
 
     # ----------------------------------------------------------------------- sessions
     def add_session(self, digest: str, role: str, who: str, csrf: str, expires: float) -> None:

@@ -20,13 +20,17 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from grader import ONE_BLAS_THREAD
-from grader.errors import GraderError
-from grader.results import SubmissionResult, encode
+from grader.core.errors import GraderError
+from grader.core.results import SubmissionResult, encode
 from grader.serve import engine
 from grader.serve.db import Database
 from grader.serve.store import MAX_TRIES, Claimed, Store
+
+if TYPE_CHECKING:  # (Dask is imported only where a worker uses it)
+    import distributed
 
 POLL_SECONDS = 0.05  # an idle worker looks at the queue this often (one indexed query)
 IDLE_POLL_SECONDS = 0.25  # after a second with nothing to do
@@ -71,7 +75,7 @@ class Worker:
                  lease: float, dask: str | None = None):
         self.store, self.prepared, self.name, self.lease = store, prepared, name, lease
         self.dask = dask
-        self._client = None
+        self._client: distributed.Client | None = None  # the Dask cluster's, made when first used
         self.stopping = threading.Event()
 
     def run(self, *, until_empty: bool = False) -> int:
@@ -130,7 +134,7 @@ class Worker:
                        student: str) -> SubmissionResult:
         """On the cluster, as ``grader grade --dask`` grades (``batch.grade_encoded``): the
         Dask workers read the file from the same path, so they share this machine's disk."""
-        from grader.batch import grade_encoded
+        from grader.course.batch import grade_encoded
 
         if self._client is None:
             from distributed import Client
