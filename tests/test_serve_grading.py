@@ -185,3 +185,29 @@ def _attempts(data: Path) -> list[dict]:
     rows = db.all("SELECT student FROM submissions")
     db.close()
     return rows
+
+
+def test_a_busy_machines_timeout_is_graded_again_and_the_last_try_kept(
+        tmp_path: Path, monkeypatch) -> None:
+    """A result whose time ran out while the machine was busy (``grader.core.pace``) is not
+    stored: the attempt goes back into the queue, up to the last try, whose result is kept
+    for the instructor's review instead of failing the attempt."""
+    from grader.serve import worker as worker_module
+
+    store = Store(Database(database_url(tmp_path)))
+    attempt = store.put_upload("s1", "convolution", EXAMPLES[0].name, EXAMPLES[0].read_bytes())
+    prepared = {"convolution": engine.prepare("convolution", validate=False)}
+    real = engine.grade(prepared["convolution"], EXAMPLES[0], "s1")
+    busy = real.__class__(**{**real.__dict__, "tests": tuple(
+        t.__class__(**{**t.__dict__, "details": {**t.details, "machine_busy": 3.0}})
+        if number == 0 else t for number, t in enumerate(real.tests))})
+    monkeypatch.setattr(worker_module.engine, "grade", lambda *a: busy)
+    monkeypatch.setattr(worker_module, "BUSY_PAUSE_SECONDS", 0.0)
+    worker = Worker(store, prepared, name="test", lease=60)
+    tries = []
+    while (claimed := store.claim("test", 60)) is not None:
+        tries.append(worker.grade(claimed))
+    assert tries == [False, False, False, True]  # given back three times, the fourth kept
+    (stored,) = store.results_of("convolution")
+    assert stored[0].id == attempt.id
+    assert json.loads(stored[1])["tests"][0]["details"]["machine_busy"] == 3.0
