@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 from grader.checks import engine, rubric
@@ -109,3 +110,17 @@ def test_the_summary_names_the_notebooks_the_busy_machine_timed() -> None:
                         busy=("ada", "bo")).line(Path("out"))
     assert ("2 notebook(s) ran out of time while this machine was busy (ada, bo): those tests "
             "wait for review. Run the same command again when the machine is quieter") in line
+
+
+def test_tests_left_when_a_busy_machine_spent_the_whole_budget_wait_for_review(
+        tmp_path: Path) -> None:
+    loaded = rubric.load("convolution")
+    read = notebook.read(build_notebook(tmp_path, "convolution"))
+    with inprocess.session(read, machine_pace=pace.pace() / 100) as session:
+        session.deadline = time.monotonic() - 1  # (spent by the cells, say)
+        context = Context(session=session, rubric=loaded,
+                          reference=reference.load(loaded.solution), forbidden={})
+        results = engine.run(context)
+    assert results and all(r.status == "review" and r.score == 0 for r in results)
+    assert all(r.message.startswith("Grading your whole notebook ran out of time while the "
+                                    "machine grading it was busy") for r in results)

@@ -167,16 +167,17 @@ class MachineBusy(Exception):
         self.function, self.slowdown = function, slowdown
 
 
-def machine_busy(spec: TestSpec, function: str, slowdown: float) -> TestResult:
+def machine_busy(spec: TestSpec, function: str, slowdown: float, *,
+                 subject: str | None = None) -> TestResult:
     """A timeout that may be the machine's (``grader.core.pace``): never blamed on the student.
     It waits for review at 0, and the next run grades the notebook again
     (``grader.course.batch.machine_was_busy``)."""
     return result(
         spec, 0.0,
-        f"`{function}` ran out of time while the machine grading it was busy (the grader's own "
-        f"fixed piece of work ran {slowdown:.1f}× slower than when grading began), so the time "
-        f"may not have been your code's. It is graded again when the machine is quieter; "
-        f"until then it scores 0. Nothing needs doing on your side.",
+        f"{subject or f'`{function}`'} ran out of time while the machine grading it was busy "
+        f"(the grader's own fixed piece of work ran {slowdown:.1f}× slower than when grading "
+        f"began), so the time may not have been your code's. It is graded again when the "
+        f"machine is quieter; until then it scores 0. Nothing needs doing on your side.",
         status="review",
         details={"machine_busy": round(slowdown, 1)},
     )

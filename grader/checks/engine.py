@@ -16,7 +16,7 @@ message; only grader bugs raise.
 from __future__ import annotations
 
 from grader.checks import kinds, shortcuts
-from grader.checks.context import Context, grader_fault, result
+from grader.checks.context import Context, grader_fault, machine_busy, result
 from grader.checks.spec import TestSpec
 from grader.core.errors import GraderError
 from grader.core.results import TestResult
@@ -74,6 +74,9 @@ def _out_of_time(spec: TestSpec, context: Context) -> TestResult | None:
     """Once the submission's total budget is spent, the remaining tests are not run."""
     if not context.session.out_of_time:
         return None
+    busy = context.session.busy()
+    if busy is not None:
+        return machine_busy(spec, spec.function, busy, subject="Grading your whole notebook")
     return result(
         spec, 0.0,
         f"Not run: the time for grading your whole notebook ({context.total_budget}) ran out "
