@@ -438,3 +438,20 @@ def test_without_namespaces_only_uid_isolation_grades_and_hides_the_solutions(
     refused = run_autograder(root, **no_namespaces)
     assert refused.returncode == 2 and "grader: error:" in refused.stderr
     assert not (root / "results" / "results.json").exists()
+
+
+def test_every_python_snippet_of_setup_sh_imports_what_it_names(tmp_path: Path) -> None:
+    """The dry run only prints the snippets: import what each one imports, here, so a module
+    that moved (``grader.run.mnist``) fails this test and not the image's build."""
+    import ast
+    import re
+
+    root = unpack(gradescope.build("backprop", tmp_path / "b.zip"), tmp_path)
+    text = (root / "source" / "setup.sh").read_text()
+    snippets = re.findall(r'-c \\\n\s*"([^"]+)"', text)
+    assert any("mnist.prepare" in snippet for snippet in snippets)
+    for snippet in snippets:
+        imports = [node for node in ast.parse(snippet).body
+                   if isinstance(node, ast.Import | ast.ImportFrom)]
+        assert imports, snippet
+        exec(compile(ast.Module(body=imports, type_ignores=[]), "setup.sh", "exec"), {})
