@@ -15,7 +15,7 @@ from pathlib import Path
 from grader.checks import engine, rubric
 from grader.checks.context import Context
 from grader.core import notebook, pace, reference
-from grader.core.results import load
+from grader.core.results import TestResult, load
 from grader.course.batch import BatchSummary, grade_all, machine_was_busy
 from grader.run import inprocess
 from grader.run.layers import SandboxConfig
@@ -124,3 +124,38 @@ def test_tests_left_when_a_busy_machine_spent_the_whole_budget_wait_for_review(
     assert results and all(r.status == "review" and r.score == 0 for r in results)
     assert all(r.message.startswith("Grading your whole notebook ran out of time while the "
                                     "machine grading it was busy") for r in results)
+
+
+STUCK_ON_ZERO = """def relu_backward(dout, cache):
+    if not np.any(dout):  # only the side check's zero upstream gradient hangs
+        while True:
+            pass
+    return dout * (cache > 0)
+"""
+
+
+def _graded_side_check(tmp_path: Path, machine_pace: float) -> TestResult:
+    loaded = rubric.load("backprop")
+    spec = next(t for t in loaded.tests if t.function == "relu_backward"
+                and t.kind == "gradient")
+    spec = dataclasses.replace(spec, cases=spec.cases[:1],
+                               options=dataclasses.replace(spec.options, timeout=0.5))
+    loaded = dataclasses.replace(loaded, tests=(spec,))
+    read = notebook.read(build_notebook(tmp_path, "backprop",
+                                        replace={"relu_backward": STUCK_ON_ZERO}))
+    with inprocess.session(read, machine_pace=machine_pace, cell_timeout=1.0) as session:
+        context = Context(session=session, rubric=loaded,
+                          reference=reference.load(loaded.solution), forbidden={})
+        (test,) = engine.run(context)
+    return test
+
+
+def test_a_side_checks_timeout_on_a_busy_machine_takes_nothing(tmp_path: Path) -> None:
+    test = _graded_side_check(tmp_path, pace.pace() / 100)
+    assert test.status == "review" and "the machine grading it was busy" in test.message
+
+
+def test_a_side_checks_timeout_on_a_quiet_machine_is_a_failed_side_check(
+        tmp_path: Path) -> None:
+    test = _graded_side_check(tmp_path, pace.pace() * 100)
+    assert "busy" not in test.message and 0 < test.score < test.max_score

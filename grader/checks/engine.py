@@ -16,7 +16,7 @@ message; only grader bugs raise.
 from __future__ import annotations
 
 from grader.checks import kinds, shortcuts
-from grader.checks.context import Context, grader_fault, machine_busy, result
+from grader.checks.context import Context, MachineBusy, grader_fault, machine_busy, result
 from grader.checks.spec import TestSpec
 from grader.core.errors import GraderError
 from grader.core.results import TestResult
@@ -49,6 +49,8 @@ def _run_one(spec: TestSpec, context: Context) -> TestResult:
                      or kind.run(spec, context))
     except (GraderError, OSError):  # (OSError: a full disk, a cache gone: the machine's)
         raise
+    except MachineBusy as busy:  # a side call's time ran out while the machine was busy
+        return machine_busy(spec, busy.function, busy.slowdown)
     except Exception as exc:  # noqa: BLE001 - attributed to this submission, kept for review
         return grader_fault(spec, exc)
 
