@@ -116,6 +116,16 @@ def test_defaults_are_compared_by_value_unless_the_rubric_says_not(tmp_path: Pat
     assert graded(tmp_path, other, "defaults = false\n").tests[1].status == "passed"
 
 
+@pytest.mark.parametrize("block", ["if True:\n", "try:\n", "with open(__file__):\n"])
+def test_a_definition_inside_a_top_level_block_is_read(tmp_path: Path, block: str) -> None:
+    """As the cell runs it, and as every other test sees it: defined."""
+    indented = "".join(f"    {line}\n" for line in LEAKY.splitlines())
+    if block == "try:\n":
+        indented += "except ImportError:\n    pass\n"
+    result = graded(tmp_path, block + indented)
+    assert result.tests[1].status == "passed", result.tests[1].message
+
+
 def test_a_missing_function_is_an_error(tmp_path: Path) -> None:
     result = graded(tmp_path, LEAKY.replace("def leaky", "def leaky_relu"))
     assert result.tests[1].status == "error"

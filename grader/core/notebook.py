@@ -360,7 +360,7 @@ def _definitions(source: str, tree: ast.Module) -> tuple[Definition, ...]:
     cut from the cell's lines, split once: ``ast.get_source_segment`` splits the whole cell on
     every call, which made 4,000 definitions in one cell cost a minute."""
     lines, found = _Lines(source), []
-    for node in _module_statements(tree):
+    for node in module_statements(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             kind: DefinitionKind = "class" if isinstance(node, ast.ClassDef) else "def"
             found.append(Definition(node.name, kind, lines.segment(node), _uses(node)))
@@ -375,7 +375,7 @@ def _definitions(source: str, tree: ast.Module) -> tuple[Definition, ...]:
 _BLOCK_FIELDS = ("body", "handlers", "orelse", "finalbody", "cases")
 
 
-def _module_statements(tree: ast.Module) -> list[ast.stmt]:
+def module_statements(tree: ast.Module) -> list[ast.stmt]:
     """The statements that run at the module level, in source order: the cell's own and those
     in its top-level ``if``, ``for``, ``while``, ``with``, ``try`` and ``match`` blocks."""
     found, stack = [], list(reversed(tree.body))

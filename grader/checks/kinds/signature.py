@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 from grader.checks.context import Context, result
 from grader.checks.kinds.base import Kind, Options, key, options_of
 from grader.core import schema
+from grader.core.notebook import module_statements
 from grader.core.results import TestResult
 
 if TYPE_CHECKING:
@@ -121,14 +122,15 @@ def _of_reference(function: Callable[..., Any], defaults: bool) -> list[Paramete
 
 
 def _of_notebook(notebook: Notebook, name: str, defaults: bool) -> list[Parameter] | None:
-    """The parameters of the notebook's last top-level definition of ``name``, or None."""
+    """The parameters of the notebook's last definition of ``name`` that runs at the module
+    level (in a cell, or in its top-level ``if``, ``try``, ``with``... blocks), or None."""
     found = None
     for cell in notebook.cells:
         try:
             tree = ast.parse(cell.source)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
-        for node in tree.body:
+        for node in module_statements(tree):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
                 found = node.args
     return _of_arguments(found, defaults) if found is not None else None
