@@ -202,11 +202,13 @@ def test_a_busy_machines_timeout_is_graded_again_and_the_last_try_kept(
         t.__class__(**{**t.__dict__, "details": {**t.details, "machine_busy": 3.0}})
         if number == 0 else t for number, t in enumerate(real.tests))})
     monkeypatch.setattr(worker_module.engine, "grade", lambda *a: busy)
-    monkeypatch.setattr(worker_module, "BUSY_PAUSE_SECONDS", 0.0)
     worker = Worker(store, prepared, name="test", lease=60)
-    tries = []
-    while (claimed := store.claim("test", 60)) is not None:
+    tries, later = [], time.time()
+    while (claimed := store.claim("test", 60, now=later)) is not None:
         tries.append(worker.grade(claimed))
+        # no worker may take it again before the pause has passed
+        assert tries[-1] or store.claim("other", 60, now=time.time()) is None
+        later = time.time() + worker_module.BUSY_PAUSE_SECONDS + 1
     assert tries == [False, False, False, True]  # given back three times, the fourth kept
     (stored,) = store.results_of("convolution")
     assert stored[0].id == attempt.id

@@ -97,8 +97,10 @@ class Store:
         lock = " FOR UPDATE SKIP LOCKED" if self.db.dialect == "postgres" else ""
         while True:
             with self.db.tx() as tx:
-                row = tx.one("SELECT id, tries FROM submissions WHERE state = 'queued' OR "
-                             "(state = 'running' AND lease < ?) ORDER BY id LIMIT 1" + lock, now)
+                # (a queued attempt's lease, when set, is the time before which it waits)
+                row = tx.one("SELECT id, tries FROM submissions WHERE (state = 'queued' AND "
+                             "(lease IS NULL OR lease < ?)) OR (state = 'running' AND "
+                             "lease < ?) ORDER BY id LIMIT 1" + lock, now, now)
                 if row is None:
                     return None
                 if row["tries"] >= MAX_TRIES:
@@ -143,6 +145,14 @@ class Store:
             tx.run("UPDATE submissions SET state = ?, worker = NULL, lease = NULL, "
                    "failure = ?, finished = ? WHERE id = ? AND worker = ?", state, failure,
                    time.time() if final else None, attempt_id, worker)
+
+    def retry_later(self, attempt_id: int, worker: str, why: str, *, after: float) -> None:
+        """Queue it again, for no worker to take before ``after`` seconds have passed (a
+        timeout the busy machine may have caused: graded again once the load may be gone)."""
+        with self.db.tx() as tx:
+            tx.run("UPDATE submissions SET state = 'queued', worker = NULL, lease = ?, "
+                   "failure = ? WHERE id = ? AND worker = ?", time.time() + after, why,
+                   attempt_id, worker)
 
     def queue_counts(self) -> dict[str, int]:
         rows = self.db.all("SELECT state, COUNT(*) AS n FROM submissions GROUP BY state")

@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # (Dask is imported only where a worker uses it)
 
 POLL_SECONDS = 0.05  # an idle worker looks at the queue this often (one indexed query)
 IDLE_POLL_SECONDS = 0.25  # after a second with nothing to do
-BUSY_PAUSE_SECONDS = 10.0  # after a busy machine's timeout, before this worker takes work again
+BUSY_PAUSE_SECONDS = 10.0  # after a busy machine's timeout, before the attempt is graded again
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,9 +120,8 @@ class Worker:
         if _machine_was_busy(result) and attempt.tries < MAX_TRIES - 1:
             # a timeout the machine may have caused (grader.core.pace): graded again, after a
             # pause for the load to pass; the last try keeps its result, for review
-            self.store.give_back(attempt.id, self.name, "ran out of time while the machine "
-                                 "was busy; graded again", final=False)
-            self.stopping.wait(BUSY_PAUSE_SECONDS)
+            self.store.retry_later(attempt.id, self.name, "ran out of time while the machine "
+                                   "was busy; graded again", after=BUSY_PAUSE_SECONDS)
             return False
         return self.store.finish(attempt.id, self.name, encode(result), result.score,
                                  result.max_score)
