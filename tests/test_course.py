@@ -201,6 +201,13 @@ def test_adjustment_on_an_unknown_test_names_it(loaded) -> None:
      "adjustments[0].student must be a non-empty string (got '')"),
     ("adjustments = { student = 's1' }", "adjustments must be a list of tables, one "
      "[[adjustments]] each"),
+    # values that used to raise past the messages: a folder of zones, dates out of range
+    ("timezone = 'Europe'", "timezone must be a time zone such as 'Europe/Berlin', "
+     "'America/New_York' or 'UTC' (got 'Europe')"),
+    ("[assignments.convolution]\ndeadline = 2026-11-20T23:59:00\nextensions = { s1 = 1e12 }",
+     "assignments.convolution.extensions.s1 must be at most 3,650 days (got 1000000000000.0)"),
+    ("[late]\ngrace_minutes = 1e300",
+     "late.grace_minutes must be at most 5,256,000 minutes (got 1e+300)"),
 ])
 def test_course_file_errors_name_the_key(tmp_path, text, words) -> None:
     path = tmp_path / "course.toml"

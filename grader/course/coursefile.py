@@ -17,7 +17,7 @@ import dataclasses
 import difflib
 import math
 import tomllib
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -116,6 +116,24 @@ def _finite(value: Any, where: str) -> float:
     return float(value)
 
 
+# Ten years, in days and in minutes: any real extension or grace period is far shorter, and a
+# larger one would overflow the dates it is added to.
+MAX_DAYS = 3650
+MAX_MINUTES = MAX_DAYS * 24 * 60
+
+
+def _within(limit: float, unit: str) -> Callable[[Any, str], float]:
+    """A finite number of ``unit`` no larger than ``limit`` either way."""
+
+    def parse(value: Any, where: str) -> float:
+        number = _finite(value, where)
+        if abs(number) > limit:
+            raise GraderError(f"{where} must be at most {limit:,.0f} {unit} (got {value!r})")
+        return number
+
+    return parse
+
+
 def _fraction(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise GraderError(f"{where} must be a fraction of the score between 0 and 1, e.g. 0.1 "
@@ -126,7 +144,7 @@ def _fraction(value: Any, where: str) -> float:
 def _zone(value: Any, where: str) -> str:
     try:
         ZoneInfo(schema.string(value, where))
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # ("Europe" is a folder of zones)
         hint = did_you_mean(value, available_timezones())
         raise GraderError(f"{where} must be a time zone such as 'Europe/Berlin', "
                           f"'America/New_York' or 'UTC' (got {value!r}){hint}") from None
@@ -154,7 +172,7 @@ def _moment(value: Any, where: str) -> datetime:
 def _extension(value: Any, where: str) -> float | datetime:
     """Days after the assignment's deadline, or a new deadline."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return _finite(value, where)
+        return _within(MAX_DAYS, "days")(value, where)
     try:
         return _moment(value, where)
     except GraderError:
@@ -219,7 +237,8 @@ LATE_KEYS = (
         "After this many days late, all of the score is taken.",
         schema.number(0, integer=True)),
     Key("grace_minutes", "number", LateRule.grace_minutes,
-        "A submission within this many minutes after the deadline is on time.", _finite),
+        "A submission within this many minutes after the deadline is on time.",
+        _within(MAX_MINUTES, "minutes")),
 )
 
 ASSIGNMENT_KEYS = (
