@@ -159,3 +159,15 @@ def test_a_side_checks_timeout_on_a_quiet_machine_is_a_failed_side_check(
         tmp_path: Path) -> None:
     test = _graded_side_check(tmp_path, pace.pace() * 100)
     assert "busy" not in test.message and 0 < test.score < test.max_score
+
+
+def test_a_job_for_another_machine_leaves_this_machines_pace_behind(tmp_path: Path) -> None:
+    """A Dask worker's pace is not this machine's: its timeouts are believed, as before."""
+    from grader.course.batch import elsewhere
+    from grader.grading.grade import Job
+
+    job = Job(path=tmp_path / "a.ipynb", rubric=rubric.load("convolution"),
+              sandbox=SandboxConfig.from_env(),
+              reference_seconds={"conv1d": 0.01, pace.KEY: 0.003})
+    assert elsewhere(job).reference_seconds == {"conv1d": 0.01}
+    assert elsewhere(elsewhere(job)) == elsewhere(job)

@@ -8,6 +8,7 @@ rerun after a few late submissions grades only those.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import gc
 import json
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from grader import ONE_BLAS_THREAD
 from grader.checks import expectations
 from grader.checks.rubric import Rubric
-from grader.core import inert, reference
+from grader.core import inert, pace, reference
 from grader.core.errors import GraderError, InfrastructureError
 from grader.core.files import write_atomic
 from grader.core.nofollow import LINK, search
@@ -548,9 +549,18 @@ def _execute_dask(todo: list[Job], address: str) -> Iterator[Encoded]:
     except (OSError, ValueError) as exc:
         raise GraderError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
     with client:
-        futures = client.map(grade_encoded, todo, pure=False)
+        futures = client.map(grade_encoded, [elsewhere(job) for job in todo], pure=False)
         for future in as_completed(futures):
             yield future.result()
+
+
+def elsewhere(job: Job) -> Job:
+    """A job for another machine: without this machine's pace (``grader.core.pace``), which
+    says nothing of a cluster worker's, so its timeouts are believed as they were before."""
+    if not job.reference_seconds or pace.KEY not in job.reference_seconds:
+        return job
+    seconds = {k: v for k, v in job.reference_seconds.items() if k != pace.KEY}
+    return dataclasses.replace(job, reference_seconds=seconds)
 
 
 def _probe_scheduler(address: str, timeout: float = 5.0) -> None:

@@ -141,7 +141,7 @@ class Worker:
                        student: str) -> SubmissionResult:
         """On the cluster, as ``grader grade --dask`` grades (``batch.grade_encoded``): the
         Dask workers read the file from the same path, so they share this machine's disk."""
-        from grader.course.batch import grade_encoded
+        from grader.course.batch import elsewhere, grade_encoded
 
         if self._client is None:
             from distributed import Client
@@ -151,8 +151,8 @@ class Worker:
             except (OSError, ValueError) as exc:
                 raise GraderError(f"cannot reach the Dask scheduler at {self.dask}: "
                                   f"{exc}") from None
-        future = self._client.submit(grade_encoded, engine.job(prepared, path, student),
-                                     pure=False)
+        future = self._client.submit(grade_encoded,
+                                     elsewhere(engine.job(prepared, path, student)), pure=False)
         return future.result().result()
 
     def _keep_lease(self, attempt_id: int, done: threading.Event) -> None:
