@@ -153,3 +153,18 @@ def test_a_result_stored_before_results_named_their_kind_still_shows_its_part() 
                               error=None, notices=(), tests=(old,), grader_version="",
                               duration_s=0.0)
     assert "Test accuracy 90.0%" in report.render_student(result, generated="2026-01-01")
+
+
+def test_the_references_defaults_are_read_as_a_students_are() -> None:
+    """A default written as a name (`eps=EPS`, `cap=np.inf`) compares as text on both sides,
+    a literal by value: the template's own parameters always pass."""
+    from grader.checks.kinds import signature
+
+    template = ("EPS = 1e-5\n\ndef f(x, eps=EPS, cap=np.inf, k=1, *rest, flag=True, **extra):\n"
+                "    return x\n")
+    wanted = signature._of_sources([template], "f", True)
+    assert wanted is not None
+    same = signature._of_sources([template.replace("k=1", "k=1.0")], "f", True)
+    assert [p.compared() for p in same] == [p.compared() for p in wanted]
+    changed = signature._of_sources([template.replace("eps=EPS", "eps=1e-5")], "f", True)
+    assert [p.compared() for p in changed] != [p.compared() for p in wanted]

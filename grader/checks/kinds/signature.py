@@ -13,8 +13,6 @@ this module and ``templates/kinds/signature.html.j2``, named in ``grader.checks.
 from __future__ import annotations
 
 import ast
-import inspect
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
@@ -99,35 +97,27 @@ def expected(spec: TestSpec, reference: Reference) -> list[Parameter] | None:
     no signature to read."""
     memo_key = ("signature", spec.function, _options(spec).defaults)
     if memo_key not in reference.memo:
-        function = reference.functions.get(spec.function)
-        reference.memo[memo_key] = (_of_reference(function, _options(spec).defaults)
-                                    if function is not None else None)
+        # read from its source as the notebook's are, so that a default written as a name
+        # (`eps=EPS`) compares as text on both sides and a literal by its value
+        source = reference.sources.get(spec.function)
+        reference.memo[memo_key] = (_of_sources([source], spec.function,
+                                                _options(spec).defaults)
+                                    if source is not None else None)
     found: list[Parameter] | None = reference.memo[memo_key]
-    return found
-
-
-def _of_reference(function: Callable[..., Any], defaults: bool) -> list[Parameter] | None:
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    found = []
-    for parameter in parameters:
-        if parameter.default is inspect.Parameter.empty or not defaults:
-            found.append(Parameter(parameter.kind.name, parameter.name))
-        else:
-            found.append(Parameter(parameter.kind.name, parameter.name,
-                                   repr(parameter.default), _value(parameter.default)))
     return found
 
 
 def _of_notebook(notebook: Notebook, name: str, defaults: bool) -> list[Parameter] | None:
     """The parameters of the notebook's last definition of ``name`` that runs at the module
     level (in a cell, or in its top-level ``if``, ``try``, ``with``... blocks), or None."""
+    return _of_sources([cell.source for cell in notebook.cells], name, defaults)
+
+
+def _of_sources(sources: list[str], name: str, defaults: bool) -> list[Parameter] | None:
     found = None
-    for cell in notebook.cells:
+    for source in sources:
         try:
-            tree = ast.parse(cell.source)
+            tree = ast.parse(source)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
         for node in module_statements(tree):
