@@ -127,6 +127,9 @@ class ScriptedSession:
     def stuck(self, function: str) -> None:
         return None
 
+    def busy(self) -> None:  # (the machine is never busy here)
+        return None
+
 
 def answers() -> st.SearchStrategy[Any]:
     """What ``Session.request`` gives: None (no answer in time), a crash's text, or an
