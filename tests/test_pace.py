@@ -16,7 +16,7 @@ from grader.checks import engine, rubric
 from grader.checks.context import Context
 from grader.core import notebook, pace, reference
 from grader.core.results import TestResult, load
-from grader.course.batch import BatchSummary, grade_all, machine_was_busy
+from grader.course.batch import BatchSummary, grade_all
 from grader.run import inprocess
 from grader.run.layers import SandboxConfig
 from tests.conftest import build_notebook
@@ -97,10 +97,10 @@ def test_a_result_timed_on_a_busy_machine_is_graded_again(tmp_path: Path) -> Non
     data = json.loads(stored.read_text())
     data["tests"][0]["details"]["machine_busy"] = 3.0
     stored.write_text(json.dumps(data))
-    assert machine_was_busy(load(stored))
+    assert load(stored).machine_was_busy
     again = grade_all([folder], loaded, out, sandbox=config, progress=False)
     assert (again.graded, again.reused) == (1, 0)
-    assert not machine_was_busy(load(stored))
+    assert not load(stored).machine_was_busy
     third = grade_all([folder], loaded, out, sandbox=config, progress=False)
     assert (third.graded, third.reused) == (0, 1)
 

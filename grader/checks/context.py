@@ -159,8 +159,9 @@ def guard_failure(spec: TestSpec, outcome: CallOutcome) -> TestResult | None:
 
 
 class MachineBusy(Exception):
-    """Raised where a failure is found far from its call (the diagnostic's training): the time
-    ran out while the machine was busy. The test's runner turns it into ``machine_busy``."""
+    """Raised where a failure is found far from its call (the diagnostic's training, a gradient
+    test's side calls): the time ran out while the machine was busy. The engine
+    (``grader.checks.engine``) turns it into ``machine_busy``, for every kind."""
 
     def __init__(self, function: str, slowdown: float):
         super().__init__(f"{function}: the machine ran {slowdown:.1f}× slower")
@@ -171,7 +172,7 @@ def machine_busy(spec: TestSpec, function: str, slowdown: float, *,
                  subject: str | None = None) -> TestResult:
     """A timeout that may be the machine's (``grader.core.pace``): never blamed on the student.
     It waits for review at 0, and the next run grades the notebook again
-    (``grader.course.batch.machine_was_busy``)."""
+    (``SubmissionResult.machine_was_busy``)."""
     return result(
         spec, 0.0,
         f"{subject or f'`{function}`'} ran out of time while the machine grading it was busy "

@@ -80,6 +80,12 @@ class SubmissionResult:
     def max_score(self) -> float:
         return round(sum(t.max_score for t in self.tests), 6)
 
+    @property
+    def machine_was_busy(self) -> bool:
+        """Whether a test ran out of time while the machine was busy (``grader.core.pace``):
+        such a result is not kept, the next run or the server's retry grades it again."""
+        return any("machine_busy" in test.details for test in self.tests)
+
     def to_json(self) -> dict[str, Any]:
         # fields by hand, not asdict: its deep copy of every test's details (error maps, MNIST
         # pixels) was a third of what writing a re-scored result cost; JSON copies them anyway

@@ -287,17 +287,11 @@ def _grade_all(submissions: list[Path], rubric: Rubric, out_dir: Path, *,
     return BatchSummary(results, graded, len(done) - graded, time.perf_counter() - started,
                         verdict, view, rescored=len(rescored), superseded=superseded,
                         faults=_report_faults(out_dir, results), not_graded=not_graded(intake),
-                        busy=tuple(r.student for r in results if machine_was_busy(r)))
+                        busy=tuple(r.student for r in results if r.machine_was_busy))
 
 
 SUPERSEDED = "superseded"
 FAULTS = "grader-faults.txt"
-
-
-def machine_was_busy(result: SubmissionResult) -> bool:
-    """Whether a test of ``result`` ran out of time while the machine was busy
-    (``grader.core.pace``): such a result is not kept, the next run grades it again."""
-    return any("machine_busy" in test.details for test in result.tests)
 
 
 def _report_faults(out_dir: Path, results: list[SubmissionResult]) -> tuple[str, ...]:
@@ -372,7 +366,7 @@ def _reusable(path: Path, name: str, rubric: Rubric,
 
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     key = cache_key(digest, rubric)
-    if machine_was_busy(previous):
+    if previous.machine_was_busy:
         return None, False  # its time was the machine's: grade it again
     if previous.cache_key == key:
         return previous, False

@@ -117,7 +117,7 @@ class Worker:
             return False
         finally:
             done.set()
-        if _machine_was_busy(result) and attempt.tries < MAX_TRIES - 1:
+        if result.machine_was_busy and attempt.tries < MAX_TRIES - 1:
             # a timeout the machine may have caused (grader.core.pace): graded again, after a
             # pause for the load to pass; the last try keeps its result, for review
             self.store.retry_later(attempt.id, self.name, "ran out of time while the machine "
@@ -162,12 +162,6 @@ class Worker:
                     return
             except Exception:  # noqa: BLE001 - a missed renewal only shortens the lease
                 pass
-
-
-def _machine_was_busy(result: SubmissionResult) -> bool:
-    from grader.course.batch import machine_was_busy
-
-    return machine_was_busy(result)
 
 
 def _safe_filename(name: str) -> str:
